@@ -1,0 +1,23 @@
+# install(): libraries, public headers, an exported CMake package (find_package(agp_ptp CONFIG))
+# and a pkg-config file (agp_ptp.pc).
+include(CMakePackageConfigHelpers)
+
+install(TARGETS agp_codec agp_ptp agp_transport EXPORT agp_ptpTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY codec/include/ ptp/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT agp_ptpTargets NAMESPACE agp:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
+
+configure_package_config_file(cmake/agp_ptpConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfig.cmake
+              ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfigVersion.cmake
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
+
+configure_file(cmake/agp_ptp.pc.in ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,0 +1,27 @@
+// Model fingerprints: a 128-bit name for "the same model, weights, split point and codec family",
+// carried in every tensor packet and checked by the receiver before it decodes anything.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "agp/codec/dtype.hpp"
+#include "agp/ptp/message.hpp"
+
+namespace agp::ptp {
+
+struct FingerprintInput {
+  std::string_view model_id;                  // e.g. "devmodel" or a Hugging Face repo id
+  std::span<const std::byte> weights_digest;  // host-supplied digest of the weights (any length)
+  std::int32_t split_layer = -1;
+  std::uint64_t hidden_size = 0;
+  DType dtype = DType::kF16;                  // dtype of the split state
+  std::uint32_t codec_family_version = 1;     // bumped when the codec's math changes
+};
+
+// XXH3-128 (seed 0) over the canonical encoding of `in` specified in docs/ptp_format.md
+// ("Model fingerprint"): stable across platforms and releases.
+Hash128 model_fingerprint(const FingerprintInput& in);
+
+}  // namespace agp::ptp

@@ -1,0 +1,244 @@
+#include "agp/ptp/validate.hpp"
+
+#include <string>
+
+namespace agp::ptp {
+namespace {
+
+std::string str(std::uint64_t v) { return std::to_string(v); }
+
+bool known_kind(MessageKind k) {
+  const auto v = static_cast<unsigned>(k);
+  return v >= 1 && v <= 7;
+}
+
+// Axis count implied by a layout; 0 when the layout does not constrain the rank.
+std::size_t layout_rank(Layout l) {
+  switch (l) {
+    case Layout::kUnspecified: return 0;
+    case Layout::kBSD: return 3;
+    case Layout::kBC1S: return 4;
+    case Layout::kSD: return 2;
+    case Layout::kD: return 1;
+    case Layout::kBCS: return 3;
+  }
+  return 0;
+}
+
+Status check_string(const std::string& s, const char* what, const DecoderLimits& lim) {
+  if (s.size() > lim.max_string_bytes) {
+    return make_error(ErrorCode::kHeaderInvalid, std::string(what) + " is " + str(s.size()) +
+                                                     " bytes; the limit is " +
+                                                     str(lim.max_string_bytes));
+  }
+  return {};
+}
+
+Status check_codec(const CodecDesc& c) {
+  const auto id = static_cast<unsigned>(c.codec);
+  if (id == 0 || id > static_cast<unsigned>(CodecId::kBlockAbsmax4)) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "codec id " + str(id) + " is not defined by this protocol version (1..5)");
+  }
+  if (c.codec == CodecId::kRaw && c.bits != 0) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "raw codec must have bits 0, got " + str(c.bits));
+  }
+  if (c.codec != CodecId::kRaw && (c.bits < 1 || c.bits > 16)) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "bits per value must be 1..16, got " + str(c.bits));
+  }
+  if (static_cast<unsigned>(c.rotation) > static_cast<unsigned>(RotationKind::kBlockWalshHadamard)) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "rotation kind " + str(static_cast<unsigned>(c.rotation)) + " is unknown");
+  }
+  if (static_cast<unsigned>(c.lossless) > static_cast<unsigned>(LosslessKind::kZstd)) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "lossless stage " + str(static_cast<unsigned>(c.lossless)) + " is unknown");
+  }
+  if (c.norm_dtype != DType::kUnknown && !is_float_dtype(c.norm_dtype)) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "norm dtype must be f32, f16 or bf16, got " +
+                          std::string(dtype_name(c.norm_dtype)));
+  }
+  return {};
+}
+
+Status check_sections(const MessageHeader& h, const DecoderLimits& lim) {
+  if (h.body_length > lim.max_body_bytes) {
+    return make_error(ErrorCode::kBodyTooLarge, "body_length " + str(h.body_length) +
+                                                    " is above the receiver's cap of " +
+                                                    str(lim.max_body_bytes) + " bytes");
+  }
+  if (h.body_length % kBodyAlignment != 0) {
+    return make_error(ErrorCode::kBadSectionTable,
+                      "body_length " + str(h.body_length) + " is not a multiple of 64");
+  }
+  if (h.sections.size() > lim.max_sections) {
+    return make_error(ErrorCode::kBadSectionTable, str(h.sections.size()) +
+                                                       " sections; the limit is " +
+                                                       str(lim.max_sections));
+  }
+  std::uint64_t expected_offset = 0;
+  for (std::size_t i = 0; i < h.sections.size(); ++i) {
+    const SectionEntry& s = h.sections[i];
+    const std::string who = "section " + str(i) + " (" +
+                            std::string(section_kind_name(s.kind)) + ")";
+    if (static_cast<unsigned>(s.kind) == 0) {
+      return make_error(ErrorCode::kBadSectionTable, who + " has kind 0 (unknown)");
+    }
+    if (s.offset % kBodyAlignment != 0) {
+      return make_error(ErrorCode::kSectionMisaligned,
+                        who + " starts at body offset " + str(s.offset) +
+                            ", which is not a multiple of 64");
+    }
+    if (s.offset > h.body_length || s.length > h.body_length - s.offset) {
+      return make_error(ErrorCode::kSectionOutOfBounds,
+                        who + " spans [" + str(s.offset) + ", +" + str(s.length) +
+                            ") but the body is " + str(h.body_length) + " bytes");
+    }
+    if (s.offset != expected_offset) {
+      return make_error(ErrorCode::kSectionMisaligned,
+                        who + " starts at " + str(s.offset) + "; the canonical layout (packed in " +
+                            "table order, 64-byte aligned) puts it at " + str(expected_offset));
+    }
+    // Cannot overflow: offset + length <= body_length <= max_body_bytes.
+    expected_offset = *align_up(s.offset + s.length, kBodyAlignment);
+  }
+  if (h.body_length != expected_offset) {
+    return make_error(ErrorCode::kBadSectionTable,
+                      "body_length is " + str(h.body_length) + " but the sections end at " +
+                          str(expected_offset) + " (after 64-byte padding)");
+  }
+  return {};
+}
+
+Status check_kind_fields(const MessageHeader& h, const DecoderLimits& lim) {
+  auto missing = [&](const char* field) {
+    return make_error(ErrorCode::kMissingField, std::string(message_kind_name(h.kind)) +
+                                                    " message without its `" + field + "` field");
+  };
+  switch (h.kind) {
+    case MessageKind::kTensorPacket:
+      if (!h.tensor) return missing("tensor");
+      if (!h.codec) return missing("codec");
+      if (h.sections.empty()) return missing("sections");
+      break;
+    case MessageKind::kHello:
+    case MessageKind::kHelloReply:
+      if (!h.hello) return missing("hello");
+      break;
+    case MessageKind::kAck:
+      if (!h.ack) return missing("ack");
+      break;
+    case MessageKind::kError:
+      if (!h.error) return missing("error");
+      break;
+    case MessageKind::kHeartbeat:
+    case MessageKind::kBye:
+      break;
+  }
+  if (h.hello) {
+    const HelloDesc& he = *h.hello;
+    AGP_RETURN_IF_ERROR(check_string(he.peer_name, "hello.peer_name", lim));
+    if (he.codecs.size() > lim.max_vector_elements || he.nonce.size() > lim.max_vector_elements ||
+        he.auth_tag.size() > lim.max_vector_elements) {
+      return make_error(ErrorCode::kHeaderInvalid,
+                        "hello codec list, nonce or auth tag is longer than " +
+                            str(lim.max_vector_elements) + " elements");
+    }
+    if (he.min_protocol > he.max_protocol) {
+      return make_error(ErrorCode::kHeaderInvalid,
+                        "hello protocol range [" + str(he.min_protocol) + ", " +
+                            str(he.max_protocol) + "] is empty");
+    }
+  }
+  if (h.error) AGP_RETURN_IF_ERROR(check_string(h.error->message, "error.message", lim));
+  if (h.chunk) {
+    const ChunkDesc& c = *h.chunk;
+    if (c.count == 0 || c.index >= c.count) {
+      return make_error(ErrorCode::kHeaderInvalid, "chunk index " + str(c.index) +
+                                                       " is not below chunk count " +
+                                                       str(c.count));
+    }
+    if (c.vector_count > UINT64_MAX - c.vector_offset) {
+      return make_error(ErrorCode::kHeaderInvalid, "chunk vector range overflows");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status validate_tensor_desc(const TensorDesc& t) {
+  if (!is_float_dtype(t.dtype)) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "tensor dtype must be f32, f16 or bf16, got " +
+                          std::string(dtype_name(t.dtype)) + " (" +
+                          str(static_cast<unsigned>(t.dtype)) + ")");
+  }
+  if (t.shape.empty() || t.shape.size() > kMaxRank) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "tensor rank must be 1.." + str(kMaxRank) + ", got " + str(t.shape.size()));
+  }
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] == 0) {
+      return make_error(ErrorCode::kBadTensorDescriptor,
+                        "tensor dimension " + str(i) + " is 0; every dimension must be >= 1");
+    }
+  }
+  const auto count = shape_element_count(t.shape);
+  if (!count || *count > UINT64_MAX / dtype_size(t.dtype)) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "tensor element count overflows 64 bits");
+  }
+  if (t.vector_axis >= t.shape.size()) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "vector axis " + str(t.vector_axis) + " is not below rank " +
+                          str(t.shape.size()));
+  }
+  if (static_cast<unsigned>(t.layout) > static_cast<unsigned>(Layout::kBCS)) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "layout " + str(static_cast<unsigned>(t.layout)) + " is unknown");
+  }
+  const std::size_t lr = layout_rank(t.layout);
+  if (lr != 0 && lr != t.shape.size()) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      "layout " + std::string(layout_name(t.layout)) + " has " + str(lr) +
+                          " axes but the shape has " + str(t.shape.size()));
+  }
+  return {};
+}
+
+Status validate_header(const MessageHeader& h, const DecoderOptions& opts) {
+  const DecoderLimits& lim = opts.limits;
+  if (h.protocol_version != kProtocolVersion) {
+    return make_error(ErrorCode::kProtocolVersionMismatch,
+                      "protocol version " + str(h.protocol_version) + "; this build speaks " +
+                          str(kProtocolVersion));
+  }
+  if (!known_kind(h.kind)) {
+    return make_error(ErrorCode::kUnknownMessageKind,
+                      "message kind " + str(static_cast<unsigned>(h.kind)) +
+                          " is not defined by protocol version 1 (1..7)");
+  }
+  AGP_RETURN_IF_ERROR(check_string(h.model_id, "model_id", lim));
+  AGP_RETURN_IF_ERROR(check_kind_fields(h, lim));
+  if (h.tensor) {
+    AGP_RETURN_IF_ERROR(check_string(h.tensor->name, "tensor.name", lim));
+    AGP_RETURN_IF_ERROR(validate_tensor_desc(*h.tensor));
+  }
+  if (h.codec) AGP_RETURN_IF_ERROR(check_codec(*h.codec));
+  AGP_RETURN_IF_ERROR(check_sections(h, lim));
+  const bool carries_model = h.kind == MessageKind::kTensorPacket ||
+                             h.kind == MessageKind::kHello || h.kind == MessageKind::kHelloReply;
+  if (opts.expected_fingerprint && carries_model && h.fingerprint != *opts.expected_fingerprint) {
+    return make_error(ErrorCode::kFingerprintMismatch,
+                      "model fingerprint " + to_hex(h.fingerprint) + " but this receiver expects " +
+                          to_hex(*opts.expected_fingerprint) +
+                          " (different model, weights, split layer or codec family)");
+  }
+  return {};
+}
+
+}  // namespace agp::ptp
