@@ -19,5 +19,7 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
 
+# The .pc file locates its prefix relative to itself, so an install moved with --prefix still works.
+file(RELATIVE_PATH AGP_PC_TO_PREFIX "/root/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/root")
 configure_file(cmake/agp_ptp.pc.in ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
