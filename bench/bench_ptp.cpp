@@ -41,8 +41,17 @@ MessageHeader seed_header() {
   h.model_id = "seed";
   h.split_layer = 2;
   h.tensor = TensorDesc{"hidden", agp::DType::kF16, {1, 1280, 1, 256}, Layout::kBC1S, 1};
-  h.codec = CodecDesc{CodecId::kTurboQuantMse, 4, RotationKind::kBlockWalshHadamard, 7, 256, 1, 1,
-                      agp::DType::kF16, LosslessKind::kNone, 0, 655360};
+  h.codec = CodecDesc{CodecId::kTurboQuantMse,
+                      4,
+                      RotationKind::kBlockWalshHadamard,
+                      7,
+                      256,
+                      1,
+                      1,
+                      agp::DType::kF16,
+                      LosslessKind::kNone,
+                      0,
+                      655360};
   return h;
 }
 
@@ -121,7 +130,8 @@ void BM_PushDecoder64K(benchmark::State& st) {
   FrameDecoder d;
   for (auto _ : st) {
     for (std::size_t pos = 0; pos < f.wire.size();) {
-      auto used = d.consume(std::span(f.wire).subspan(pos, std::min<std::size_t>(65536, f.wire.size() - pos)));
+      auto used = d.consume(
+          std::span(f.wire).subspan(pos, std::min<std::size_t>(65536, f.wire.size() - pos)));
       if (!used) st.SkipWithError("decode failed");
       pos += *used;
     }
@@ -132,12 +142,30 @@ void BM_PushDecoder64K(benchmark::State& st) {
 }
 
 constexpr int kRepetitions = 7;
-BENCHMARK(BM_Memcpy)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
-BENCHMARK(BM_Xxh3Body)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
-BENCHMARK(BM_FrameBuild)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
-BENCHMARK(BM_FrameVerify)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
-BENCHMARK(BM_FrameBuildVerify)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
-BENCHMARK(BM_PushDecoder64K)->Unit(benchmark::kMicrosecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true);
+BENCHMARK(BM_Memcpy)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_Xxh3Body)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_FrameBuild)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_FrameVerify)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_FrameBuildVerify)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+BENCHMARK(BM_PushDecoder64K)
+    ->Unit(benchmark::kMicrosecond)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
 
 // Prints the usual console table and keeps each benchmark's median for the summary.
 class MedianCollector : public benchmark::ConsoleReporter {
@@ -145,7 +173,8 @@ class MedianCollector : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
-      if (r.aggregate_name == "median") medians_us[r.run_name.function_name] = r.GetAdjustedRealTime();
+      if (r.aggregate_name == "median")
+        medians_us[r.run_name.function_name] = r.GetAdjustedRealTime();
     }
   }
   std::map<std::string, double> medians_us;
@@ -168,10 +197,11 @@ int main(int argc, char** argv) {
     if (a.rfind("--out=", 0) == 0) {
       out_path = a.substr(6);
     } else if (a == "--help" || a == "-h") {
-      std::printf("bench_ptp [--out=FILE.json] [Google Benchmark flags]\n"
-                  "Times framing of a 163,840-byte body (the seed packet at 4 bits) against memcpy "
-                  "of the same bytes; medians of %d repetitions; writes a summary JSON to FILE.\n",
-                  kRepetitions);
+      std::printf(
+          "bench_ptp [--out=FILE.json] [Google Benchmark flags]\n"
+          "Times framing of a 163,840-byte body (the seed packet at 4 bits) against memcpy "
+          "of the same bytes; medians of %d repetitions; writes a summary JSON to FILE.\n",
+          kRepetitions);
       return 0;
     } else {
       args.push_back(argv[i]);
@@ -185,7 +215,10 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   const auto& m = reporter.medians_us;
-  auto get = [&](const char* name) { auto it = m.find(name); return it == m.end() ? -1.0 : it->second; };
+  auto get = [&](const char* name) {
+    auto it = m.find(name);
+    return it == m.end() ? -1.0 : it->second;
+  };
   const double memcpy_us = get("BM_Memcpy");
   const double frame_us = get("BM_FrameBuildVerify");
   if (memcpy_us <= 0 || frame_us <= 0) {
@@ -196,17 +229,19 @@ int main(int argc, char** argv) {
   const double ratio = frame_us / memcpy_us;
   const bool ratio_ok = ratio <= 2.0;
   const bool time_ok = frame_us < 20.0;
-  std::printf("\nframing (build + verify + checksums) %.2f us, memcpy %.2f us: ratio %.2fx "
-              "(goal <= 2.0x: %s), absolute goal < 20 us: %s\n",
-              frame_us, memcpy_us, ratio, ratio_ok ? "met" : "MISSED", time_ok ? "met" : "MISSED");
-  std::printf("checksum floor: one XXH3 pass over the body is %.2f us (%.2fx memcpy); sender and "
-              "receiver each make one, so %.2fx of the ratio is hashing alone\n",
-              hash_us, hash_us / memcpy_us, 2 * hash_us / memcpy_us);
+  std::printf(
+      "\nframing (build + verify + checksums) %.2f us, memcpy %.2f us: ratio %.2fx "
+      "(goal <= 2.0x: %s), absolute goal < 20 us: %s\n",
+      frame_us, memcpy_us, ratio, ratio_ok ? "met" : "MISSED", time_ok ? "met" : "MISSED");
+  std::printf(
+      "checksum floor: one XXH3 pass over the body is %.2f us (%.2fx memcpy); sender and "
+      "receiver each make one, so %.2fx of the ratio is hashing alone\n",
+      hash_us, hash_us / memcpy_us, 2 * hash_us / memcpy_us);
 
   if (!out_path.empty()) {
     std::string json = "{\n  \"suite\": \"ptp\",\n  \"date\": \"" + utc_now() + "\",\n";
-    json += "  \"body_bytes\": " + std::to_string(kBodyBytes) + ",\n  \"repetitions\": " +
-            std::to_string(kRepetitions) + ",\n  \"median_us\": {";
+    json += "  \"body_bytes\": " + std::to_string(kBodyBytes) +
+            ",\n  \"repetitions\": " + std::to_string(kRepetitions) + ",\n  \"median_us\": {";
     bool first = true;
     for (const auto& [name, us] : m) {
       char buf[128];
@@ -215,11 +250,14 @@ int main(int argc, char** argv) {
       first = false;
     }
     char summary[512];
-    std::snprintf(summary, sizeof summary,
-                  "\n  },\n  \"summary\": {\n    \"memcpy_us\": %.3f,\n    \"build_verify_us\": %.3f,\n"
-                  "    \"xxh3_pass_us\": %.3f,\n    \"ratio_vs_memcpy\": %.3f,\n    \"goal_ratio_max\": 2.0,\n    \"goal_us_max\": 20.0,\n"
-                  "    \"ratio_goal_met\": %s,\n    \"time_goal_met\": %s\n  }\n}\n",
-                  memcpy_us, frame_us, hash_us, ratio, ratio_ok ? "true" : "false", time_ok ? "true" : "false");
+    std::snprintf(
+        summary, sizeof summary,
+        "\n  },\n  \"summary\": {\n    \"memcpy_us\": %.3f,\n    \"build_verify_us\": %.3f,\n"
+        "    \"xxh3_pass_us\": %.3f,\n    \"ratio_vs_memcpy\": %.3f,\n    \"goal_ratio_max\": "
+        "2.0,\n    \"goal_us_max\": 20.0,\n"
+        "    \"ratio_goal_met\": %s,\n    \"time_goal_met\": %s\n  }\n}\n",
+        memcpy_us, frame_us, hash_us, ratio, ratio_ok ? "true" : "false",
+        time_ok ? "true" : "false");
     json += summary;
     if (auto s = write_file(out_path, std::as_bytes(std::span(json.data(), json.size()))); !s) {
       std::fprintf(stderr, "bench_ptp: %s\n", s.to_string().c_str());

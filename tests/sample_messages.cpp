@@ -43,8 +43,17 @@ std::vector<SampleMessage> sample_messages() {
     SampleMessage m{"tensor_tq4", base, {}, {}};
     m.header.kind = MessageKind::kTensorPacket;
     m.header.tensor = TensorDesc{"hidden.split2", DType::kF16, {1, 1280, 1, 256}, Layout::kBC1S, 1};
-    m.header.codec = CodecDesc{CodecId::kTurboQuantMse, 4, RotationKind::kBlockWalshHadamard,
-                               0x5eed, 256, 1, 1, DType::kF16, LosslessKind::kNone, 0, 655360};
+    m.header.codec = CodecDesc{CodecId::kTurboQuantMse,
+                               4,
+                               RotationKind::kBlockWalshHadamard,
+                               0x5eed,
+                               256,
+                               1,
+                               1,
+                               DType::kF16,
+                               LosslessKind::kNone,
+                               0,
+                               655360};
     m.header.chunk = ChunkDesc{0, 1, 0, 256};
     m.section_kinds = {SectionKind::kCodes, SectionKind::kNorms};
     m.section_bytes = {pattern_bytes(163840, 1), pattern_bytes(512, 2)};
@@ -64,8 +73,8 @@ std::vector<SampleMessage> sample_messages() {
   {
     SampleMessage m{"hello", base, {}, {}};
     m.header.kind = MessageKind::kHello;
-    m.header.hello = HelloDesc{1, 1, 64ull << 20, 4, {1, 2, 4}, 0x3, {1, 2, 3, 4, 5, 6, 7, 8}, {},
-                               "mac4"};
+    m.header.hello =
+        HelloDesc{1, 1, 64ull << 20, 4, {1, 2, 4}, 0x3, {1, 2, 3, 4, 5, 6, 7, 8}, {}, "mac4"};
     out.push_back(std::move(m));
   }
   {

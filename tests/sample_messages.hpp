@@ -12,8 +12,8 @@
 namespace agp::test {
 
 struct SampleMessage {
-  std::string name;                  // file stem of its golden frame
-  ptp::MessageHeader header;         // sections and body_length are filled by the builder
+  std::string name;           // file stem of its golden frame
+  ptp::MessageHeader header;  // sections and body_length are filled by the builder
   std::vector<ptp::SectionKind> section_kinds;
   std::vector<std::vector<std::byte>> section_bytes;
 
@@ -21,7 +21,9 @@ struct SampleMessage {
 };
 
 // GoogleTest prints parameters with this (the name, not 500 bytes of hex).
-inline void PrintTo(const SampleMessage& m, std::ostream* os) { *os << m.name; }
+inline void PrintTo(const SampleMessage& m, std::ostream* os) {
+  *os << m.name;
+}
 
 // One message of each kind, including a seed-shaped TurboQuant 4-bit tensor packet (codes 163,840
 // bytes + fp16 norms) and a raw fp16 packet.

@@ -52,7 +52,9 @@ Valid valid_tensor_frame() {
   return v;
 }
 
-std::size_t body_start(const Valid& v) { return v.frame.size() - v.body.size(); }
+std::size_t body_start(const Valid& v) {
+  return v.frame.size() - v.body.size();
+}
 
 // Decodes with both the one-shot parser and the push decoder (fed 999 bytes at a time) and
 // checks that both report `code`.
@@ -66,7 +68,8 @@ void expect_error(const std::vector<std::byte>& bytes, ErrorCode code,
   FrameDecoder d(opts);
   Status last;
   for (std::size_t pos = 0; pos < bytes.size() && last.is_ok(); pos += 999) {
-    auto used = d.consume(std::span(bytes).subspan(pos, std::min<std::size_t>(999, bytes.size() - pos)));
+    auto used =
+        d.consume(std::span(bytes).subspan(pos, std::min<std::size_t>(999, bytes.size() - pos)));
     if (!used) last = used.status();
     if (d.frame_ready()) break;
   }
@@ -127,21 +130,26 @@ std::vector<Case> cases() {
       {"wrong_magic", [](const Valid& v) { return poke(v.frame, 0, 'X'); }, ErrorCode::kBadMagic},
       {"future_format_version", [](const Valid& v) { return poke(v.frame, 4, 2); },
        ErrorCode::kUnsupportedVersion},
-      {"prefix_flags_set", [](const Valid& v) { return poke(v.frame, 6, 1); }, ErrorCode::kBadPrefix},
+      {"prefix_flags_set", [](const Valid& v) { return poke(v.frame, 6, 1); },
+       ErrorCode::kBadPrefix},
       {"prefix_reserved_set", [](const Valid& v) { return poke(v.frame, 13, 1); },
        ErrorCode::kBadPrefix},
-      {"header_length_over_cap", [](const Valid& v) { return v.frame; },
-       ErrorCode::kHeaderTooLarge, small_header},
+      {"header_length_over_cap", [](const Valid& v) { return v.frame; }, ErrorCode::kHeaderTooLarge,
+       small_header},
       {"header_length_huge", [](const Valid& v) { return poke(v.frame, 11, 0xff); },
        ErrorCode::kHeaderTooLarge},
       {"header_length_misaligned", [](const Valid& v) { return poke(v.frame, 8, 41); },
        ErrorCode::kBadPrefix},
-      {"header_length_zero",
-       [](const Valid& v) { return poke(poke(v.frame, 8, 0), 9, 0); }, ErrorCode::kBadPrefix},
+      {"header_length_zero", [](const Valid& v) { return poke(poke(v.frame, 8, 0), 9, 0); },
+       ErrorCode::kBadPrefix},
       {"header_checksum_field_wrong", [](const Valid& v) { return poke(v.frame, 16, 0x5a); },
        ErrorCode::kHeaderChecksumMismatch},
       {"header_byte_flipped",
-       [](const Valid& v) { auto b = v.frame; b[40] ^= std::byte{0x10}; return b; },
+       [](const Valid& v) {
+         auto b = v.frame;
+         b[40] ^= std::byte{0x10};
+         return b;
+       },
        ErrorCode::kHeaderChecksumMismatch},
       {"header_garbage_with_valid_checksum",
        [](const Valid& v) {
@@ -200,7 +208,11 @@ std::vector<Case> cases() {
       {"too_many_sections", [](const Valid& v) { return v.frame; }, ErrorCode::kBadSectionTable,
        few_sections},
       {"codes_checksum_wrong",
-       [](const Valid& v) { auto b = v.frame; b[body_start(v) + 100] ^= std::byte{1}; return b; },
+       [](const Valid& v) {
+         auto b = v.frame;
+         b[body_start(v) + 100] ^= std::byte{1};
+         return b;
+       },
        ErrorCode::kSectionChecksumMismatch},
       {"norms_checksum_wrong",
        [](const Valid& v) {
@@ -244,7 +256,9 @@ std::vector<Case> cases() {
        ErrorCode::kBadTensorDescriptor},
       {"shape_bytes_overflow",
        [](const Valid& v) {
-         return with_header(v, [](MessageHeader& h) { h.tensor->shape = {1ull << 62, 2, 1, 1}; /* 2^63 values of 2 bytes */ });
+         return with_header(v, [](MessageHeader& h) {
+           h.tensor->shape = {1ull << 62, 2, 1, 1}; /* 2^63 values of 2 bytes */
+         });
        },
        ErrorCode::kBadTensorDescriptor},
       {"rank_nine",
@@ -256,22 +270,34 @@ std::vector<Case> cases() {
        },
        ErrorCode::kBadTensorDescriptor},
       {"rank_zero",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.tensor->shape.clear(); }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->shape.clear(); });
+       },
        ErrorCode::kBadTensorDescriptor},
       {"vector_axis_out_of_range",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.tensor->vector_axis = 4; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->vector_axis = 4; });
+       },
        ErrorCode::kBadTensorDescriptor},
       {"layout_rank_mismatch",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.tensor->layout = Layout::kSD; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->layout = Layout::kSD; });
+       },
        ErrorCode::kBadTensorDescriptor},
       {"tensor_dtype_not_float",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.tensor->dtype = DType::kU8; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->dtype = DType::kU8; });
+       },
        ErrorCode::kBadTensorDescriptor},
       {"unknown_message_kind",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.kind = MessageKind{9}; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.kind = MessageKind{9}; });
+       },
        ErrorCode::kUnknownMessageKind},
       {"future_protocol_version",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.protocol_version = 2; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.protocol_version = 2; });
+       },
        ErrorCode::kProtocolVersionMismatch},
       {"tensor_packet_without_codec",
        [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.codec.reset(); }); },
@@ -284,7 +310,9 @@ std::vector<Case> cases() {
        },
        ErrorCode::kMissingField},
       {"unknown_codec_id",
-       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.codec->codec = CodecId{77}; }); },
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.codec->codec = CodecId{77}; });
+       },
        ErrorCode::kBadCodecDescriptor},
       {"bits_out_of_range",
        [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.codec->bits = 0; }); },
@@ -330,11 +358,12 @@ TEST(Malformed, TruncationAtEveryBoundaryIsReported) {
     cuts.push_back(frame.size() - 1);
     for (std::size_t k : cuts) {
       if (k >= frame.size()) continue;
-      const std::vector<std::byte> cut(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(k));
+      const std::vector<std::byte> cut(frame.begin(),
+                                       frame.begin() + static_cast<std::ptrdiff_t>(k));
       auto r = parse_frame(cut);
       ASSERT_FALSE(r) << "accepted a frame cut at " << k;
-      ASSERT_EQ(r.status().code(), ErrorCode::kTruncated) << "cut at " << k << ": "
-                                                          << r.status().to_string();
+      ASSERT_EQ(r.status().code(), ErrorCode::kTruncated)
+          << "cut at " << k << ": " << r.status().to_string();
       FrameDecoder d;
       ASSERT_TRUE(d.consume(cut));
       ASSERT_FALSE(d.frame_ready());
@@ -359,8 +388,12 @@ TEST(Malformed, RandomGarbageNeverCrashes) {
     auto g = test::pattern_bytes(64 + seed * 7, seed);
     // Half of them start with a valid magic and version to get past the first checks.
     if (seed % 2 == 0) {
-      g[0] = std::byte{'A'}; g[1] = std::byte{'G'}; g[2] = std::byte{'P'}; g[3] = std::byte{'P'};
-      g[4] = std::byte{1}; g[5] = std::byte{0};
+      g[0] = std::byte{'A'};
+      g[1] = std::byte{'G'};
+      g[2] = std::byte{'P'};
+      g[3] = std::byte{'P'};
+      g[4] = std::byte{1};
+      g[5] = std::byte{0};
     }
     EXPECT_FALSE(parse_frame(g));
   }

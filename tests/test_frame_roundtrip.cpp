@@ -50,8 +50,8 @@ TEST_P(RoundTrip, ParseFrameGivesBackEveryField) {
 TEST_P(RoundTrip, PushDecoderAcceptsAnyChunking) {
   const auto& m = GetParam();
   const auto frame = build_frame(m);
-  for (std::size_t step : {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{4093},
-                           frame.size()}) {
+  for (std::size_t step :
+       {std::size_t{1}, std::size_t{7}, std::size_t{64}, std::size_t{4093}, frame.size()}) {
     FrameDecoder d;
     std::size_t pos = 0;
     while (pos < frame.size()) {

@@ -16,7 +16,9 @@
 namespace agp::ptp {
 namespace {
 
-std::string golden_dir() { return AGP_GOLDEN_DIR; }
+std::string golden_dir() {
+  return AGP_GOLDEN_DIR;
+}
 
 std::string recorded_flatbuffers_version() {
   std::ifstream in(golden_dir() + "/FLATBUFFERS_VERSION");

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstdlib>
@@ -26,8 +25,8 @@ std::vector<std::byte> to_bytes(const std::string& s) {
 class TempDir {
  public:
   TempDir() {
-    path_ = fs::temp_directory_path() / ("agp_test_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter_++));
+    path_ = fs::temp_directory_path() /
+            ("agp_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -94,7 +93,8 @@ TEST(Npy, ReadsNumpyWrittenHeaders) {
                           16 * 256 * 384 * 2));
   ASSERT_TRUE(a) << a.status().to_string();
   EXPECT_EQ(a->dtype, DType::kF16);
-  auto b = parse_npy(make("{\"shape\": (3L, 2L), \"fortran_order\": False, \"descr\": \"<i8\"}", 2, 48));
+  auto b =
+      parse_npy(make("{\"shape\": (3L, 2L), \"fortran_order\": False, \"descr\": \"<i8\"}", 2, 48));
   ASSERT_TRUE(b) << b.status().to_string();
   EXPECT_EQ(b->shape, (std::vector<std::uint64_t>{3, 2}));
 }
@@ -121,12 +121,15 @@ TEST(Npy, MalformedFilesGiveTheirErrors) {
       {"too_short", "\x93NUMPY", ErrorCode::kBadNpy},
       {"version_9", "\x93NUMPY\x09" + std::string(1, '\0') + "\x02" + std::string(1, '\0') + "{}",
        ErrorCode::kBadNpy},
-      {"header_len_past_end", "\x93NUMPY\x01" + std::string(1, '\0') + "\xff\x7f{}", ErrorCode::kBadNpy},
+      {"header_len_past_end", "\x93NUMPY\x01" + std::string(1, '\0') + "\xff\x7f{}",
+       ErrorCode::kBadNpy},
       {"no_newline", npy1(ok_dict, "12345678").substr(0, 10) + ok_dict + " " + "12345678",
        ErrorCode::kBadNpy},
       {"not_a_dict", npy1("['descr']", ""), ErrorCode::kBadNpy},
-      {"missing_shape", npy1("{'descr': '<f4', 'fortran_order': False}", "1234"), ErrorCode::kBadNpy},
-      {"repeated_key", npy1("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': ()}", "1234"),
+      {"missing_shape", npy1("{'descr': '<f4', 'fortran_order': False}", "1234"),
+       ErrorCode::kBadNpy},
+      {"repeated_key",
+       npy1("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': ()}", "1234"),
        ErrorCode::kBadNpy},
       {"negative_dim", npy1("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", ""),
        ErrorCode::kBadNpy},
@@ -163,7 +166,8 @@ TEST(Npy, MissingFileIsAnIoError) {
 TEST(Npy, WriteRefusesDataOfTheWrongSize) {
   TempDir dir;
   const auto data = test::pattern_bytes(10, 1);
-  EXPECT_EQ(write_npy(dir.file("x.npy"), DType::kF32, {3}, data).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(write_npy(dir.file("x.npy"), DType::kF32, {3}, data).code(),
+            ErrorCode::kInvalidArgument);
 }
 
 // ---------- safetensors ----------
@@ -192,16 +196,18 @@ std::string st_header(const std::vector<StTensor>& ts) {
   std::size_t off = 0;
   for (const auto& t : ts) {
     j += ", \"" + t.name + "\": {\"dtype\": \"" + t.dtype + "\", \"shape\": [";
-    for (std::size_t i = 0; i < t.shape.size(); ++i) j += (i ? ", " : "") + std::to_string(t.shape[i]);
-    j += "], \"data_offsets\": [" + std::to_string(off) + ", " + std::to_string(off + t.bytes) + "]}";
+    for (std::size_t i = 0; i < t.shape.size(); ++i)
+      j += (i ? ", " : "") + std::to_string(t.shape[i]);
+    j += "], \"data_offsets\": [" + std::to_string(off) + ", " + std::to_string(off + t.bytes) +
+         "]}";
     off += t.bytes;
   }
   return j + "}";
 }
 
 TEST(Safetensors, ParsesTensorsAndMetadata) {
-  const std::vector<StTensor> ts = {{"b.weight", "BF16", {4, 3}, 24}, {"a.bias", "F32", {3}, 12},
-                                    {"steps", "I64", {}, 8}};
+  const std::vector<StTensor> ts = {
+      {"b.weight", "BF16", {4, 3}, 24}, {"a.bias", "F32", {3}, 12}, {"steps", "I64", {}, 8}};
   std::map<std::string, std::string> md;
   auto r = parse_safetensors(st_image(st_header(ts), 44), &md);
   ASSERT_TRUE(r) << r.status().to_string();
@@ -236,18 +242,26 @@ TEST(Safetensors, MalformedFilesAreRejected) {
       {"json_array", st_image("[1, 2]", 0)},
       {"entry_not_object", st_image("{\"w\": 3}", 0)},
       {"missing_offsets", st_image("{\"w\": {\"dtype\": \"F16\", \"shape\": [2]}}", 4)},
-      {"unknown_dtype", st_image("{\"w\": {\"dtype\": \"F12\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 4)},
-      {"negative_dim", st_image("{\"w\": {\"dtype\": \"F16\", \"shape\": [-2], \"data_offsets\": [0, 4]}}", 4)},
-      {"offsets_reversed", st_image("{\"w\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [4, 0]}}", 4)},
+      {"unknown_dtype",
+       st_image("{\"w\": {\"dtype\": \"F12\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 4)},
+      {"negative_dim",
+       st_image("{\"w\": {\"dtype\": \"F16\", \"shape\": [-2], \"data_offsets\": [0, 4]}}", 4)},
+      {"offsets_reversed",
+       st_image("{\"w\": {\"dtype\": \"F16\", \"shape\": [0], \"data_offsets\": [4, 0]}}", 4)},
       {"offsets_past_data", st_image(st_header(ok), 4)},
-      {"size_mismatch", st_image("{\"w\": {\"dtype\": \"F32\", \"shape\": [2, 2], \"data_offsets\": [0, 8]}}", 8)},
+      {"size_mismatch",
+       st_image("{\"w\": {\"dtype\": \"F32\", \"shape\": [2, 2], \"data_offsets\": [0, 8]}}", 8)},
       {"overlap", st_image("{\"a\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [0, 4]}, "
-                           "\"b\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [2, 6]}}", 6)},
-      {"hole", st_image("{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [2, 4]}}", 4)},
+                           "\"b\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [2, 6]}}",
+                           6)},
+      {"hole",
+       st_image("{\"a\": {\"dtype\": \"U8\", \"shape\": [2], \"data_offsets\": [2, 4]}}", 4)},
       {"uncovered_tail", st_image(st_header(ok), 12)},
       {"metadata_not_strings", st_image("{\"__metadata__\": {\"x\": 1}}", 0)},
-      {"shape_overflow", st_image("{\"w\": {\"dtype\": \"F64\", \"shape\": [4294967296, 4294967296], "
-                                  "\"data_offsets\": [0, 0]}}", 0)},
+      {"shape_overflow",
+       st_image("{\"w\": {\"dtype\": \"F64\", \"shape\": [4294967296, 4294967296], "
+                "\"data_offsets\": [0, 0]}}",
+                0)},
   };
   for (const auto& c : cases) {
     auto r = parse_safetensors(c.bytes);
@@ -299,11 +313,14 @@ TEST(Safetensors, BadIndexesAreRejected) {
   const std::vector<Bad> cases = {
       {"not_json", "{", ErrorCode::kBadSafetensors},
       {"no_weight_map", "{\"metadata\": {}}", ErrorCode::kBadSafetensors},
-      {"path_escape", "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}", ErrorCode::kBadSafetensors},
-      {"missing_shard", "{\"weight_map\": {\"a\": \"s9.safetensors\"}}", ErrorCode::kIoError},
-      {"tensor_not_in_shard", "{\"weight_map\": {\"a\": \"s1.safetensors\", \"q\": \"s1.safetensors\"}}",
+      {"path_escape", "{\"weight_map\": {\"a\": \"../s1.safetensors\"}}",
        ErrorCode::kBadSafetensors},
-      {"duplicate_across_shards", "{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s2.safetensors\"}}",
+      {"missing_shard", "{\"weight_map\": {\"a\": \"s9.safetensors\"}}", ErrorCode::kIoError},
+      {"tensor_not_in_shard",
+       "{\"weight_map\": {\"a\": \"s1.safetensors\", \"q\": \"s1.safetensors\"}}",
+       ErrorCode::kBadSafetensors},
+      {"duplicate_across_shards",
+       "{\"weight_map\": {\"a\": \"s1.safetensors\", \"b\": \"s2.safetensors\"}}",
        ErrorCode::kBadSafetensors},
   };
   for (const auto& c : cases) {

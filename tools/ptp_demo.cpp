@@ -3,7 +3,6 @@
 // socket-sized pieces, verified, and compared bit for bit with what was sent. One tampered copy
 // shows the receiver catching corruption.
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -89,7 +88,8 @@ int run(const Options& o) {
   }
   const auto dtype = dtype_from_name(o.dtype_text);
   if (!dtype || !is_float_dtype(*dtype)) {
-    std::fprintf(stderr, "ptp-demo: --dtype '%s': expected f16, bf16 or f32\n", o.dtype_text.c_str());
+    std::fprintf(stderr, "ptp-demo: --dtype '%s': expected f16, bf16 or f32\n",
+                 o.dtype_text.c_str());
     return 2;
   }
   const std::uint64_t elements = *shape_element_count(*shape);
@@ -101,15 +101,17 @@ int run(const Options& o) {
   }
 
   static constexpr std::string_view kDigest = "demo-weights";
-  const Hash128 fingerprint = model_fingerprint(
-      {"ptp-demo", std::as_bytes(std::span(kDigest.data(), kDigest.size())), 2, shape->size() > 1 ? (*shape)[1] : (*shape)[0], *dtype, 1});
+  const Hash128 fingerprint =
+      model_fingerprint({"ptp-demo", std::as_bytes(std::span(kDigest.data(), kDigest.size())), 2,
+                         shape->size() > 1 ? (*shape)[1] : (*shape)[0], *dtype, 1});
   MessageHeader header;
   header.kind = MessageKind::kTensorPacket;
   header.fingerprint = fingerprint;
   header.model_id = "ptp-demo";
   header.split_layer = 2;
   const Layout layout = shape->size() == 4 ? Layout::kBC1S : Layout::kUnspecified;
-  header.tensor = TensorDesc{"hidden", *dtype, *shape, layout, shape->size() > 1 ? std::uint8_t{1} : std::uint8_t{0}};
+  header.tensor = TensorDesc{"hidden", *dtype, *shape, layout,
+                             shape->size() > 1 ? std::uint8_t{1} : std::uint8_t{0}};
   header.codec = CodecDesc{};
   header.codec->original_bytes = tensor_bytes;
 
@@ -126,9 +128,10 @@ int run(const Options& o) {
   for (int i = 0; i < o.count; ++i) {
     const auto tensor = gaussian_tensor(elements, *dtype, rng);
     header.sequence = static_cast<std::uint64_t>(i);
-    header.timestamp_ns = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(
-            std::chrono::system_clock::now().time_since_epoch()).count());
+    header.timestamp_ns =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
     const SectionInput section{SectionKind::kRaw, tensor, std::nullopt};
 
     auto t0 = Clock::now();
@@ -149,7 +152,8 @@ int run(const Options& o) {
       const std::size_t n = std::min(o.chunk, wire.size() - pos);
       auto used = decoder.consume(std::span(wire).subspan(pos, n));
       if (!used) {
-        std::fprintf(stderr, "ptp-demo: packet %d rejected: %s\n", i, used.status().to_string().c_str());
+        std::fprintf(stderr, "ptp-demo: packet %d rejected: %s\n", i,
+                     used.status().to_string().c_str());
         return 1;
       }
       pos += *used;
@@ -166,10 +170,12 @@ int run(const Options& o) {
   wire[header_bytes + (wire.size() - header_bytes) / 2] ^= std::byte{0x01};
   FrameDecoder checker(dopts);
   auto tampered = checker.consume(wire);
-  const std::string tamper_result =
-      tampered ? std::string("accepted (BUG)") : std::string(error_code_name(tampered.status().code()));
+  const std::string tamper_result = tampered
+                                        ? std::string("accepted (BUG)")
+                                        : std::string(error_code_name(tampered.status().code()));
 
-  const double overhead = 100.0 * static_cast<double>(frame_bytes - tensor_bytes) / static_cast<double>(tensor_bytes);
+  const double overhead =
+      100.0 * static_cast<double>(frame_bytes - tensor_bytes) / static_cast<double>(tensor_bytes);
   const double b50 = percentile_us(build_us, 0.5), b99 = percentile_us(build_us, 0.99);
   const double d50 = percentile_us(decode_us, 0.5), d99 = percentile_us(decode_us, 0.99);
   const double gbps = static_cast<double>(frame_bytes) * 8.0 / (d50 * 1e3);
@@ -185,8 +191,9 @@ int run(const Options& o) {
         static_cast<unsigned long long>(header_bytes), overhead, b50, b99, d50, d99, o.chunk,
         identical, tamper_result.c_str(), to_hex(fingerprint).c_str());
   } else {
-    std::printf("AGP-PTP demo: %d packets [%s] %s through the packet layer (in-process, no socket)\n",
-                o.count, o.shape_text.c_str(), std::string(dtype_name(*dtype)).c_str());
+    std::printf(
+        "AGP-PTP demo: %d packets [%s] %s through the packet layer (in-process, no socket)\n",
+        o.count, o.shape_text.c_str(), std::string(dtype_name(*dtype)).c_str());
     std::printf("  codec                 raw %s (compressed codecs arrive with the codec)\n",
                 std::string(dtype_name(*dtype)).c_str());
     std::printf("  tensor bytes          %llu\n", static_cast<unsigned long long>(tensor_bytes));
@@ -194,8 +201,9 @@ int run(const Options& o) {
                 static_cast<unsigned long long>(frame_bytes),
                 static_cast<unsigned long long>(header_bytes), overhead);
     std::printf("  build (checksum+hdr)  p50 %.1f us  p99 %.1f us\n", b50, b99);
-    std::printf("  decode+verify         p50 %.1f us  p99 %.1f us  (fed %zu-byte pieces; %.1f Gbit/s)\n",
-                d50, d99, o.chunk, gbps);
+    std::printf(
+        "  decode+verify         p50 %.1f us  p99 %.1f us  (fed %zu-byte pieces; %.1f Gbit/s)\n",
+        d50, d99, o.chunk, gbps);
     std::printf("  round trip            %d/%d packets bit-identical, fingerprint %s checked\n",
                 identical, o.count, to_hex(fingerprint).c_str());
     std::printf("  tampered frame        rejected as %s\n", tamper_result.c_str());
@@ -212,7 +220,8 @@ int main(int argc, char** argv) {
       "the push decoder in socket-sized pieces, verifies checksums and the model fingerprint, and "
       "checks that every packet comes back bit-identical. Timings are per packet, in process."};
   app.add_option("-n,--count", o.count, "packets to send")->check(CLI::Range(1, 1000000));
-  app.add_option("--shape", o.shape_text, "tensor shape, comma-separated (seed packet: 1,1280,1,256)");
+  app.add_option("--shape", o.shape_text,
+                 "tensor shape, comma-separated (seed packet: 1,1280,1,256)");
   app.add_option("--dtype", o.dtype_text, "source dtype: f16, bf16 or f32");
   app.add_option("--chunk", o.chunk, "bytes per piece fed to the decoder, as a socket read would")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));

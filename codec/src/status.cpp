@@ -4,33 +4,60 @@ namespace agp {
 
 std::string_view error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kOk: return "ok";
-    case ErrorCode::kTruncated: return "truncated";
-    case ErrorCode::kBadMagic: return "bad_magic";
-    case ErrorCode::kUnsupportedVersion: return "unsupported_version";
-    case ErrorCode::kBadPrefix: return "bad_prefix";
-    case ErrorCode::kHeaderTooLarge: return "header_too_large";
-    case ErrorCode::kHeaderChecksumMismatch: return "header_checksum_mismatch";
-    case ErrorCode::kHeaderInvalid: return "header_invalid";
-    case ErrorCode::kMissingField: return "missing_field";
-    case ErrorCode::kUnknownMessageKind: return "unknown_message_kind";
-    case ErrorCode::kBodyTooLarge: return "body_too_large";
-    case ErrorCode::kBadSectionTable: return "bad_section_table";
-    case ErrorCode::kSectionOutOfBounds: return "section_out_of_bounds";
-    case ErrorCode::kSectionMisaligned: return "section_misaligned";
-    case ErrorCode::kSectionChecksumMismatch: return "section_checksum_mismatch";
-    case ErrorCode::kNonZeroPadding: return "non_zero_padding";
-    case ErrorCode::kBadTensorDescriptor: return "bad_tensor_descriptor";
-    case ErrorCode::kBadCodecDescriptor: return "bad_codec_descriptor";
-    case ErrorCode::kFingerprintMismatch: return "fingerprint_mismatch";
-    case ErrorCode::kProtocolVersionMismatch: return "protocol_version_mismatch";
-    case ErrorCode::kIoError: return "io_error";
-    case ErrorCode::kBadNpy: return "bad_npy";
-    case ErrorCode::kBadSafetensors: return "bad_safetensors";
-    case ErrorCode::kUnsupportedDtype: return "unsupported_dtype";
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kBufferTooSmall: return "buffer_too_small";
-    case ErrorCode::kBadState: return "bad_state";
+    case ErrorCode::kOk:
+      return "ok";
+    case ErrorCode::kTruncated:
+      return "truncated";
+    case ErrorCode::kBadMagic:
+      return "bad_magic";
+    case ErrorCode::kUnsupportedVersion:
+      return "unsupported_version";
+    case ErrorCode::kBadPrefix:
+      return "bad_prefix";
+    case ErrorCode::kHeaderTooLarge:
+      return "header_too_large";
+    case ErrorCode::kHeaderChecksumMismatch:
+      return "header_checksum_mismatch";
+    case ErrorCode::kHeaderInvalid:
+      return "header_invalid";
+    case ErrorCode::kMissingField:
+      return "missing_field";
+    case ErrorCode::kUnknownMessageKind:
+      return "unknown_message_kind";
+    case ErrorCode::kBodyTooLarge:
+      return "body_too_large";
+    case ErrorCode::kBadSectionTable:
+      return "bad_section_table";
+    case ErrorCode::kSectionOutOfBounds:
+      return "section_out_of_bounds";
+    case ErrorCode::kSectionMisaligned:
+      return "section_misaligned";
+    case ErrorCode::kSectionChecksumMismatch:
+      return "section_checksum_mismatch";
+    case ErrorCode::kNonZeroPadding:
+      return "non_zero_padding";
+    case ErrorCode::kBadTensorDescriptor:
+      return "bad_tensor_descriptor";
+    case ErrorCode::kBadCodecDescriptor:
+      return "bad_codec_descriptor";
+    case ErrorCode::kFingerprintMismatch:
+      return "fingerprint_mismatch";
+    case ErrorCode::kProtocolVersionMismatch:
+      return "protocol_version_mismatch";
+    case ErrorCode::kIoError:
+      return "io_error";
+    case ErrorCode::kBadNpy:
+      return "bad_npy";
+    case ErrorCode::kBadSafetensors:
+      return "bad_safetensors";
+    case ErrorCode::kUnsupportedDtype:
+      return "unsupported_dtype";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kBufferTooSmall:
+      return "buffer_too_small";
+    case ErrorCode::kBadState:
+      return "bad_state";
   }
   return "unknown_error";
 }

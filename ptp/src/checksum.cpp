@@ -29,7 +29,9 @@ struct Xxh3Stream64::State {
   XXH3_state_t s;
 };
 
-Xxh3Stream64::Xxh3Stream64() : state_(std::make_unique<State>()) { XXH3_64bits_reset(&state_->s); }
+Xxh3Stream64::Xxh3Stream64() : state_(std::make_unique<State>()) {
+  XXH3_64bits_reset(&state_->s);
+}
 Xxh3Stream64::~Xxh3Stream64() = default;
 
 void Xxh3Stream64::update(std::span<const std::byte> b) {
@@ -40,7 +42,9 @@ void Xxh3Stream64::update(std::span<const std::byte> b) {
 #endif
 }
 
-std::uint64_t Xxh3Stream64::digest() const { return XXH3_64bits_digest(&state_->s); }
+std::uint64_t Xxh3Stream64::digest() const {
+  return XXH3_64bits_digest(&state_->s);
+}
 
 struct Xxh3Stream128::State {
   XXH3_state_t s;

@@ -35,7 +35,9 @@ FrameBuilder::~FrameBuilder() = default;
 FrameBuilder::FrameBuilder(FrameBuilder&&) noexcept = default;
 FrameBuilder& FrameBuilder::operator=(FrameBuilder&&) noexcept = default;
 
-const MessageHeader& FrameBuilder::last_header() const { return impl_->header; }
+const MessageHeader& FrameBuilder::last_header() const {
+  return impl_->header;
+}
 
 Result<GatherList> FrameBuilder::build(const MessageHeader& header,
                                        std::span<const SectionInput> sections) {
@@ -46,8 +48,8 @@ Result<GatherList> FrameBuilder::build(const MessageHeader& header,
   std::uint64_t offset = 0;
   for (const SectionInput& s : sections) {
     const std::uint64_t size = s.bytes.size();
-    const auto end = size > UINT64_MAX - offset ? std::nullopt
-                                                : align_up(offset + size, kBodyAlignment);
+    const auto end =
+        size > UINT64_MAX - offset ? std::nullopt : align_up(offset + size, kBodyAlignment);
     if (!end) return make_error(ErrorCode::kBodyTooLarge, "section sizes overflow 64 bits");
     const std::uint64_t sum = s.checksum ? *s.checksum : xxh3_64(s.bytes);
     m.header.sections.push_back({s.kind, offset, size, sum});
@@ -60,9 +62,9 @@ Result<GatherList> FrameBuilder::build(const MessageHeader& header,
   const std::size_t fb_size = m.fbb.GetSize();
   const std::size_t region = *align_up(kPrefixSize + fb_size, kBodyAlignment) - kPrefixSize;
   if (region > m.limits.max_header_bytes) {
-    return make_error(ErrorCode::kHeaderTooLarge,
-                      "encoded header needs " + std::to_string(region) +
-                          " bytes; the limit is " + std::to_string(m.limits.max_header_bytes));
+    return make_error(ErrorCode::kHeaderTooLarge, "encoded header needs " + std::to_string(region) +
+                                                      " bytes; the limit is " +
+                                                      std::to_string(m.limits.max_header_bytes));
   }
   m.head.assign(kPrefixSize + region, std::byte{0});
   std::memcpy(m.head.data() + kPrefixSize, m.fbb.GetBufferPointer(), fb_size);

@@ -31,9 +31,9 @@ Status verify_body(const MessageHeader& h, std::span<const std::byte> body) {
         i + 1 < h.sections.size() ? h.sections[i + 1].offset : h.body_length;
     for (std::uint64_t p = s.offset + s.length; p < pad_end; ++p) {
       if (body[p] != std::byte{0}) {
-        return make_error(ErrorCode::kNonZeroPadding,
-                          "padding byte at body offset " + std::to_string(p) + " after section " +
-                              std::to_string(i) + " is not zero");
+        return make_error(ErrorCode::kNonZeroPadding, "padding byte at body offset " +
+                                                          std::to_string(p) + " after section " +
+                                                          std::to_string(i) + " is not zero");
       }
     }
   }
@@ -120,11 +120,15 @@ void FrameDecoder::reset() {
 
 std::size_t FrameDecoder::next_required_size() const {
   switch (state_) {
-    case State::kPrefix: return kPrefixSize - filled_;
-    case State::kHeader: return prefix_.header_length - filled_;
-    case State::kBody: return body_.size() - filled_;
+    case State::kPrefix:
+      return kPrefixSize - filled_;
+    case State::kHeader:
+      return prefix_.header_length - filled_;
+    case State::kBody:
+      return body_.size() - filled_;
     case State::kFrameReady:
-    case State::kFailed: return 0;
+    case State::kFailed:
+      return 0;
   }
   return 0;
 }
@@ -132,11 +136,15 @@ std::size_t FrameDecoder::next_required_size() const {
 std::span<std::byte> FrameDecoder::prepare() {
   const std::size_t n = next_required_size();
   switch (state_) {
-    case State::kPrefix: return {prefix_bytes_ + filled_, n};
-    case State::kHeader: return {header_region_.data() + filled_, n};
-    case State::kBody: return {body_.data() + filled_, n};
+    case State::kPrefix:
+      return {prefix_bytes_ + filled_, n};
+    case State::kHeader:
+      return {header_region_.data() + filled_, n};
+    case State::kBody:
+      return {body_.data() + filled_, n};
     case State::kFrameReady:
-    case State::kFailed: break;
+    case State::kFailed:
+      break;
   }
   return {};
 }
@@ -199,7 +207,8 @@ Status FrameDecoder::advance() {
       return {};
     }
     case State::kFrameReady:
-    case State::kFailed: break;
+    case State::kFailed:
+      break;
   }
   return {};
 }

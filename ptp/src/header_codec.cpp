@@ -10,7 +10,9 @@ To enum_cast(From v) {
   return static_cast<To>(static_cast<std::underlying_type_t<From>>(v));
 }
 
-std::string to_string(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+std::string to_string(const flatbuffers::String* s) {
+  return s ? s->str() : std::string();
+}
 
 template <typename T>
 std::vector<T> to_vector(const flatbuffers::Vector<T>* v) {
@@ -33,12 +35,11 @@ void encode_header(flatbuffers::FlatBufferBuilder& fbb, const MessageHeader& h) 
   flatbuffers::Offset<fb::CodecDesc> codec;
   if (h.codec) {
     const CodecDesc& c = *h.codec;
-    codec = fb::CreateCodecDesc(fbb, enum_cast<fb::CodecId>(c.codec), c.bits,
-                                enum_cast<fb::RotationKind>(c.rotation), c.rotation_seed,
-                                c.block_size, c.codebook_id, c.codebook_version,
-                                enum_cast<fb::DType>(c.norm_dtype),
-                                enum_cast<fb::LosslessKind>(c.lossless), c.lossless_level,
-                                c.original_bytes);
+    codec = fb::CreateCodecDesc(
+        fbb, enum_cast<fb::CodecId>(c.codec), c.bits, enum_cast<fb::RotationKind>(c.rotation),
+        c.rotation_seed, c.block_size, c.codebook_id, c.codebook_version,
+        enum_cast<fb::DType>(c.norm_dtype), enum_cast<fb::LosslessKind>(c.lossless),
+        c.lossless_level, c.original_bytes);
   }
   flatbuffers::Offset<fb::ChunkDesc> chunk;
   if (h.chunk) {
@@ -49,8 +50,8 @@ void encode_header(flatbuffers::FlatBufferBuilder& fbb, const MessageHeader& h) 
   if (h.hello) {
     const HelloDesc& he = *h.hello;
     hello = fb::CreateHelloDescDirect(fbb, he.min_protocol, he.max_protocol, he.max_frame_bytes,
-                                      he.max_streams, &he.codecs, he.flags, &he.nonce,
-                                      &he.auth_tag, he.peer_name.c_str());
+                                      he.max_streams, &he.codecs, he.flags, &he.nonce, &he.auth_tag,
+                                      he.peer_name.c_str());
   }
   flatbuffers::Offset<fb::AckDesc> ack;
   if (h.ack) ack = fb::CreateAckDesc(fbb, h.ack->cumulative_sequence);
@@ -148,13 +149,14 @@ Result<MessageHeader> decode_header(std::span<const std::byte> region, const Dec
   if (const fb::ErrorDesc* e = f->error()) h.error = ErrorDesc{e->code(), to_string(e->message())};
   if (const auto* secs = f->sections()) {
     if (secs->size() > lim.max_sections) {
-      return make_error(ErrorCode::kBadSectionTable,
-                        std::to_string(secs->size()) + " sections; the limit is " +
-                            std::to_string(lim.max_sections));
+      return make_error(ErrorCode::kBadSectionTable, std::to_string(secs->size()) +
+                                                         " sections; the limit is " +
+                                                         std::to_string(lim.max_sections));
     }
     h.sections.reserve(secs->size());
     for (const fb::Section* s : *secs) {
-      h.sections.push_back({enum_cast<SectionKind>(s->kind()), s->offset(), s->length(), s->xxh3()});
+      h.sections.push_back(
+          {enum_cast<SectionKind>(s->kind()), s->offset(), s->length(), s->xxh3()});
     }
   }
   h.body_length = f->body_length();

@@ -6,50 +6,76 @@ namespace agp::ptp {
 
 std::string_view message_kind_name(MessageKind k) {
   switch (k) {
-    case MessageKind::kHello: return "hello";
-    case MessageKind::kHelloReply: return "hello_reply";
-    case MessageKind::kTensorPacket: return "tensor_packet";
-    case MessageKind::kAck: return "ack";
-    case MessageKind::kHeartbeat: return "heartbeat";
-    case MessageKind::kError: return "error";
-    case MessageKind::kBye: return "bye";
+    case MessageKind::kHello:
+      return "hello";
+    case MessageKind::kHelloReply:
+      return "hello_reply";
+    case MessageKind::kTensorPacket:
+      return "tensor_packet";
+    case MessageKind::kAck:
+      return "ack";
+    case MessageKind::kHeartbeat:
+      return "heartbeat";
+    case MessageKind::kError:
+      return "error";
+    case MessageKind::kBye:
+      return "bye";
   }
   return "unknown";
 }
 
 std::string_view layout_name(Layout l) {
   switch (l) {
-    case Layout::kUnspecified: return "unspecified";
-    case Layout::kBSD: return "BSD";
-    case Layout::kBC1S: return "BC1S";
-    case Layout::kSD: return "SD";
-    case Layout::kD: return "D";
-    case Layout::kBCS: return "BCS";
+    case Layout::kUnspecified:
+      return "unspecified";
+    case Layout::kBSD:
+      return "BSD";
+    case Layout::kBC1S:
+      return "BC1S";
+    case Layout::kSD:
+      return "SD";
+    case Layout::kD:
+      return "D";
+    case Layout::kBCS:
+      return "BCS";
   }
   return "unknown";
 }
 
 std::string_view codec_name(CodecId c) {
   switch (c) {
-    case CodecId::kUnknown: return "unknown";
-    case CodecId::kRaw: return "raw";
-    case CodecId::kTurboQuantMse: return "turboquant_mse";
-    case CodecId::kTurboQuantProd: return "turboquant_prod";
-    case CodecId::kBlockAbsmaxInt8: return "block_absmax_int8";
-    case CodecId::kBlockAbsmax4: return "block_absmax_4";
+    case CodecId::kUnknown:
+      return "unknown";
+    case CodecId::kRaw:
+      return "raw";
+    case CodecId::kTurboQuantMse:
+      return "turboquant_mse";
+    case CodecId::kTurboQuantProd:
+      return "turboquant_prod";
+    case CodecId::kBlockAbsmaxInt8:
+      return "block_absmax_int8";
+    case CodecId::kBlockAbsmax4:
+      return "block_absmax_4";
   }
   return "unknown";
 }
 
 std::string_view section_kind_name(SectionKind k) {
   switch (k) {
-    case SectionKind::kRaw: return "raw";
-    case SectionKind::kCodes: return "codes";
-    case SectionKind::kNorms: return "norms";
-    case SectionKind::kScales: return "scales";
-    case SectionKind::kSketch: return "sketch";
-    case SectionKind::kSketchNorms: return "sketch_norms";
-    case SectionKind::kSideData: return "side_data";
+    case SectionKind::kRaw:
+      return "raw";
+    case SectionKind::kCodes:
+      return "codes";
+    case SectionKind::kNorms:
+      return "norms";
+    case SectionKind::kScales:
+      return "scales";
+    case SectionKind::kSketch:
+      return "sketch";
+    case SectionKind::kSketchNorms:
+      return "sketch_norms";
+    case SectionKind::kSideData:
+      return "side_data";
   }
   return "other";
 }

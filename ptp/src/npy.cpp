@@ -10,7 +10,9 @@ namespace {
 
 constexpr std::string_view kNpyMagic = "\x93NUMPY";
 
-Status bad(const std::string& msg) { return make_error(ErrorCode::kBadNpy, msg); }
+Status bad(const std::string& msg) {
+  return make_error(ErrorCode::kBadNpy, msg);
+}
 
 // A strict reader for the Python dict literal of an .npy header, e.g.
 // {'descr': '<f2', 'fortran_order': False, 'shape': (16, 256, 384), }
@@ -114,13 +116,20 @@ Result<DType> dtype_from_descr(const std::string& d) {
 
 const char* descr_for(DType t) {
   switch (t) {
-    case DType::kF32: return "<f4";
-    case DType::kF16: return "<f2";
-    case DType::kBF16: return "<u2";
-    case DType::kU8: return "|u1";
-    case DType::kI32: return "<i4";
-    case DType::kI64: return "<i8";
-    case DType::kUnknown: break;
+    case DType::kF32:
+      return "<f4";
+    case DType::kF16:
+      return "<f2";
+    case DType::kBF16:
+      return "<u2";
+    case DType::kU8:
+      return "|u1";
+    case DType::kI32:
+      return "<i4";
+    case DType::kI64:
+      return "<i8";
+    case DType::kUnknown:
+      break;
   }
   return nullptr;
 }
@@ -152,7 +161,8 @@ Result<NpyView> parse_npy(std::span<const std::byte> bytes) {
   std::size_t header_len = 0;
   std::size_t header_start = 0;
   if (major == 1) {
-    header_len = static_cast<unsigned char>(p[8]) | (static_cast<std::size_t>(static_cast<unsigned char>(p[9])) << 8);
+    header_len = static_cast<unsigned char>(p[8]) |
+                 (static_cast<std::size_t>(static_cast<unsigned char>(p[9])) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) return bad("file ends inside the .npy preamble");
@@ -181,7 +191,8 @@ Result<NpyView> parse_npy(std::span<const std::byte> bytes) {
     if (!key || !r.eat(':')) return bad("header dict has a malformed key");
     if (*key == "descr" && !descr) {
       descr = r.string_lit();
-      if (!descr) return bad("'descr' is not a simple type string (structured arrays are not supported)");
+      if (!descr)
+        return bad("'descr' is not a simple type string (structured arrays are not supported)");
     } else if (*key == "fortran_order" && !fortran) {
       fortran = r.bool_lit();
       if (!fortran) return bad("'fortran_order' is not True or False");
@@ -197,7 +208,8 @@ Result<NpyView> parse_npy(std::span<const std::byte> bytes) {
     }
   }
   if (!r.at_end()) return bad("trailing characters after the header dict");
-  if (!descr || !fortran || !shape) return bad("header lacks one of 'descr', 'fortran_order', 'shape'");
+  if (!descr || !fortran || !shape)
+    return bad("header lacks one of 'descr', 'fortran_order', 'shape'");
   if (*fortran) {
     return make_error(ErrorCode::kUnsupportedDtype,
                       "Fortran-order arrays are not supported; save in C order");

@@ -86,4 +86,3 @@ void seal_header_checksum(std::vector<std::byte>& head) {
 }
 
 }  // namespace agp::ptp::detail
-

@@ -13,7 +13,8 @@ void write_prefix(const FramePrefix& p, std::span<std::byte, kPrefixSize> out);
 
 // Parses and checks a prefix: magic, format version, flags, reserved, header length (alignment,
 // minimum, cap). Does not check the checksum (that needs the header bytes).
-Result<FramePrefix> read_prefix(std::span<const std::byte, kPrefixSize> in, const DecoderLimits& lim);
+Result<FramePrefix> read_prefix(std::span<const std::byte, kPrefixSize> in,
+                                const DecoderLimits& lim);
 
 // XXH3-64 of prefix bytes [0,16) followed by the header region.
 std::uint64_t header_checksum(std::span<const std::byte, kPrefixSize> prefix,

@@ -14,14 +14,16 @@ using nlohmann::json;
 
 constexpr std::uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit (100 MB)
 
-Status bad(const std::string& msg) { return make_error(ErrorCode::kBadSafetensors, msg); }
+Status bad(const std::string& msg) {
+  return make_error(ErrorCode::kBadSafetensors, msg);
+}
 
 // Element sizes of the dtypes the format defines; 0 when unknown.
 std::size_t element_size(const std::string& d) {
   static const std::map<std::string, std::size_t, std::less<>> kSizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
-      {"F64", 8},  {"I64", 8}, {"U64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
   const auto it = kSizes.find(d);
   return it == kSizes.end() ? 0 : it->second;
 }
@@ -100,7 +102,8 @@ bool is_plain_file_name(const std::string& n) {
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool exists(const std::string& p) {
@@ -117,7 +120,8 @@ bool is_dir(const std::string& p) {
 
 Result<std::vector<SafetensorsTensor>> parse_safetensors(std::span<const std::byte> bytes,
                                                          std::map<std::string, std::string>* md) {
-  if (bytes.size() < 8) return bad("file is " + std::to_string(bytes.size()) + " bytes; the header length needs 8");
+  if (bytes.size() < 8)
+    return bad("file is " + std::to_string(bytes.size()) + " bytes; the header length needs 8");
   std::uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= std::to_integer<std::uint64_t>(bytes[i]) << (8 * i);
   if (n > kMaxHeaderBytes) {
@@ -150,7 +154,8 @@ Result<std::vector<SafetensorsTensor>> parse_safetensors(std::span<const std::by
   std::uint64_t expected = 0;
   for (const auto& [b, e] : spans) {
     if (b != expected) {
-      return bad("tensor data at offset " + std::to_string(b) + (b < expected ? " overlaps" : " leaves a hole") +
+      return bad("tensor data at offset " + std::to_string(b) +
+                 (b < expected ? " overlaps" : " leaves a hole") +
                  " (expected the next tensor at " + std::to_string(expected) + ")");
     }
     expected = e;
@@ -165,9 +170,9 @@ Result<std::vector<SafetensorsTensor>> parse_safetensors(std::span<const std::by
 }
 
 const SafetensorsTensor* SafetensorsModel::find(std::string_view name) const {
-  const auto it = std::lower_bound(
-      tensors_.begin(), tensors_.end(), name,
-      [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
+  const auto it =
+      std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                       [](const SafetensorsTensor& t, std::string_view n) { return t.name < n; });
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
 }
 
@@ -220,8 +225,8 @@ Result<SafetensorsModel> SafetensorsModel::open(const std::string& path) {
     }
     if (const auto md = j.find("metadata"); md != j.end() && md->is_object()) {
       for (auto it = md->begin(); it != md->end(); ++it) {
-        m.metadata_[it.key()] = it.value().is_string() ? it.value().get<std::string>()
-                                                       : it.value().dump();
+        m.metadata_[it.key()] =
+            it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
       }
     }
     const std::string dir = target.find('/') == std::string::npos

@@ -5,7 +5,9 @@
 namespace agp::ptp {
 namespace {
 
-std::string str(std::uint64_t v) { return std::to_string(v); }
+std::string str(std::uint64_t v) {
+  return std::to_string(v);
+}
 
 bool known_kind(MessageKind k) {
   const auto v = static_cast<unsigned>(k);
@@ -15,12 +17,18 @@ bool known_kind(MessageKind k) {
 // Axis count implied by a layout; 0 when the layout does not constrain the rank.
 std::size_t layout_rank(Layout l) {
   switch (l) {
-    case Layout::kUnspecified: return 0;
-    case Layout::kBSD: return 3;
-    case Layout::kBC1S: return 4;
-    case Layout::kSD: return 2;
-    case Layout::kD: return 1;
-    case Layout::kBCS: return 3;
+    case Layout::kUnspecified:
+      return 0;
+    case Layout::kBSD:
+      return 3;
+    case Layout::kBC1S:
+      return 4;
+    case Layout::kSD:
+      return 2;
+    case Layout::kD:
+      return 1;
+    case Layout::kBCS:
+      return 3;
   }
   return 0;
 }
@@ -48,7 +56,8 @@ Status check_codec(const CodecDesc& c) {
     return make_error(ErrorCode::kBadCodecDescriptor,
                       "bits per value must be 1..16, got " + str(c.bits));
   }
-  if (static_cast<unsigned>(c.rotation) > static_cast<unsigned>(RotationKind::kBlockWalshHadamard)) {
+  if (static_cast<unsigned>(c.rotation) >
+      static_cast<unsigned>(RotationKind::kBlockWalshHadamard)) {
     return make_error(ErrorCode::kBadCodecDescriptor,
                       "rotation kind " + str(static_cast<unsigned>(c.rotation)) + " is unknown");
   }
@@ -57,9 +66,8 @@ Status check_codec(const CodecDesc& c) {
                       "lossless stage " + str(static_cast<unsigned>(c.lossless)) + " is unknown");
   }
   if (c.norm_dtype != DType::kUnknown && !is_float_dtype(c.norm_dtype)) {
-    return make_error(ErrorCode::kBadCodecDescriptor,
-                      "norm dtype must be f32, f16 or bf16, got " +
-                          std::string(dtype_name(c.norm_dtype)));
+    return make_error(ErrorCode::kBadCodecDescriptor, "norm dtype must be f32, f16 or bf16, got " +
+                                                          std::string(dtype_name(c.norm_dtype)));
   }
   return {};
 }
@@ -75,27 +83,26 @@ Status check_sections(const MessageHeader& h, const DecoderLimits& lim) {
                       "body_length " + str(h.body_length) + " is not a multiple of 64");
   }
   if (h.sections.size() > lim.max_sections) {
-    return make_error(ErrorCode::kBadSectionTable, str(h.sections.size()) +
-                                                       " sections; the limit is " +
-                                                       str(lim.max_sections));
+    return make_error(ErrorCode::kBadSectionTable,
+                      str(h.sections.size()) + " sections; the limit is " + str(lim.max_sections));
   }
   std::uint64_t expected_offset = 0;
   for (std::size_t i = 0; i < h.sections.size(); ++i) {
     const SectionEntry& s = h.sections[i];
-    const std::string who = "section " + str(i) + " (" +
-                            std::string(section_kind_name(s.kind)) + ")";
+    const std::string who =
+        "section " + str(i) + " (" + std::string(section_kind_name(s.kind)) + ")";
     if (static_cast<unsigned>(s.kind) == 0) {
       return make_error(ErrorCode::kBadSectionTable, who + " has kind 0 (unknown)");
     }
     if (s.offset % kBodyAlignment != 0) {
-      return make_error(ErrorCode::kSectionMisaligned,
-                        who + " starts at body offset " + str(s.offset) +
-                            ", which is not a multiple of 64");
+      return make_error(
+          ErrorCode::kSectionMisaligned,
+          who + " starts at body offset " + str(s.offset) + ", which is not a multiple of 64");
     }
     if (s.offset > h.body_length || s.length > h.body_length - s.offset) {
-      return make_error(ErrorCode::kSectionOutOfBounds,
-                        who + " spans [" + str(s.offset) + ", +" + str(s.length) +
-                            ") but the body is " + str(h.body_length) + " bytes");
+      return make_error(ErrorCode::kSectionOutOfBounds, who + " spans [" + str(s.offset) + ", +" +
+                                                            str(s.length) + ") but the body is " +
+                                                            str(h.body_length) + " bytes");
     }
     if (s.offset != expected_offset) {
       return make_error(ErrorCode::kSectionMisaligned,
@@ -148,9 +155,8 @@ Status check_kind_fields(const MessageHeader& h, const DecoderLimits& lim) {
                             str(lim.max_vector_elements) + " elements");
     }
     if (he.min_protocol > he.max_protocol) {
-      return make_error(ErrorCode::kHeaderInvalid,
-                        "hello protocol range [" + str(he.min_protocol) + ", " +
-                            str(he.max_protocol) + "] is empty");
+      return make_error(ErrorCode::kHeaderInvalid, "hello protocol range [" + str(he.min_protocol) +
+                                                       ", " + str(he.max_protocol) + "] is empty");
     }
   }
   if (h.error) AGP_RETURN_IF_ERROR(check_string(h.error->message, "error.message", lim));
@@ -158,8 +164,7 @@ Status check_kind_fields(const MessageHeader& h, const DecoderLimits& lim) {
     const ChunkDesc& c = *h.chunk;
     if (c.count == 0 || c.index >= c.count) {
       return make_error(ErrorCode::kHeaderInvalid, "chunk index " + str(c.index) +
-                                                       " is not below chunk count " +
-                                                       str(c.count));
+                                                       " is not below chunk count " + str(c.count));
     }
     if (c.vector_count > UINT64_MAX - c.vector_offset) {
       return make_error(ErrorCode::kHeaderInvalid, "chunk vector range overflows");
@@ -189,13 +194,12 @@ Status validate_tensor_desc(const TensorDesc& t) {
   }
   const auto count = shape_element_count(t.shape);
   if (!count || *count > UINT64_MAX / dtype_size(t.dtype)) {
-    return make_error(ErrorCode::kBadTensorDescriptor,
-                      "tensor element count overflows 64 bits");
+    return make_error(ErrorCode::kBadTensorDescriptor, "tensor element count overflows 64 bits");
   }
   if (t.vector_axis >= t.shape.size()) {
-    return make_error(ErrorCode::kBadTensorDescriptor,
-                      "vector axis " + str(t.vector_axis) + " is not below rank " +
-                          str(t.shape.size()));
+    return make_error(
+        ErrorCode::kBadTensorDescriptor,
+        "vector axis " + str(t.vector_axis) + " is not below rank " + str(t.shape.size()));
   }
   if (static_cast<unsigned>(t.layout) > static_cast<unsigned>(Layout::kBCS)) {
     return make_error(ErrorCode::kBadTensorDescriptor,

@@ -15,8 +15,8 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 bool inside(std::span<const std::byte> outer, std::span<const std::byte> inner) {
-  return inner.empty() ||
-         (inner.data() >= outer.data() && inner.data() + inner.size() <= outer.data() + outer.size());
+  return inner.empty() || (inner.data() >= outer.data() &&
+                           inner.data() + inner.size() <= outer.data() + outer.size());
 }
 }  // namespace
 

@@ -19,36 +19,36 @@ enum class ErrorCode : std::uint16_t {
   kOk = 0,
 
   // Frame prefix and header (1xx).
-  kTruncated = 100,               // the input ended before the frame did
-  kBadMagic = 101,                // the first four bytes are not "AGPP"
-  kUnsupportedVersion = 102,      // frame format version this build does not speak
-  kBadPrefix = 103,               // reserved prefix bits set, or header length misaligned
-  kHeaderTooLarge = 104,          // header length above the receiver's cap
-  kHeaderChecksumMismatch = 105,  // XXH3 of prefix + header does not match
-  kHeaderInvalid = 106,           // FlatBuffers Verifier rejected the header
-  kMissingField = 107,            // a field required for this message kind is absent
-  kUnknownMessageKind = 108,      // message kind not defined by this protocol version
-  kBodyTooLarge = 109,            // body length above the receiver's cap
-  kBadSectionTable = 110,         // too many sections, zero kind, lengths that overflow
-  kSectionOutOfBounds = 111,      // a section reaches past the body
-  kSectionMisaligned = 112,       // a section is not at its canonical 64-byte aligned offset
-  kSectionChecksumMismatch = 113, // XXH3 of a section does not match its table entry
-  kNonZeroPadding = 114,          // an alignment padding byte is not zero
-  kBadTensorDescriptor = 115,     // rank, zero or overflowing shape, vector axis, dtype
-  kBadCodecDescriptor = 116,      // codec fields out of range
-  kFingerprintMismatch = 117,     // the model fingerprint is not the one expected
-  kProtocolVersionMismatch = 118, // header protocol version not supported
+  kTruncated = 100,                // the input ended before the frame did
+  kBadMagic = 101,                 // the first four bytes are not "AGPP"
+  kUnsupportedVersion = 102,       // frame format version this build does not speak
+  kBadPrefix = 103,                // reserved prefix bits set, or header length misaligned
+  kHeaderTooLarge = 104,           // header length above the receiver's cap
+  kHeaderChecksumMismatch = 105,   // XXH3 of prefix + header does not match
+  kHeaderInvalid = 106,            // FlatBuffers Verifier rejected the header
+  kMissingField = 107,             // a field required for this message kind is absent
+  kUnknownMessageKind = 108,       // message kind not defined by this protocol version
+  kBodyTooLarge = 109,             // body length above the receiver's cap
+  kBadSectionTable = 110,          // too many sections, zero kind, lengths that overflow
+  kSectionOutOfBounds = 111,       // a section reaches past the body
+  kSectionMisaligned = 112,        // a section is not at its canonical 64-byte aligned offset
+  kSectionChecksumMismatch = 113,  // XXH3 of a section does not match its table entry
+  kNonZeroPadding = 114,           // an alignment padding byte is not zero
+  kBadTensorDescriptor = 115,      // rank, zero or overflowing shape, vector axis, dtype
+  kBadCodecDescriptor = 116,       // codec fields out of range
+  kFingerprintMismatch = 117,      // the model fingerprint is not the one expected
+  kProtocolVersionMismatch = 118,  // header protocol version not supported
 
   // Files (2xx).
-  kIoError = 200,          // open/read/write/mmap failed
-  kBadNpy = 201,           // malformed .npy file
-  kBadSafetensors = 202,   // malformed safetensors file or index
-  kUnsupportedDtype = 203, // a valid file whose element type we do not handle
+  kIoError = 200,           // open/read/write/mmap failed
+  kBadNpy = 201,            // malformed .npy file
+  kBadSafetensors = 202,    // malformed safetensors file or index
+  kUnsupportedDtype = 203,  // a valid file whose element type we do not handle
 
   // API use (3xx).
-  kInvalidArgument = 300, // the caller passed something out of contract
-  kBufferTooSmall = 301,  // a caller-owned output buffer is too small
-  kBadState = 302,        // a call made in a state that does not allow it
+  kInvalidArgument = 300,  // the caller passed something out of contract
+  kBufferTooSmall = 301,   // a caller-owned output buffer is too small
+  kBadState = 302,         // a call made in a state that does not allow it
 };
 
 // Stable short name of a code, e.g. "section_checksum_mismatch".
@@ -73,13 +73,15 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status make_error(ErrorCode code, std::string message) { return {code, std::move(message)}; }
+inline Status make_error(ErrorCode code, std::string message) {
+  return {code, std::move(message)};
+}
 
 // Either a value or a non-ok Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).is_ok()) {
       v_ = Status(ErrorCode::kBadState, "Result constructed from an ok Status without a value");
@@ -108,8 +110,8 @@ class [[nodiscard]] Result {
 }  // namespace agp
 
 // Propagates a non-ok Status from an expression returning Status.
-#define AGP_RETURN_IF_ERROR(expr)             \
-  do {                                        \
-    ::agp::Status agp_status_ = (expr);       \
+#define AGP_RETURN_IF_ERROR(expr)                 \
+  do {                                            \
+    ::agp::Status agp_status_ = (expr);           \
     if (!agp_status_.is_ok()) return agp_status_; \
   } while (false)

@@ -1,7 +1,6 @@
 // Builds a heartbeat frame and verifies it with the installed library.
 #include <agp/ptp/frame_builder.hpp>
 #include <agp/ptp/frame_decoder.hpp>
-
 #include <cstdio>
 
 int main() {

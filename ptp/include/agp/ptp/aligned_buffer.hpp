@@ -14,7 +14,7 @@ class AlignedBuffer {
 
   AlignedBuffer() = default;
   explicit AlignedBuffer(std::size_t size)
-      : data_(size ? static_cast<std::byte*>(::operator new(size, std::align_val_t{kAlignment}))
+      : data_(size ? static_cast<std::byte*>(::operator new (size, std::align_val_t{kAlignment}))
                    : nullptr),
         size_(size) {}
   ~AlignedBuffer() { release(); }
@@ -39,7 +39,7 @@ class AlignedBuffer {
 
  private:
   void release() {
-    if (data_) ::operator delete(data_, std::align_val_t{kAlignment});
+    if (data_) ::operator delete (data_, std::align_val_t{kAlignment});
     data_ = nullptr;
     size_ = 0;
   }

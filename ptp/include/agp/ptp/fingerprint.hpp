@@ -16,8 +16,8 @@ struct FingerprintInput {
   std::span<const std::byte> weights_digest;  // host-supplied digest of the weights (any length)
   std::int32_t split_layer = -1;
   std::uint64_t hidden_size = 0;
-  DType dtype = DType::kF16;                  // dtype of the split state
-  std::uint32_t codec_family_version = 1;     // bumped when the codec's math changes
+  DType dtype = DType::kF16;               // dtype of the split state
+  std::uint32_t codec_family_version = 1;  // bumped when the codec's math changes
 };
 
 // XXH3-128 (seed 0) over the canonical encoding of `in` specified in docs/ptp_format.md

@@ -24,10 +24,13 @@ std::span<const std::byte> section_bytes(const MessageHeader& header,
 class Frame {
  public:
   Frame() = default;
-  Frame(MessageHeader header, AlignedBuffer body) : header_(std::move(header)), body_(std::move(body)) {}
+  Frame(MessageHeader header, AlignedBuffer body)
+      : header_(std::move(header)), body_(std::move(body)) {}
   const MessageHeader& header() const { return header_; }
   std::span<const std::byte> body() const { return body_.span(); }
-  std::span<const std::byte> section(std::size_t i) const { return section_bytes(header_, body(), i); }
+  std::span<const std::byte> section(std::size_t i) const {
+    return section_bytes(header_, body(), i);
+  }
   // The first section of `kind`, or an empty span when there is none.
   std::span<const std::byte> find_section(SectionKind kind) const;
 

@@ -6,7 +6,8 @@
 //                6  u16 flags (must be 0)
 //                8  u32 header_length: bytes of the header region
 //               12  u32 reserved (must be 0)
-//               16  u64 header checksum: XXH3-64 of prefix bytes [0,16) followed by the header region
+//               16  u64 header checksum: XXH3-64 of prefix bytes [0,16) followed by the header
+//               region
 //   offset 24  header region: FlatBuffers `Header` (schemas/ptp.fbs), zero-padded so that
 //              24 + header_length is a multiple of 64
 //   then       body: sections packed in table order, each at a 64-byte aligned offset, zero padding

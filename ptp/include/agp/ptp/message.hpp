@@ -77,10 +77,10 @@ std::string to_hex(const Hash128& h);
 
 struct TensorDesc {
   std::string name;
-  DType dtype = DType::kF16;            // source dtype: f32, f16 or bf16
-  std::vector<std::uint64_t> shape;     // outermost first, 1..8 dims, every dim >= 1
+  DType dtype = DType::kF16;         // source dtype: f32, f16 or bf16
+  std::vector<std::uint64_t> shape;  // outermost first, 1..8 dims, every dim >= 1
   Layout layout = Layout::kUnspecified;
-  std::uint8_t vector_axis = 0;         // the axis along which codec vectors run
+  std::uint8_t vector_axis = 0;  // the axis along which codec vectors run
   friend bool operator==(const TensorDesc&, const TensorDesc&) = default;
 };
 
