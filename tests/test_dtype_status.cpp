@@ -67,7 +67,8 @@ TEST(Status, CodesHaveUniqueNamesAndMessagesRender) {
   std::set<std::string_view> names;
   for (unsigned c :
        {0u,   100u, 101u, 102u, 103u, 104u, 105u, 106u, 107u, 108u, 109u, 110u, 111u, 112u,
-        113u, 114u, 115u, 116u, 117u, 118u, 200u, 201u, 202u, 203u, 300u, 301u, 302u}) {
+        113u, 114u, 115u, 116u, 117u, 118u, 200u, 201u, 202u, 203u, 300u, 301u, 302u,
+                     400u, 401u, 402u, 403u}) {
     const auto name = error_code_name(static_cast<ErrorCode>(c));
     EXPECT_NE(name, "unknown_error") << c;
     EXPECT_TRUE(names.insert(name).second) << name;

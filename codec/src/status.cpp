@@ -52,6 +52,14 @@ std::string_view error_code_name(ErrorCode code) {
       return "bad_safetensors";
     case ErrorCode::kUnsupportedDtype:
       return "unsupported_dtype";
+    case ErrorCode::kNonFiniteInput:
+      return "non_finite_input";
+    case ErrorCode::kValueOutOfRange:
+      return "value_out_of_range";
+    case ErrorCode::kBadEncodedData:
+      return "bad_encoded_data";
+    case ErrorCode::kUnsupportedCodec:
+      return "unsupported_codec";
     case ErrorCode::kInvalidArgument:
       return "invalid_argument";
     case ErrorCode::kBufferTooSmall:

@@ -45,6 +45,12 @@ enum class ErrorCode : std::uint16_t {
   kBadSafetensors = 202,    // malformed safetensors file or index
   kUnsupportedDtype = 203,  // a valid file whose element type we do not handle
 
+  // Codec (4xx).
+  kNonFiniteInput = 400,    // a NaN or infinity in a tensor to encode
+  kValueOutOfRange = 401,   // finite values too large for the codec's norm or scale type
+  kBadEncodedData = 402,    // encoded parts that cannot come from an encoder (NaN norms, sizes)
+  kUnsupportedCodec = 403,  // a codec configuration this build does not implement
+
   // API use (3xx).
   kInvalidArgument = 300,  // the caller passed something out of contract
   kBufferTooSmall = 301,   // a caller-owned output buffer is too small

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/codec/format_ids.hpp"
 
 namespace agp::ptp {
 
@@ -40,32 +41,14 @@ enum class Layout : std::uint8_t {
   kBCS = 5,   // [batch, channels, sequence]
 };
 
-enum class CodecId : std::uint16_t {
-  kUnknown = 0,
-  kRaw = 1,  // body holds the source tensor bytes unchanged
-  kTurboQuantMse = 2,
-  kTurboQuantProd = 3,
-  kBlockAbsmaxInt8 = 4,
-  kBlockAbsmax4 = 5,
-};
-
-enum class RotationKind : std::uint8_t { kNone = 0, kWalshHadamard = 1, kBlockWalshHadamard = 2 };
-enum class LosslessKind : std::uint8_t { kNone = 0, kZstd = 1 };
-
-enum class SectionKind : std::uint16_t {
-  kRaw = 1,
-  kCodes = 2,
-  kNorms = 3,
-  kScales = 4,
-  kSketch = 5,
-  kSketchNorms = 6,
-  kSideData = 7,
-};
+// Codec, rotation, lossless-stage and section identifiers are the codec's (agp/codec/format_ids.hpp).
+using ::agp::CodecId;
+using ::agp::LosslessKind;
+using ::agp::RotationKind;
+using ::agp::SectionKind;
 
 std::string_view message_kind_name(MessageKind k);
 std::string_view layout_name(Layout l);
-std::string_view codec_name(CodecId c);
-std::string_view section_kind_name(SectionKind k);  // "section_<n>" for kinds this build lacks
 
 struct Hash128 {
   std::uint64_t lo = 0;

@@ -1,0 +1,183 @@
+#include "agp/codec/tensor_view.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace agp::codec {
+namespace {
+
+inline float load(const std::byte* base, std::int64_t i, DType t) {
+  switch (t) {
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, base + i * 4, 4);
+      return f;
+    }
+    case DType::kF16: {
+      std::uint16_t h;
+      std::memcpy(&h, base + i * 2, 2);
+      return f16_to_f32(h);
+    }
+    default: {
+      std::uint16_t b;
+      std::memcpy(&b, base + i * 2, 2);
+      return bf16_to_f32(b);
+    }
+  }
+}
+
+inline void store(std::byte* base, std::int64_t i, DType t, float f) {
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(base + i * 4, &f, 4);
+      return;
+    case DType::kF16: {
+      const std::uint16_t h = f32_to_f16(f);
+      std::memcpy(base + i * 2, &h, 2);
+      return;
+    }
+    default: {
+      const std::uint16_t b = f32_to_bf16(f);
+      std::memcpy(base + i * 2, &b, 2);
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+TensorView TensorView::contiguous(const void* data, DType dtype, std::vector<std::uint64_t> shape,
+                                  std::uint32_t vector_axis) {
+  TensorView v;
+  v.data = static_cast<std::byte*>(const_cast<void*>(data));
+  v.dtype = dtype;
+  v.strides.assign(shape.size(), 1);
+  for (std::size_t i = shape.size(); i-- > 1;) {
+    v.strides[i - 1] = v.strides[i] * static_cast<std::int64_t>(shape[i]);
+  }
+  v.shape = std::move(shape);
+  v.vector_axis = vector_axis;
+  return v;
+}
+
+Status TensorView::validate() const {
+  if (!is_float_dtype(dtype)) {
+    return make_error(ErrorCode::kInvalidArgument, "tensor dtype must be f32, f16 or bf16, got " +
+                                                       std::string(dtype_name(dtype)));
+  }
+  if (shape.empty() || shape.size() > 8 || strides.size() != shape.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "tensor rank must be 1..8 with one stride per axis (rank " +
+                          std::to_string(shape.size()) + ", " + std::to_string(strides.size()) +
+                          " strides)");
+  }
+  if (vector_axis >= shape.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "vector axis " + std::to_string(vector_axis) +
+                                                       " is not below rank " +
+                                                       std::to_string(shape.size()));
+  }
+  std::uint64_t count = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0 || shape[i] > (std::uint64_t{1} << 40) ||
+        count > (std::uint64_t{1} << 62) / shape[i]) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "tensor shape has a zero or too large dimension");
+    }
+    count *= shape[i];
+  }
+  if (shape[vector_axis] > (std::uint64_t{1} << 24)) {
+    return make_error(ErrorCode::kInvalidArgument, "vector length above 2^24 values");
+  }
+  if (data == nullptr) return make_error(ErrorCode::kInvalidArgument, "tensor data is null");
+  return {};
+}
+
+std::uint64_t TensorView::vector_count() const {
+  std::uint64_t n = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i != vector_axis) n *= shape[i];
+  }
+  return n;
+}
+
+VectorAccess::VectorAccess(const TensorView& view)
+    : view_(&view),
+      dim_(view.dim()),
+      count_(view.vector_count()),
+      elem_stride_(view.strides[view.vector_axis]) {
+  for (std::size_t i = 0; i < view.shape.size(); ++i) {
+    if (i == view.vector_axis || view.shape[i] == 1) continue;  // unit axes do not move
+    outer_shape_.push_back(view.shape[i]);
+    outer_strides_.push_back(view.strides[i]);
+  }
+}
+
+std::int64_t VectorAccess::offset_of(std::uint64_t v) const {
+  std::int64_t off = 0;
+  for (std::size_t i = outer_shape_.size(); i-- > 0;) {
+    off += static_cast<std::int64_t>(v % outer_shape_[i]) * outer_strides_[i];
+    v /= outer_shape_[i];
+  }
+  return off;
+}
+
+void VectorAccess::gather(std::uint64_t first, std::uint64_t n, float* out) const {
+  const TensorView& v = *view_;
+  const bool interleaved = !outer_shape_.empty() && outer_strides_.back() == 1 && elem_stride_ != 1;
+  std::uint64_t k = 0;
+  while (k < n) {
+    const std::uint64_t vec = first + k;
+    const std::int64_t base = offset_of(vec);
+    if (interleaved) {
+      // Vectors vec.. lie side by side (unit stride) until the innermost outer axis wraps: read
+      // each element row once for the whole run, which touches memory sequentially.
+      const std::uint64_t inner = outer_shape_.back();
+      const std::uint64_t run =
+          std::min<std::uint64_t>({n - k, inner - vec % inner, std::uint64_t{64}});
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        const std::int64_t row = base + static_cast<std::int64_t>(j) * elem_stride_;
+        for (std::uint64_t t = 0; t < run; ++t) {
+          out[(k + t) * dim_ + j] = load(v.data, row + static_cast<std::int64_t>(t), v.dtype);
+        }
+      }
+      k += run;
+    } else {
+      float* dst = out + k * dim_;
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        dst[j] = load(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype);
+      }
+      ++k;
+    }
+  }
+}
+
+void VectorAccess::scatter(std::uint64_t first, std::uint64_t n, const float* in) const {
+  const TensorView& v = *view_;
+  const bool interleaved = !outer_shape_.empty() && outer_strides_.back() == 1 && elem_stride_ != 1;
+  std::uint64_t k = 0;
+  while (k < n) {
+    const std::uint64_t vec = first + k;
+    const std::int64_t base = offset_of(vec);
+    if (interleaved) {
+      const std::uint64_t inner = outer_shape_.back();
+      const std::uint64_t run =
+          std::min<std::uint64_t>({n - k, inner - vec % inner, std::uint64_t{64}});
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        const std::int64_t row = base + static_cast<std::int64_t>(j) * elem_stride_;
+        for (std::uint64_t t = 0; t < run; ++t) {
+          store(v.data, row + static_cast<std::int64_t>(t), v.dtype, in[(k + t) * dim_ + j]);
+        }
+      }
+      k += run;
+    } else {
+      const float* src = in + k * dim_;
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        store(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype, src[j]);
+      }
+      ++k;
+    }
+  }
+}
+
+}  // namespace agp::codec
