@@ -1,0 +1,280 @@
+// ./dev bench codec: quality, size and speed of every codec on three data sets, with memcpy of the
+// same input measured in the same run. Writes bench/results/latest-codec.json ({"rows": [...]}).
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "agp/codec/codec.hpp"
+#include "agp/codec/thread_pool.hpp"
+#include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/mapped_file.hpp"
+#include "agp/ptp/npy.hpp"
+
+namespace {
+
+using namespace agp;
+using namespace agp::codec;
+using Clock = std::chrono::steady_clock;
+
+struct DataSet {
+  std::string name;
+  DType dtype;
+  std::vector<std::uint64_t> shape;
+  std::uint32_t axis;
+  ptp::Layout layout;
+  std::vector<std::byte> bytes;
+  TensorView view() const { return TensorView::contiguous(bytes.data(), dtype, shape, axis); }
+};
+
+std::uint64_t splitmix(std::uint64_t& s) {
+  s += 0x9e3779b97f4a7c15ull;
+  std::uint64_t z = s;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double gauss(std::uint64_t& s) {
+  const double u1 = (static_cast<double>(splitmix(s) >> 11) + 0.5) * 0x1.0p-53;
+  const double u2 = static_cast<double>(splitmix(s) >> 11) * 0x1.0p-53;
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2 * 3.141592653589793 * u2);
+}
+
+DataSet seed_gaussian() {
+  DataSet d{"seed-gaussian", DType::kF16, {1, 1280, 1, 256}, 1, ptp::Layout::kBC1S, {}};
+  d.bytes.resize(1280 * 256 * 2);
+  std::uint64_t s = 1;
+  for (std::size_t i = 0; i < 1280 * 256; ++i) {
+    const std::uint16_t h = f32_to_f16(static_cast<float>(gauss(s)));
+    std::memcpy(d.bytes.data() + 2 * i, &h, 2);
+  }
+  return d;
+}
+
+DataSet unit_768() {
+  DataSet d{"unit-768", DType::kF32, {4096, 768}, 1, ptp::Layout::kSD, {}};
+  d.bytes.resize(4096 * 768 * 4);
+  std::uint64_t s = 2;
+  std::vector<float> v(768);
+  for (std::size_t r = 0; r < 4096; ++r) {
+    double ss = 0;
+    for (auto& x : v) {
+      x = static_cast<float>(gauss(s));
+      ss += static_cast<double>(x) * x;
+    }
+    for (auto& x : v) x = static_cast<float>(x / std::sqrt(ss));
+    std::memcpy(d.bytes.data() + r * 768 * 4, v.data(), 768 * 4);
+  }
+  return d;
+}
+
+bool devmodel(const std::string& dir, DataSet* out) {
+  auto a = ptp::read_npy(dir + "/hidden_split2.npy");
+  if (!a || a->view.dtype != DType::kF16 || a->view.shape.size() != 3) return false;
+  out->name = "devmodel";
+  out->dtype = DType::kF16;
+  out->shape = a->view.shape;
+  out->axis = 2;
+  out->layout = ptp::Layout::kBSD;
+  out->bytes.assign(a->view.data.begin(), a->view.data.end());
+  return true;
+}
+
+std::vector<float> as_f32(const DataSet& d) {
+  const TensorView v = d.view();
+  std::vector<float> out(v.vector_count() * v.dim());
+  VectorAccess(v).gather(0, v.vector_count(), out.data());
+  return out;
+}
+
+template <typename F>
+double median_us(F&& f, int min_reps, double min_seconds) {
+  std::vector<double> t;
+  const auto start = Clock::now();
+  while (static_cast<int>(t.size()) < min_reps ||
+         std::chrono::duration<double>(Clock::now() - start).count() < min_seconds) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    if (t.size() > 100000) break;
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Row {
+  std::string data, codec;
+  int bits;
+  double bits_per_value, mse, rel_mse, cosine, max_abs;
+  std::uint64_t packet_bytes;
+  double encode_us, decode_us, encode_us_2t, decode_us_2t;
+};
+
+std::string json_row(const Row& r) {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "    {\"data\": \"%s\", \"codec\": \"%s\", \"bits\": %d, \"bits_per_value\": %.4f, "
+                "\"mse\": %.6g, \"rel_mse\": %.6g, \"cosine\": %.6f, \"max_abs_err\": %.5g, "
+                "\"packet_bytes\": %llu, \"encode_us\": %.1f, \"decode_us\": %.1f, \"threads\": 1, "
+                "\"encode_us_2threads\": %.1f, \"decode_us_2threads\": %.1f}",
+                r.data.c_str(), r.codec.c_str(), r.bits, r.bits_per_value, r.mse, r.rel_mse,
+                r.cosine, r.max_abs, static_cast<unsigned long long>(r.packet_bytes), r.encode_us,
+                r.decode_us, r.encode_us_2t, r.decode_us_2t);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path, devmodel_dir = "../shared/fixtures/devmodel";
+  double min_seconds = 0.3;
+  bool quick = false;
+  CLI::App app{"bench_codec: every codec on seed-gaussian, unit-768 and devmodel hidden states: "
+               "size (whole ptp packet), error, and single- and two-thread encode/decode times, "
+               "with memcpy of the input in the same run"};
+  app.add_option("--out", out_path, "write the JSON results here");
+  app.add_option("--devmodel", devmodel_dir, "directory of the devmodel fixture");
+  app.add_option("--min-seconds", min_seconds, "minimum timing time per measurement");
+  app.add_flag("--quick", quick, "fewer repetitions (for smoke tests)");
+  CLI11_PARSE(app, argc, argv);
+  const int reps = quick ? 3 : 15;
+  if (quick) min_seconds = 0.0;
+
+  std::vector<DataSet> sets = {seed_gaussian(), unit_768()};
+  DataSet dm;
+  if (devmodel(devmodel_dir, &dm)) {
+    sets.push_back(std::move(dm));
+  } else {
+    std::fprintf(stderr, "bench_codec: no devmodel fixture at %s; skipping that data set\n",
+                 devmodel_dir.c_str());
+  }
+
+  std::vector<CodecConfig> configs;
+  for (int b = 1; b <= 8; ++b) configs.push_back({CodecId::kTurboQuantMse, b, DType::kF16, 0x5eed, DType::kF16});
+  configs.push_back({CodecId::kBlockAbsmax4, 4, DType::kF16, 0, DType::kF16});
+  configs.push_back({CodecId::kBlockAbsmaxInt8, 8, DType::kF16, 0, DType::kF16});
+  configs.push_back({CodecId::kRaw, 0, DType::kF16, 0, DType::kF16});
+
+  ThreadPool pool(2);
+  std::vector<Row> rows;
+  std::string memcpy_json;
+  std::printf("%-14s %-20s %6s %9s %11s %9s %10s %10s %10s\n", "data", "codec", "bpv", "rel_mse",
+              "mse", "cosine", "bytes", "enc_us", "dec_us");
+  for (const DataSet& d : sets) {
+    const TensorView in = d.view();
+    const auto ref = as_f32(d);
+    const std::uint32_t dim = in.dim();
+    const std::uint64_t nvec = in.vector_count();
+    std::vector<std::byte> copy(d.bytes.size());
+    const double memcpy_us = median_us([&] { std::memcpy(copy.data(), d.bytes.data(), d.bytes.size()); },
+                                       reps * 10, min_seconds);
+    memcpy_json += std::string(memcpy_json.empty() ? "" : ", ") + "\"" + d.name + "\": " +
+                   std::to_string(memcpy_us);
+    std::vector<std::byte> out_bytes(d.bytes.size());
+    TensorView out = in;
+    out.data = out_bytes.data();
+    double ss_ref = 0;
+    for (float v : ref) ss_ref += static_cast<double>(v) * v;
+
+    for (CodecConfig cfg : configs) {
+      if (cfg.id == CodecId::kRaw) cfg.raw_dtype = d.dtype;
+      auto made = make_codec(cfg, dim);
+      if (!made) {
+        std::fprintf(stderr, "bench_codec: %s\n", made.status().to_string().c_str());
+        return 1;
+      }
+      const Codec& c = **made;
+      std::vector<std::vector<std::byte>> parts;
+      std::vector<std::span<std::byte>> ws;
+      std::vector<std::span<const std::byte>> rs;
+      for (const PartSpec& p : c.parts()) parts.emplace_back(nvec * p.bytes_per_vector);
+      for (auto& p : parts) {
+        ws.emplace_back(p);
+        rs.emplace_back(p);
+      }
+      if (auto s = c.encode_all(in, ws); !s) {
+        std::fprintf(stderr, "bench_codec: %s on %s: %s\n", c.name().c_str(), d.name.c_str(), s.to_string().c_str());
+        return 1;
+      }
+      if (auto s = c.decode_all(rs, out); !s) {
+        std::fprintf(stderr, "bench_codec: decode %s: %s\n", c.name().c_str(), s.to_string().c_str());
+        return 1;
+      }
+      Row r{d.name, c.name(), cfg.bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+      // Error against the input, on the decoded values as the host receives them (input dtype).
+      TensorView outv = out;
+      std::vector<float> got(ref.size());
+      VectorAccess(outv).gather(0, nvec, got.data());
+      double se = 0, cos_sum = 0, max_abs = 0;
+      for (std::uint64_t v = 0; v < nvec; ++v) {
+        double dot = 0, na = 0, nb = 0;
+        for (std::uint32_t i = 0; i < dim; ++i) {
+          const double a = ref[v * dim + i], b = got[v * dim + i];
+          se += (a - b) * (a - b);
+          dot += a * b;
+          na += a * a;
+          nb += b * b;
+          max_abs = std::max(max_abs, std::abs(a - b));
+        }
+        cos_sum += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
+      }
+      r.mse = se / static_cast<double>(ref.size());
+      r.rel_mse = se / ss_ref;
+      r.cosine = cos_sum / static_cast<double>(nvec);
+      r.max_abs = max_abs;
+      // The whole packet as it goes on the wire: prefix, header, every section and its padding.
+      ptp::MessageHeader h;
+      h.kind = ptp::MessageKind::kTensorPacket;
+      h.model_id = "bench";
+      h.tensor = ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
+      h.codec = ptp::CodecDesc{};
+      h.codec->codec = cfg.id;
+      h.codec->bits = cfg.id == CodecId::kRaw ? 0 : static_cast<std::uint8_t>(cfg.bits);
+      h.codec->original_bytes = d.bytes.size();
+      std::vector<ptp::SectionInput> sections;
+      for (std::size_t p = 0; p < parts.size(); ++p) sections.push_back({c.parts()[p].kind, parts[p], std::nullopt});
+      ptp::FrameBuilder fb;
+      auto g = fb.build(h, sections);
+      if (!g) {
+        std::fprintf(stderr, "bench_codec: framing: %s\n", g.status().to_string().c_str());
+        return 1;
+      }
+      r.packet_bytes = g->total_bytes;
+      r.bits_per_value = static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
+      r.encode_us = median_us([&] { (void)c.encode_all(in, ws); }, reps, min_seconds);
+      r.decode_us = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
+      r.encode_us_2t = median_us([&] { (void)c.encode_all(in, ws, &pool); }, reps, min_seconds);
+      r.decode_us_2t = median_us([&] { (void)c.decode_all(rs, out, &pool); }, reps, min_seconds);
+      std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f   (2 threads %.1f / %.1f)\n",
+                  r.data.c_str(), r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+                  static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us,
+                  r.encode_us_2t, r.decode_us_2t);
+      std::fflush(stdout);
+      rows.push_back(r);
+    }
+    std::printf("%-14s memcpy of the %zu input bytes: %.1f us\n", d.name.c_str(), d.bytes.size(), memcpy_us);
+  }
+
+  if (!out_path.empty()) {
+    const std::time_t t = std::time(nullptr);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    std::string json = std::string("{\n  \"suite\": \"codec\",\n  \"date\": \"") + date +
+                       "\",\n  \"memcpy_us\": {" + memcpy_json + "},\n  \"rows\": [\n";
+    for (std::size_t i = 0; i < rows.size(); ++i) json += json_row(rows[i]) + (i + 1 < rows.size() ? ",\n" : "\n");
+    json += "  ]\n}\n";
+    if (auto s = ptp::write_file(out_path, std::as_bytes(std::span(json.data(), json.size()))); !s) {
+      std::fprintf(stderr, "bench_codec: %s\n", s.to_string().c_str());
+      return 1;
+    }
+    std::printf("wrote %s\n", out_path.c_str());
+  }
+  return 0;
+}
