@@ -15,6 +15,8 @@ class Codebook {
   int block_dim() const { return block_dim_; }  // 0: unit Gaussian
   const float* centroids() const { return centroids_; }
   double mse() const { return mse_; }
+  // Decision boundary between centroid i and i + 1 (their midpoint, as quantize() uses it).
+  float boundary(int i) const { return boundaries_[i]; }
   // Index of the nearest centroid of a standardized coordinate (ties go up; NaN goes to 0).
   std::uint8_t quantize(float z) const {
     float pos = (z - lo_) * inv_bin_;

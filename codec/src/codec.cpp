@@ -68,20 +68,50 @@ std::string Codec::name() const {
   return n + "/" + std::to_string(config_.bits);
 }
 
+Status Codec::encode_vectors(const VectorAccess& in, std::uint64_t first, std::size_t n,
+                             std::byte* const* out) const {
+  tls_tile.resize(kTile * dim_);
+  std::vector<std::byte*> ptrs(parts_.size());
+  for (std::size_t done = 0; done < n;) {
+    const std::size_t t = std::min(kTile, n - done);
+    in.gather(first + done, t, tls_tile.data());
+    for (std::size_t p = 0; p < parts_.size(); ++p)
+      ptrs[p] = out[p] + done * parts_[p].bytes_per_vector;
+    AGP_RETURN_IF_ERROR(encode_tile(tls_tile.data(), t, ptrs.data()));
+    done += t;
+  }
+  return {};
+}
+
+Status Codec::decode_vectors(const std::byte* const* in, std::uint64_t first, std::size_t n,
+                             const VectorAccess& out) const {
+  tls_tile.resize(kTile * dim_);
+  std::vector<const std::byte*> ptrs(parts_.size());
+  for (std::size_t done = 0; done < n;) {
+    const std::size_t t = std::min(kTile, n - done);
+    for (std::size_t p = 0; p < parts_.size(); ++p)
+      ptrs[p] = in[p] + done * parts_[p].bytes_per_vector;
+    AGP_RETURN_IF_ERROR(decode_tile(ptrs.data(), t, tls_tile.data()));
+    out.scatter(first + done, t, tls_tile.data());
+    done += t;
+  }
+  return {};
+}
+
+// Works in slices of at most kSlice vectors so that errors name a small range.
+constexpr std::uint64_t kSlice = 256;
+
 Status Codec::encode(const TensorView& in, std::uint64_t first, std::uint64_t n,
                      std::span<const std::span<std::byte>> out) const {
   AGP_RETURN_IF_ERROR(check_range(in, dim_, first, n));
   AGP_RETURN_IF_ERROR(check_parts(parts_, out, n));
   const VectorAccess access(in);
-  tls_tile.resize(kTile * dim_);
   std::vector<std::byte*> ptrs(parts_.size());
   for (std::uint64_t done = 0; done < n;) {
-    const std::size_t t = static_cast<std::size_t>(std::min<std::uint64_t>(kTile, n - done));
-    access.gather(first + done, t, tls_tile.data());
-    for (std::size_t p = 0; p < parts_.size(); ++p) {
+    const auto t = static_cast<std::size_t>(std::min<std::uint64_t>(kSlice, n - done));
+    for (std::size_t p = 0; p < parts_.size(); ++p)
       ptrs[p] = out[p].data() + done * parts_[p].bytes_per_vector;
-    }
-    Status s = encode_tile(tls_tile.data(), t, ptrs.data());
+    Status s = encode_vectors(access, first + done, t, ptrs.data());
     if (!s) {
       return Status(s.code(), "vectors [" + std::to_string(first + done) + ", +" +
                                   std::to_string(t) + "): " + s.message());
@@ -96,19 +126,16 @@ Status Codec::decode(std::span<const std::span<const std::byte>> in, const Tenso
   AGP_RETURN_IF_ERROR(check_range(out, dim_, first, n));
   AGP_RETURN_IF_ERROR(check_parts(parts_, in, n));
   const VectorAccess access(out);
-  tls_tile.resize(kTile * dim_);
   std::vector<const std::byte*> ptrs(parts_.size());
   for (std::uint64_t done = 0; done < n;) {
-    const std::size_t t = static_cast<std::size_t>(std::min<std::uint64_t>(kTile, n - done));
-    for (std::size_t p = 0; p < parts_.size(); ++p) {
+    const auto t = static_cast<std::size_t>(std::min<std::uint64_t>(kSlice, n - done));
+    for (std::size_t p = 0; p < parts_.size(); ++p)
       ptrs[p] = in[p].data() + done * parts_[p].bytes_per_vector;
-    }
-    Status s = decode_tile(ptrs.data(), t, tls_tile.data());
+    Status s = decode_vectors(ptrs.data(), first + done, t, access);
     if (!s) {
       return Status(s.code(), "vectors [" + std::to_string(first + done) + ", +" +
                                   std::to_string(t) + "): " + s.message());
     }
-    access.scatter(first + done, t, tls_tile.data());
     done += t;
   }
   return {};

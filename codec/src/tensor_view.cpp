@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "simd_kernels.hpp"
+
 namespace agp::codec {
 namespace {
 
@@ -176,6 +178,67 @@ void VectorAccess::scatter(std::uint64_t first, std::uint64_t n, const float* in
         store(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype, src[j]);
       }
       ++k;
+    }
+  }
+}
+
+bool VectorAccess::full_interleaved_tile(std::uint64_t first, std::size_t n) const {
+  if (n != simd::kTileLanes || outer_shape_.empty() || outer_strides_.back() != 1 ||
+      elem_stride_ == 1) {
+    return false;
+  }
+  const std::uint64_t inner = outer_shape_.back();
+  return inner - first % inner >= simd::kTileLanes;
+}
+
+std::optional<VectorAccess::LaneRows> VectorAccess::lane_rows(std::uint64_t first,
+                                                              std::size_t n) const {
+  const TensorView& v = *view_;
+  if (!full_interleaved_tile(first, n) || v.dtype == DType::kBF16) return std::nullopt;
+  return LaneRows{v.data + offset_of(first) * static_cast<std::int64_t>(dtype_size(v.dtype)),
+                  elem_stride_, v.dtype == DType::kF16};
+}
+
+void VectorAccess::gather_lanes(std::uint64_t first, std::size_t n, float* x) const {
+  constexpr std::size_t K = simd::kTileLanes;
+  const TensorView& v = *view_;
+  thread_local std::vector<float> row;
+  row.resize(dim_);
+  for (std::size_t t = 0; t < K; ++t) {
+    if (t >= n) {
+      for (std::uint32_t j = 0; j < dim_; ++j) x[j * K + t] = 0.0f;
+      continue;
+    }
+    const std::int64_t base = offset_of(first + t);
+    if (elem_stride_ == 1 && v.dtype == DType::kF16) {
+      simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(v.data) + base, dim_, row.data());
+    } else if (elem_stride_ == 1 && v.dtype == DType::kF32) {
+      std::memcpy(row.data(), reinterpret_cast<const float*>(v.data) + base, dim_ * sizeof(float));
+    } else {
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        row[j] = load(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype);
+      }
+    }
+    for (std::uint32_t j = 0; j < dim_; ++j) x[j * K + t] = row[j];
+  }
+}
+
+void VectorAccess::scatter_lanes(std::uint64_t first, std::size_t n, const float* x) const {
+  constexpr std::size_t K = simd::kTileLanes;
+  const TensorView& v = *view_;
+  thread_local std::vector<float> row;
+  row.resize(dim_);
+  for (std::size_t t = 0; t < n; ++t) {
+    for (std::uint32_t j = 0; j < dim_; ++j) row[j] = x[j * K + t];
+    const std::int64_t base = offset_of(first + t);
+    if (elem_stride_ == 1 && v.dtype == DType::kF16) {
+      simd::f32_to_f16_n(row.data(), dim_, reinterpret_cast<std::uint16_t*>(v.data) + base);
+    } else if (elem_stride_ == 1 && v.dtype == DType::kF32) {
+      std::memcpy(reinterpret_cast<float*>(v.data) + base, row.data(), dim_ * sizeof(float));
+    } else {
+      for (std::uint32_t j = 0; j < dim_; ++j) {
+        store(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype, row[j]);
+      }
     }
   }
 }

@@ -68,6 +68,12 @@ class Codec {
 
  protected:
   Codec(CodecConfig config, std::uint32_t dim) : config_(config), dim_(dim) {}
+  // Encodes vectors [first, first + n) read through `in`; part_out[i] points at part i of the
+  // first vector. The default gathers vector-major fp32 tiles and calls encode_tile.
+  virtual Status encode_vectors(const VectorAccess& in, std::uint64_t first, std::size_t n,
+                                std::byte* const* part_out) const;
+  virtual Status decode_vectors(const std::byte* const* part_in, std::uint64_t first, std::size_t n,
+                                const VectorAccess& out) const;
   // Encodes n gathered fp32 vectors x[n * dim]; part_out[i] points at part i of the first vector.
   virtual Status encode_tile(const float* x, std::size_t n, std::byte* const* part_out) const = 0;
   // Decodes n vectors into x[n * dim].

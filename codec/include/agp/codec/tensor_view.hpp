@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -44,8 +45,25 @@ class VectorAccess {
   // even).
   void scatter(std::uint64_t first, std::uint64_t n, const float* in) const;
 
+  // Lane tiles (the SIMD kernels' layout): vectors [first, first + n), n <= 16, as
+  // x[j * 16 + t] = value j of vector first + t; lanes t >= n read as zero and are not written.
+  void gather_lanes(std::uint64_t first, std::size_t n, float* x) const;
+  void scatter_lanes(std::uint64_t first, std::size_t n, const float* x) const;
+
+  // When vectors [first, first + 16) sit side by side with unit stride in an f16 or f32 tensor,
+  // the address of their first values and the element stride between consecutive values of a
+  // vector (so value j of the 16 vectors is 16 contiguous elements at base + j * stride).
+  struct LaneRows {
+    std::byte* base;
+    std::ptrdiff_t stride;
+    bool f16;
+  };
+  std::optional<LaneRows> lane_rows(std::uint64_t first, std::size_t n) const;
+
  private:
   std::int64_t offset_of(std::uint64_t vector) const;  // element offset of the vector's first value
+  // True when vectors [first, first + 16) sit side by side with unit stride (one row per value).
+  bool full_interleaved_tile(std::uint64_t first, std::size_t n) const;
   const TensorView* view_;
   std::uint32_t dim_;
   std::uint64_t count_;

@@ -1,0 +1,51 @@
+// Internal: the vectorized kernels of the codec (Highway, dispatched once per process to the best
+// level the CPU has; tests force each level through agp/codec/simd.hpp).
+//
+// They work on "lane tiles": kTileLanes vectors stored coordinate-major, X[j * kTileLanes + t] is
+// coordinate j of vector t. Every step of TurboQuant is then a vertical operation on rows, with no
+// shuffles inside the Walsh-Hadamard transform. Each kernel performs the same floating-point
+// operations in the same order as the scalar reference (turboquant_mse.cpp, vector by vector), so
+// every level produces the same bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace agp::codec::simd {
+
+inline constexpr std::size_t kTileLanes = 16;
+
+// Index tile (idx[j * 16 + t], dim rows) <-> each vector's packed codes (bitpack.hpp layout):
+// vector t's codes at out + t * stride, for t < lanes. Lanes >= lanes of idx are written as 0 by
+// unpack_tile.
+void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t lanes,
+               std::uint8_t* out, std::size_t stride);
+void unpack_tile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
+                 std::size_t lanes, std::uint8_t* idx);
+// 16 x 16 byte transpose: dst[c * dst_stride + r] = src[r * src_stride + c].
+void transpose16x16(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst,
+                    std::size_t dst_stride);
+
+// Fused TurboQuant steps for one Hadamard block (m rows) of a lane tile.
+// encode_load: rows j < m of the source (16 contiguous f16 or f32 values at src + j * stride
+// elements) -> ss[t] = sum of squares (in row order), x[j][t] = value * signs[j].
+void encode_load(const void* src, bool src_f16, std::ptrdiff_t stride, std::size_t m,
+                 const float* signs, float* x, float* ss);
+// encode_transform: the transform of x, then z = x * inv[t] quantized into idx rows (bits <= 4);
+// for bits > 4, z is left in x for the scalar quantizer.
+void encode_transform(float* x, std::size_t m, const float* inv, const float* boundaries, int bits,
+                      std::uint8_t* idx);
+// decode_block: centroids of idx rows (or, when idx is null, the values already in x), the
+// transform, times lane_scale[t] * signs[j], stored as f16 or f32 rows at dst + j * stride.
+void decode_block(const std::uint8_t* idx, std::size_t m, const float* centroids, int bits,
+                  const float* lane_scale, const float* signs, float* x, void* dst, bool dst_f16,
+                  std::ptrdiff_t stride);
+
+// Contiguous conversions.
+void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst);
+void f32_to_f16_n(const float* src, std::size_t n, std::uint16_t* dst);
+
+// The Highway target the dispatcher currently uses, e.g. "AVX2" or "NEON".
+const char* dispatched_target_name();
+
+}  // namespace agp::codec::simd
