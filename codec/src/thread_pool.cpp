@@ -1,6 +1,7 @@
 #include "agp/codec/thread_pool.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace agp::codec {
 
@@ -17,41 +18,47 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::drain() {
+  while (true) {
+    const std::size_t i = next_.fetch_add(1, std::memory_order_acq_rel);
+    if (i >= total_) return;
+    (*task_)(i);
+    finished_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
 void ThreadPool::run(std::size_t n, const std::function<void(std::size_t)>& task) {
   if (n == 0) return;
-  std::unique_lock<std::mutex> lock(mu_);
-  task_ = &task;
-  next_ = 0;
-  total_ = n;
-  finished_ = 0;
-  ++generation_;
-  wake_.notify_all();
-  while (next_ < total_) {
-    const std::size_t i = next_++;
-    lock.unlock();
-    task(i);
-    lock.lock();
-    ++finished_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    task_ = &task;
+    total_ = n;
+    finished_.store(0, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  done_.wait(lock, [this] { return finished_ == total_; });
-  task_ = nullptr;
+  wake_.notify_all();
+  drain();
+  // The other tasks are already running; they take about as long as ours did.
+  while (finished_.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 void ThreadPool::worker_loop() {
   std::uint64_t seen = 0;
-  std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    wake_.wait(lock, [&] { return stop_ || (generation_ != seen && next_ < total_); });
-    if (stop_) return;
-    seen = generation_;
-    while (task_ && next_ < total_) {
-      const std::size_t i = next_++;
-      const auto* task = task_;
-      lock.unlock();
-      (*task)(i);
-      lock.lock();
-      if (++finished_ == total_) done_.notify_all();
+    // Spin briefly for the next run, then sleep until notified.
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load() &&
+           std::chrono::steady_clock::now() < spin_until) {
+      std::this_thread::yield();
     }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      if (stop_) return;
+      seen = generation_.load();
+    }
+    drain();
   }
 }
 

@@ -1,8 +1,13 @@
 // A small fixed-size thread pool the caller owns and passes to encode_all/decode_all.
+//
+// Packets take tens of microseconds to code, less than a sleeping thread takes to wake up, so idle
+// workers spin for a short while (kSpinMicros) before they block.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -12,6 +17,8 @@ namespace agp::codec {
 
 class ThreadPool {
  public:
+  static constexpr int kSpinMicros = 2000;
+
   // `threads` workers in total, the calling thread included (threads - 1 are started).
   explicit ThreadPool(int threads);
   ~ThreadPool();
@@ -20,17 +27,22 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Runs task(0) .. task(n - 1), the calling thread taking part; returns when all are done.
+  // One run at a time per pool.
   void run(std::size_t n, const std::function<void(std::size_t)>& task);
 
  private:
   void worker_loop();
+  void drain();  // takes task indices until none are left
+
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::size_t> next_{0};
+  std::atomic<std::size_t> finished_{0};
+  std::size_t total_ = 0;
   const std::function<void(std::size_t)>* task_ = nullptr;
-  std::size_t next_ = 0, total_ = 0, finished_ = 0;
-  std::uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace agp::codec
