@@ -31,17 +31,21 @@ class ThreadPool {
   void run(std::size_t n, const std::function<void(std::size_t)>& task);
 
  private:
+  // One call of run(): lives on its caller's stack, which waits until no worker holds it.
+  struct Batch {
+    const std::function<void(std::size_t)>* task;
+    std::size_t total;
+    std::atomic<std::size_t> next{0};
+    std::atomic<int> holders{0};
+  };
+  static void drain(Batch& b);  // takes task indices until none are left
   void worker_loop();
-  void drain();  // takes task indices until none are left
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::atomic<std::uint64_t> generation_{0};
-  std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> finished_{0};
-  std::size_t total_ = 0;
-  const std::function<void(std::size_t)>* task_ = nullptr;
+  Batch* current_ = nullptr;  // guarded by mu_
   std::atomic<bool> stop_{false};
 };
 
