@@ -8,6 +8,7 @@
 #include <random>
 
 #include "agp/codec/codec.hpp"
+#include "agp/codec/lossless.hpp"
 #include "agp/codec/thread_pool.hpp"
 #include "bitpack.hpp"
 #include "codebooks.hpp"
@@ -493,6 +494,34 @@ TEST(TurboQuantMse, GoldenBytesOfASmallCase) {
     hex += "|";
   }
   EXPECT_EQ(hex, "440b0eed3e1c|6144d23d3b410544d743a93b|");
+}
+
+}  // namespace
+}  // namespace agp::codec
+
+namespace agp::codec {
+namespace {
+
+TEST(Lossless, ZstdRoundTripAndCorruptionIsCaught) {
+  std::vector<std::byte> in(5000);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::byte>((i * i) % 7);
+  std::vector<std::byte> packed(zstd_bound(in.size()));
+  auto n = zstd_compress(in, 3, packed);
+  ASSERT_TRUE(n) << n.status().to_string();
+  EXPECT_LT(*n, in.size() / 4);
+  packed.resize(*n);
+  std::vector<std::byte> out(in.size());
+  ASSERT_TRUE(zstd_decompress(packed, out));
+  EXPECT_EQ(out, in);
+  std::vector<std::byte> wrong_size(in.size() + 1);
+  EXPECT_EQ(zstd_decompress(packed, wrong_size).code(), ErrorCode::kBadEncodedData);
+  auto bad = packed;
+  bad[0] = std::byte{0};  // breaks the magic number
+  EXPECT_EQ(zstd_decompress(bad, out).code(), ErrorCode::kBadEncodedData);
+  std::vector<std::byte> small(10);
+  EXPECT_EQ(zstd_compress(in, 3, small).status().code(), ErrorCode::kBufferTooSmall);
+  std::vector<std::byte> roomy(zstd_bound(in.size()));
+  EXPECT_EQ(zstd_compress(in, 99, roomy).status().code(), ErrorCode::kInvalidArgument);
 }
 
 }  // namespace
