@@ -1,7 +1,6 @@
 // ./dev bench codec: quality, size and speed of every codec on three data sets, with memcpy of the
 // same input measured in the same run. Writes bench/results/latest-codec.json ({"rows": [...]}).
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -141,9 +140,10 @@ int main(int argc, char** argv) {
   std::string out_path, devmodel_dir = "../shared/fixtures/devmodel";
   double min_seconds = 0.3;
   bool quick = false;
-  CLI::App app{"bench_codec: every codec on seed-gaussian, unit-768 and devmodel hidden states: "
-               "size (whole ptp packet), error, and single- and two-thread encode/decode times, "
-               "with memcpy of the input in the same run"};
+  CLI::App app{
+      "bench_codec: every codec on seed-gaussian, unit-768 and devmodel hidden states: "
+      "size (whole ptp packet), error, and single- and two-thread encode/decode times, "
+      "with memcpy of the input in the same run"};
   app.add_option("--out", out_path, "write the JSON results here");
   app.add_option("--devmodel", devmodel_dir, "directory of the devmodel fixture");
   app.add_option("--min-seconds", min_seconds, "minimum timing time per measurement");
@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<CodecConfig> configs;
-  for (int b = 1; b <= 8; ++b) configs.push_back({CodecId::kTurboQuantMse, b, DType::kF16, 0x5eed, DType::kF16});
+  for (int b = 1; b <= 8; ++b)
+    configs.push_back({CodecId::kTurboQuantMse, b, DType::kF16, 0x5eed, DType::kF16});
   configs.push_back({CodecId::kBlockAbsmax4, 4, DType::kF16, 0, DType::kF16});
   configs.push_back({CodecId::kBlockAbsmaxInt8, 8, DType::kF16, 0, DType::kF16});
   configs.push_back({CodecId::kRaw, 0, DType::kF16, 0, DType::kF16});
@@ -178,10 +179,10 @@ int main(int argc, char** argv) {
     const std::uint32_t dim = in.dim();
     const std::uint64_t nvec = in.vector_count();
     std::vector<std::byte> copy(d.bytes.size());
-    const double memcpy_us = median_us([&] { std::memcpy(copy.data(), d.bytes.data(), d.bytes.size()); },
-                                       reps * 10, min_seconds);
-    memcpy_json += std::string(memcpy_json.empty() ? "" : ", ") + "\"" + d.name + "\": " +
-                   std::to_string(memcpy_us);
+    const double memcpy_us = median_us(
+        [&] { std::memcpy(copy.data(), d.bytes.data(), d.bytes.size()); }, reps * 10, min_seconds);
+    memcpy_json += std::string(memcpy_json.empty() ? "" : ", ") + "\"" + d.name +
+                   "\": " + std::to_string(memcpy_us);
     std::vector<std::byte> out_bytes(d.bytes.size());
     TensorView out = in;
     out.data = out_bytes.data();
@@ -205,11 +206,13 @@ int main(int argc, char** argv) {
         rs.emplace_back(p);
       }
       if (auto s = c.encode_all(in, ws); !s) {
-        std::fprintf(stderr, "bench_codec: %s on %s: %s\n", c.name().c_str(), d.name.c_str(), s.to_string().c_str());
+        std::fprintf(stderr, "bench_codec: %s on %s: %s\n", c.name().c_str(), d.name.c_str(),
+                     s.to_string().c_str());
         return 1;
       }
       if (auto s = c.decode_all(rs, out); !s) {
-        std::fprintf(stderr, "bench_codec: decode %s: %s\n", c.name().c_str(), s.to_string().c_str());
+        std::fprintf(stderr, "bench_codec: decode %s: %s\n", c.name().c_str(),
+                     s.to_string().c_str());
         return 1;
       }
       Row r{d.name, c.name(), cfg.bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -238,13 +241,15 @@ int main(int argc, char** argv) {
       ptp::MessageHeader h;
       h.kind = ptp::MessageKind::kTensorPacket;
       h.model_id = "bench";
-      h.tensor = ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
+      h.tensor =
+          ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
       h.codec = ptp::CodecDesc{};
       h.codec->codec = cfg.id;
       h.codec->bits = cfg.id == CodecId::kRaw ? 0 : static_cast<std::uint8_t>(cfg.bits);
       h.codec->original_bytes = d.bytes.size();
       std::vector<ptp::SectionInput> sections;
-      for (std::size_t p = 0; p < parts.size(); ++p) sections.push_back({c.parts()[p].kind, parts[p], std::nullopt});
+      for (std::size_t p = 0; p < parts.size(); ++p)
+        sections.push_back({c.parts()[p].kind, parts[p], std::nullopt});
       ptp::FrameBuilder fb;
       auto g = fb.build(h, sections);
       if (!g) {
@@ -252,7 +257,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       r.packet_bytes = g->total_bytes;
-      r.bits_per_value = static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
+      r.bits_per_value =
+          static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
       // What the zstd stage would save on the packed codes.
       if (c.parts()[0].kind == SectionKind::kCodes) {
         std::vector<std::byte> z(zstd_bound(parts[0].size()));
@@ -264,19 +270,22 @@ int main(int argc, char** argv) {
       r.decode_us = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
       r.encode_us_2t = median_us([&] { (void)c.encode_all(in, ws, &pool); }, reps, min_seconds);
       r.decode_us_2t = median_us([&] { (void)c.decode_all(rs, out, &pool); }, reps, min_seconds);
-      std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f   (2 threads %.1f / %.1f)",
-                  r.data.c_str(), r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
-                  static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us,
-                  r.encode_us_2t, r.decode_us_2t);
+      std::printf(
+          "%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f   (2 threads %.1f / %.1f)",
+          r.data.c_str(), r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+          static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us, r.encode_us_2t,
+          r.decode_us_2t);
       if (r.codes_bytes) {
-        std::printf("  zstd-3 codes -%.1f%%", 100.0 * (1.0 - static_cast<double>(r.zstd_codes_bytes) /
-                                                               static_cast<double>(r.codes_bytes)));
+        std::printf("  zstd-3 codes %+.1f%%", 100.0 * (static_cast<double>(r.zstd_codes_bytes) /
+                                                           static_cast<double>(r.codes_bytes) -
+                                                       1.0));
       }
       std::printf("\n");
       std::fflush(stdout);
       rows.push_back(r);
     }
-    std::printf("%-14s memcpy of the %zu input bytes: %.1f us\n", d.name.c_str(), d.bytes.size(), memcpy_us);
+    std::printf("%-14s memcpy of the %zu input bytes: %.1f us\n", d.name.c_str(), d.bytes.size(),
+                memcpy_us);
   }
 
   if (!out_path.empty()) {
@@ -285,9 +294,11 @@ int main(int argc, char** argv) {
     std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
     std::string json = std::string("{\n  \"suite\": \"codec\",\n  \"date\": \"") + date +
                        "\",\n  \"memcpy_us\": {" + memcpy_json + "},\n  \"rows\": [\n";
-    for (std::size_t i = 0; i < rows.size(); ++i) json += json_row(rows[i]) + (i + 1 < rows.size() ? ",\n" : "\n");
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      json += json_row(rows[i]) + (i + 1 < rows.size() ? ",\n" : "\n");
     json += "  ]\n}\n";
-    if (auto s = ptp::write_file(out_path, std::as_bytes(std::span(json.data(), json.size()))); !s) {
+    if (auto s = ptp::write_file(out_path, std::as_bytes(std::span(json.data(), json.size())));
+        !s) {
       std::fprintf(stderr, "bench_codec: %s\n", s.to_string().c_str());
       return 1;
     }

@@ -6,7 +6,9 @@
 
 namespace agp::codec {
 
-std::size_t zstd_bound(std::size_t n) { return ZSTD_compressBound(n); }
+std::size_t zstd_bound(std::size_t n) {
+  return ZSTD_compressBound(n);
+}
 
 Result<std::size_t> zstd_compress(std::span<const std::byte> in, int level,
                                   std::span<std::byte> out) {
@@ -16,10 +18,10 @@ Result<std::size_t> zstd_compress(std::span<const std::byte> in, int level,
                           std::to_string(zstd_bound(in.size())));
   }
   if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "zstd level " + std::to_string(level) + " is outside [" +
-                          std::to_string(ZSTD_minCLevel()) + ", " +
-                          std::to_string(ZSTD_maxCLevel()) + "]");
+    return make_error(ErrorCode::kInvalidArgument, "zstd level " + std::to_string(level) +
+                                                       " is outside [" +
+                                                       std::to_string(ZSTD_minCLevel()) + ", " +
+                                                       std::to_string(ZSTD_maxCLevel()) + "]");
   }
   const std::size_t n = ZSTD_compress(out.data(), out.size(), in.data(), in.size(), level);
   if (ZSTD_isError(n)) {

@@ -269,7 +269,7 @@ void PackTile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t la
 }
 
 void UnpackTile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
-                std::size_t lanes, std::uint8_t* idx) {
+                std::size_t lanes, std::uint8_t* idx, bool keep_packed4) {
   const std::size_t code_bytes = packed_bytes(dim, bits);
   HWY_ALIGN std::uint8_t block[16 * 16];
   if (bits == 1 || bits == 2 || bits == 4 || bits == 8) {
@@ -289,8 +289,8 @@ void UnpackTile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int
     for (; k < code_bytes; ++k) {
       for (std::size_t t = 0; t < K; ++t) rows[k * K + t] = t < lanes ? in[t * stride + k] : 0;
     }
-    if (bits == 8) {
-      std::memcpy(idx, rows.data(), dim * K);
+    if (bits == 8 || (bits == 4 && keep_packed4)) {
+      std::memcpy(idx, rows.data(), code_bytes * K);
     } else {
       UnpackRows(rows.data(), dim, bits, idx);
     }
@@ -384,9 +384,9 @@ void EncodeTransform(float* x, std::size_t m, const float* inv, const float* bou
             });
 }
 
-void DecodeBlock(const std::uint8_t* idx, std::size_t m, const float* centroids, int bits,
-                 const float* lane_scale, const float* signs, float* x, void* dst, bool dst_f16,
-                 std::ptrdiff_t stride) {
+void DecodeBlock(const std::uint8_t* idx, bool packed4, std::size_t m, const float* centroids,
+                 int bits, const float* lane_scale, const float* signs, float* x, void* dst,
+                 bool dst_f16, std::ptrdiff_t stride) {
   const D d;
   const hn::RebindToSigned<D> di;
   const hn::Rebind<std::uint8_t, D> d8;
@@ -401,7 +401,10 @@ void DecodeBlock(const std::uint8_t* idx, std::size_t m, const float* centroids,
   const std::size_t entries = levels < n ? n : levels;
   const auto first = [&](std::size_t r, std::size_t c) AGP_FORCE_INLINE_LAMBDA {
     if (!lookup) return hn::Load(d, x + r * K + c);
-    const auto i32 = hn::PromoteTo(di, hn::LoadU(d8, idx + r * K + c));
+    auto i32 = hn::PromoteTo(di, hn::LoadU(d8, idx + (packed4 ? r / 2 : r) * K + c));
+    if (packed4) {  // two 4-bit indices per byte: even rows in the low nibble
+      i32 = (r & 1) ? hn::ShiftRight<4>(i32) : hn::And(i32, hn::Set(di, 15));
+    }
     return Lookup16<hn::Vec<D>>(table, entries, i32);
   };
   const auto last = [&](std::size_t r, std::size_t c, hn::Vec<D> v) AGP_FORCE_INLINE_LAMBDA {
@@ -462,19 +465,19 @@ void encode_transform(float* x, std::size_t m, const float* inv, const float* bo
                       std::uint8_t* idx) {
   HWY_DYNAMIC_DISPATCH(EncodeTransform)(x, m, inv, boundaries, bits, idx);
 }
-void decode_block(const std::uint8_t* idx, std::size_t m, const float* centroids, int bits,
-                  const float* lane_scale, const float* signs, float* x, void* dst, bool dst_f16,
-                  std::ptrdiff_t stride) {
+void decode_block(const std::uint8_t* idx, bool packed4, std::size_t m, const float* centroids,
+                  int bits, const float* lane_scale, const float* signs, float* x, void* dst,
+                  bool dst_f16, std::ptrdiff_t stride) {
   HWY_DYNAMIC_DISPATCH(DecodeBlock)
-  (idx, m, centroids, bits, lane_scale, signs, x, dst, dst_f16, stride);
+  (idx, packed4, m, centroids, bits, lane_scale, signs, x, dst, dst_f16, stride);
 }
 void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t lanes,
                std::uint8_t* out, std::size_t stride) {
   HWY_DYNAMIC_DISPATCH(PackTile)(idx, dim, bits, lanes, out, stride);
 }
 void unpack_tile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
-                 std::size_t lanes, std::uint8_t* idx) {
-  HWY_DYNAMIC_DISPATCH(UnpackTile)(in, stride, dim, bits, lanes, idx);
+                 std::size_t lanes, std::uint8_t* idx, bool keep_packed4) {
+  HWY_DYNAMIC_DISPATCH(UnpackTile)(in, stride, dim, bits, lanes, idx, keep_packed4);
 }
 void transpose16x16(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst,
                     std::size_t dst_stride) {

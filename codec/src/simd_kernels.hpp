@@ -20,8 +20,10 @@ inline constexpr std::size_t kTileLanes = 16;
 // unpack_tile.
 void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t lanes,
                std::uint8_t* out, std::size_t stride);
+// With keep_packed4 and bits == 4, idx receives the packed rows (row k = indices 2k, 2k+1 of the
+// 16 lanes, low nibble first) for decode_block to split.
 void unpack_tile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
-                 std::size_t lanes, std::uint8_t* idx);
+                 std::size_t lanes, std::uint8_t* idx, bool keep_packed4);
 // 16 x 16 byte transpose: dst[c * dst_stride + r] = src[r * src_stride + c].
 void transpose16x16(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst,
                     std::size_t dst_stride);
@@ -35,11 +37,12 @@ void encode_load(const void* src, bool src_f16, std::ptrdiff_t stride, std::size
 // for bits > 4, z is left in x for the scalar quantizer.
 void encode_transform(float* x, std::size_t m, const float* inv, const float* boundaries, int bits,
                       std::uint8_t* idx);
-// decode_block: centroids of idx rows (or, when idx is null, the values already in x), the
-// transform, times lane_scale[t] * signs[j], stored as f16 or f32 rows at dst + j * stride.
-void decode_block(const std::uint8_t* idx, std::size_t m, const float* centroids, int bits,
-                  const float* lane_scale, const float* signs, float* x, void* dst, bool dst_f16,
-                  std::ptrdiff_t stride);
+// decode_block: centroids of idx rows (packed4: of packed 4-bit rows, the block starting at an
+// even index; when idx is null, the values already in x), the transform, times
+// lane_scale[t] * signs[j], stored as f16 or f32 rows at dst + j * stride.
+void decode_block(const std::uint8_t* idx, bool packed4, std::size_t m, const float* centroids,
+                  int bits, const float* lane_scale, const float* signs, float* x, void* dst,
+                  bool dst_f16, std::ptrdiff_t stride);
 
 // Contiguous conversions.
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst);

@@ -121,8 +121,10 @@ class TurboQuantMse final : public Codec {
     const std::size_t norms_per_vector = blocks_.size() * norm_bytes_;
     for (std::size_t done = 0; done < n; done += K) {
       const std::size_t lanes = std::min(K, n - done);
+      // 4-bit codes stay packed: the decode kernel splits the nibbles as it loads them.
+      const bool packed4 = bits == 4;
       simd::unpack_tile(reinterpret_cast<const std::uint8_t*>(in[0] + done * code_bytes_),
-                        code_bytes_, dim_, bits, lanes, s.idx.data());
+                        code_bytes_, dim_, bits, lanes, s.idx.data(), packed4);
       const auto rows = out.lane_rows(first + done, lanes);
       for (std::size_t b = 0; b < blocks_.size(); ++b) {
         const Block& blk = blocks_[b];
@@ -139,7 +141,7 @@ class TurboQuantMse final : public Codec {
           lane_scale[t] = norm / static_cast<float>(blk.size);
         }
         float* xb = s.x.get() + blk.offset * K;
-        const std::uint8_t* ib = s.idx.data() + blk.offset * K;
+        const std::uint8_t* ib = s.idx.data() + (packed4 ? blk.offset / 2 : blk.offset) * K;
         if (bits > 4) {
           const float* c = books_[b]->centroids();
           for (std::size_t e = 0; e < blk.size * K; ++e) xb[e] = c[ib[e]];
@@ -148,11 +150,12 @@ class TurboQuantMse final : public Codec {
         if (rows) {
           const std::size_t esize = rows->f16 ? 2 : 4;
           simd::decode_block(
-              ib, blk.size, books_[b]->centroids(), bits, lane_scale, signs_.data() + blk.offset,
-              xb, rows->base + blk.offset * rows->stride * static_cast<std::ptrdiff_t>(esize),
+              ib, packed4, blk.size, books_[b]->centroids(), bits, lane_scale,
+              signs_.data() + blk.offset, xb,
+              rows->base + blk.offset * rows->stride * static_cast<std::ptrdiff_t>(esize),
               rows->f16, rows->stride);
         } else {
-          simd::decode_block(ib, blk.size, books_[b]->centroids(), bits, lane_scale,
+          simd::decode_block(ib, packed4, blk.size, books_[b]->centroids(), bits, lane_scale,
                              signs_.data() + blk.offset, xb, xb, false, K);
         }
       }
