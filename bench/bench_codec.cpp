@@ -13,6 +13,7 @@
 #include "agp/codec/codec.hpp"
 #include "agp/codec/lossless.hpp"
 #include "agp/codec/thread_pool.hpp"
+#include "agp/codec/turboquant_ec.hpp"
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/mapped_file.hpp"
 #include "agp/ptp/npy.hpp"
@@ -118,6 +119,29 @@ struct Row {
   std::uint64_t codes_bytes = 0, zstd_codes_bytes = 0;  // the optional lossless stage (level 3)
 };
 
+// Squared error, relative error, mean per-vector cosine and max abs error of got against ref.
+void fill_error(const std::vector<float>& ref, const std::vector<float>& got, std::uint32_t dim,
+                double ss_ref, Row& r) {
+  double se = 0, cos_sum = 0, max_abs = 0;
+  const std::size_t nvec = ref.size() / dim;
+  for (std::size_t v = 0; v < nvec; ++v) {
+    double dot = 0, na = 0, nb = 0;
+    for (std::uint32_t i = 0; i < dim; ++i) {
+      const double a = ref[v * dim + i], b = got[v * dim + i];
+      se += (a - b) * (a - b);
+      dot += a * b;
+      na += a * a;
+      nb += b * b;
+      max_abs = std::max(max_abs, std::abs(a - b));
+    }
+    cos_sum += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
+  }
+  r.mse = se / static_cast<double>(ref.size());
+  r.rel_mse = se / ss_ref;
+  r.cosine = cos_sum / static_cast<double>(nvec);
+  r.max_abs = max_abs;
+}
+
 std::string json_row(const Row& r) {
   char buf[1024];
   std::snprintf(buf, sizeof buf,
@@ -220,23 +244,7 @@ int main(int argc, char** argv) {
       TensorView outv = out;
       std::vector<float> got(ref.size());
       VectorAccess(outv).gather(0, nvec, got.data());
-      double se = 0, cos_sum = 0, max_abs = 0;
-      for (std::uint64_t v = 0; v < nvec; ++v) {
-        double dot = 0, na = 0, nb = 0;
-        for (std::uint32_t i = 0; i < dim; ++i) {
-          const double a = ref[v * dim + i], b = got[v * dim + i];
-          se += (a - b) * (a - b);
-          dot += a * b;
-          na += a * a;
-          nb += b * b;
-          max_abs = std::max(max_abs, std::abs(a - b));
-        }
-        cos_sum += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
-      }
-      r.mse = se / static_cast<double>(ref.size());
-      r.rel_mse = se / ss_ref;
-      r.cosine = cos_sum / static_cast<double>(nvec);
-      r.max_abs = max_abs;
+      fill_error(ref, got, dim, ss_ref, r);
       // The whole packet as it goes on the wire: prefix, header, every section and its padding.
       ptp::MessageHeader h;
       h.kind = ptp::MessageKind::kTensorPacket;
@@ -281,6 +289,71 @@ int main(int argc, char** argv) {
                                                        1.0));
       }
       std::printf("\n");
+      std::fflush(stdout);
+      rows.push_back(r);
+    }
+    // The high-fidelity mode: a whole packet at a time, sized to a bit budget.
+    for (double target : {4.0, 8.0}) {
+      EcConfig ec;
+      ec.bits_per_value = target;
+      auto packet = ec_encode(in, ec);
+      if (!packet) {
+        std::fprintf(stderr, "bench_codec: turboquant_ec on %s: %s\n", d.name.c_str(),
+                     packet.status().to_string().c_str());
+        return 1;
+      }
+      if (auto s = ec_decode(packet->side, packet->norms, packet->codes, out, ec.seed); !s) {
+        std::fprintf(stderr, "bench_codec: turboquant_ec decode: %s\n", s.to_string().c_str());
+        return 1;
+      }
+      Row r{d.name,
+            "turboquant_ec/" + std::to_string(static_cast<int>(target)),
+            static_cast<int>(target),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0};
+      std::vector<float> got(ref.size());
+      VectorAccess(out).gather(0, nvec, got.data());
+      fill_error(ref, got, dim, ss_ref, r);
+      ptp::MessageHeader h;
+      h.kind = ptp::MessageKind::kTensorPacket;
+      h.model_id = "bench";
+      h.tensor =
+          ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
+      h.codec = ptp::CodecDesc{};
+      h.codec->codec = CodecId::kTurboQuantEc;
+      h.codec->bits = static_cast<std::uint8_t>(target);
+      h.codec->original_bytes = d.bytes.size();
+      const std::vector<ptp::SectionInput> sections = {
+          {SectionKind::kSideData, packet->side, std::nullopt},
+          {SectionKind::kNorms, packet->norms, std::nullopt},
+          {SectionKind::kCodes, packet->codes, std::nullopt}};
+      ptp::FrameBuilder fb;
+      auto g = fb.build(h, sections);
+      if (!g) {
+        std::fprintf(stderr, "bench_codec: framing: %s\n", g.status().to_string().c_str());
+        return 1;
+      }
+      r.packet_bytes = g->total_bytes;
+      r.bits_per_value =
+          static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
+      const int ec_reps = std::max(3, reps / 5);
+      r.encode_us = median_us([&] { (void)ec_encode(in, ec); }, ec_reps, 0.0);
+      r.decode_us = median_us(
+          [&] { (void)ec_decode(packet->side, packet->norms, packet->codes, out, ec.seed); },
+          ec_reps, 0.0);
+      r.encode_us_2t = r.encode_us;  // a single-threaded mode
+      r.decode_us_2t = r.decode_us;
+      std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
+                  r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+                  static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
       std::fflush(stdout);
       rows.push_back(r);
     }

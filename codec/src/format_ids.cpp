@@ -16,6 +16,8 @@ std::string_view codec_name(CodecId c) {
       return "block_absmax_int8";
     case CodecId::kBlockAbsmax4:
       return "block_absmax_4";
+    case CodecId::kTurboQuantEc:
+      return "turboquant_ec";
   }
   return "unknown";
 }

@@ -44,9 +44,9 @@ Status check_string(const std::string& s, const char* what, const DecoderLimits&
 
 Status check_codec(const CodecDesc& c) {
   const auto id = static_cast<unsigned>(c.codec);
-  if (id == 0 || id > static_cast<unsigned>(CodecId::kBlockAbsmax4)) {
+  if (id == 0 || id > static_cast<unsigned>(CodecId::kTurboQuantEc)) {
     return make_error(ErrorCode::kBadCodecDescriptor,
-                      "codec id " + str(id) + " is not defined by this protocol version (1..5)");
+                      "codec id " + str(id) + " is not defined by this protocol version (1..6)");
   }
   if (c.codec == CodecId::kRaw && c.bits != 0) {
     return make_error(ErrorCode::kBadCodecDescriptor,

@@ -14,6 +14,7 @@ enum class CodecId : std::uint16_t {
   kTurboQuantProd = 3,
   kBlockAbsmaxInt8 = 4,
   kBlockAbsmax4 = 5,
+  kTurboQuantEc = 6,  // the high-fidelity mode: mean removal, rotation, entropy-coded levels
 };
 
 enum class RotationKind : std::uint8_t { kNone = 0, kWalshHadamard = 1, kBlockWalshHadamard = 2 };

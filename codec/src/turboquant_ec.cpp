@@ -1,0 +1,261 @@
+#include "agp/codec/turboquant_ec.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "agp/codec/lossless.hpp"
+#include "codecs.hpp"
+#include "rotation.hpp"
+
+namespace agp::codec {
+namespace {
+
+constexpr std::uint32_t kMagic = 0x43455154;  // "TQEC"
+constexpr std::uint16_t kVersion = 1;
+constexpr int kMaxLevel = 127;  // levels -127..127 fit one byte
+constexpr std::size_t kFixedSide = 4 + 2 + 2 + 4 + 8 + 4 + 2 + 2;
+
+template <typename T>
+void put(std::vector<std::byte>& out, T v) {
+  const auto* p = reinterpret_cast<const std::byte*>(&v);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+
+template <typename T>
+T get(std::span<const std::byte> in, std::size_t& pos) {
+  T v;
+  std::memcpy(&v, in.data() + pos, sizeof(T));
+  pos += sizeof(T);
+  return v;
+}
+
+// Levels of every value for a step, and the histogram.
+void quantize_all(const std::vector<float>& z, float step, std::vector<std::uint8_t>& sym,
+                  std::vector<std::uint64_t>& hist) {
+  hist.assign(2 * kMaxLevel + 1, 0);
+  const float inv = 1.0f / step;
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    const float r = std::clamp(std::nearbyint(z[i] * inv), static_cast<float>(-kMaxLevel),
+                               static_cast<float>(kMaxLevel));
+    const auto q = static_cast<std::uint8_t>(static_cast<int>(r) + kMaxLevel);
+    sym[i] = q;
+    ++hist[q];
+  }
+}
+
+double entropy_bytes(const std::vector<std::uint64_t>& hist, std::uint64_t total) {
+  double bits = 0;
+  for (std::uint64_t c : hist) {
+    if (c)
+      bits -=
+          static_cast<double>(c) * std::log2(static_cast<double>(c) / static_cast<double>(total));
+  }
+  return bits / 8;
+}
+
+}  // namespace
+
+Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
+  AGP_RETURN_IF_ERROR(in.validate());
+  const VectorAccess access(in);
+  const std::uint32_t d = access.dim();
+  const std::uint64_t n = access.count();
+  if (n * d > (std::uint64_t{1} << 31)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "TurboQuant-EC packets are limited to 2^31 values");
+  }
+  std::vector<float> x(n * d);
+  access.gather(0, n, x.data());
+
+  // 1. Channel mean, rounded to f16 as it is sent.
+  std::vector<double> acc(d, 0.0);
+  for (std::uint64_t v = 0; v < n; ++v) {
+    for (std::uint32_t j = 0; j < d; ++j) acc[j] += x[v * d + j];
+  }
+  std::vector<float> mean(d);
+  for (std::uint32_t j = 0; j < d; ++j) {
+    const float m = static_cast<float>(acc[j] / static_cast<double>(n));
+    if (!std::isfinite(m)) return explain_bad_sum(x.data(), x.size(), d);
+    if (std::abs(m) > 65504.0f) {
+      return make_error(ErrorCode::kValueOutOfRange, "a channel mean does not fit in f16");
+    }
+    mean[j] = f16_to_f32(f32_to_f16(m));
+  }
+
+  // 2. Rotate each residual block by block; z has unit variance per coordinate.
+  const auto blocks = hadamard_blocks(d);
+  const auto signs = random_signs(d, cfg.seed);
+  EcPacket p;
+  p.norms.resize(n * blocks.size() * 2);
+  std::vector<float> z(n * d);
+  for (std::uint64_t v = 0; v < n; ++v) {
+    float* zv = z.data() + v * d;
+    for (std::uint32_t j = 0; j < d; ++j) zv[j] = (x[v * d + j] - mean[j]) * signs[j];
+    for (std::size_t b = 0; b < blocks.size(); ++b) {
+      float* zb = zv + blocks[b].offset;
+      float ss = 0;
+      for (std::uint32_t i = 0; i < blocks[b].size; ++i) ss += zb[i] * zb[i];
+      if (!std::isfinite(ss)) return explain_bad_sum(x.data() + v * d, d, d);
+      std::byte* slot = p.norms.data() + (v * blocks.size() + b) * 2;
+      AGP_RETURN_IF_ERROR(store_scale(std::sqrt(ss), DType::kF16, slot));
+      float norm;
+      load_scale(slot, DType::kF16, &norm);  // normalize by the norm the decoder will use
+      fwht(zb, blocks[b].size);
+      const float inv = norm > 0 ? 1.0f / norm : 0.0f;
+      for (std::uint32_t i = 0; i < blocks[b].size; ++i) zb[i] *= inv;
+    }
+  }
+
+  // 3. The step: the finest whose coded levels fit the budget.
+  const double budget = cfg.bits_per_value * static_cast<double>(n * d) / 8.0 -
+                        static_cast<double>(cfg.reserved_bytes + p.norms.size() + kFixedSide +
+                                            2 * d + 4 * (2 * kMaxLevel + 1));
+  if (budget < static_cast<double>(n * d) / 64.0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a budget of " + std::to_string(cfg.bits_per_value) +
+                          " bits per value leaves no room for the codes after side data and norms");
+  }
+  std::vector<std::uint8_t> sym(z.size());
+  std::vector<std::uint64_t> hist;
+  // The step search runs on an evenly strided sample of at most 2^17 coordinates; the final step
+  // is checked against the real coded size below.
+  const std::size_t stride = std::max<std::size_t>(1, z.size() >> 17);
+  std::vector<float> sample;
+  for (std::size_t i = 0; i < z.size(); i += stride) sample.push_back(z[i]);
+  std::vector<std::uint8_t> sample_sym(sample.size());
+  const double scale_up = static_cast<double>(z.size()) / static_cast<double>(sample.size());
+  auto estimate = [&](double log_step) {
+    quantize_all(sample, static_cast<float>(std::exp(log_step)), sample_sym, hist);
+    return entropy_bytes(hist, sample.size()) * scale_up * 1.015 + 512;
+  };
+  // Entropy falls as the step grows, as long as no level is clamped: search above the step that
+  // keeps the largest coordinate inside +-kMaxLevel.
+  float zmax = 0;
+  for (float v : z) zmax = std::max(zmax, std::abs(v));
+  double lo = std::log(std::max(1e-6, static_cast<double>(zmax) / (kMaxLevel - 0.5))),
+         hi = std::log(16.0);
+  // Huffman (zstd) costs a little over the entropy: aim 1.5% under the budget.
+  const bool finest_fits = estimate(lo) <= budget;  // budgets above ~6 bits per value
+  for (int it = 0; it < 30 && !finest_fits; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (estimate(mid) <= budget ? hi : lo) = mid;
+  }
+  float step = static_cast<float>(std::exp(finest_fits ? lo : hi));
+  std::vector<std::byte> packed(zstd_bound(z.size()));
+  for (int attempt = 0;; ++attempt) {
+    quantize_all(z, step, sym, hist);
+    auto size = zstd_compress(std::as_bytes(std::span(sym)), cfg.zstd_level, packed);
+    if (!size) return size.status();
+    if (static_cast<double>(*size) <= budget || attempt == 60) {
+      p.codes.assign(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(*size));
+      break;
+    }
+    step *= 1.01f;
+  }
+
+  // 4. Each level is reconstructed at the mean of the coordinates it took.
+  int qmin = kMaxLevel, qmax = -kMaxLevel;
+  for (int q = -kMaxLevel; q <= kMaxLevel; ++q) {
+    if (hist[static_cast<std::size_t>(q + kMaxLevel)]) {
+      qmin = std::min(qmin, q);
+      qmax = std::max(qmax, q);
+    }
+  }
+  std::vector<double> sum(2 * kMaxLevel + 1, 0.0);
+  for (std::size_t i = 0; i < z.size(); ++i) sum[sym[i]] += z[i];
+  put(p.side, kMagic);
+  put(p.side, kVersion);
+  put(p.side, std::uint16_t{0});
+  put(p.side, d);
+  put(p.side, n);
+  put(p.side, step);
+  put(p.side, static_cast<std::int16_t>(qmin));
+  put(p.side, static_cast<std::int16_t>(qmax));
+  for (std::uint32_t j = 0; j < d; ++j) put(p.side, f32_to_f16(mean[j]));
+  for (int q = qmin; q <= qmax; ++q) {
+    const auto k = static_cast<std::size_t>(q + kMaxLevel);
+    put(p.side, hist[k] ? static_cast<float>(sum[k] / static_cast<double>(hist[k]))
+                        : static_cast<float>(q) * step);
+  }
+  // Levels are stored relative to qmin.
+  if (qmin != -kMaxLevel) {
+    for (auto& s : sym) s = static_cast<std::uint8_t>(s - (qmin + kMaxLevel));
+    auto size = zstd_compress(std::as_bytes(std::span(sym)), cfg.zstd_level, packed);
+    if (!size) return size.status();
+    p.codes.assign(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(*size));
+  }
+  return p;
+}
+
+Status ec_decode(std::span<const std::byte> side, std::span<const std::byte> norms,
+                 std::span<const std::byte> codes, const TensorView& out, std::uint64_t seed) {
+  AGP_RETURN_IF_ERROR(out.validate());
+  const VectorAccess access(out);
+  const std::uint32_t dim = access.dim();
+  const std::uint64_t count = access.count();
+  auto bad = [](const std::string& m) { return make_error(ErrorCode::kBadEncodedData, m); };
+  if (side.size() < kFixedSide) return bad("TurboQuant-EC side data is too short");
+  std::size_t pos = 0;
+  if (get<std::uint32_t>(side, pos) != kMagic)
+    return bad("TurboQuant-EC side data lacks its magic");
+  if (get<std::uint16_t>(side, pos) != kVersion)
+    return bad("TurboQuant-EC side data version is not 1");
+  pos += 2;
+  const auto d = get<std::uint32_t>(side, pos);
+  const auto n = get<std::uint64_t>(side, pos);
+  const auto step = get<float>(side, pos);
+  const auto qmin = get<std::int16_t>(side, pos);
+  const auto qmax = get<std::int16_t>(side, pos);
+  if (d != dim || n != count) {
+    return bad("TurboQuant-EC packet holds " + std::to_string(n) + " vectors of " +
+               std::to_string(d) + "; the output has " + std::to_string(count) + " of " +
+               std::to_string(dim));
+  }
+  if (!(step > 0) || !std::isfinite(step) || qmin < -kMaxLevel || qmax > kMaxLevel || qmin > qmax) {
+    return bad("TurboQuant-EC step or level range is invalid");
+  }
+  const std::size_t levels = static_cast<std::size_t>(qmax - qmin + 1);
+  if (side.size() != kFixedSide + 2 * static_cast<std::size_t>(d) + 4 * levels) {
+    return bad("TurboQuant-EC side data has the wrong size");
+  }
+  std::vector<float> mean(d), table(levels);
+  for (auto& m : mean) m = f16_to_f32(get<std::uint16_t>(side, pos));
+  for (auto& t : table) t = get<float>(side, pos);
+  for (std::size_t i = 0; i < levels; ++i) {
+    if (!std::isfinite(table[i])) return bad("TurboQuant-EC level table holds a non-finite value");
+  }
+  for (float m : mean) {
+    if (!std::isfinite(m)) return bad("TurboQuant-EC channel mean is not finite");
+  }
+  const auto blocks = hadamard_blocks(d);
+  if (norms.size() != n * blocks.size() * 2)
+    return bad("TurboQuant-EC norms part has the wrong size");
+  std::vector<std::byte> sym(n * d);
+  AGP_RETURN_IF_ERROR(zstd_decompress(codes, sym));
+  const auto signs = random_signs(d, seed);
+  std::vector<float> vec(d);
+  for (std::uint64_t v = 0; v < n; ++v) {
+    for (std::uint32_t j = 0; j < d; ++j) {
+      const auto s = std::to_integer<std::size_t>(sym[v * d + j]);
+      if (s >= levels) return bad("TurboQuant-EC level index outside the table");
+      vec[j] = table[s];
+    }
+    for (std::size_t b = 0; b < blocks.size(); ++b) {
+      float norm;
+      if (!load_scale(norms.data() + (v * blocks.size() + b) * 2, DType::kF16, &norm)) {
+        return bad("a stored block norm is negative, NaN or infinite");
+      }
+      float* vb = vec.data() + blocks[b].offset;
+      fwht(vb, blocks[b].size);
+      const float scale = norm / static_cast<float>(blocks[b].size);
+      for (std::uint32_t i = 0; i < blocks[b].size; ++i) vb[i] *= scale;
+    }
+    for (std::uint32_t j = 0; j < d; ++j) vec[j] = vec[j] * signs[j] + mean[j];
+    access.scatter(v, 1, vec.data());
+  }
+  return {};
+}
+
+}  // namespace agp::codec
