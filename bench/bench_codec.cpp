@@ -188,6 +188,8 @@ int main(int argc, char** argv) {
   std::vector<CodecConfig> configs;
   for (int b = 1; b <= 8; ++b)
     configs.push_back({CodecId::kTurboQuantMse, b, DType::kF16, 0x5eed, DType::kF16});
+  configs.push_back({CodecId::kTurboQuantProd, 4, DType::kF16, 0x5eed, DType::kF16});
+  configs.push_back({CodecId::kTurboQuantProd, 8, DType::kF16, 0x5eed, DType::kF16});
   configs.push_back({CodecId::kBlockAbsmax4, 4, DType::kF16, 0, DType::kF16});
   configs.push_back({CodecId::kBlockAbsmaxInt8, 8, DType::kF16, 0, DType::kF16});
   configs.push_back({CodecId::kRaw, 0, DType::kF16, 0, DType::kF16});

@@ -526,3 +526,37 @@ TEST(Lossless, ZstdRoundTripAndCorruptionIsCaught) {
 
 }  // namespace
 }  // namespace agp::codec
+
+namespace agp::codec {
+namespace {
+
+TEST(TurboQuantProd, InnerProductsAreUnbiasedWhereMseShrinksThem) {
+  const std::uint32_t dim = 256;
+  const std::size_t n = 1500;
+  const auto x = unit_vectors(n, dim, 77);
+  CodecConfig cfg;
+  cfg.id = CodecId::kTurboQuantProd;
+  cfg.bits = 3;  // 2-bit MSE stage + 1-bit sketch
+  auto prod = std::move(make_codec(cfg, dim)).value();
+  EXPECT_EQ(prod->parts().size(), 4u);
+  EXPECT_EQ(prod->parts()[2].kind, SectionKind::kSketch);
+  const auto y_prod = round_trip(*prod, x, n);
+  const auto y_mse = round_trip(*tq(dim, 2), x, n);
+  double ip_prod = 0, ip_mse = 0;
+  for (std::size_t v = 0; v < n; ++v) {
+    for (std::uint32_t j = 0; j < dim; ++j) {
+      ip_prod += static_cast<double>(x[v * dim + j]) * y_prod[v * dim + j];
+      ip_mse += static_cast<double>(x[v * dim + j]) * y_mse[v * dim + j];
+    }
+  }
+  ip_prod /= static_cast<double>(n);
+  ip_mse /= static_cast<double>(n);
+  // <x, x> = 1 for unit vectors: the MSE stage shrinks it by its error (about 0.117 at 2 bits).
+  EXPECT_LT(ip_mse, 0.9);
+  EXPECT_NEAR(ip_prod, 1.0, 0.006);
+  EXPECT_EQ(make_codec(CodecConfig{CodecId::kTurboQuantProd, 1}, dim).status().code(),
+            ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace agp::codec

@@ -11,6 +11,7 @@ namespace agp::codec {
 
 Result<std::unique_ptr<Codec>> make_raw_codec(const CodecConfig& c, std::uint32_t dim);
 Result<std::unique_ptr<Codec>> make_turboquant_mse(const CodecConfig& c, std::uint32_t dim);
+Result<std::unique_ptr<Codec>> make_turboquant_prod(const CodecConfig& c, std::uint32_t dim);
 Result<std::unique_ptr<Codec>> make_block_absmax(const CodecConfig& c, std::uint32_t dim);
 
 // Stores a non-negative scale or norm as f16 or f32; kValueOutOfRange when f16 cannot hold it.

@@ -18,9 +18,9 @@ using namespace agp::codec;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 4) return 0;
   static const CodecId kIds[] = {CodecId::kTurboQuantMse, CodecId::kBlockAbsmaxInt8,
-                                 CodecId::kBlockAbsmax4, CodecId::kRaw};
+                                 CodecId::kBlockAbsmax4, CodecId::kRaw, CodecId::kTurboQuantProd};
   CodecConfig cfg;
-  cfg.id = kIds[data[0] % 4];
+  cfg.id = kIds[data[0] % 5];
   cfg.bits = cfg.id == CodecId::kTurboQuantMse     ? 1 + data[1] % 8
              : cfg.id == CodecId::kBlockAbsmaxInt8 ? 8
                                                    : 4;
@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<float> out(static_cast<std::size_t>(dim) * vectors);
   const Status s =
       c.decode_all(spans, TensorView::contiguous(out.data(), DType::kF32, {vectors, dim}, 1));
-  if (s.is_ok() && cfg.id == CodecId::kTurboQuantMse) {
+  if (s.is_ok() && (cfg.id == CodecId::kTurboQuantMse || cfg.id == CodecId::kTurboQuantProd)) {
     for (float v : out) {
       if (std::isnan(v)) std::abort();
     }
