@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                  CodecId::kBlockAbsmax4, CodecId::kRaw, CodecId::kTurboQuantProd};
   CodecConfig cfg;
   cfg.id = kIds[data[0] % 5];
-  cfg.bits = cfg.id == CodecId::kTurboQuantMse     ? 1 + data[1] % 8
+  cfg.bits = cfg.id == CodecId::kTurboQuantProd    ? 2 + data[1] % 7
+             : cfg.id == CodecId::kTurboQuantMse ? 1 + data[1] % 8
              : cfg.id == CodecId::kBlockAbsmaxInt8 ? 8
                                                    : 4;
   cfg.norm_dtype = data[1] & 0x80 ? DType::kF32 : DType::kF16;
