@@ -145,3 +145,42 @@ TEST(TurboQuantEc, DamagedPartsAreRefused) {
 
 }  // namespace
 }  // namespace agp::codec
+
+namespace agp::codec {
+namespace {
+
+TEST(TurboQuantEc, FixedRateModeRemovesTheMeanBeforeTurboQuant) {
+  const std::size_t n = 256;
+  const std::uint32_t dim = 128;
+  const auto x = state_like(n, dim, 11);
+  const TensorView in = TensorView::contiguous(x.data(), DType::kF32, {n, dim}, 1);
+  EcConfig cfg;
+  cfg.fixed_bits = 8;
+  auto p = ec_encode(in, cfg);
+  ASSERT_TRUE(p) << p.status().to_string();
+  EXPECT_EQ(p->codes.size(), n * dim);  // 8-bit TurboQuant codes, not entropy coded
+  std::vector<float> y(x.size());
+  ASSERT_TRUE(ec_decode(p->side, p->norms, p->codes,
+                        TensorView::contiguous(y.data(), DType::kF32, {n, dim}, 1), cfg.seed));
+  CodecConfig tq;
+  tq.bits = 8;
+  auto c = std::move(make_codec(tq, dim)).value();
+  std::vector<std::byte> codes(n * c->parts()[0].bytes_per_vector),
+      norms(n * c->parts()[1].bytes_per_vector);
+  const std::span<std::byte> w[2] = {codes, norms};
+  ASSERT_TRUE(c->encode_all(in, w));
+  std::vector<float> y2(x.size());
+  const std::span<const std::byte> r[2] = {codes, norms};
+  ASSERT_TRUE(c->decode_all(r, TensorView::contiguous(y2.data(), DType::kF32, {n, dim}, 1)));
+  EXPECT_LT(rel_error(x, y), rel_error(x, y2));
+  // A damaged mode is refused.
+  auto side = p->side;
+  side[6] = std::byte{9};
+  EXPECT_EQ(ec_decode(side, p->norms, p->codes,
+                      TensorView::contiguous(y.data(), DType::kF32, {n, dim}, 1), cfg.seed)
+                .code(),
+            ErrorCode::kBadEncodedData);
+}
+
+}  // namespace
+}  // namespace agp::codec

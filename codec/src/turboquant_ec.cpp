@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "agp/codec/codec.hpp"
 #include "agp/codec/lossless.hpp"
 #include "codecs.hpp"
 #include "rotation.hpp"
@@ -14,7 +15,9 @@ namespace {
 
 constexpr std::uint32_t kMagic = 0x43455154;  // "TQEC"
 constexpr std::uint16_t kVersion = 1;
-constexpr int kMaxLevel = 127;  // levels -127..127 fit one byte
+constexpr std::uint16_t kModeEntropy = 0;  // uniform levels, zstd-coded
+constexpr std::uint16_t kModeFixed = 1;    // TurboQuant-MSE codes of the mean-removed residual
+constexpr int kMaxLevel = 127;             // levels -127..127 fit one byte
 constexpr std::size_t kFixedSide = 4 + 2 + 2 + 4 + 8 + 4 + 2 + 2;
 
 template <typename T>
@@ -82,6 +85,36 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
       return make_error(ErrorCode::kValueOutOfRange, "a channel mean does not fit in f16");
     }
     mean[j] = f16_to_f32(f32_to_f16(m));
+  }
+
+  auto write_header = [&](EcPacket& out, std::uint16_t mode, float step, int qmin, int qmax) {
+    put(out.side, kMagic);
+    put(out.side, kVersion);
+    put(out.side, mode);
+    put(out.side, d);
+    put(out.side, n);
+    put(out.side, step);
+    put(out.side, static_cast<std::int16_t>(qmin));
+    put(out.side, static_cast<std::int16_t>(qmax));
+    for (std::uint32_t j = 0; j < d; ++j) put(out.side, f32_to_f16(mean[j]));
+  };
+  if (cfg.fixed_bits != 0) {
+    CodecConfig tq;
+    tq.bits = cfg.fixed_bits;
+    tq.seed = cfg.seed;
+    auto codec = make_codec(tq, d);
+    if (!codec) return codec.status();
+    for (std::uint64_t v = 0; v < n; ++v) {
+      for (std::uint32_t j = 0; j < d; ++j) x[v * d + j] -= mean[j];
+    }
+    EcPacket out;
+    out.codes.resize(n * (*codec)->parts()[0].bytes_per_vector);
+    out.norms.resize(n * (*codec)->parts()[1].bytes_per_vector);
+    const std::span<std::byte> parts[2] = {out.codes, out.norms};
+    AGP_RETURN_IF_ERROR(
+        (*codec)->encode_all(TensorView::contiguous(x.data(), DType::kF32, {n, d}, 1), parts));
+    write_header(out, kModeFixed, 0.0f, cfg.fixed_bits, cfg.fixed_bits);
+    return out;
   }
 
   // 2. Rotate each residual block by block; z has unit variance per coordinate.
@@ -165,15 +198,7 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
   }
   std::vector<double> sum(2 * kMaxLevel + 1, 0.0);
   for (std::size_t i = 0; i < z.size(); ++i) sum[sym[i]] += z[i];
-  put(p.side, kMagic);
-  put(p.side, kVersion);
-  put(p.side, std::uint16_t{0});
-  put(p.side, d);
-  put(p.side, n);
-  put(p.side, step);
-  put(p.side, static_cast<std::int16_t>(qmin));
-  put(p.side, static_cast<std::int16_t>(qmax));
-  for (std::uint32_t j = 0; j < d; ++j) put(p.side, f32_to_f16(mean[j]));
+  write_header(p, kModeEntropy, step, qmin, qmax);
   for (int q = qmin; q <= qmax; ++q) {
     const auto k = static_cast<std::size_t>(q + kMaxLevel);
     put(p.side, hist[k] ? static_cast<float>(sum[k] / static_cast<double>(hist[k]))
@@ -202,7 +227,7 @@ Status ec_decode(std::span<const std::byte> side, std::span<const std::byte> nor
     return bad("TurboQuant-EC side data lacks its magic");
   if (get<std::uint16_t>(side, pos) != kVersion)
     return bad("TurboQuant-EC side data version is not 1");
-  pos += 2;
+  const auto mode = get<std::uint16_t>(side, pos);
   const auto d = get<std::uint32_t>(side, pos);
   const auto n = get<std::uint64_t>(side, pos);
   const auto step = get<float>(side, pos);
@@ -213,6 +238,33 @@ Status ec_decode(std::span<const std::byte> side, std::span<const std::byte> nor
                std::to_string(d) + "; the output has " + std::to_string(count) + " of " +
                std::to_string(dim));
   }
+  if (mode == kModeFixed) {
+    if (qmin != qmax || qmin < 1 || qmin > 8 || side.size() != kFixedSide + 2 * std::size_t{d}) {
+      return bad("TurboQuant-EC fixed-rate side data is invalid");
+    }
+    std::vector<float> mean(d);
+    for (auto& m : mean) m = f16_to_f32(get<std::uint16_t>(side, pos));
+    CodecConfig tq;
+    tq.bits = qmin;
+    tq.seed = seed;
+    auto codec = make_codec(tq, d);
+    if (!codec) return codec.status();
+    if (codes.size() != n * (*codec)->parts()[0].bytes_per_vector ||
+        norms.size() != n * (*codec)->parts()[1].bytes_per_vector) {
+      return bad("TurboQuant-EC fixed-rate parts have the wrong size");
+    }
+    std::vector<float> y(n * d);
+    const std::span<const std::byte> parts[2] = {codes, norms};
+    AGP_RETURN_IF_ERROR(
+        (*codec)->decode_all(parts, TensorView::contiguous(y.data(), DType::kF32, {n, d}, 1)));
+    for (std::uint64_t v = 0; v < n; ++v) {
+      for (std::uint32_t j = 0; j < d; ++j) y[v * d + j] += mean[j];
+      access.scatter(v, 1, y.data() + v * d);
+    }
+    return {};
+  }
+  if (mode != kModeEntropy)
+    return bad("TurboQuant-EC mode " + std::to_string(mode) + " is unknown");
   if (!(step > 0) || !std::isfinite(step) || qmin < -kMaxLevel || qmax > kMaxLevel || qmin > qmax) {
     return bad("TurboQuant-EC step or level range is invalid");
   }

@@ -10,8 +10,8 @@
 //  4. the level indices are entropy coded by zstd (Huffman on the level bytes).
 // A uniform quantizer with entropy coding sits about 0.25 bit from the rate-distortion bound, where
 // a fixed-rate Lloyd-Max quantizer sits about 0.6 bit from it at 4 bits. Levels are bytes (at most
-// 255 of them), which covers budgets up to about 6 bits per value; above that the step cannot get
-// fine enough and the packet comes out smaller than the budget.
+// 255 of them), which covers budgets up to about 6 bits per value; above that use fixed_bits,
+// which keeps steps 1 and 2 and quantizes with TurboQuant-MSE's codebooks.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,10 @@ struct EcConfig {
   // Level 1 codes the level bytes within about 1% of their entropy; level 3 searches for matches
   // that noise-like levels do not have and codes them about 9% worse.
   int zstd_level = 1;
+  // 0: entropy-coded levels sized to bits_per_value. 1..8: fixed-rate TurboQuant-MSE levels of
+  // that many bits on the mean-removed residual (bits_per_value is then ignored); for budgets
+  // above what byte-sized levels can use, e.g. 8 bits.
+  int fixed_bits = 0;
 };
 
 struct EcPacket {
