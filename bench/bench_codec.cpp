@@ -119,6 +119,27 @@ struct Row {
   std::uint64_t codes_bytes = 0, zstd_codes_bytes = 0;  // the optional lossless stage (level 3)
 };
 
+// Bytes of the whole packet as it goes on the wire (prefix, header, every section and its
+// padding), or 0 when it cannot be framed.
+std::uint64_t packet_bytes(const DataSet& d, CodecId id, int bits,
+                           const std::vector<ptp::SectionInput>& sections) {
+  ptp::MessageHeader h;
+  h.kind = ptp::MessageKind::kTensorPacket;
+  h.model_id = "bench";
+  h.tensor = ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
+  h.codec = ptp::CodecDesc{};
+  h.codec->codec = id;
+  h.codec->bits = static_cast<std::uint8_t>(bits);
+  h.codec->original_bytes = d.bytes.size();
+  ptp::FrameBuilder fb;
+  auto g = fb.build(h, sections);
+  if (!g) {
+    std::fprintf(stderr, "bench_codec: framing: %s\n", g.status().to_string().c_str());
+    return 0;
+  }
+  return g->total_bytes;
+}
+
 // Squared error, relative error, mean per-vector cosine and max abs error of got against ref.
 void fill_error(const std::vector<float>& ref, const std::vector<float>& got, std::uint32_t dim,
                 double ss_ref, Row& r) {
@@ -247,26 +268,12 @@ int main(int argc, char** argv) {
       std::vector<float> got(ref.size());
       VectorAccess(outv).gather(0, nvec, got.data());
       fill_error(ref, got, dim, ss_ref, r);
-      // The whole packet as it goes on the wire: prefix, header, every section and its padding.
-      ptp::MessageHeader h;
-      h.kind = ptp::MessageKind::kTensorPacket;
-      h.model_id = "bench";
-      h.tensor =
-          ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
-      h.codec = ptp::CodecDesc{};
-      h.codec->codec = cfg.id;
-      h.codec->bits = cfg.id == CodecId::kRaw ? 0 : static_cast<std::uint8_t>(cfg.bits);
-      h.codec->original_bytes = d.bytes.size();
       std::vector<ptp::SectionInput> sections;
-      for (std::size_t p = 0; p < parts.size(); ++p)
+      for (std::size_t p = 0; p < parts.size(); ++p) {
         sections.push_back({c.parts()[p].kind, parts[p], std::nullopt});
-      ptp::FrameBuilder fb;
-      auto g = fb.build(h, sections);
-      if (!g) {
-        std::fprintf(stderr, "bench_codec: framing: %s\n", g.status().to_string().c_str());
-        return 1;
       }
-      r.packet_bytes = g->total_bytes;
+      r.packet_bytes = packet_bytes(d, cfg.id, cfg.id == CodecId::kRaw ? 0 : cfg.bits, sections);
+      if (r.packet_bytes == 0) return 1;
       r.bits_per_value =
           static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
       // What the zstd stage would save on the packed codes.
@@ -327,26 +334,12 @@ int main(int argc, char** argv) {
       std::vector<float> got(ref.size());
       VectorAccess(out).gather(0, nvec, got.data());
       fill_error(ref, got, dim, ss_ref, r);
-      ptp::MessageHeader h;
-      h.kind = ptp::MessageKind::kTensorPacket;
-      h.model_id = "bench";
-      h.tensor =
-          ptp::TensorDesc{"x", d.dtype, d.shape, d.layout, static_cast<std::uint8_t>(d.axis)};
-      h.codec = ptp::CodecDesc{};
-      h.codec->codec = CodecId::kTurboQuantEc;
-      h.codec->bits = static_cast<std::uint8_t>(target);
-      h.codec->original_bytes = d.bytes.size();
       const std::vector<ptp::SectionInput> sections = {
           {SectionKind::kSideData, packet->side, std::nullopt},
           {SectionKind::kNorms, packet->norms, std::nullopt},
           {SectionKind::kCodes, packet->codes, std::nullopt}};
-      ptp::FrameBuilder fb;
-      auto g = fb.build(h, sections);
-      if (!g) {
-        std::fprintf(stderr, "bench_codec: framing: %s\n", g.status().to_string().c_str());
-        return 1;
-      }
-      r.packet_bytes = g->total_bytes;
+      r.packet_bytes = packet_bytes(d, CodecId::kTurboQuantEc, static_cast<int>(target), sections);
+      if (r.packet_bytes == 0) return 1;
       r.bits_per_value =
           static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
       const int ec_reps = std::max(3, reps / 5);

@@ -124,62 +124,46 @@ std::int64_t VectorAccess::offset_of(std::uint64_t v) const {
   return off;
 }
 
-void VectorAccess::gather(std::uint64_t first, std::uint64_t n, float* out) const {
-  const TensorView& v = *view_;
+// Visits vectors [first, first + n) as (element offset in the tensor, index into the vector-major
+// buffer) pairs. When vectors lie side by side with unit stride (channels-first), a run of them is
+// visited value row by value row, so memory is touched sequentially.
+template <typename Visit>
+void VectorAccess::for_each_value(std::uint64_t first, std::uint64_t n, Visit&& visit) const {
   const bool interleaved = !outer_shape_.empty() && outer_strides_.back() == 1 && elem_stride_ != 1;
   std::uint64_t k = 0;
   while (k < n) {
     const std::uint64_t vec = first + k;
     const std::int64_t base = offset_of(vec);
     if (interleaved) {
-      // Vectors vec.. lie side by side (unit stride) until the innermost outer axis wraps: read
-      // each element row once for the whole run, which touches memory sequentially.
       const std::uint64_t inner = outer_shape_.back();
       const std::uint64_t run =
           std::min<std::uint64_t>({n - k, inner - vec % inner, std::uint64_t{64}});
       for (std::uint32_t j = 0; j < dim_; ++j) {
         const std::int64_t row = base + static_cast<std::int64_t>(j) * elem_stride_;
         for (std::uint64_t t = 0; t < run; ++t) {
-          out[(k + t) * dim_ + j] = load(v.data, row + static_cast<std::int64_t>(t), v.dtype);
+          visit(row + static_cast<std::int64_t>(t), (k + t) * dim_ + j);
         }
       }
       k += run;
     } else {
-      float* dst = out + k * dim_;
       for (std::uint32_t j = 0; j < dim_; ++j) {
-        dst[j] = load(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype);
+        visit(base + static_cast<std::int64_t>(j) * elem_stride_, k * dim_ + j);
       }
       ++k;
     }
   }
 }
 
+void VectorAccess::gather(std::uint64_t first, std::uint64_t n, float* out) const {
+  const TensorView& v = *view_;
+  for_each_value(first, n,
+                 [&](std::int64_t at, std::uint64_t i) { out[i] = load(v.data, at, v.dtype); });
+}
+
 void VectorAccess::scatter(std::uint64_t first, std::uint64_t n, const float* in) const {
   const TensorView& v = *view_;
-  const bool interleaved = !outer_shape_.empty() && outer_strides_.back() == 1 && elem_stride_ != 1;
-  std::uint64_t k = 0;
-  while (k < n) {
-    const std::uint64_t vec = first + k;
-    const std::int64_t base = offset_of(vec);
-    if (interleaved) {
-      const std::uint64_t inner = outer_shape_.back();
-      const std::uint64_t run =
-          std::min<std::uint64_t>({n - k, inner - vec % inner, std::uint64_t{64}});
-      for (std::uint32_t j = 0; j < dim_; ++j) {
-        const std::int64_t row = base + static_cast<std::int64_t>(j) * elem_stride_;
-        for (std::uint64_t t = 0; t < run; ++t) {
-          store(v.data, row + static_cast<std::int64_t>(t), v.dtype, in[(k + t) * dim_ + j]);
-        }
-      }
-      k += run;
-    } else {
-      const float* src = in + k * dim_;
-      for (std::uint32_t j = 0; j < dim_; ++j) {
-        store(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype, src[j]);
-      }
-      ++k;
-    }
-  }
+  for_each_value(first, n,
+                 [&](std::int64_t at, std::uint64_t i) { store(v.data, at, v.dtype, in[i]); });
 }
 
 bool VectorAccess::full_interleaved_tile(std::uint64_t first, std::size_t n) const {

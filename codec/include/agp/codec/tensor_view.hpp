@@ -62,6 +62,8 @@ class VectorAccess {
 
  private:
   std::int64_t offset_of(std::uint64_t vector) const;  // element offset of the vector's first value
+  template <typename Visit>
+  void for_each_value(std::uint64_t first, std::uint64_t n, Visit&& visit) const;
   // True when vectors [first, first + 16) sit side by side with unit stride (one row per value).
   bool full_interleaved_tile(std::uint64_t first, std::size_t n) const;
   const TensorView* view_;
