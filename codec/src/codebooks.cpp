@@ -1,5 +1,6 @@
 #include "codebooks.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <memory>
@@ -35,6 +36,13 @@ Codebook::Codebook(int block_dim, int bits, const float* centroids, double mse)
     const float left = lo_ + static_cast<float>(b) / inv_bin_;
     while (idx < n - 1 && left >= boundaries_[idx]) ++idx;
     lut_[b] = static_cast<std::uint8_t>(idx);
+  }
+  lut32_.assign(lut_.begin(), lut_.end());
+  padded_.assign(256, HUGE_VALF);
+  std::copy(boundaries_.begin(), boundaries_.end(), padded_.begin());
+  for (int b = 0; b < kBins; ++b) {
+    const int next = b + 1 < kBins ? lut_[b + 1] : n - 1;
+    max_steps_ = std::max(max_steps_, next - lut_[b]);
   }
 }
 

@@ -17,6 +17,16 @@ class Codebook {
   double mse() const { return mse_; }
   // Decision boundary between centroid i and i + 1 (their midpoint, as quantize() uses it).
   float boundary(int i) const { return boundaries_[i]; }
+
+  // The tables behind quantize(), for the vectorized quantizer: it must return the same index.
+  struct Lut {
+    float lo, inv_bin;
+    int bins;
+    const std::int32_t* start;  // lowest candidate index per bin
+    const float* boundaries;    // 256 entries, +inf past the last boundary
+    int max_steps;              // most boundaries any bin holds
+  };
+  Lut lut() const { return {lo_, inv_bin_, kBins, lut32_.data(), padded_.data(), max_steps_}; }
   // Index of the nearest centroid of a standardized coordinate (ties go up; NaN goes to 0).
   std::uint8_t quantize(float z) const {
     float pos = (z - lo_) * inv_bin_;
@@ -34,6 +44,9 @@ class Codebook {
   double mse_;
   std::vector<float> boundaries_;  // levels - 1 midpoints
   std::vector<std::uint8_t> lut_;  // lowest candidate index per bin
+  std::vector<std::int32_t> lut32_;
+  std::vector<float> padded_;
+  int max_steps_ = 0;
   float lo_ = 0, inv_bin_ = 0;
 };
 

@@ -395,7 +395,8 @@ void DecodeBlock(const std::uint8_t* idx, bool packed4, std::size_t m, const flo
   HWY_ALIGN float table[16] = {};
   const std::size_t levels = std::size_t{1} << bits;
   const bool lookup = idx != nullptr;  // otherwise x already holds the centroid values
-  if (lookup) {
+  const bool gather = bits > 4;        // 32..256 centroids: gather from the codebook
+  if (lookup && !gather) {
     for (std::size_t i = 0; i < levels; ++i) table[i] = centroids[i];
   }
   const std::size_t entries = levels < n ? n : levels;
@@ -405,6 +406,7 @@ void DecodeBlock(const std::uint8_t* idx, bool packed4, std::size_t m, const flo
     if (packed4) {  // two 4-bit indices per byte: even rows in the low nibble
       i32 = (r & 1) ? hn::ShiftRight<4>(i32) : hn::And(i32, hn::Set(di, 15));
     }
+    if (gather) return hn::GatherIndex(d, centroids, i32);
     return Lookup16<hn::Vec<D>>(table, entries, i32);
   };
   const auto last = [&](std::size_t r, std::size_t c, hn::Vec<D> v) AGP_FORCE_INLINE_LAMBDA {
@@ -428,6 +430,28 @@ void DecodeBlock(const std::uint8_t* idx, bool packed4, std::size_t m, const flo
   FwhtFused(x, m, first, last);
 }
 
+void QuantizeLutRows(const float* z, std::size_t m, float lo, float inv_bin, int bins,
+                     const std::int32_t* start, const float* boundaries, int max_steps,
+                     std::uint8_t* idx) {
+  const D d;
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<std::uint8_t, D> d8;
+  const std::size_t n = hn::Lanes(d);
+  const auto vlo = hn::Set(d, lo), vinv = hn::Set(d, inv_bin);
+  const auto top = hn::Set(d, static_cast<float>(bins - 1));
+  for (std::size_t e = 0; e < m * K; e += n) {
+    const auto v = hn::Load(d, z + e);
+    // The same float operations as Codebook::quantize, then its correction steps.
+    const auto pos = hn::Min(hn::Max(hn::Mul(hn::Sub(v, vlo), vinv), hn::Zero(d)), top);
+    auto q = hn::GatherIndex(di, start, hn::ConvertTo(di, pos));
+    for (int s = 0; s < max_steps; ++s) {
+      const auto thr = hn::GatherIndex(d, boundaries, q);
+      q = hn::Add(q, hn::IfThenElseZero(hn::RebindMask(di, hn::Ge(v, thr)), hn::Set(di, 1)));
+    }
+    hn::StoreU(hn::DemoteTo(d8, q), d8, idx + e);
+  }
+}
+
 const char* TargetName() {
   return hwy::TargetName(HWY_TARGET);
 }
@@ -444,6 +468,7 @@ HWY_EXPORT(TargetName);
 HWY_EXPORT(EncodeLoad);
 HWY_EXPORT(EncodeTransform);
 HWY_EXPORT(DecodeBlock);
+HWY_EXPORT(QuantizeLutRows);
 HWY_EXPORT(PackTile);
 HWY_EXPORT(UnpackTile);
 HWY_EXPORT(Transpose16x16);
@@ -470,6 +495,11 @@ void decode_block(const std::uint8_t* idx, bool packed4, std::size_t m, const fl
                   bool dst_f16, std::ptrdiff_t stride) {
   HWY_DYNAMIC_DISPATCH(DecodeBlock)
   (idx, packed4, m, centroids, bits, lane_scale, signs, x, dst, dst_f16, stride);
+}
+void quantize_lut_rows(const float* z, std::size_t m, float lo, float inv_bin, int bins,
+                       const std::int32_t* start, const float* boundaries, int max_steps,
+                       std::uint8_t* idx) {
+  HWY_DYNAMIC_DISPATCH(QuantizeLutRows)(z, m, lo, inv_bin, bins, start, boundaries, max_steps, idx);
 }
 void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t lanes,
                std::uint8_t* out, std::size_t stride) {

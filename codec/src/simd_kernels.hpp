@@ -37,8 +37,13 @@ void encode_load(const void* src, bool src_f16, std::ptrdiff_t stride, std::size
 // for bits > 4, z is left in x for the scalar quantizer.
 void encode_transform(float* x, std::size_t m, const float* inv, const float* boundaries, int bits,
                       std::uint8_t* idx);
+// Nearest-centroid indices of the m rows of z (any bit width) with a codebook's bin table: the
+// same result as Codebook::quantize. `start` has `bins` entries, `boundaries` 256.
+void quantize_lut_rows(const float* z, std::size_t m, float lo, float inv_bin, int bins,
+                       const std::int32_t* start, const float* boundaries, int max_steps,
+                       std::uint8_t* idx);
 // decode_block: centroids of idx rows (packed4: of packed 4-bit rows, the block starting at an
-// even index; when idx is null, the values already in x), the transform, times
+// even index; any bit width, the table holding 2^bits entries), the transform, times
 // lane_scale[t] * signs[j], stored as f16 or f32 rows at dst + j * stride.
 void decode_block(const std::uint8_t* idx, bool packed4, std::size_t m, const float* centroids,
                   int bits, const float* lane_scale, const float* signs, float* x, void* dst,

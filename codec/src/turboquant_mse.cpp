@@ -101,9 +101,10 @@ class TurboQuantMse final : public Codec {
         }
         std::uint8_t* ib = s.idx.data() + blk.offset * K;
         simd::encode_transform(xb, blk.size, inv, boundaries_[b].data(), bits, ib);
-        if (bits > 4) {
-          const Codebook& cb = *books_[b];
-          for (std::size_t e = 0; e < blk.size * K; ++e) ib[e] = cb.quantize(xb[e]);
+        if (bits > 4) {  // the kernel left z in xb
+          const Codebook::Lut lut = books_[b]->lut();
+          simd::quantize_lut_rows(xb, blk.size, lut.lo, lut.inv_bin, lut.bins, lut.start,
+                                  lut.boundaries, lut.max_steps, ib);
         }
       }
       simd::pack_tile(s.idx.data(), dim_, bits, lanes,
@@ -142,11 +143,6 @@ class TurboQuantMse final : public Codec {
         }
         float* xb = s.x.get() + blk.offset * K;
         const std::uint8_t* ib = s.idx.data() + (packed4 ? blk.offset / 2 : blk.offset) * K;
-        if (bits > 4) {
-          const float* c = books_[b]->centroids();
-          for (std::size_t e = 0; e < blk.size * K; ++e) xb[e] = c[ib[e]];
-          ib = nullptr;  // the kernel starts from the values in xb
-        }
         if (rows) {
           const std::size_t esize = rows->f16 ? 2 : 4;
           simd::decode_block(
