@@ -1,0 +1,58 @@
+// Tensor packets: a host tensor encoded by a codec into a frame's sections, and back. The glue a
+// model host (and the transport) uses: choose a codec, write the packet, send the gather list; on
+// the other side, verify the frame and decode it straight into the host's buffer.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "agp/codec/codec.hpp"
+#include "agp/codec/turboquant_ec.hpp"
+#include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/message.hpp"
+#include "agp/status.hpp"
+
+namespace agp::ptp {
+
+// How a packet is encoded: any per-vector codec (raw, TurboQuant-MSE/-prod, block-absmax), or
+// TurboQuant-EC (id kTurboQuantEc) with `ec`.
+struct PacketCodec {
+  codec::CodecConfig config;
+  codec::EcConfig ec;
+};
+
+// The codec descriptor a packet carries for `c` (rotation, seed, codebook, norm dtype).
+CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes);
+// The codec a received descriptor names; kBadCodecDescriptor for ones this build cannot decode.
+Result<PacketCodec> codec_from_desc(const CodecDesc& desc, DType tensor_dtype);
+
+class TensorPacketWriter {
+ public:
+  explicit TensorPacketWriter(PacketCodec codec, DecoderLimits limits = {});
+
+  // Encodes `view` and frames it: `header` supplies stream, sequence, timestamp, fingerprint, model
+  // id and split layer; its kind, tensor, codec and sections are filled here (`layout` names the
+  // view's axes). The gather list points into this writer's buffers (and, for raw packets, into
+  // the view's memory: raw packets carry the tensor's own bytes, so the view must be C-contiguous
+  // in raw_dtype) and stays valid until the next write().
+  Result<GatherList> write(const codec::TensorView& view, MessageHeader header, Layout layout,
+                           codec::ThreadPool* pool = nullptr);
+  // Bytes of the encoded parts of the last packet (without framing).
+  std::uint64_t encoded_bytes() const;
+
+ private:
+  PacketCodec codec_;
+  FrameBuilder builder_;
+  std::unique_ptr<codec::Codec> cached_;  // rebuilt when the vector length changes
+  std::vector<std::vector<std::byte>> parts_;
+  codec::EcPacket ec_packet_;
+  std::uint64_t raw_bytes_ = 0;
+};
+
+// Decodes a verified tensor packet (header + body, e.g. from FrameDecoder) into `out`, whose shape
+// must be the descriptor's (any float dtype and strides; the vector axis is the descriptor's).
+Status read_tensor_packet(const MessageHeader& header, std::span<const std::byte> body,
+                          codec::TensorView out, codec::ThreadPool* pool = nullptr);
+
+}  // namespace agp::ptp

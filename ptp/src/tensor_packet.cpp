@@ -1,0 +1,208 @@
+#include "agp/ptp/tensor_packet.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "agp/ptp/frame_decoder.hpp"
+
+namespace agp::ptp {
+namespace {
+
+constexpr std::uint16_t kCodebookLloydMaxExact = 1;  // codec/src/codebook_tables.inc
+constexpr std::uint16_t kCodebookVersion = 1;
+constexpr std::uint32_t kMaxHadamardBlock = 4096;
+
+bool is_c_contiguous(const codec::TensorView& v) {
+  std::int64_t stride = 1;
+  for (std::size_t i = v.shape.size(); i-- > 0;) {
+    if (v.shape[i] != 1 && v.strides[i] != stride) return false;
+    stride *= static_cast<std::int64_t>(v.shape[i]);
+  }
+  return true;
+}
+
+bool uses_rotation(CodecId id) {
+  return id == CodecId::kTurboQuantMse || id == CodecId::kTurboQuantProd ||
+         id == CodecId::kTurboQuantEc;
+}
+
+}  // namespace
+
+CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes) {
+  CodecDesc d;
+  d.codec = c.config.id;
+  d.original_bytes = original_bytes;
+  if (c.config.id == CodecId::kRaw) return d;
+  d.bits = static_cast<std::uint8_t>(
+      c.config.id == CodecId::kTurboQuantEc
+          ? (c.ec.fixed_bits ? c.ec.fixed_bits : static_cast<int>(c.ec.bits_per_value))
+          : c.config.bits);
+  d.norm_dtype = c.config.id == CodecId::kTurboQuantEc ? DType::kF16 : c.config.norm_dtype;
+  if (uses_rotation(c.config.id)) {
+    d.rotation = RotationKind::kBlockWalshHadamard;
+    d.rotation_seed = c.config.id == CodecId::kTurboQuantEc ? c.ec.seed : c.config.seed;
+    d.block_size = kMaxHadamardBlock;
+    d.codebook_id = kCodebookLloydMaxExact;
+    d.codebook_version = kCodebookVersion;
+  }
+  if (c.config.id == CodecId::kTurboQuantEc) d.lossless = LosslessKind::kZstd;
+  return d;
+}
+
+Result<PacketCodec> codec_from_desc(const CodecDesc& d, DType tensor_dtype) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      std::string(codec_name(d.codec)) + " packet: " + why);
+  };
+  PacketCodec c;
+  c.config.id = d.codec;
+  c.config.bits = d.bits;
+  switch (d.codec) {
+    case CodecId::kRaw:
+      c.config.raw_dtype = tensor_dtype;
+      return c;
+    case CodecId::kBlockAbsmaxInt8:
+    case CodecId::kBlockAbsmax4:
+      return c;
+    case CodecId::kTurboQuantMse:
+    case CodecId::kTurboQuantProd:
+    case CodecId::kTurboQuantEc:
+      break;
+    case CodecId::kUnknown:
+      return bad("unknown codec");
+  }
+  if (d.rotation != RotationKind::kBlockWalshHadamard || d.block_size != kMaxHadamardBlock) {
+    return bad("rotation must be block Walsh-Hadamard with blocks up to 4096");
+  }
+  if (d.codebook_id != kCodebookLloydMaxExact || d.codebook_version != kCodebookVersion) {
+    return bad("codebook " + std::to_string(d.codebook_id) + " version " +
+               std::to_string(d.codebook_version) + " is not known to this build (1, 1)");
+  }
+  c.config.seed = d.rotation_seed;
+  c.ec.seed = d.rotation_seed;
+  c.config.norm_dtype = d.norm_dtype;
+  return c;
+}
+
+TensorPacketWriter::TensorPacketWriter(PacketCodec codec, DecoderLimits limits)
+    : codec_(codec), builder_(limits) {}
+
+std::uint64_t TensorPacketWriter::encoded_bytes() const {
+  std::uint64_t n = 0;
+  if (codec_.config.id == CodecId::kRaw) return raw_bytes_;
+  if (codec_.config.id == CodecId::kTurboQuantEc) return ec_packet_.bytes();
+  for (const auto& p : parts_) n += p.size();
+  return n;
+}
+
+Result<GatherList> TensorPacketWriter::write(const codec::TensorView& view, MessageHeader header,
+                                             Layout layout, codec::ThreadPool* pool) {
+  AGP_RETURN_IF_ERROR(view.validate());
+  std::uint64_t original = dtype_size(view.dtype);
+  for (std::uint64_t s : view.shape) original *= s;
+  header.kind = MessageKind::kTensorPacket;
+  header.tensor = TensorDesc{header.tensor ? header.tensor->name : "", view.dtype, view.shape,
+                             layout, static_cast<std::uint8_t>(view.vector_axis)};
+  header.codec = describe_codec(codec_, original);
+  std::vector<SectionInput> sections;
+  if (codec_.config.id == CodecId::kRaw) {
+    // The tensor's own bytes in C order, referenced, not copied.
+    if (codec_.config.raw_dtype != view.dtype || !is_c_contiguous(view)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "raw packets carry the tensor's own bytes: the view must be C-contiguous "
+                        "and raw_dtype its dtype");
+    }
+    raw_bytes_ = original;
+    sections = {{SectionKind::kRaw, std::span<const std::byte>(view.data, original), std::nullopt}};
+  } else if (codec_.config.id == CodecId::kTurboQuantEc) {
+    auto p = codec::ec_encode(view, codec_.ec);
+    if (!p) return p.status();
+    ec_packet_ = std::move(p).value();
+    sections = {{SectionKind::kSideData, ec_packet_.side, std::nullopt},
+                {SectionKind::kNorms, ec_packet_.norms, std::nullopt},
+                {SectionKind::kCodes, ec_packet_.codes, std::nullopt}};
+  } else {
+    if (!cached_ || cached_->dim() != view.dim()) {
+      auto made = codec::make_codec(codec_.config, view.dim());
+      if (!made) return made.status();
+      cached_ = std::move(made).value();
+    }
+    const std::uint64_t n = view.vector_count();
+    parts_.resize(cached_->parts().size());
+    std::vector<std::span<std::byte>> out;
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      parts_[i].resize(n * cached_->parts()[i].bytes_per_vector);
+      out.emplace_back(parts_[i]);
+    }
+    AGP_RETURN_IF_ERROR(cached_->encode_all(view, out, pool));
+    for (std::size_t i = 0; i < parts_.size(); ++i) {
+      sections.push_back({cached_->parts()[i].kind, parts_[i], std::nullopt});
+    }
+  }
+  return builder_.build(header, sections);
+}
+
+Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> body,
+                          codec::TensorView out, codec::ThreadPool* pool) {
+  if (h.kind != MessageKind::kTensorPacket || !h.tensor || !h.codec) {
+    return make_error(ErrorCode::kMissingField, "not a tensor packet with tensor and codec fields");
+  }
+  if (out.shape != h.tensor->shape) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the output's shape differs from the packet's tensor descriptor");
+  }
+  out.vector_axis = h.tensor->vector_axis;
+  AGP_RETURN_IF_ERROR(out.validate());
+  auto c = codec_from_desc(*h.codec, h.tensor->dtype);
+  if (!c) return c.status();
+  auto section = [&](SectionKind kind) -> std::span<const std::byte> {
+    for (std::size_t i = 0; i < h.sections.size(); ++i) {
+      if (h.sections[i].kind == kind) return section_bytes(h, body, i);
+    }
+    return {};
+  };
+  if (c->config.id == CodecId::kRaw) {
+    const auto bytes = section(SectionKind::kRaw);
+    std::uint64_t need = dtype_size(h.tensor->dtype);
+    for (std::uint64_t d : h.tensor->shape) need *= d;
+    if (bytes.size() != need) {
+      return make_error(ErrorCode::kBadEncodedData, "raw section is " + std::to_string(bytes.size()) +
+                                                        " bytes; the tensor needs " +
+                                                        std::to_string(need));
+    }
+    if (out.dtype == h.tensor->dtype && is_c_contiguous(out)) {
+      std::memcpy(out.data, bytes.data(), bytes.size());
+      return {};
+    }
+    auto src = codec::TensorView::contiguous(bytes.data(), h.tensor->dtype, h.tensor->shape,
+                                             h.tensor->vector_axis);
+    const codec::VectorAccess from(src), to(out);
+    std::vector<float> buf(from.dim());
+    for (std::uint64_t v = 0; v < from.count(); ++v) {
+      from.gather(v, 1, buf.data());
+      to.scatter(v, 1, buf.data());
+    }
+    return {};
+  }
+  if (c->config.id == CodecId::kTurboQuantEc) {
+    return codec::ec_decode(section(SectionKind::kSideData), section(SectionKind::kNorms),
+                            section(SectionKind::kCodes), out, c->ec.seed);
+  }
+  auto made = codec::make_codec(c->config, out.dim());
+  if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
+  const codec::Codec& codec = **made;
+  std::vector<std::span<const std::byte>> parts;
+  for (const codec::PartSpec& p : codec.parts()) {
+    const auto bytes = section(p.kind);
+    if (bytes.size() != out.vector_count() * p.bytes_per_vector) {
+      return make_error(ErrorCode::kBadEncodedData,
+                        std::string(section_kind_name(p.kind)) + " section is " +
+                            std::to_string(bytes.size()) + " bytes; the descriptor needs " +
+                            std::to_string(out.vector_count() * p.bytes_per_vector));
+    }
+    parts.push_back(bytes);
+  }
+  return codec.decode_all(parts, out, pool);
+}
+
+}  // namespace agp::ptp
