@@ -471,7 +471,6 @@ HWY_EXPORT(DecodeBlock);
 HWY_EXPORT(QuantizeLutRows);
 HWY_EXPORT(PackTile);
 HWY_EXPORT(UnpackTile);
-HWY_EXPORT(Transpose16x16);
 
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst) {
   HWY_DYNAMIC_DISPATCH(F16ToF32N)(src, n, dst);
@@ -508,10 +507,6 @@ void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t l
 void unpack_tile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
                  std::size_t lanes, std::uint8_t* idx, bool keep_packed4) {
   HWY_DYNAMIC_DISPATCH(UnpackTile)(in, stride, dim, bits, lanes, idx, keep_packed4);
-}
-void transpose16x16(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst,
-                    std::size_t dst_stride) {
-  HWY_DYNAMIC_DISPATCH(Transpose16x16)(src, src_stride, dst, dst_stride);
 }
 
 }  // namespace agp::codec::simd

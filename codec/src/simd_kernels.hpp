@@ -24,9 +24,6 @@ void pack_tile(const std::uint8_t* idx, std::size_t dim, int bits, std::size_t l
 // 16 lanes, low nibble first) for decode_block to split.
 void unpack_tile(const std::uint8_t* in, std::size_t stride, std::size_t dim, int bits,
                  std::size_t lanes, std::uint8_t* idx, bool keep_packed4);
-// 16 x 16 byte transpose: dst[c * dst_stride + r] = src[r * src_stride + c].
-void transpose16x16(const std::uint8_t* src, std::size_t src_stride, std::uint8_t* dst,
-                    std::size_t dst_stride);
 
 // Fused TurboQuant steps for one Hadamard block (m rows) of a lane tile.
 // encode_load: rows j < m of the source (16 contiguous f16 or f32 values at src + j * stride

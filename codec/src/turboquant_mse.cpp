@@ -27,13 +27,11 @@ constexpr std::size_t K = simd::kTileLanes;
 struct LaneScratch {
   hwy::AlignedFreeUniquePtr<float[]> x;
   std::vector<std::uint8_t> idx;  // dim x 16
-  std::vector<std::uint8_t> column;
   std::size_t dim = 0;
   void reserve(std::size_t d) {
     if (d > dim) {
       x = hwy::AllocateAligned<float>(d * K);
       idx.resize(d * K);
-      column.resize(d);
       dim = d;
     }
   }
