@@ -7,7 +7,7 @@ install(TARGETS agp_codec agp_ptp agp_transport EXPORT agp_ptpTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY codec/include/ ptp/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY codec/include/ ptp/include/ transport/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT agp_ptpTargets NAMESPACE agp:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
 
 configure_package_config_file(cmake/agp_ptpConfig.cmake.in

@@ -60,6 +60,16 @@ std::string_view error_code_name(ErrorCode code) {
       return "bad_encoded_data";
     case ErrorCode::kUnsupportedCodec:
       return "unsupported_codec";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kConnectionClosed:
+      return "connection_closed";
+    case ErrorCode::kConnectFailed:
+      return "connect_failed";
+    case ErrorCode::kNetworkError:
+      return "network_error";
+    case ErrorCode::kAddressInUse:
+      return "address_in_use";
     case ErrorCode::kInvalidArgument:
       return "invalid_argument";
     case ErrorCode::kBufferTooSmall:

@@ -51,6 +51,13 @@ enum class ErrorCode : std::uint16_t {
   kBadEncodedData = 402,    // encoded parts that cannot come from an encoder (NaN norms, sizes)
   kUnsupportedCodec = 403,  // a codec configuration this build does not implement
 
+  // Transport (5xx).
+  kTimeout = 500,           // a deadline passed before the operation finished
+  kConnectionClosed = 501,  // the peer closed the connection (or it was reset)
+  kConnectFailed = 502,     // no connection could be made to the peer
+  kNetworkError = 503,      // any other socket error
+  kAddressInUse = 504,      // the listening address is taken
+
   // API use (3xx).
   kInvalidArgument = 300,  // the caller passed something out of contract
   kBufferTooSmall = 301,   // a caller-owned output buffer is too small
