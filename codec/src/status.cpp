@@ -70,6 +70,12 @@ std::string_view error_code_name(ErrorCode code) {
       return "network_error";
     case ErrorCode::kAddressInUse:
       return "address_in_use";
+    case ErrorCode::kAuthenticationFailed:
+      return "authentication_failed";
+    case ErrorCode::kCapabilityMismatch:
+      return "capability_mismatch";
+    case ErrorCode::kPeerLost:
+      return "peer_lost";
     case ErrorCode::kInvalidArgument:
       return "invalid_argument";
     case ErrorCode::kBufferTooSmall:

@@ -51,7 +51,9 @@ void encode_header(flatbuffers::FlatBufferBuilder& fbb, const MessageHeader& h) 
     const HelloDesc& he = *h.hello;
     hello = fb::CreateHelloDescDirect(fbb, he.min_protocol, he.max_protocol, he.max_frame_bytes,
                                       he.max_streams, &he.codecs, he.flags, &he.nonce, &he.auth_tag,
-                                      he.peer_name.c_str());
+                                      he.peer_name.c_str(), he.session_id,
+                                      he.delivered_sequence, he.next_sequence,
+                                      he.codec_bits.empty() ? nullptr : &he.codec_bits);
   }
   flatbuffers::Offset<fb::AckDesc> ack;
   if (h.ack) ack = fb::CreateAckDesc(fbb, h.ack->cumulative_sequence);
@@ -143,6 +145,10 @@ Result<MessageHeader> decode_header(std::span<const std::byte> region, const Dec
     d.nonce = to_vector(he->nonce());
     d.auth_tag = to_vector(he->auth_tag());
     d.peer_name = to_string(he->peer_name());
+    d.session_id = he->session_id();
+    d.delivered_sequence = he->delivered_sequence();
+    d.next_sequence = he->next_sequence();
+    d.codec_bits = to_vector(he->codec_bits());
     h.hello = std::move(d);
   }
   if (const fb::AckDesc* a = f->ack()) h.ack = AckDesc{a->cumulative_sequence()};

@@ -154,6 +154,11 @@ Status check_kind_fields(const MessageHeader& h, const DecoderLimits& lim) {
                         "hello codec list, nonce or auth tag is longer than " +
                             str(lim.max_vector_elements) + " elements");
     }
+    if (!he.codec_bits.empty() && he.codec_bits.size() != he.codecs.size()) {
+      return make_error(ErrorCode::kHeaderInvalid,
+                        "hello codec_bits has " + str(he.codec_bits.size()) +
+                            " entries for " + str(he.codecs.size()) + " codecs");
+    }
     if (he.min_protocol > he.max_protocol) {
       return make_error(ErrorCode::kHeaderInvalid, "hello protocol range [" + str(he.min_protocol) +
                                                        ", " + str(he.max_protocol) + "] is empty");

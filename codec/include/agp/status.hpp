@@ -57,6 +57,9 @@ enum class ErrorCode : std::uint16_t {
   kConnectFailed = 502,     // no connection could be made to the peer
   kNetworkError = 503,      // any other socket error
   kAddressInUse = 504,      // the listening address is taken
+  kAuthenticationFailed = 505,  // pre-shared-key challenge failed (wrong or missing key)
+  kCapabilityMismatch = 506,    // the peers share no codec, frame size or feature the call needs
+  kPeerLost = 507,              // the peer stayed unreachable past the reconnect limit
 
   // API use (3xx).
   kInvalidArgument = 300,  // the caller passed something out of contract

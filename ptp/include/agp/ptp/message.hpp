@@ -100,6 +100,10 @@ struct HelloDesc {
   std::vector<std::uint8_t> nonce;
   std::vector<std::uint8_t> auth_tag;
   std::string peer_name;
+  std::uint64_t session_id = 0;          // the connecting side's session, kept across reconnects
+  std::uint64_t delivered_sequence = 0;  // highest peer sequence delivered here (0: none)
+  std::uint64_t next_sequence = 0;       // first sequence this side will (re)send
+  std::vector<std::uint32_t> codec_bits;  // per `codecs` entry: bit b set = b bits supported
   friend bool operator==(const HelloDesc&, const HelloDesc&) = default;
 };
 
