@@ -37,3 +37,16 @@ endif()
 # Standalone Asio is header-only: find its header.
 find_path(ASIO_INCLUDE_DIR NAMES asio.hpp REQUIRED)
 find_package(hwy CONFIG REQUIRED)
+# HMAC-SHA256 and nonces for the transport's pre-shared-key handshake. Homebrew keeps OpenSSL
+# outside the default search path: ask brew where, when it is there.
+if(APPLE AND NOT OPENSSL_ROOT_DIR)
+  find_program(AGP_BREW brew)
+  if(AGP_BREW)
+    execute_process(COMMAND ${AGP_BREW} --prefix openssl@3 OUTPUT_VARIABLE _agp_openssl
+                    OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+    if(_agp_openssl)
+      set(OPENSSL_ROOT_DIR "${_agp_openssl}")
+    endif()
+  endif()
+endif()
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)

@@ -95,15 +95,59 @@ std::uint64_t TensorPacketWriter::encoded_bytes() const {
   return n;
 }
 
+bool TensorPacketWriter::chunkable(CodecId id) {
+  return id == CodecId::kTurboQuantMse || id == CodecId::kTurboQuantProd ||
+         id == CodecId::kBlockAbsmaxInt8 || id == CodecId::kBlockAbsmax4;
+}
+
+std::shared_ptr<const void> TensorPacketWriter::release_buffers() {
+  struct Owned {
+    std::vector<std::vector<std::byte>> parts;
+    codec::EcPacket ec;
+  };
+  auto owned = std::make_shared<Owned>();
+  owned->parts = std::move(parts_);
+  owned->ec = std::move(ec_packet_);
+  parts_.clear();
+  ec_packet_ = {};
+  return owned;
+}
+
 Result<GatherList> TensorPacketWriter::write(const codec::TensorView& view, MessageHeader header,
                                              Layout layout, codec::ThreadPool* pool) {
+  return write_impl(view, std::move(header), layout, nullptr, pool);
+}
+
+Result<GatherList> TensorPacketWriter::write_chunk(const codec::TensorView& view,
+                                                   MessageHeader header, Layout layout,
+                                                   const ChunkDesc& chunk) {
+  if (!chunkable(codec_.config.id)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      std::string(codec_name(codec_.config.id)) + " packets cannot be chunked");
+  }
+  return write_impl(view, std::move(header), layout, &chunk, nullptr);
+}
+
+Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
+                                                  MessageHeader header, Layout layout,
+                                                  const ChunkDesc* chunk, codec::ThreadPool* pool) {
   AGP_RETURN_IF_ERROR(view.validate());
+  const std::uint64_t vectors = view.vector_count();
+  if (chunk && (chunk->vector_count == 0 || chunk->vector_offset > vectors ||
+                chunk->vector_count > vectors - chunk->vector_offset)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "chunk vectors [" + std::to_string(chunk->vector_offset) + ", +" +
+                          std::to_string(chunk->vector_count) + ") are outside the " +
+                          std::to_string(vectors) + " vectors of the tensor");
+  }
   std::uint64_t original = dtype_size(view.dtype);
   for (std::uint64_t s : view.shape) original *= s;
+  if (chunk) original = original / vectors * chunk->vector_count;
   header.kind = MessageKind::kTensorPacket;
   header.tensor = TensorDesc{header.tensor ? header.tensor->name : "", view.dtype, view.shape,
                              layout, static_cast<std::uint8_t>(view.vector_axis)};
   header.codec = describe_codec(codec_, original);
+  if (chunk) header.chunk = *chunk;
   std::vector<SectionInput> sections;
   if (codec_.config.id == CodecId::kRaw) {
     // The tensor's own bytes in C order, referenced, not copied.
@@ -127,14 +171,18 @@ Result<GatherList> TensorPacketWriter::write(const codec::TensorView& view, Mess
       if (!made) return made.status();
       cached_ = std::move(made).value();
     }
-    const std::uint64_t n = view.vector_count();
+    const std::uint64_t n = chunk ? chunk->vector_count : vectors;
     parts_.resize(cached_->parts().size());
     std::vector<std::span<std::byte>> out;
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       parts_[i].resize(n * cached_->parts()[i].bytes_per_vector);
       out.emplace_back(parts_[i]);
     }
-    AGP_RETURN_IF_ERROR(cached_->encode_all(view, out, pool));
+    if (chunk) {
+      AGP_RETURN_IF_ERROR(cached_->encode(view, chunk->vector_offset, n, out));
+    } else {
+      AGP_RETURN_IF_ERROR(cached_->encode_all(view, out, pool));
+    }
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       sections.push_back({cached_->parts()[i].kind, parts_[i], std::nullopt});
     }
@@ -155,6 +203,20 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
   AGP_RETURN_IF_ERROR(out.validate());
   auto c = codec_from_desc(*h.codec, h.tensor->dtype);
   if (!c) return c.status();
+  std::uint64_t first = 0;
+  std::uint64_t count = out.vector_count();
+  if (h.chunk) {
+    if (!TensorPacketWriter::chunkable(c->config.id)) {
+      return make_error(ErrorCode::kBadCodecDescriptor,
+                        std::string(codec_name(c->config.id)) + " packets are never chunked");
+    }
+    if (h.chunk->vector_count == 0 || h.chunk->vector_offset > count ||
+        h.chunk->vector_count > count - h.chunk->vector_offset) {
+      return make_error(ErrorCode::kBadTensorDescriptor, "chunk vector range is outside the tensor");
+    }
+    first = h.chunk->vector_offset;
+    count = h.chunk->vector_count;
+  }
   auto section = [&](SectionKind kind) -> std::span<const std::byte> {
     for (std::size_t i = 0; i < h.sections.size(); ++i) {
       if (h.sections[i].kind == kind) return section_bytes(h, body, i);
@@ -194,14 +256,15 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
   std::vector<std::span<const std::byte>> parts;
   for (const codec::PartSpec& p : codec.parts()) {
     const auto bytes = section(p.kind);
-    if (bytes.size() != out.vector_count() * p.bytes_per_vector) {
+    if (bytes.size() != count * p.bytes_per_vector) {
       return make_error(ErrorCode::kBadEncodedData,
                         std::string(section_kind_name(p.kind)) + " section is " +
                             std::to_string(bytes.size()) + " bytes; the descriptor needs " +
-                            std::to_string(out.vector_count() * p.bytes_per_vector));
+                            std::to_string(count * p.bytes_per_vector));
     }
     parts.push_back(bytes);
   }
+  if (h.chunk) return codec.decode(parts, out, first, count);
   return codec.decode_all(parts, out, pool);
 }
 

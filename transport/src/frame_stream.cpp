@@ -1,5 +1,7 @@
 #include "agp/transport/frame_stream.hpp"
 
+#include "asio_util.hpp"
+
 #include <asio.hpp>
 #include <optional>
 #include <vector>
@@ -8,19 +10,9 @@ namespace agp::transport {
 namespace {
 
 using asio::ip::tcp;
-
-Status from_asio(const asio::error_code& ec, const char* what) {
-  if (ec == asio::error::operation_aborted) {
-    return make_error(ErrorCode::kTimeout, std::string(what) + ": deadline passed");
-  }
-  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == asio::error::broken_pipe || ec == asio::error::connection_aborted) {
-    return make_error(
-        ErrorCode::kConnectionClosed,
-        std::string(what) + ": the peer closed the connection (" + ec.message() + ")");
-  }
-  return make_error(ErrorCode::kNetworkError, std::string(what) + ": " + ec.message());
-}
+using detail::apply_socket_options;
+using detail::endpoint_text;
+using detail::from_asio;
 
 // Runs the io_context until `done` or the deadline; on the deadline, cancels the socket's
 // operations and lets them finish (their handlers see operation_aborted).
@@ -38,20 +30,6 @@ void run_until(asio::io_context& ctx, Socket& socket, const bool& done,
     ctx.restart();
     while (!done) ctx.run_one();
   }
-}
-
-void apply(tcp::socket& s, const SocketOptions& o) {
-  asio::error_code ignored;
-  s.set_option(tcp::no_delay(o.no_delay), ignored);
-  if (o.send_buffer_bytes > 0)
-    s.set_option(asio::socket_base::send_buffer_size(o.send_buffer_bytes), ignored);
-  if (o.receive_buffer_bytes > 0) {
-    s.set_option(asio::socket_base::receive_buffer_size(o.receive_buffer_bytes), ignored);
-  }
-}
-
-std::string endpoint_text(const tcp::endpoint& e) {
-  return e.address().to_string() + ":" + std::to_string(e.port());
 }
 
 }  // namespace
@@ -89,7 +67,7 @@ Result<FrameStream> FrameStream::connect(const std::string& host, std::uint16_t 
   }
   if (ec)
     return make_error(ErrorCode::kConnectFailed, "cannot prepare the socket: " + ec.message());
-  apply(m.socket, options);
+  apply_socket_options(m.socket, options);
   bool done = false;
   asio::error_code result;
   m.socket.async_connect(peer, [&](const asio::error_code& e) {
@@ -238,7 +216,7 @@ Result<FrameStream> Listener::accept(std::chrono::milliseconds timeout) {
   const auto handle = peer.release(ec);
   if (!ec) fs.impl_->socket.assign(protocol, handle, ec);
   if (ec) return make_error(ErrorCode::kNetworkError, "accept: " + ec.message());
-  apply(fs.impl_->socket, impl_->options);
+  apply_socket_options(fs.impl_->socket, impl_->options);
   return fs;
 }
 

@@ -38,8 +38,22 @@ class TensorPacketWriter {
   // in raw_dtype) and stays valid until the next write().
   Result<GatherList> write(const codec::TensorView& view, MessageHeader header, Layout layout,
                            codec::ThreadPool* pool = nullptr);
+  // Vectors [chunk.vector_offset, + chunk.vector_count) of `view` as chunk `chunk.index` of
+  // `chunk.count` of one packet: the tensor descriptor is the whole view's, the codec
+  // descriptor's original_bytes the chunk's. Only per-vector codecs can be chunked
+  // (chunkable()); kInvalidArgument otherwise or for a range outside the view.
+  Result<GatherList> write_chunk(const codec::TensorView& view, MessageHeader header,
+                                 Layout layout, const ChunkDesc& chunk);
   // Bytes of the encoded parts of the last packet (without framing).
   std::uint64_t encoded_bytes() const;
+  // Gives the caller the encoded buffers the last gather list points into, so that list stays
+  // valid after the next write (the writer continues with fresh buffers). Raw packets point into
+  // the caller's tensor, which the caller keeps alive itself.
+  std::shared_ptr<const void> release_buffers();
+
+  // Codecs whose packets can travel as chunks: those that encode each vector on its own
+  // (TurboQuant-MSE/-prod, block-absmax). Raw and TurboQuant-EC packets go whole.
+  static bool chunkable(CodecId id);
 
  private:
   PacketCodec codec_;
@@ -48,10 +62,14 @@ class TensorPacketWriter {
   std::vector<std::vector<std::byte>> parts_;
   codec::EcPacket ec_packet_;
   std::uint64_t raw_bytes_ = 0;
+
+  Result<GatherList> write_impl(const codec::TensorView& view, MessageHeader header, Layout layout,
+                                const ChunkDesc* chunk, codec::ThreadPool* pool);
 };
 
 // Decodes a verified tensor packet (header + body, e.g. from FrameDecoder) into `out`, whose shape
 // must be the descriptor's (any float dtype and strides; the vector axis is the descriptor's).
+// A chunk (header.chunk set) fills only its range of vectors.
 Status read_tensor_packet(const MessageHeader& header, std::span<const std::byte> body,
                           codec::TensorView out, codec::ThreadPool* pool = nullptr);
 

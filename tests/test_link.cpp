@@ -1,0 +1,394 @@
+// Link and Server over real loopback sockets: handshake outcomes, many packets both ways, chunked
+// packets, back-pressure, resume after the receiving side dies mid-packet, hostile input.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <set>
+#include <thread>
+
+#include "agp/codec/dtype.hpp"
+#include "agp/ptp/frame_decoder.hpp"
+#include "agp/transport/frame_stream.hpp"
+#include "agp/transport/link.hpp"
+
+namespace agp::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool threads_unavailable() { return std::getenv("AGP_TEST_NO_THREADS") != nullptr; }
+#define SKIP_WITHOUT_THREADS() \
+  if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator"
+
+// A seed-shaped-like [1, C, 1, S] f16 tensor (channels-first, vectors along axis 1), filled from
+// `seed` so each packet differs.
+struct Tensor {
+  std::vector<std::uint16_t> data;
+  std::vector<std::uint64_t> shape;
+  codec::TensorView view() {
+    return codec::TensorView::contiguous(data.data(), DType::kF16, shape, 1);
+  }
+};
+
+Tensor make_tensor(std::uint64_t seed, std::uint64_t channels = 256, std::uint64_t seq = 64) {
+  Tensor t;
+  t.shape = {1, channels, 1, seq};
+  t.data.resize(channels * seq);
+  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& v : t.data) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = static_cast<double>(s >> 11) / 9007199254740992.0;
+    v = f32_to_f16(static_cast<float>((u - 0.5) * 4.0));
+  }
+  return t;
+}
+
+ptp::PacketCodec raw_codec() {
+  ptp::PacketCodec c;
+  c.config.id = CodecId::kRaw;
+  c.config.raw_dtype = DType::kF16;
+  return c;
+}
+
+ptp::PacketCodec tq_codec(int bits) {
+  ptp::PacketCodec c;
+  c.config.id = CodecId::kTurboQuantMse;
+  c.config.bits = bits;
+  return c;
+}
+
+// What the receiver must produce: the same packet encoded and decoded locally, whole.
+std::vector<std::uint16_t> local_round_trip(Tensor& t, const ptp::PacketCodec& c) {
+  ptp::TensorPacketWriter w(c);
+  ptp::MessageHeader h;
+  auto g = w.write(t.view(), h, ptp::Layout::kBC1S);
+  EXPECT_TRUE(g) << g.status().to_string();
+  const auto flat = g->flatten();
+  auto f = ptp::parse_frame(flat);
+  EXPECT_TRUE(f) << f.status().to_string();
+  std::vector<std::uint16_t> out(t.data.size());
+  auto view = codec::TensorView::contiguous(out.data(), DType::kF16, t.shape, 1);
+  EXPECT_TRUE(ptp::read_tensor_packet(f->header, f->body, view));
+  return out;
+}
+
+LinkOptions options() {
+  LinkOptions o;
+  o.fingerprint = ptp::Hash128{0x1234, 0x5678};
+  o.model_id = "test-model";
+  o.split_layer = 2;
+  return o;
+}
+
+std::unique_ptr<Server> listen(const LinkOptions& o) {
+  auto s = Server::listen("127.0.0.1", 0, o);
+  EXPECT_TRUE(s) << s.status().to_string();
+  return s ? std::move(s).value() : nullptr;
+}
+
+// Receives one packet into a fresh buffer shaped as announced.
+std::vector<std::uint16_t> receive_one(Link& link, Delivery* info = nullptr) {
+  auto next = link.next_packet(5000ms);
+  EXPECT_TRUE(next) << next.status().to_string();
+  if (!next) return {};
+  std::uint64_t n = 1;
+  for (auto d : next->tensor->shape) n *= d;
+  std::vector<std::uint16_t> out(n);
+  auto d = link.receive(
+      codec::TensorView::contiguous(out.data(), DType::kF16, next->tensor->shape, 1), 5000ms);
+  EXPECT_TRUE(d) << d.status().to_string();
+  if (d && info) *info = *d;
+  return out;
+}
+
+TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions o = options();
+  o.chunk_vectors = 16;  // tq packets of 64 vectors go as 4 chunks
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  const std::vector<ptp::PacketCodec> codecs = {raw_codec(), tq_codec(4), tq_codec(8)};
+  constexpr int kPackets = 30;
+  std::thread peer([&] {
+    auto link = server->accept(5000ms);
+    ASSERT_TRUE(link) << link.status().to_string();
+    EXPECT_EQ((*link)->info().peer_name, "client");
+    for (int i = 0; i < kPackets; ++i) {
+      Tensor t = make_tensor(i);
+      const auto& c = codecs[i % codecs.size()];
+      Delivery d;
+      EXPECT_EQ(receive_one(**link, &d), local_round_trip(t, c)) << "packet " << i;
+      EXPECT_EQ(d.header.sequence, static_cast<std::uint64_t>(i + 1));
+      EXPECT_EQ(d.chunks, c.config.id == CodecId::kRaw ? 1u : 4u);
+      // Answer with a packet of our own.
+      Tensor back = make_tensor(1000 + i, 128, 8);
+      auto r = (*link)->send(back.view(), c, {"reply", 7, ptp::Layout::kBC1S}, 5000ms);
+      EXPECT_TRUE(r) << r.status().to_string();
+    }
+    EXPECT_EQ((*link)->counters().packets_delivered, static_cast<std::uint64_t>(kPackets));
+    EXPECT_TRUE((*link)->close(5000ms));
+  });
+  LinkOptions co = o;
+  co.peer_name = "client";
+  auto link = Link::connect("127.0.0.1", server->port(), co);
+  ASSERT_TRUE(link) << link.status().to_string();
+  EXPECT_TRUE((*link)->connected());
+  EXPECT_EQ((*link)->info().local_interface, "lo");
+  for (int i = 0; i < kPackets; ++i) {
+    Tensor t = make_tensor(i);
+    const auto& c = codecs[i % codecs.size()];
+    auto r = (*link)->send(t.view(), c, {"state", 0, ptp::Layout::kBC1S}, 5000ms);
+    ASSERT_TRUE(r) << r.status().to_string();
+    EXPECT_EQ(r->sequence, static_cast<std::uint64_t>(i + 1));
+    Tensor back = make_tensor(1000 + i, 128, 8);
+    Delivery d;
+    EXPECT_EQ(receive_one(**link, &d), local_round_trip(back, c));
+    EXPECT_EQ(d.header.stream_id, 7u);
+    EXPECT_EQ(d.header.tensor->name, "reply");
+  }
+  auto end = (*link)->next_packet(5000ms);
+  EXPECT_EQ(end.status().code(), ErrorCode::kConnectionClosed);
+  peer.join();
+  const Counters c = (*link)->counters();
+  EXPECT_EQ(c.packets_acked, static_cast<std::uint64_t>(kPackets));
+  EXPECT_EQ(c.retransmits, 0u);
+  EXPECT_EQ(c.checksum_failures, 0u);
+  EXPECT_GT(c.bytes_sent, 0u);
+}
+
+TEST(Link, PostPipelinesWithinTheWindow) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions o = options();
+  o.window_packets = 4;
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  constexpr int kPackets = 40;
+  std::thread peer([&] {
+    auto link = server->accept(5000ms);
+    ASSERT_TRUE(link);
+    for (int i = 0; i < kPackets; ++i) {
+      Tensor t = make_tensor(i);
+      EXPECT_EQ(receive_one(**link), t.data) << i;
+    }
+    (void)(*link)->close(5000ms);
+  });
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  std::uint64_t most_unacked = 0;
+  for (int i = 0; i < kPackets; ++i) {
+    auto t = std::make_shared<Tensor>(make_tensor(i));
+    auto seq = (*link)->post(t->view(), raw_codec(), {}, 5000ms, t);
+    ASSERT_TRUE(seq) << seq.status().to_string();
+    most_unacked = std::max(most_unacked, (*link)->counters().unacked_packets);
+  }
+  EXPECT_LE(most_unacked, 4u);
+  EXPECT_TRUE((*link)->flush(5000ms));
+  EXPECT_EQ((*link)->counters().packets_acked, static_cast<std::uint64_t>(kPackets));
+  peer.join();
+}
+
+TEST(Link, StalledReceiverBoundsTheSender) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions o = options();
+  o.window_packets = 3;
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  std::atomic<bool> done{false};
+  std::thread peer([&] {
+    auto link = server->accept(5000ms);  // then never reads: a stalled application
+    while (!done) std::this_thread::sleep_for(5ms);
+  });
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  Tensor t = make_tensor(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*link)->post(t.view(), tq_codec(4), {}, 200ms));
+  auto fourth = (*link)->post(t.view(), tq_codec(4), {}, 200ms);
+  EXPECT_EQ(fourth.status().code(), ErrorCode::kTimeout);
+  const Counters c = (*link)->counters();
+  EXPECT_EQ(c.unacked_packets, 3u);
+  EXPECT_LE(c.unacked_bytes, 3u * 40000u);
+  done = true;
+  peer.join();
+}
+
+TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
+  SKIP_WITHOUT_THREADS();
+  auto server = listen(options());
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::unique_ptr<Link> accepted;
+  std::thread peer([&] {
+    while (!stop && !accepted) {
+      auto l = server->accept(50ms);
+      if (l) accepted = std::move(l).value();
+    }
+  });
+  LinkOptions other = options();
+  other.fingerprint.lo ^= 1;
+  auto bad = Link::connect("127.0.0.1", server->port(), other);
+  EXPECT_EQ(bad.status().code(), ErrorCode::kFingerprintMismatch) << bad.status().to_string();
+  auto good = Link::connect("127.0.0.1", server->port(), options());
+  EXPECT_TRUE(good) << good.status().to_string();
+  stop = true;
+  peer.join();
+  EXPECT_TRUE(accepted);
+  EXPECT_EQ(server->counters().handshake_rejections, 1u);
+}
+
+TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions keyed = options();
+  keyed.key = {'s', 'e', 'c', 'r', 'e', 't'};
+  auto server = listen(keyed);
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::unique_ptr<Link> accepted;
+  std::thread peer([&] {
+    while (!stop && !accepted) {
+      auto l = server->accept(50ms);
+      if (l) accepted = std::move(l).value();
+    }
+  });
+  LinkOptions wrong = keyed;
+  wrong.key = {'g', 'u', 'e', 's', 's'};
+  auto r1 = Link::connect("127.0.0.1", server->port(), wrong);
+  EXPECT_EQ(r1.status().code(), ErrorCode::kAuthenticationFailed) << r1.status().to_string();
+  auto r2 = Link::connect("127.0.0.1", server->port(), options());  // no key at all
+  EXPECT_EQ(r2.status().code(), ErrorCode::kAuthenticationFailed) << r2.status().to_string();
+  auto ok = Link::connect("127.0.0.1", server->port(), keyed);
+  ASSERT_TRUE(ok) << ok.status().to_string();
+  EXPECT_TRUE((*ok)->info().authenticated);
+  stop = true;
+  peer.join();
+  EXPECT_TRUE(accepted);
+  EXPECT_EQ(server->counters().handshake_rejections, 2u);
+}
+
+TEST(Link, UnsupportedProtocolVersionGetsATypedError) {
+  SKIP_WITHOUT_THREADS();
+  auto server = listen(options());
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::thread peer([&] {
+    while (!stop) (void)server->poll(), std::this_thread::sleep_for(1ms);
+  });
+  auto s = FrameStream::connect("127.0.0.1", server->port(), 2000ms);
+  ASSERT_TRUE(s);
+  ptp::MessageHeader h;
+  h.kind = ptp::MessageKind::kHello;
+  h.fingerprint = options().fingerprint;
+  h.hello = ptp::HelloDesc{};
+  h.hello->min_protocol = 2;
+  h.hello->max_protocol = 3;
+  ptp::FrameBuilder b;
+  auto g = b.build(h, {});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(s->send(*g, 2000ms));
+  auto reply = s->receive(2000ms);
+  ASSERT_TRUE(reply) << reply.status().to_string();
+  ASSERT_EQ(reply->header().kind, ptp::MessageKind::kError);
+  EXPECT_EQ(reply->header().error->code, 118u);
+  stop = true;
+  peer.join();
+}
+
+TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
+  SKIP_WITHOUT_THREADS();
+  auto server = listen(options());
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::unique_ptr<Link> accepted;
+  std::thread peer([&] {
+    while (!stop && !accepted) {
+      auto l = server->accept(50ms);
+      if (l) accepted = std::move(l).value();
+    }
+  });
+  for (int i = 0; i < 5; ++i) {
+    auto s = FrameStream::connect("127.0.0.1", server->port(), 2000ms);
+    ASSERT_TRUE(s);
+    ptp::GatherList junk;
+    std::vector<std::byte> bytes(4096, std::byte{0x5a});
+    junk.pieces.push_back(bytes);
+    junk.total_bytes = bytes.size();
+    (void)s->send(junk, 1000ms);
+    auto answer = s->receive(2000ms);  // an error frame, then the close
+    if (answer) {
+      EXPECT_EQ(answer->header().kind, ptp::MessageKind::kError);
+      EXPECT_EQ(answer->header().error->code, 101u);  // bad_magic
+    }
+  }
+  auto good = Link::connect("127.0.0.1", server->port(), options());
+  EXPECT_TRUE(good) << good.status().to_string();
+  stop = true;
+  peer.join();
+  EXPECT_TRUE(accepted);
+  EXPECT_EQ(server->counters().handshake_rejections, 5u);
+}
+
+TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions o = options();
+  o.chunk_vectors = 8;
+  o.reconnect_initial = 5ms;
+  o.reconnect_max = 50ms;
+  auto first = listen(o);
+  ASSERT_TRUE(first);
+  const std::uint16_t port = first->port();
+  constexpr int kPackets = 60;
+  constexpr int kBeforeCrash = 25;
+  std::vector<std::uint64_t> delivered;  // sequences, across both receivers
+  std::thread peer([&] {
+    LinkOptions::SessionPosition recorded;  // what a receiving host keeps durably
+    {
+      auto link = first->accept(5000ms);
+      ASSERT_TRUE(link);
+      recorded.session_id = (*link)->info().session_id;
+      for (int i = 0; i < kBeforeCrash; ++i) {
+        Delivery d;
+        Tensor t = make_tensor(i);
+        EXPECT_EQ(receive_one(**link, &d), local_round_trip(t, tq_codec(4)));
+        delivered.push_back(d.header.sequence);
+        recorded.delivered = d.header.sequence;
+      }
+      // The next packet's first chunk is here: die now, mid-packet, without a goodbye.
+      ASSERT_TRUE((*link)->next_packet(5000ms));
+      first.reset();
+    }
+    // The restarted receiver says where it had got to: acks still in flight when it died are
+    // lost with the connection, so the sender alone cannot know.
+    LinkOptions restarted = o;
+    restarted.known_sessions.push_back(recorded);
+    auto second = Server::listen("127.0.0.1", port, restarted);
+    ASSERT_TRUE(second) << second.status().to_string();
+    auto link = (*second)->accept(10000ms);
+    ASSERT_TRUE(link) << link.status().to_string();
+    for (int i = static_cast<int>(delivered.size()); i < kPackets; ++i) {
+      Delivery d;
+      const auto got = receive_one(**link, &d);
+      Tensor t = make_tensor(d.header.sequence - 1);
+      EXPECT_EQ(got, local_round_trip(t, tq_codec(4))) << "packet " << d.header.sequence;
+      delivered.push_back(d.header.sequence);
+    }
+    (void)(*link)->close(5000ms);
+  });
+  auto link = Link::connect("127.0.0.1", port, o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  for (int i = 0; i < kPackets; ++i) {
+    auto t = std::make_shared<Tensor>(make_tensor(i));
+    auto seq = (*link)->post(t->view(), tq_codec(4), {}, 10000ms);
+    ASSERT_TRUE(seq) << seq.status().to_string();
+  }
+  EXPECT_TRUE((*link)->flush(10000ms));
+  peer.join();
+  ASSERT_EQ(delivered.size(), static_cast<std::size_t>(kPackets));
+  for (int i = 0; i < kPackets; ++i) EXPECT_EQ(delivered[i], static_cast<std::uint64_t>(i + 1));
+  EXPECT_GE((*link)->counters().reconnects, 1u);
+  EXPECT_GE((*link)->counters().retransmits, 1u);
+}
+
+}  // namespace
+}  // namespace agp::transport

@@ -1,0 +1,230 @@
+// Reliable links between two hosts: the transport's main API.
+//
+// A Link is one session with one peer. It survives reconnects: packets are numbered, the receiver
+// acknowledges each one after it has been verified and decoded into the application's buffer, the
+// sender keeps unacknowledged packets (within a window and a memory budget) and, after a
+// reconnect, resends exactly those the receiver has not delivered, so every packet reaches the
+// application once and in order. The connecting side (Link::connect) redials with capped
+// exponential backoff; the listening side (Server) re-attaches the returning peer to its Link.
+//
+// Before anything large is allocated, the two ends agree in a handshake on the protocol version,
+// the model fingerprint, capabilities and, when a pre-shared key is configured, prove to each
+// other that they hold it (HMAC-SHA256 over fresh nonces).
+//
+// Threading: a Link (and a Server with all its Links) runs on one io_context that the library
+// drives inside the calls below, in the calling thread. Nothing runs between calls: a host that
+// stays away longer than the peer's dead-peer timeout should call poll() now and then, or the peer
+// will drop the connection (the link then reconnects and resumes on its own). Use a Link, or a
+// Server and its Links, from one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agp/codec/tensor_view.hpp"
+#include "agp/ptp/frame_format.hpp"
+#include "agp/ptp/message.hpp"
+#include "agp/ptp/tensor_packet.hpp"
+#include "agp/status.hpp"
+#include "agp/transport/frame_stream.hpp"
+
+namespace agp::transport {
+
+using Millis = std::chrono::milliseconds;
+
+struct LinkOptions {
+  SocketOptions socket;        // TCP_NODELAY, buffer sizes, local address to connect from
+  std::string bind_interface;  // connect from this interface's address ("" = let routing pick)
+
+  // Identity: both ends must carry the same fingerprint (ptp::model_fingerprint of model, weights,
+  // split layer, hidden size, dtype), else the handshake fails with fingerprint_mismatch.
+  ptp::Hash128 fingerprint;
+  std::string model_id;
+  std::int32_t split_layer = -1;
+  std::string peer_name;          // shown to the other end (LinkInfo::peer_name)
+  std::vector<std::uint8_t> key;  // pre-shared key; empty = no authentication
+
+  ptp::DecoderLimits limits;  // frames this end accepts; max_body_bytes is announced to the peer
+
+  // Sending: at most this many packets and bytes unacknowledged; post() waits for room.
+  std::uint32_t window_packets = 32;
+  std::uint64_t window_bytes = std::uint64_t{256} << 20;
+  // Packets of per-vector codecs with more vectors than this travel as chunks of this many
+  // vectors, so encoding, the wire and decoding overlap (0 = never chunk).
+  std::uint64_t chunk_vectors = 0;
+
+  // Listening side, after a restart: where the application had got to in sessions of its previous
+  // life (LinkInfo::session_id and the last Delivery's sequence, recorded durably by the
+  // application). A returning sender then resumes after that point instead of resending packets
+  // the old process already delivered but could not acknowledge before it died.
+  struct SessionPosition {
+    std::uint64_t session_id = 0;
+    std::uint64_t delivered = 0;
+  };
+  std::vector<SessionPosition> known_sessions;
+
+  Millis connect_timeout{2000};    // one TCP connect attempt
+  Millis handshake_timeout{2000};  // hello to ready
+  Millis heartbeat_interval{200};  // a heartbeat goes out when nothing else did for this long
+  Millis dead_peer_timeout{1000};  // nothing heard for this long: the connection is dead
+  Millis reconnect_initial{20};    // first redial delay, doubled after each failure ...
+  Millis reconnect_max{1000};      // ... up to this
+  Millis reconnect_give_up{30000};  // unreachable this long: the link fails with peer_lost
+};
+
+// Everything countable about a link (or, for Server::counters, about refused peers).
+struct Counters {
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t frames_sent = 0;
+  std::uint64_t frames_received = 0;
+  std::uint64_t packets_sent = 0;       // posted by the application (each once)
+  std::uint64_t packets_acked = 0;
+  std::uint64_t packets_delivered = 0;  // handed to the application here
+  std::uint64_t retransmits = 0;        // packets sent again after a reconnect
+  std::uint64_t duplicates_dropped = 0;  // frames of packets already delivered
+  std::uint64_t checksum_failures = 0;   // frames rejected for a header or section checksum
+  std::uint64_t frame_errors = 0;        // frames rejected for any other reason
+  std::uint64_t reconnects = 0;          // connections after the first
+  std::uint64_t handshake_rejections = 0;
+  std::uint64_t heartbeats_sent = 0;
+  std::uint64_t unacked_packets = 0;  // now
+  std::uint64_t unacked_bytes = 0;    // now
+};
+
+struct LinkInfo {
+  std::uint64_t session_id = 0;
+  std::uint16_t protocol_version = 0;
+  std::string local_endpoint;   // address:port this end uses
+  std::string local_interface;  // the interface owning that address ("" if unknown)
+  std::string remote_endpoint;
+  std::string peer_name;
+  std::uint64_t peer_max_frame_bytes = 0;
+  std::vector<std::uint16_t> peer_codecs;
+  bool authenticated = false;
+  bool peer_chunking = false;
+  bool connected = false;
+};
+
+struct PacketMeta {
+  std::string name;            // tensor name carried in the packet
+  std::uint32_t stream_id = 0;
+  ptp::Layout layout = ptp::Layout::kUnspecified;
+};
+
+// Proof that the peer verified and decoded a packet.
+struct Receipt {
+  std::uint64_t sequence = 0;
+  std::uint64_t wire_bytes = 0;  // all frames of the packet
+  std::uint32_t chunks = 1;
+  double encode_us = 0;   // encoding and framing on this end
+  double latency_us = 0;  // from post() to the peer's acknowledgement arriving here
+};
+
+struct Delivery {
+  ptp::MessageHeader header;  // the packet's (first chunk's) header
+  std::uint64_t wire_bytes = 0;
+  std::uint32_t chunks = 1;
+  double decode_us = 0;  // verifying is done on arrival; this is decoding into the caller's buffer
+};
+
+class Server;
+
+class Link {
+ public:
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // Connects to a Server and completes the handshake. Errors: connect_failed, timeout,
+  // fingerprint_mismatch, protocol_version_mismatch, authentication_failed, capability_mismatch.
+  static Result<std::unique_ptr<Link>> connect(const std::string& host, std::uint16_t port,
+                                               const LinkOptions& options);
+
+  // --- sending
+  // Encodes `tensor` with `codec` (in chunks when configured) and queues it; waits while the
+  // window is full. Returns the packet's sequence number. The tensor's memory is read during the
+  // call, except for raw packets, which reference it until acknowledged: pass `keep_alive` to own
+  // it for that long, or the bytes are copied.
+  Result<std::uint64_t> post(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
+                             const PacketMeta& meta, Millis timeout,
+                             std::shared_ptr<const void> keep_alive = nullptr);
+  // Waits until packet `sequence` is acknowledged.
+  Result<Receipt> wait_acked(std::uint64_t sequence, Millis timeout);
+  // post() + wait_acked(): returns when the peer has verified and decoded the packet.
+  Result<Receipt> send(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
+                       const PacketMeta& meta, Millis timeout);
+  // Waits until everything posted is acknowledged.
+  Status flush(Millis timeout);
+
+  // --- receiving
+  // Waits for the next packet and returns its header (tensor and codec descriptors), so the caller
+  // can prepare a buffer. The packet stays queued.
+  Result<ptp::MessageHeader> next_packet(Millis timeout);
+  // Verifies and decodes the next packet into `out` (shape as the packet's tensor; any float dtype
+  // and strides), chunk by chunk as they arrive, then acknowledges it.
+  Result<Delivery> receive(codec::TensorView out, Millis timeout);
+
+  // --- callbacks, called from inside the calls above and poll()
+  struct Handlers {
+    std::function<void()> on_packet;                        // a new packet began to arrive
+    std::function<void(const Receipt&)> on_acked;           // a posted packet was acknowledged
+    std::function<void(bool connected, const Status& why)> on_connection;  // up / down
+  };
+  void set_handlers(Handlers handlers);
+  // Runs ready work (heartbeats, acks, reconnects, reads) without waiting; returns the number of
+  // handlers run.
+  std::size_t poll();
+  // Runs for `duration`, or until the link fails.
+  void run_for(Millis duration);
+
+  // Drains (waits until everything posted is acknowledged), says goodbye and closes. Later calls
+  // fail with bad_state; the peer's receive() reports connection_closed once its queue is empty.
+  Status close(Millis timeout);
+
+  // The error that ended the link (ok while it is usable).
+  Status failure() const;
+  bool connected() const;
+  Counters counters() const;
+  LinkInfo info() const;
+
+  struct Impl;
+
+ private:
+  friend class Server;
+  explicit Link(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+class Server {
+ public:
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Listens on address:port (port 0 picks a free one). address_in_use, network_error.
+  static Result<std::unique_ptr<Server>> listen(const std::string& address, std::uint16_t port,
+                                                const LinkOptions& options);
+  std::uint16_t port() const;
+  // Waits for a new peer to complete the handshake. Peers that fail it (bad version, fingerprint,
+  // key, garbage) are told why, dropped and counted, and waiting goes on; returning peers of
+  // existing links are re-attached to them. kTimeout when no new peer came.
+  Result<std::unique_ptr<Link>> accept(Millis timeout);
+  // Runs ready work for the server and all its links without waiting.
+  std::size_t poll();
+  // Refused peers and failed handshakes.
+  Counters counters() const;
+
+  struct Impl;
+
+ private:
+  explicit Server(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace agp::transport

@@ -1,0 +1,195 @@
+#include "connection.hpp"
+
+#include <cstring>
+
+namespace agp::transport::detail {
+namespace {
+
+// One read of the staging buffer can carry many small frames; bodies at least this large are
+// read straight into the frame's own buffer instead (no copy).
+constexpr std::size_t kStagingBytes = 64 * 1024;
+
+std::vector<asio::const_buffer> buffers_of(const OutgoingFrame& f) {
+  std::vector<asio::const_buffer> b;
+  b.reserve(f.pieces.size());
+  for (const auto& p : f.pieces) b.emplace_back(p.data(), p.size());
+  return b;
+}
+
+}  // namespace
+
+Connection::Connection(tcp::socket socket, ptp::DecoderOptions decoder)
+    : socket_(std::move(socket)),
+      decoder_(std::move(decoder)),
+      staging_(kStagingBytes),
+      last_read_(Clock::now()),
+      last_write_(Clock::now()) {}
+
+Connection::~Connection() { close(); }
+
+void Connection::start(Events events) {
+  started_ = true;
+  if (dispatching_) {
+    deferred_events_ = std::move(events);
+    has_deferred_ = true;
+    return;
+  }
+  events_ = std::move(events);
+  read_more();
+}
+
+void Connection::dispatch(ptp::Frame&& frame) {
+  dispatching_ = true;
+  events_.on_frame(std::move(frame));
+  dispatching_ = false;
+  if (has_deferred_) {
+    events_ = std::move(deferred_events_);
+    has_deferred_ = false;
+  }
+}
+
+void Connection::set_decoder(ptp::DecoderOptions decoder) {
+  decoder_ = ptp::FrameDecoder(std::move(decoder));
+}
+
+void Connection::set_reading(bool on) {
+  paused_ = !on;
+  if (on && started_) read_more();
+}
+
+void Connection::read_more() {
+  if (closed_ || paused_ || reading_) return;
+  feed_staged();
+  if (closed_ || paused_) return;
+  // The staging buffer is empty here. Large remainders go straight into the decoder's buffer.
+  const bool direct = decoder_.next_required_size() >= kStagingBytes;
+  std::byte* dst = staging_.data();
+  std::size_t room = staging_.size();
+  if (direct) {
+    const auto area = decoder_.prepare();
+    dst = area.data();
+    room = area.size();
+  }
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(dst, room),
+                          [self = shared_from_this(), direct](const asio::error_code& ec,
+                                                              std::size_t n) {
+                            self->on_read(ec, n, direct);
+                          });
+}
+
+void Connection::on_read(const asio::error_code& ec, std::size_t n, bool direct) {
+  reading_ = false;
+  if (closed_) return;
+  if (n > 0) {
+    last_read_ = Clock::now();
+    bytes_read_ += n;
+    if (direct) {
+      if (Status s = decoder_.commit(n); !s) return fail(s);
+      if (decoder_.frame_ready()) {
+        dispatch(decoder_.take_frame());
+        if (closed_) return;
+      }
+    } else {
+      staged_begin_ = 0;
+      staged_end_ = n;
+    }
+  }
+  if (ec) return fail(from_asio(ec, "receive"));
+  read_more();
+}
+
+void Connection::feed_staged() {
+  while (staged_begin_ < staged_end_ && !closed_ && !paused_) {
+    auto used = decoder_.consume(
+        std::span<const std::byte>(staging_.data() + staged_begin_, staged_end_ - staged_begin_));
+    if (!used) return fail(used.status());
+    staged_begin_ += *used;
+    if (decoder_.frame_ready()) {
+      dispatch(decoder_.take_frame());
+    }
+  }
+  if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
+}
+
+void Connection::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
+  if (closed_) return;
+  if (urgent) {
+    queue_.push_front(std::move(frame));
+  } else {
+    queue_.push_back(std::move(frame));
+  }
+  if (!writing_) write_next();
+}
+
+void Connection::write_next() {
+  if (closed_ || queue_.empty()) return;
+  std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
+  queue_.pop_front();
+  writing_ = true;
+  auto buffers = buffers_of(*f);
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this(), f](const asio::error_code& ec, std::size_t n) {
+                      self->writing_ = false;
+                      if (self->closed_) return;
+                      self->bytes_written_ += n;
+                      self->last_write_ = Clock::now();
+                      if (ec) return self->fail(from_asio(ec, "send"));
+                      self->write_next();
+                    });
+}
+
+void Connection::fail_after_telling(const Status& why,
+                                    const std::shared_ptr<OutgoingFrame>& frame) {
+  if (closed_) return;
+  if (!writing_ && frame) {
+    asio::error_code ec;
+    socket_.non_blocking(true, ec);
+    if (!ec) asio::write(socket_, buffers_of(*frame), ec);
+  }
+  if (failing_) return close();
+  fail(why);
+}
+
+void Connection::fail(const Status& why) {
+  if (closed_ || failing_) return;
+  failing_ = true;
+  auto keep = shared_from_this();  // the handler may drop its reference to us
+  if (events_.on_failure) events_.on_failure(why);
+  close();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  queue_.clear();
+  asio::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+std::size_t Connection::unread_bytes() const {
+  asio::error_code ec;
+  const std::size_t n = closed_ ? 0 : socket_.available(ec);
+  return (ec ? 0 : n) + (staged_end_ - staged_begin_);
+}
+
+std::string Connection::local_address() const {
+  asio::error_code ec;
+  const auto e = socket_.local_endpoint(ec);
+  return ec ? std::string() : e.address().to_string();
+}
+
+std::string Connection::local_endpoint() const {
+  asio::error_code ec;
+  const auto e = socket_.local_endpoint(ec);
+  return ec ? std::string("?") : endpoint_text(e);
+}
+
+std::string Connection::remote_endpoint() const {
+  asio::error_code ec;
+  const auto e = socket_.remote_endpoint(ec);
+  return ec ? std::string("?") : endpoint_text(e);
+}
+
+}  // namespace agp::transport::detail

@@ -1,0 +1,99 @@
+#include "handshake.hpp"
+
+#include <algorithm>
+
+namespace agp::transport::detail {
+namespace {
+
+// Codecs this build decodes, with the bit widths each accepts (bit b set = b bits per value).
+struct CodecBits {
+  CodecId id;
+  std::uint32_t mask;
+};
+constexpr CodecBits kDecodable[] = {
+    {CodecId::kRaw, 0},
+    {CodecId::kTurboQuantMse, 0x1FE},   // 1..8
+    {CodecId::kTurboQuantProd, 0x1FC},  // 2..8
+    {CodecId::kBlockAbsmaxInt8, 1u << 8},
+    {CodecId::kBlockAbsmax4, 1u << 4},
+    {CodecId::kTurboQuantEc, 0x1FE},  // 1..8
+};
+
+}  // namespace
+
+ptp::DecoderOptions handshake_decoder(const LinkOptions& o) {
+  ptp::DecoderOptions d;
+  d.limits = o.limits;
+  d.limits.max_header_bytes = std::min<std::uint32_t>(o.limits.max_header_bytes, 16 * 1024);
+  d.limits.max_body_bytes = 0;
+  d.expected_fingerprint = o.fingerprint;
+  return d;
+}
+
+ptp::DecoderOptions session_decoder(const LinkOptions& o) {
+  ptp::DecoderOptions d;
+  d.limits = o.limits;
+  d.expected_fingerprint = o.fingerprint;
+  return d;
+}
+
+ptp::HelloDesc capabilities(const LinkOptions& o) {
+  ptp::HelloDesc h;
+  h.min_protocol = ptp::kProtocolVersion;
+  h.max_protocol = ptp::kProtocolVersion;
+  h.max_frame_bytes = o.limits.max_body_bytes;
+  h.max_streams = 1;
+  for (const CodecBits& c : kDecodable) {
+    h.codecs.push_back(static_cast<std::uint16_t>(c.id));
+    h.codec_bits.push_back(c.mask);
+  }
+  h.flags = kFlagChunking | (o.key.empty() ? 0 : kFlagKey);
+  h.peer_name = o.peer_name;
+  return h;
+}
+
+ptp::MessageHeader base_header(const LinkOptions& o, ptp::MessageKind kind) {
+  ptp::MessageHeader h;
+  h.kind = kind;
+  h.fingerprint = o.fingerprint;
+  h.model_id = o.model_id;
+  h.split_layer = o.split_layer;
+  return h;
+}
+
+std::uint16_t common_protocol(const ptp::HelloDesc& peer) {
+  const std::uint16_t lo = std::max(peer.min_protocol, ptp::kProtocolVersion);
+  const std::uint16_t hi = std::min(peer.max_protocol, ptp::kProtocolVersion);
+  return lo <= hi ? hi : 0;
+}
+
+bool is_permanent(ErrorCode code) {
+  return code == ErrorCode::kFingerprintMismatch || code == ErrorCode::kProtocolVersionMismatch ||
+         code == ErrorCode::kAuthenticationFailed || code == ErrorCode::kCapabilityMismatch;
+}
+
+std::shared_ptr<OutgoingFrame> control_frame(ptp::FrameBuilder& builder, ptp::MessageHeader h) {
+  auto built = builder.build(h, {});
+  if (!built) return nullptr;  // only oversized strings can fail, and ours are bounded
+  return freeze_copy(*built);
+}
+
+std::shared_ptr<OutgoingFrame> error_frame(ptp::FrameBuilder& builder, const LinkOptions& o,
+                                           const Status& why) {
+  ptp::MessageHeader h = base_header(o, ptp::MessageKind::kError);
+  std::string text = why.message();
+  if (text.size() > 1024) text.resize(1024);
+  h.error = ptp::ErrorDesc{static_cast<std::uint32_t>(why.code()), text};
+  return control_frame(builder, std::move(h));
+}
+
+bool peer_supports(const ptp::HelloDesc& peer, CodecId codec, unsigned bits) {
+  for (std::size_t i = 0; i < peer.codecs.size(); ++i) {
+    if (peer.codecs[i] != static_cast<std::uint16_t>(codec)) continue;
+    if (bits == 0 || i >= peer.codec_bits.size() || peer.codec_bits[i] == 0) return true;
+    return bits < 32 && (peer.codec_bits[i] >> bits & 1u) != 0;
+  }
+  return false;
+}
+
+}  // namespace agp::transport::detail

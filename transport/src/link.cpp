@@ -1,0 +1,777 @@
+#include <algorithm>
+#include <cstring>
+
+#include "auth.hpp"
+#include "handshake.hpp"
+#include "interfaces.hpp"
+#include "link_impl.hpp"
+
+namespace agp::transport {
+
+using detail::Clock;
+
+namespace {
+
+constexpr std::size_t kMaxKeptReceipts = 4096;
+
+double micros_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+std::uint64_t wall_clock_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+bool is_checksum_error(ErrorCode c) {
+  return c == ErrorCode::kHeaderChecksumMismatch || c == ErrorCode::kSectionChecksumMismatch;
+}
+
+// A server that did not know our session (it restarted) starts its own stream afresh.
+std::optional<std::uint64_t> fresh_stream(const ptp::HelloDesc& reply) {
+  if ((reply.flags & detail::kFlagNewSession) == 0) return std::nullopt;
+  return reply.next_sequence > 0 ? reply.next_sequence - 1 : 0;
+}
+
+bool same_codec(const ptp::PacketCodec& a, const ptp::PacketCodec& b) {
+  return a.config.id == b.config.id && a.config.bits == b.config.bits &&
+         a.config.norm_dtype == b.config.norm_dtype && a.config.seed == b.config.seed &&
+         a.config.raw_dtype == b.config.raw_dtype &&
+         a.ec.bits_per_value == b.ec.bits_per_value && a.ec.fixed_bits == b.ec.fixed_bits &&
+         a.ec.reserved_bytes == b.ec.reserved_bytes && a.ec.seed == b.ec.seed &&
+         a.ec.zstd_level == b.ec.zstd_level;
+}
+
+Millis tick_period(const LinkOptions& o) {
+  const auto p = std::min(o.heartbeat_interval, o.dead_peer_timeout) / 4;
+  return std::clamp(p, Millis(2), Millis(100));
+}
+
+}  // namespace
+
+Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o)
+    : ctx(std::move(context)), role(r), opts(std::move(o)), tick(*ctx), control(opts.limits) {}
+
+Link::Impl::~Impl() {
+  if (conn) conn->close();
+  if (dialing) {
+    asio::error_code ignored;
+    dialing->close(ignored);
+  }
+  tick.cancel();
+}
+
+Status Link::Impl::usable() const {
+  if (state == State::kFailed) return failure_;
+  if (state == State::kClosed || state == State::kClosing || we_said_bye) {
+    return make_error(ErrorCode::kBadState, "the link is closed");
+  }
+  return {};
+}
+
+Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point until,
+                        const char* what) {
+  const bool ok = detail::run_until(
+      *ctx, [&] { return done() || state == State::kFailed; }, until);
+  if (ok && done()) return {};
+  if (state == State::kFailed) return failure_;
+  return make_error(ErrorCode::kTimeout, std::string(what) + ": deadline passed");
+}
+
+// ---------------------------------------------------------------- connecting (client)
+
+void Link::Impl::start_connect() {
+  state = State::kConnecting;
+  deadline = Clock::now() + opts.connect_timeout;
+  asio::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return fail(make_error(ErrorCode::kConnectFailed, "'" + host + "' is not an IP address"));
+  const detail::tcp::endpoint peer(address, port);
+  auto socket = std::make_shared<detail::tcp::socket>(*ctx);
+  socket->open(peer.protocol(), ec);
+  std::string local = opts.socket.bind_address;
+  if (!ec && local.empty() && !opts.bind_interface.empty()) {
+    auto a = detail::address_of(opts.bind_interface);
+    if (!a) return fail(a.status());
+    local = *a;
+  }
+  if (!ec && !local.empty()) {
+    const auto la = asio::ip::make_address(local, ec);
+    if (!ec) socket->bind(detail::tcp::endpoint(la, 0), ec);
+    if (ec) {
+      return fail(make_error(ErrorCode::kConnectFailed,
+                             "cannot use local address " + local + ": " + ec.message()));
+    }
+  }
+  if (ec) return fail(make_error(ErrorCode::kConnectFailed, "socket: " + ec.message()));
+  detail::apply_socket_options(*socket, opts.socket);
+  dialing = socket;
+  std::weak_ptr<Impl> weak = weak_from_this();
+  socket->async_connect(peer, [weak, socket](const asio::error_code& e) {
+    if (auto self = weak.lock()) self->on_connected(e, socket);
+  });
+}
+
+void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket) {
+  if (socket != dialing) return;  // a stale attempt
+  dialing.reset();
+  if (state != State::kConnecting) return;
+  if (ec) {
+    const std::string where = host + ":" + std::to_string(port);
+    return connection_lost(ec == asio::error::operation_aborted
+                               ? make_error(ErrorCode::kTimeout, "connect to " + where +
+                                                                     ": no answer within " +
+                                                                     std::to_string(opts.connect_timeout.count()) +
+                                                                     " ms")
+                               : make_error(ErrorCode::kConnectFailed,
+                                            "connect to " + where + ": " + ec.message()));
+  }
+  auto c = std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
+  attach(c);
+  state = State::kHandshaking;
+  deadline = Clock::now() + opts.handshake_timeout;
+  auto nonce = detail::fresh_nonce();
+  if (!nonce) return fail(nonce.status());
+  my_nonce = std::move(nonce).value();
+  ptp::MessageHeader h = detail::base_header(opts, ptp::MessageKind::kHello);
+  h.hello = detail::capabilities(opts);
+  h.hello->nonce = my_nonce;
+  h.hello->session_id = session_id;
+  h.hello->delivered_sequence = delivered;
+  h.hello->next_sequence = unacked.empty() ? next_seq : unacked.front().seq;
+  send_control(std::move(h));
+}
+
+void Link::Impl::attach(std::shared_ptr<detail::Connection> c) {
+  if (conn != c) {
+    if (auto old = release_connection()) old->close();
+  }
+  conn = std::move(c);
+  std::weak_ptr<Impl> weak = weak_from_this();
+  const detail::Connection* raw = conn.get();
+  conn->start({[weak, raw](ptp::Frame&& f) {
+                 if (auto self = weak.lock()) self->on_frame(raw, std::move(f));
+               },
+               [weak, raw](const Status& why) {
+                 if (auto self = weak.lock()) self->on_connection_failure(raw, why);
+               }});
+}
+
+void Link::Impl::on_connection_failure(const detail::Connection* from, const Status& why) {
+  if (from != conn.get()) return;
+  if (is_checksum_error(why.code())) {
+    ++counters.checksum_failures;
+  } else if (why.code() < ErrorCode::kIoError) {
+    ++counters.frame_errors;
+  }
+  // A bad frame: tell the peer why before the connection goes (it will resend after reconnecting).
+  if (why.code() >= ErrorCode::kTruncated && why.code() < ErrorCode::kIoError) {
+    if (auto c = release_connection()) {
+      c->fail_after_telling(why, detail::error_frame(control, opts, why));
+    }
+  }
+  if (state == State::kHandshaking || state == State::kAwaitAccept) {
+    if (detail::is_permanent(why.code())) return tell_and_fail(why);
+  }
+  connection_lost(why);
+}
+
+void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
+  if (from != conn.get()) return;
+  ++counters.frames_received;
+  const ptp::MessageHeader& h = frame.header();
+  if (h.kind == ptp::MessageKind::kError) {
+    const auto code = static_cast<ErrorCode>(h.error->code);
+    Status why(code, "the peer reports: " + h.error->message);
+    if (detail::is_permanent(code)) return fail(why);
+    return connection_lost(why);
+  }
+  switch (state) {
+    case State::kHandshaking:
+      if (h.kind != ptp::MessageKind::kHelloReply) {
+        return tell_and_fail(make_error(ErrorCode::kHeaderInvalid,
+                                        "expected hello_reply, got " +
+                                            std::string(ptp::message_kind_name(h.kind))));
+      }
+      return on_hello_reply(h);
+    case State::kAwaitAccept:
+      if (h.kind != ptp::MessageKind::kAck) {
+        return tell_and_fail(make_error(ErrorCode::kHeaderInvalid, "expected the server's ack"));
+      }
+      return become_up(*pending_reply, h.ack->cumulative_sequence, fresh_stream(*pending_reply));
+    case State::kUp:
+    case State::kClosing:
+      break;
+    default:
+      return;
+  }
+  switch (h.kind) {
+    case ptp::MessageKind::kTensorPacket:
+      return on_tensor_frame(std::move(frame));
+    case ptp::MessageKind::kAck:
+      return on_ack(h.ack->cumulative_sequence);
+    case ptp::MessageKind::kHeartbeat:
+      return;
+    case ptp::MessageKind::kBye:
+      peer_said_bye = true;
+      if (!we_said_bye) {
+        we_said_bye = true;
+        send_control(detail::base_header(opts, ptp::MessageKind::kBye));
+      } else if (auto c = release_connection()) {  // our bye was answered: done
+        c->close();
+        state = State::kClosed;
+      }
+      return;
+    default:
+      return tell_and_fail(make_error(ErrorCode::kHeaderInvalid,
+                                      std::string(ptp::message_kind_name(h.kind)) +
+                                          " after the handshake"));
+  }
+}
+
+void Link::Impl::on_hello_reply(const ptp::MessageHeader& h) {
+  const ptp::HelloDesc& r = *h.hello;
+  if (detail::common_protocol(r) == 0) {
+    return tell_and_fail(make_error(ErrorCode::kProtocolVersionMismatch,
+                                    "the server offers protocol " + std::to_string(r.min_protocol) +
+                                        ".." + std::to_string(r.max_protocol) +
+                                        "; this end speaks 1"));
+  }
+  if (r.session_id != session_id) {
+    return tell_and_fail(make_error(ErrorCode::kHeaderInvalid, "the server answered another session"));
+  }
+  if (!opts.key.empty()) {
+    const auto expect = detail::auth_tag(opts.key, detail::kServerProof, my_nonce, r.nonce,
+                                         session_id, opts.fingerprint);
+    if (!detail::tags_equal(expect, r.auth_tag)) {
+      return tell_and_fail(make_error(ErrorCode::kAuthenticationFailed,
+                                      "the server did not prove the pre-shared key"));
+    }
+    pending_reply = r;
+    ptp::MessageHeader proof = detail::base_header(opts, ptp::MessageKind::kHello);
+    proof.hello = detail::capabilities(opts);
+    proof.hello->flags |= detail::kFlagProof;
+    proof.hello->session_id = session_id;
+    proof.hello->auth_tag = detail::auth_tag(opts.key, detail::kClientProof, r.nonce, my_nonce,
+                                             session_id, opts.fingerprint);
+    state = State::kAwaitAccept;
+    return send_control(std::move(proof));
+  }
+  become_up(r, r.delivered_sequence, fresh_stream(r));
+}
+
+void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delivered,
+                           std::optional<std::uint64_t> restart_at) {
+  state = State::kUp;
+  if (ever_up) ++counters.reconnects;
+  ever_up = true;
+  backoff = Millis(0);
+  conn->set_decoder(detail::session_decoder(opts));
+  info.session_id = session_id;
+  info.protocol_version = ptp::kProtocolVersion;
+  info.local_endpoint = conn->local_endpoint();
+  info.local_interface = detail::interface_of(conn->local_address());
+  info.remote_endpoint = conn->remote_endpoint();
+  info.peer_name = peer.peer_name;
+  info.peer_max_frame_bytes = peer.max_frame_bytes;
+  info.peer_codecs = peer.codecs;
+  info.authenticated = !opts.key.empty();
+  info.peer_chunking = (peer.flags & detail::kFlagChunking) != 0;
+  info.connected = true;
+  // A peer that lost its state (a restarted process) starts its stream afresh.
+  if (restart_at) delivered = *restart_at;
+  // What the peer already delivered counts as acknowledged; the rest goes again, in order.
+  on_ack(peer_delivered);
+  for (Pending& p : unacked) {
+    if (p.transmissions > 0) ++counters.retransmits;
+    ++p.transmissions;
+    for (const auto& f : p.frames) {
+      conn->send(f);
+      ++counters.frames_sent;
+    }
+  }
+  schedule_tick();
+  if (handlers.on_connection) handlers.on_connection(true, Status());
+}
+
+void Link::Impl::connection_lost(const Status& why) {
+  if (auto c = release_connection()) c->close();
+  if (dialing) {
+    asio::error_code ignored;
+    dialing->close(ignored);
+    dialing.reset();
+  }
+  info.connected = false;
+  inbox.clear();  // undelivered packets are unacknowledged: the peer sends them again
+  if (state == State::kFailed || state == State::kClosed) return;
+  if (peer_said_bye || we_said_bye) {
+    state = State::kClosed;
+    return;
+  }
+  if (!ever_up) return fail(why);  // the first connect reports its error to connect()
+  const bool was_down = state == State::kDown || state == State::kConnecting ||
+                        state == State::kHandshaking || state == State::kAwaitAccept;
+  if (!was_down || state == State::kUp) down_since = Clock::now();
+  if (state == State::kUp && handlers.on_connection) handlers.on_connection(false, why);
+  state = State::kDown;
+  if (role == Role::kClient) {
+    backoff = backoff.count() == 0 ? opts.reconnect_initial : std::min(backoff * 2, opts.reconnect_max);
+    next_attempt = Clock::now() + backoff;
+  }
+  failure_ = why;  // the last reason, reported if we give up
+  schedule_tick();
+}
+
+void Link::Impl::fail(const Status& why) {
+  if (state == State::kFailed) return;
+  const bool was_up = state == State::kUp;
+  state = State::kFailed;
+  failure_ = why;
+  if (auto c = release_connection()) c->close();
+  info.connected = false;
+  tick.cancel();
+  if (was_up && handlers.on_connection) handlers.on_connection(false, why);
+}
+
+void Link::Impl::tell_and_fail(const Status& why) {
+  if (auto c = release_connection()) c->fail_after_telling(why, detail::error_frame(control, opts, why));
+  fail(why);
+}
+
+std::shared_ptr<detail::Connection> Link::Impl::release_connection() {
+  if (conn) {
+    closed_bytes_in += conn->bytes_read();
+    closed_bytes_out += conn->bytes_written();
+  }
+  return std::move(conn);
+}
+
+void Link::Impl::schedule_tick() {
+  std::weak_ptr<Impl> weak = weak_from_this();
+  tick.expires_after(tick_period(opts));
+  tick.async_wait([weak](const asio::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->on_tick();
+  });
+}
+
+void Link::Impl::on_tick() {
+  const auto now = Clock::now();
+  switch (state) {
+    case State::kUp:
+    case State::kClosing: {
+      if (!conn) break;
+      if (now - conn->last_read() >= opts.dead_peer_timeout && conn->unread_bytes() == 0) {
+        return connection_lost(make_error(
+            ErrorCode::kTimeout, "nothing heard from the peer for " +
+                                     std::to_string(opts.dead_peer_timeout.count()) + " ms"));
+      }
+      if (now - conn->last_write() >= opts.heartbeat_interval && conn->queued_frames() == 0) {
+        ++counters.heartbeats_sent;
+        send_control(detail::base_header(opts, ptp::MessageKind::kHeartbeat), false);
+      }
+      break;
+    }
+    case State::kConnecting:
+    case State::kHandshaking:
+    case State::kAwaitAccept:
+      if (now >= deadline) {
+        return connection_lost(make_error(ErrorCode::kTimeout,
+                                          state == State::kConnecting
+                                              ? "connect: no answer in time"
+                                              : "handshake: the peer did not answer in time"));
+      }
+      break;
+    case State::kDown:
+      if (now - down_since >= opts.reconnect_give_up) {
+        return fail(make_error(ErrorCode::kPeerLost,
+                               "the peer stayed unreachable for " +
+                                   std::to_string(opts.reconnect_give_up.count()) +
+                                   " ms (last error: " + failure_.message() + ")"));
+      }
+      if (role == Role::kClient && now >= next_attempt) start_connect();
+      break;
+    case State::kClosed:
+    case State::kFailed:
+      return;
+  }
+  schedule_tick();
+}
+
+// ---------------------------------------------------------------- data
+
+void Link::Impl::send_control(ptp::MessageHeader h, bool urgent) {
+  if (!conn) return;
+  auto f = detail::control_frame(control, std::move(h));
+  if (!f) return;
+  conn->send(std::move(f), urgent);
+  ++counters.frames_sent;
+}
+
+void Link::Impl::send_ack() {
+  ptp::MessageHeader h = detail::base_header(opts, ptp::MessageKind::kAck);
+  h.ack = ptp::AckDesc{delivered};
+  send_control(std::move(h));
+}
+
+void Link::Impl::on_ack(std::uint64_t cumulative) {
+  while (!unacked.empty() && unacked.front().seq <= cumulative) {
+    Pending& p = unacked.front();
+    Receipt r;
+    r.sequence = p.seq;
+    r.wire_bytes = p.bytes;
+    r.chunks = p.chunks;
+    r.encode_us = p.encode_us;
+    r.latency_us = micros_since(p.posted);
+    unacked_bytes -= p.bytes;
+    ++counters.packets_acked;
+    receipts[p.seq] = r;
+    if (receipts.size() > kMaxKeptReceipts) receipts.erase(receipts.begin());
+    unacked.pop_front();
+    if (handlers.on_acked) handlers.on_acked(r);
+  }
+  acked_upto = std::max(acked_upto, std::min(cumulative, next_seq - 1));
+}
+
+void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
+  const ptp::MessageHeader& h = frame.header();
+  if (h.sequence <= delivered) {
+    ++counters.duplicates_dropped;
+    return;
+  }
+  auto protocol_error = [&](const std::string& why) {
+    ++counters.frame_errors;
+    const Status s = make_error(ErrorCode::kHeaderInvalid, why);
+    if (auto c = release_connection()) c->fail_after_telling(s, detail::error_frame(control, opts, s));
+    connection_lost(s);
+  };
+  const ptp::ChunkDesc chunk = h.chunk.value_or(ptp::ChunkDesc{0, 1, 0, 0});
+  if (!inbox.empty() && inbox.back().seq == h.sequence) {
+    InPacket& p = inbox.back();
+    const ptp::MessageHeader& first = p.frames.front().header();
+    if (p.complete() || chunk.index != p.frames.size() || chunk.count != p.expected_chunks ||
+        chunk.vector_offset != p.next_vector || h.tensor != first.tensor || h.codec != first.codec) {
+      return protocol_error("chunk " + std::to_string(chunk.index) + " of packet " +
+                            std::to_string(h.sequence) + " does not continue the chunks before it");
+    }
+    p.next_vector += chunk.vector_count;
+    p.wire_bytes += h.body_length;
+    p.frames.push_back(std::move(frame));
+    return;
+  }
+  const std::uint64_t expected = (inbox.empty() ? delivered : inbox.back().seq) + 1;
+  if (h.sequence != expected || (!inbox.empty() && !inbox.back().complete()) || chunk.index != 0 ||
+      chunk.vector_offset != 0) {
+    return protocol_error("packet " + std::to_string(h.sequence) + " (chunk " +
+                          std::to_string(chunk.index) + ") arrived where packet " +
+                          std::to_string(expected) + " was due");
+  }
+  InPacket p;
+  p.seq = h.sequence;
+  p.expected_chunks = chunk.count;
+  p.next_vector = chunk.vector_count;
+  p.wire_bytes = h.body_length;
+  p.frames.push_back(std::move(frame));
+  inbox.push_back(std::move(p));
+  if (inbox.size() >= std::max<std::uint32_t>(opts.window_packets, 1) && conn) {
+    conn->set_reading(false);  // back-pressure: the peer's window fills and it waits
+  }
+  if (handlers.on_packet) handlers.on_packet();
+}
+
+// ---------------------------------------------------------------- Link API
+
+Link::Link(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Link::~Link() = default;
+
+Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16_t port,
+                                            const LinkOptions& options) {
+  auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient,
+                                     options);
+  auto sid = detail::random_u64();
+  if (!sid) return sid.status();
+  impl->session_id = *sid;
+  impl->host = host;
+  impl->port = port;
+  impl->start_connect();
+  impl->schedule_tick();
+  const auto until = Clock::now() + options.connect_timeout + options.handshake_timeout;
+  AGP_RETURN_IF_ERROR(impl->wait([&] { return impl->state == Impl::State::kUp; }, until, "connect"));
+  return std::unique_ptr<Link>(new Link(std::move(impl)));
+}
+
+Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
+                                 const PacketMeta& meta, Millis timeout,
+                                 std::shared_ptr<const void> keep_alive) {
+  Impl& m = *impl_;
+  AGP_RETURN_IF_ERROR(m.usable());
+  AGP_RETURN_IF_ERROR(tensor.validate());
+  const auto until = Clock::now() + timeout;
+  const CodecId id = codec.config.id;
+  ptp::HelloDesc peer_caps;
+  peer_caps.codecs = m.info.peer_codecs;
+  if (m.ever_up && !detail::peer_supports(peer_caps, id, 0)) {
+    return make_error(ErrorCode::kCapabilityMismatch,
+                      "the peer cannot decode " + std::string(codec_name(id)));
+  }
+  std::uint64_t original = dtype_size(tensor.dtype);
+  for (std::uint64_t d : tensor.shape) original *= d;
+  // Room in the window (one packet always fits, however large).
+  AGP_RETURN_IF_ERROR(m.wait(
+      [&] {
+        return m.unacked.empty() || (m.unacked.size() < m.opts.window_packets &&
+                                     m.unacked_bytes + original <= m.opts.window_bytes);
+      },
+      until, "post: waiting for room in the send window"));
+  AGP_RETURN_IF_ERROR(m.usable());
+
+  if (!m.writer || !same_codec(m.writer_codec, codec)) {
+    m.writer.emplace(codec, m.opts.limits);
+    m.writer_codec = codec;
+  }
+  const std::uint64_t vectors = tensor.vector_count();
+  const std::uint64_t per_chunk = m.opts.chunk_vectors;
+  const bool chunked = per_chunk > 0 && vectors > per_chunk && m.info.peer_chunking &&
+                       ptp::TensorPacketWriter::chunkable(id);
+  const auto chunks = static_cast<std::uint32_t>(chunked ? (vectors + per_chunk - 1) / per_chunk : 1);
+
+  Impl::Pending p;
+  p.seq = m.next_seq++;
+  p.chunks = chunks;
+  p.posted = Clock::now();
+  p.transmissions = m.state == Impl::State::kUp ? 1 : 0;
+  const std::uint64_t seq = p.seq;
+  m.unacked.push_back(std::move(p));
+  ++m.counters.packets_sent;
+  // Acks arriving between chunks pop older packets, so find ours by its number (unacked packets
+  // are consecutive, and ours cannot be acknowledged before its last chunk is out).
+  auto mine = [&]() -> Impl::Pending& { return m.unacked[seq - m.unacked.front().seq]; };
+
+  ptp::MessageHeader h = detail::base_header(m.opts, ptp::MessageKind::kTensorPacket);
+  h.stream_id = meta.stream_id;
+  h.sequence = seq;
+  h.tensor = ptp::TensorDesc{meta.name, tensor.dtype, tensor.shape, meta.layout,
+                             static_cast<std::uint8_t>(tensor.vector_axis)};
+  for (std::uint32_t k = 0; k < chunks; ++k) {
+    const auto t0 = Clock::now();
+    h.timestamp_ns = wall_clock_ns();
+    Result<ptp::GatherList> built =
+        chunked ? m.writer->write_chunk(tensor, h, meta.layout,
+                                        ptp::ChunkDesc{k, chunks, k * per_chunk,
+                                                       std::min(per_chunk, vectors - k * per_chunk)})
+                : m.writer->write(tensor, h, meta.layout);
+    if (!built) {
+      // Nothing of this packet may go out half-made: take it back (it is the newest).
+      if (k == 0 || mine().transmissions == 0) {
+        m.unacked_bytes -= mine().bytes;
+        m.unacked.pop_back();
+        --m.next_seq;
+        --m.counters.packets_sent;
+        return built.status();
+      }
+      // Some chunks are already on the wire; the peer would wait for the rest forever.
+      m.fail(built.status());
+      return built.status();
+    }
+    std::shared_ptr<const void> owner = m.writer->release_buffers();
+    std::vector<std::span<const std::byte>> referenced;
+    for (std::size_t i = 1; i < built->pieces.size(); ++i) {
+      // Section buffers (large) are referenced; prefix, header and padding are copied.
+      if (built->pieces[i].size() >= 64) referenced.push_back(built->pieces[i]);
+    }
+    if (id == CodecId::kRaw) {
+      if (keep_alive) {
+        owner = keep_alive;
+      } else {
+        referenced.clear();  // copy the tensor's bytes: the caller's memory may change
+      }
+    }
+    auto frame = detail::freeze(*built, referenced, std::move(owner));
+    Impl::Pending& p_now = mine();
+    p_now.bytes += frame->bytes;
+    m.unacked_bytes += frame->bytes;
+    p_now.encode_us += micros_since(t0);
+    p_now.frames.push_back(frame);
+    if (m.state == Impl::State::kUp && m.conn && p_now.transmissions > 0) {
+      m.conn->send(frame);
+      ++m.counters.frames_sent;
+    }
+    if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
+  }
+  return h.sequence;
+}
+
+Result<Receipt> Link::wait_acked(std::uint64_t sequence, Millis timeout) {
+  Impl& m = *impl_;
+  if (sequence == 0 || sequence >= m.next_seq) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "packet " + std::to_string(sequence) + " was never posted");
+  }
+  AGP_RETURN_IF_ERROR(m.wait([&] { return m.acked_upto >= sequence; }, Clock::now() + timeout,
+                             "waiting for the acknowledgement"));
+  Receipt r;
+  r.sequence = sequence;
+  if (auto it = m.receipts.find(sequence); it != m.receipts.end()) {
+    r = it->second;
+    m.receipts.erase(it);
+  }
+  return r;
+}
+
+Result<Receipt> Link::send(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
+                           const PacketMeta& meta, Millis timeout) {
+  const auto until = Clock::now() + timeout;
+  // The caller waits for the acknowledgement, so raw bytes can be referenced, not copied.
+  std::shared_ptr<const void> borrowed(tensor.data, [](const void*) {});
+  auto seq = post(tensor, codec, meta, timeout, borrowed);
+  if (!seq) return seq.status();
+  const auto left = std::chrono::duration_cast<Millis>(until - Clock::now());
+  auto r = wait_acked(*seq, std::max(left, Millis(0)));
+  if (!r && r.status().code() == ErrorCode::kTimeout) {
+    // The packet stays queued and may still be delivered; its memory must not be referenced.
+    for (auto& p : impl_->unacked) {
+      if (p.seq == *seq) {
+        for (auto& f : p.frames) {
+          if (f->keep_alive == borrowed) {
+            auto copy = detail::freeze(ptp::GatherList{f->pieces, f->bytes}, {}, nullptr);
+            f = copy;
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+Status Link::flush(Millis timeout) {
+  Impl& m = *impl_;
+  if (m.state == Impl::State::kFailed) return m.failure_;
+  return m.wait([&] { return m.unacked.empty(); }, Clock::now() + timeout, "flush");
+}
+
+Result<ptp::MessageHeader> Link::next_packet(Millis timeout) {
+  Impl& m = *impl_;
+  AGP_RETURN_IF_ERROR(m.wait([&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; },
+                             Clock::now() + timeout, "waiting for a packet"));
+  if (m.inbox.empty()) {
+    return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
+  }
+  return m.inbox.front().frames.front().header();
+}
+
+Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
+  Impl& m = *impl_;
+  const auto until = Clock::now() + timeout;
+  for (;;) {
+    if (m.state == Impl::State::kFailed) return m.failure_;
+    if (m.inbox.empty()) {
+      if (m.state == Impl::State::kClosed || m.peer_said_bye) {
+        return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
+      }
+      AGP_RETURN_IF_ERROR(m.wait([&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; },
+                                 until, "receive"));
+      continue;
+    }
+    Impl::InPacket& p = m.inbox.front();
+    const ptp::MessageHeader& first = p.frames.front().header();
+    if (out.shape != first.tensor->shape) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the output buffer's shape differs from packet " + std::to_string(p.seq) +
+                            "'s tensor (see next_packet())");
+    }
+    if (p.decoded_into != out.data) {  // a new buffer: start over
+      p.decoded = 0;
+      p.decode_us = 0;
+      p.decode_error = Status();
+      p.decoded_into = out.data;
+    }
+    while (p.decoded < p.frames.size()) {
+      const ptp::Frame& f = p.frames[p.decoded++];
+      const auto t0 = Clock::now();
+      Status s = ptp::read_tensor_packet(f.header(), f.body(), out);
+      p.decode_us += micros_since(t0);
+      if (!s && p.decode_error) p.decode_error = s;
+    }
+    if (p.complete()) {
+      Delivery d;
+      d.header = first;
+      d.wire_bytes = p.wire_bytes;
+      d.chunks = p.expected_chunks;
+      d.decode_us = p.decode_us;
+      const Status err = p.decode_error;
+      m.delivered = p.seq;
+      m.inbox.pop_front();
+      ++m.counters.packets_delivered;
+      m.send_ack();
+      if (m.conn) m.conn->set_reading(true);
+      if (!err) return err;
+      return d;
+    }
+    const std::uint64_t seq = p.seq;
+    const std::size_t have = p.frames.size();
+    AGP_RETURN_IF_ERROR(m.wait(
+        [&] {
+          return m.inbox.empty() || m.inbox.front().seq != seq ||
+                 m.inbox.front().frames.size() != have;
+        },
+        until, "receive"));
+  }
+}
+
+void Link::set_handlers(Handlers handlers) { impl_->handlers = std::move(handlers); }
+
+std::size_t Link::poll() {
+  impl_->ctx->restart();
+  return impl_->ctx->poll();
+}
+
+void Link::run_for(Millis duration) {
+  Impl& m = *impl_;
+  (void)m.wait([] { return false; }, Clock::now() + duration, "run");
+}
+
+Status Link::close(Millis timeout) {
+  Impl& m = *impl_;
+  if (m.state == Impl::State::kFailed) return m.failure_;
+  if (m.state == Impl::State::kClosed) return {};
+  const auto until = Clock::now() + timeout;
+  Status drained = flush(timeout);
+  if (m.state == Impl::State::kUp && !m.we_said_bye) {
+    m.we_said_bye = true;
+    m.state = Impl::State::kClosing;
+    m.send_control(detail::base_header(m.opts, ptp::MessageKind::kBye));
+    (void)m.wait([&] { return m.state == Impl::State::kClosed || !m.conn; }, until, "close");
+  }
+  if (auto c = m.release_connection()) c->close();
+  if (m.dialing) {
+    asio::error_code ignored;
+    m.dialing->close(ignored);
+    m.dialing.reset();
+  }
+  m.we_said_bye = true;
+  if (m.state != Impl::State::kFailed) m.state = Impl::State::kClosed;
+  m.info.connected = false;
+  m.tick.cancel();
+  return drained;
+}
+
+Status Link::failure() const {
+  return impl_->state == Impl::State::kFailed ? impl_->failure_ : Status();
+}
+
+bool Link::connected() const { return impl_->state == Impl::State::kUp; }
+
+Counters Link::counters() const {
+  const Impl& m = *impl_;
+  Counters c = m.counters;
+  c.bytes_received = m.closed_bytes_in + (m.conn ? m.conn->bytes_read() : 0);
+  c.bytes_sent = m.closed_bytes_out + (m.conn ? m.conn->bytes_written() : 0);
+  c.unacked_packets = m.unacked.size();
+  c.unacked_bytes = m.unacked_bytes;
+  return c;
+}
+
+LinkInfo Link::info() const { return impl_->info; }
+
+}  // namespace agp::transport

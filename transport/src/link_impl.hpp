@@ -1,0 +1,161 @@
+// The state behind Link and Server (internal; see link.hpp for the behaviour).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/tensor_packet.hpp"
+#include "agp/transport/link.hpp"
+#include "asio_util.hpp"
+#include "connection.hpp"
+
+namespace agp::transport {
+
+struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
+  enum class Role { kClient, kServer };
+  enum class State { kConnecting, kHandshaking, kAwaitAccept, kUp, kDown, kClosing, kClosed, kFailed };
+
+  // A packet posted here and not yet acknowledged: its frames stay for resending.
+  struct Pending {
+    std::uint64_t seq = 0;
+    std::vector<std::shared_ptr<detail::OutgoingFrame>> frames;
+    std::uint64_t bytes = 0;
+    std::uint32_t chunks = 1;
+    detail::Clock::time_point posted;
+    double encode_us = 0;
+    std::uint32_t transmissions = 0;
+  };
+  // A packet of the peer's arriving here: verified frames, decoded into the caller's buffer one by
+  // one in receive().
+  struct InPacket {
+    std::uint64_t seq = 0;
+    std::vector<ptp::Frame> frames;
+    std::uint32_t expected_chunks = 1;
+    std::uint64_t next_vector = 0;
+    std::uint64_t wire_bytes = 0;
+    std::size_t decoded = 0;
+    const std::byte* decoded_into = nullptr;
+    double decode_us = 0;
+    Status decode_error;
+    bool complete() const { return frames.size() == expected_chunks; }
+  };
+
+  Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o);
+  ~Impl();
+
+  // --- connection life
+  void start_connect();  // client: dial, then hello
+  void on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket);
+  void attach(std::shared_ptr<detail::Connection> c);  // route a connection's events here
+  void on_frame(const detail::Connection* from, ptp::Frame&& frame);
+  void on_connection_failure(const detail::Connection* from, const Status& why);
+  void on_hello_reply(const ptp::MessageHeader& h);
+  // Both roles: the handshake passed; resume from the peer's positions.
+  // `restart_at`: where this end's record of the peer's stream restarts (a peer or a session this
+  // end did not know); nullopt keeps it.
+  void become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delivered,
+                 std::optional<std::uint64_t> restart_at);
+  void connection_lost(const Status& why);
+  void fail(const Status& why);
+  void tell_and_fail(const Status& why);
+  // Takes the connection out of the link (its byte counts stay counted); events from it are
+  // ignored from then on.
+  std::shared_ptr<detail::Connection> release_connection();
+  void schedule_tick();
+  void on_tick();
+
+  // --- data
+  void on_tensor_frame(ptp::Frame&& frame);
+  void on_ack(std::uint64_t cumulative);
+  void send_control(ptp::MessageHeader h, bool urgent = true);
+  void send_ack();
+  Status usable() const;
+
+  Status wait(const std::function<bool()>& done, detail::Clock::time_point deadline,
+              const char* what);
+
+  std::shared_ptr<asio::io_context> ctx;  // first: destroyed last
+  std::shared_ptr<Server::Impl> server;   // server links: keeps the shared context alive
+  Role role;
+  LinkOptions opts;
+  State state = State::kConnecting;
+  Status failure_;
+  std::uint64_t session_id = 0;
+  std::string host;
+  std::uint16_t port = 0;
+  std::shared_ptr<detail::Connection> conn;
+  asio::steady_timer tick;
+  ptp::FrameBuilder control;
+  Handlers handlers;
+  Counters counters;
+  std::uint64_t closed_bytes_in = 0;
+  std::uint64_t closed_bytes_out = 0;
+  LinkInfo info;
+  bool ever_up = false;
+  bool peer_said_bye = false;
+  bool we_said_bye = false;
+
+  // handshake (client side)
+  std::vector<std::uint8_t> my_nonce;
+  std::optional<ptp::HelloDesc> pending_reply;
+  detail::Clock::time_point deadline;  // of the current connect or handshake
+  std::shared_ptr<detail::tcp::socket> dialing;
+
+  // reconnect (client side) and give-up (both)
+  Millis backoff{0};
+  detail::Clock::time_point next_attempt;
+  detail::Clock::time_point down_since;
+
+  // outgoing
+  std::deque<Pending> unacked;
+  std::uint64_t unacked_bytes = 0;
+  std::uint64_t next_seq = 1;
+  std::uint64_t acked_upto = 0;
+  std::map<std::uint64_t, Receipt> receipts;  // acknowledged, not yet collected (bounded)
+  std::optional<ptp::TensorPacketWriter> writer;
+  ptp::PacketCodec writer_codec;
+
+  // incoming
+  std::deque<InPacket> inbox;
+  std::uint64_t delivered = 0;  // highest peer sequence handed to the application
+};
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  // A connection that has not finished its handshake yet.
+  struct Pending {
+    std::shared_ptr<detail::Connection> conn;
+    detail::Clock::time_point deadline;
+    std::optional<ptp::HelloDesc> hello;  // the client's first hello
+    std::vector<std::uint8_t> nonce;      // ours
+  };
+
+  Impl(std::shared_ptr<asio::io_context> context, LinkOptions o);
+  void start_accept();
+  void on_accepted(const asio::error_code& ec, std::shared_ptr<detail::tcp::socket> socket);
+  void on_pending_frame(const std::shared_ptr<detail::Connection>& c, ptp::Frame&& frame);
+  void reject(const std::shared_ptr<detail::Connection>& c, const Status& why);
+  void admit(const std::shared_ptr<detail::Connection>& c, const ptp::HelloDesc& hello);
+  // Where a session's stream resumes when this server has no link for it: a recorded position
+  // (LinkOptions::known_sessions), else just before the client's next packet.
+  std::uint64_t resume_point(const ptp::HelloDesc& hello) const;
+  void schedule_tick();
+  void on_tick();
+  void drop_pending(const detail::Connection* c);
+
+  std::shared_ptr<asio::io_context> ctx;
+  LinkOptions opts;
+  detail::tcp::acceptor acceptor;
+  asio::steady_timer tick;
+  ptp::FrameBuilder control;
+  std::vector<Pending> pending;
+  std::map<std::uint64_t, std::weak_ptr<Link::Impl>> sessions;
+  std::deque<std::shared_ptr<Link::Impl>> ready;  // new links for accept()
+  Counters counters;
+  bool closed = false;
+};
+
+}  // namespace agp::transport
