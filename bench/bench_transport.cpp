@@ -1,0 +1,397 @@
+// Transport benchmark: for each path (loopback, and a veth pair between two network namespaces
+// with a 20 Gbit/s tbf limit), the Link's bulk throughput with seed-sized raw packets (655,360
+// bytes, verified and delivered into the receiver's buffer) against iperf3 on the same path, and
+// the round trip of a 64-byte packet (sent, verified, decoded, acknowledged) against a plain TCP
+// ping-pong of 64 bytes. Everything is measured in the same run. Writes
+// bench/results/latest-transport.json.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agp/transport/link.hpp"
+#include "netns_pair.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using agp::transport::Link;
+using agp::transport::LinkOptions;
+using agp::transport::Server;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+[[noreturn]] void die(const std::string& why) {
+  std::cerr << "bench_transport: error: " << why << "\n";
+  std::exit(1);
+}
+
+// One side of a path: the namespace to enter (none for loopback) and the address to use.
+struct Path {
+  std::string name;
+  std::string server_address;
+  std::function<void()> enter_server = [] {};
+  std::function<void()> enter_client = [] {};
+  std::string server_prefix;  // shell prefix to run a command on the server side
+  std::string client_prefix;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// ---------------------------------------------------------------- iperf3
+
+double iperf3_gbps(const Path& path, int port, double seconds) {
+  std::thread server([&] {
+    const std::string cmd = path.server_prefix + "iperf3 -s -1 -p " + std::to_string(port) +
+                            " -B " + path.server_address + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) std::cerr << "bench_transport: iperf3 server failed\n";
+  });
+  std::this_thread::sleep_for(500ms);
+  const std::string cmd = path.client_prefix + "iperf3 -J -c " + path.server_address + " -p " +
+                          std::to_string(port) + " -t " + std::to_string(seconds);
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    pclose(f);
+  }
+  server.join();
+  try {
+    return json::parse(out).at("end").at("sum_received").at("bits_per_second").get<double>() / 1e9;
+  } catch (const std::exception&) {
+    die("iperf3 on " + path.name + " gave no result (is iperf3 installed?): " + out.substr(0, 300));
+  }
+}
+
+// ---------------------------------------------------------------- plain TCP ping-pong
+
+std::vector<double> plain_ping_pong(const Path& path, int iterations, int warmup) {
+  std::atomic<int> port{0};
+  std::thread server([&] {
+    path.enter_server();
+    const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, path.server_address.c_str(), &a.sin_addr);
+    ::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(ls, 1);
+    socklen_t len = sizeof a;
+    ::getsockname(ls, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    const int s = ::accept(ls, nullptr, nullptr);
+    const int one = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[64];
+    for (int i = 0; i < iterations + warmup; ++i) {
+      std::size_t got = 0;
+      while (got < sizeof buf) {
+        const ssize_t n = ::recv(s, buf + got, sizeof buf - got, 0);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+      }
+      if (::send(s, buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) break;
+    }
+    ::close(s);
+    ::close(ls);
+  });
+  std::vector<double> rtts;
+  std::thread client([&] {
+    path.enter_client();
+    while (port == 0) std::this_thread::sleep_for(1ms);
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port.load()));
+    ::inet_pton(AF_INET, path.server_address.c_str(), &a.sin_addr);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("ping-pong connect");
+    const int one = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char buf[64] = {};
+    for (int i = 0; i < iterations + warmup; ++i) {
+      const auto t0 = Clock::now();
+      if (::send(s, buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) die("ping-pong send");
+      std::size_t got = 0;
+      while (got < sizeof buf) {
+        const ssize_t n = ::recv(s, buf + got, sizeof buf - got, 0);
+        if (n <= 0) die("ping-pong recv");
+        got += static_cast<std::size_t>(n);
+      }
+      if (i >= warmup) {
+        rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    }
+    ::close(s);
+  });
+  client.join();
+  server.join();
+  return rtts;
+}
+
+// ---------------------------------------------------------------- Link
+
+int g_socket_buffer = -1;  // --socket-buffer; -1 keeps the library default
+
+LinkOptions link_options() {
+  LinkOptions o;
+  if (g_socket_buffer >= 0) {
+    o.socket.send_buffer_bytes = g_socket_buffer;
+    o.socket.receive_buffer_bytes = g_socket_buffer;
+  }
+  o.fingerprint = {0xbe, 0xef};
+  o.model_id = "bench";
+  o.window_packets = 32;
+  return o;
+}
+
+// A receiving Link that takes packets into one buffer until a packet named "end".
+struct Receiver {
+  std::thread thread;
+  std::atomic<int> port{0};
+  std::atomic<std::uint64_t> packets{0};
+
+  void start(const Path& path) {
+    thread = std::thread([this, &path] {
+      path.enter_server();
+      auto server = Server::listen(path.server_address, 0, link_options());
+      if (!server) die(server.status().to_string());
+      port = (*server)->port();
+      auto link = (*server)->accept(10000ms);
+      if (!link) die("accept: " + link.status().to_string());
+      std::vector<std::uint16_t> out;
+      for (;;) {
+        auto next = (*link)->next_packet(20000ms);
+        if (!next) die("receiver: " + next.status().to_string());
+        std::uint64_t n = 1;
+        for (auto d : next->tensor->shape) n *= d;
+        out.resize(n);
+        auto d = (*link)->receive(agp::codec::TensorView::contiguous(
+                                      out.data(), agp::DType::kF16, next->tensor->shape, 1),
+                                  20000ms);
+        if (!d) die("receiver: " + d.status().to_string());
+        ++packets;
+        if (d->header.tensor->name == "end") break;
+      }
+      (void)(*link)->close(5000ms);
+    });
+  }
+};
+
+agp::ptp::PacketCodec raw() {
+  agp::ptp::PacketCodec c;
+  c.config.id = agp::CodecId::kRaw;
+  c.config.raw_dtype = agp::DType::kF16;
+  return c;
+}
+
+struct Bulk {
+  double gbps = 0;
+  std::uint64_t packets = 0;
+  double seconds = 0;
+};
+
+Bulk link_bulk(const Path& path, double seconds) {
+  Receiver rx;
+  rx.start(path);
+  Bulk result;
+  std::thread client([&] {
+    path.enter_client();
+    while (rx.port == 0) std::this_thread::sleep_for(1ms);
+    auto link = Link::connect(path.server_address, static_cast<std::uint16_t>(rx.port.load()),
+                              link_options());
+    if (!link) die("connect: " + link.status().to_string());
+    // The seed packet: [1, 1280, 1, 256] fp16, 655,360 bytes, owned for as long as it is in flight.
+    auto data = std::make_shared<std::vector<std::uint16_t>>(1280 * 256, 0x3c00);
+    const auto view =
+        agp::codec::TensorView::contiguous(data->data(), agp::DType::kF16, {1, 1280, 1, 256}, 1);
+    auto post = [&] {
+      auto s = (*link)->post(view, raw(), {"seed", 0, agp::ptp::Layout::kBC1S}, 10000ms, data);
+      if (!s) die("post: " + s.status().to_string());
+    };
+    for (int i = 0; i < 100; ++i) post();  // warm-up
+    if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
+    const auto t0 = Clock::now();
+    const auto until = t0 + std::chrono::duration<double>(seconds);
+    while (Clock::now() < until) {
+      post();
+      ++result.packets;
+    }
+    if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    result.gbps = static_cast<double>(result.packets) * 655360.0 * 8.0 / result.seconds / 1e9;
+    std::vector<std::uint16_t> one(1, 0);
+    auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
+    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s) die(s.status().to_string());
+    (void)(*link)->close(5000ms);
+  });
+  client.join();
+  rx.thread.join();
+  return result;
+}
+
+std::vector<double> link_small_rtt(const Path& path, int iterations, int warmup) {
+  Receiver rx;
+  rx.start(path);
+  std::vector<double> rtts;
+  std::thread client([&] {
+    path.enter_client();
+    while (rx.port == 0) std::this_thread::sleep_for(1ms);
+    auto link = Link::connect(path.server_address, static_cast<std::uint16_t>(rx.port.load()),
+                              link_options());
+    if (!link) die("connect: " + link.status().to_string());
+    std::vector<std::uint16_t> small(32, 0x3c00);  // 64 bytes
+    const auto view =
+        agp::codec::TensorView::contiguous(small.data(), agp::DType::kF16, {1, 32, 1, 1}, 1);
+    for (int i = 0; i < iterations + warmup; ++i) {
+      const auto t0 = Clock::now();
+      auto r = (*link)->send(view, raw(), {"small", 0, {}}, 10000ms);
+      if (!r) die("send: " + r.status().to_string());
+      if (i >= warmup) {
+        rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    }
+    std::vector<std::uint16_t> one(1, 0);
+    auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
+    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s) die(s.status().to_string());
+    (void)(*link)->close(5000ms);
+  });
+  client.join();
+  rx.thread.join();
+  return rtts;
+}
+
+json measure(const Path& path, double seconds, int iterations) {
+  // Throughput: iperf3 and the Link alternate in rounds, and each reports its median round, so a
+  // busy moment of this shared machine does not land on one side only.
+  constexpr int kBulkRounds = 3;
+  std::vector<double> iperf_rounds, link_rounds;
+  Bulk bulk;
+  for (int r = 0; r < kBulkRounds; ++r) {
+    std::cerr << "bench_transport: " << path.name << ": throughput round " << r + 1 << "/"
+              << kBulkRounds << " (iperf3, then the link)\n";
+    iperf_rounds.push_back(
+        iperf3_gbps(path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds));
+    const Bulk b = link_bulk(path, seconds);
+    link_rounds.push_back(b.gbps);
+    bulk.packets += b.packets;
+    bulk.seconds += b.seconds;
+  }
+  const double iperf = percentile(iperf_rounds, 0.5);
+  bulk.gbps = percentile(link_rounds, 0.5);
+  std::cerr << "bench_transport: " << path.name << ": round trips ...\n";
+  // Interleave the two round-trip measurements in rounds so drifts of a shared machine hit both.
+  std::vector<double> ours, plain;
+  const int rounds = 4;
+  for (int r = 0; r < rounds; ++r) {
+    auto a = link_small_rtt(path, iterations / rounds, 200);
+    auto b = plain_ping_pong(path, iterations / rounds, 200);
+    ours.insert(ours.end(), a.begin(), a.end());
+    plain.insert(plain.end(), b.begin(), b.end());
+  }
+  json j;
+  j["path"] = path.name;
+  j["bulk_gbps"] = bulk.gbps;
+  j["bulk_packets"] = bulk.packets;
+  j["bulk_seconds"] = bulk.seconds;
+  j["iperf3_gbps"] = iperf;
+  j["bulk_gbps_rounds"] = link_rounds;
+  j["iperf3_gbps_rounds"] = iperf_rounds;
+  j["bulk_ratio_vs_iperf3"] = bulk.gbps / iperf;
+  j["small_rtt_p50_us"] = percentile(ours, 0.5);
+  j["small_rtt_p99_us"] = percentile(ours, 0.99);
+  j["baseline_rtt_p50_us"] = percentile(plain, 0.5);
+  j["baseline_rtt_p99_us"] = percentile(plain, 0.99);
+  j["rtt_ratio_p50"] = percentile(ours, 0.5) / percentile(plain, 0.5);
+  j["round_trips"] = ours.size();
+  j["goal_bulk_met"] = bulk.gbps >= 0.9 * iperf;
+  j["goal_rtt_met"] = percentile(ours, 0.5) <= 1.15 * percentile(plain, 0.5);
+  std::cerr << "bench_transport: " << j.dump() << "\n";
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path;
+  double seconds = 1.5;
+  int iterations = 8000;
+  std::vector<std::string> paths = {"loopback", "veth-tbf20"};
+  CLI::App app{
+      "bench_transport: Link throughput against iperf3 and 64-byte round trips against a plain "
+      "TCP ping-pong, on loopback and on a veth pair between two network namespaces limited to "
+      "20 Gbit/s with tbf (needs root, iproute2 and iperf3)"};
+  app.add_option("--out", out_path, "write the JSON results here");
+  app.add_option("--seconds", seconds, "duration of each throughput round (3 rounds per method)");
+  app.add_option("--iterations", iterations, "timed round trips per method");
+  app.add_option("--socket-buffer", g_socket_buffer,
+                 "SO_SNDBUF/SO_RCVBUF for the Link (0 = the system's autotuning)");
+  app.add_option("--paths", paths, "paths to measure (loopback, veth-tbf20)");
+  CLI11_PARSE(app, argc, argv);
+
+  json rows = json::array();
+  for (const auto& name : paths) {
+    if (name == "loopback") {
+      Path p;
+      p.name = name;
+      p.server_address = "127.0.0.1";
+      rows.push_back(measure(p, seconds, iterations));
+    } else if (name == "veth-tbf20") {
+      if (!agp::support::netns_available()) {
+        die("the veth-tbf20 path needs network namespaces (root and iproute2 'ip netns')");
+      }
+      auto pair = agp::support::NetnsPair::create("bt", 20.0);
+      if (!pair) die(pair.status().to_string());
+      Path p;
+      p.name = name;
+      p.server_address = pair->address_b();
+      p.enter_server = [&] {
+        if (!pair->enter_b()) die("cannot enter " + pair->namespace_b());
+      };
+      p.enter_client = [&] {
+        if (!pair->enter_a()) die("cannot enter " + pair->namespace_a());
+      };
+      p.server_prefix = "ip netns exec " + pair->namespace_b() + " ";
+      p.client_prefix = "ip netns exec " + pair->namespace_a() + " ";
+      rows.push_back(measure(p, seconds, iterations));
+    } else {
+      die("unknown path '" + name + "' (known: loopback, veth-tbf20)");
+    }
+  }
+  char date[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  json doc = {{"suite", "transport"},
+              {"date", date},
+              {"machine", {{"cores", std::thread::hardware_concurrency()}}},
+              {"command", "./dev bench transport"},
+              {"paths", rows}};
+  std::cout << doc.dump(2) << "\n";
+  if (!out_path.empty()) {
+    std::ofstream f(out_path);
+    f << doc.dump(2) << "\n";
+    if (!f) die("cannot write " + out_path);
+  }
+  return 0;
+}
