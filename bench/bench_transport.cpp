@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +53,14 @@ struct Path {
   std::string server_prefix;  // shell prefix to run a command on the server side
   std::string client_prefix;
 };
+
+// CPU seconds the calling thread has used.
+double thread_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -152,7 +161,8 @@ std::vector<double> plain_ping_pong(const Path& path, int iterations, int warmup
 
 // ---------------------------------------------------------------- Link
 
-int g_socket_buffer = -1;  // --socket-buffer; -1 keeps the library default
+int g_socket_buffer = -1;   // --socket-buffer; -1 keeps the library default
+int g_receive_buffer = -1;  // --receive-buffer; -1 keeps the library default
 
 LinkOptions link_options() {
   LinkOptions o;
@@ -160,6 +170,7 @@ LinkOptions link_options() {
     o.socket.send_buffer_bytes = g_socket_buffer;
     o.socket.receive_buffer_bytes = g_socket_buffer;
   }
+  if (g_receive_buffer >= 0) o.socket.receive_buffer_bytes = g_receive_buffer;
   o.fingerprint = {0xbe, 0xef};
   o.model_id = "bench";
   o.window_packets = 32;
@@ -171,6 +182,7 @@ struct Receiver {
   std::thread thread;
   std::atomic<int> port{0};
   std::atomic<std::uint64_t> packets{0};
+  double cpu_seconds = 0;  // of the receiving thread, from accept to the end packet
 
   void start(const Path& path) {
     thread = std::thread([this, &path] {
@@ -180,6 +192,7 @@ struct Receiver {
       port = (*server)->port();
       auto link = (*server)->accept(10000ms);
       if (!link) die("accept: " + link.status().to_string());
+      const double cpu0 = thread_cpu_seconds();
       std::vector<std::uint16_t> out;
       for (;;) {
         auto next = (*link)->next_packet(20000ms);
@@ -194,6 +207,7 @@ struct Receiver {
         ++packets;
         if (d->header.tensor->name == "end") break;
       }
+      cpu_seconds = thread_cpu_seconds() - cpu0;
       (void)(*link)->close(5000ms);
     });
   }
@@ -207,6 +221,8 @@ agp::ptp::PacketCodec raw() {
 }
 
 struct Bulk {
+  double sender_cpu = 0;  // busy fraction of the sending thread during the timed part
+  double receiver_cpu = 0;
   double gbps = 0;
   std::uint64_t packets = 0;
   double seconds = 0;
@@ -233,6 +249,7 @@ Bulk link_bulk(const Path& path, double seconds) {
     for (int i = 0; i < 100; ++i) post();  // warm-up
     if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
     const auto t0 = Clock::now();
+    const double cpu0 = thread_cpu_seconds();
     const auto until = t0 + std::chrono::duration<double>(seconds);
     while (Clock::now() < until) {
       post();
@@ -240,6 +257,7 @@ Bulk link_bulk(const Path& path, double seconds) {
     }
     if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
     result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    result.sender_cpu = (thread_cpu_seconds() - cpu0) / result.seconds;
     result.gbps = static_cast<double>(result.packets) * 655360.0 * 8.0 / result.seconds / 1e9;
     std::vector<std::uint16_t> one(1, 0);
     auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
@@ -248,6 +266,7 @@ Bulk link_bulk(const Path& path, double seconds) {
   });
   client.join();
   rx.thread.join();
+  result.receiver_cpu = rx.cpu_seconds / result.seconds;  // includes the short warm-up
   return result;
 }
 
@@ -295,6 +314,8 @@ json measure(const Path& path, double seconds, int iterations) {
         iperf3_gbps(path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds));
     const Bulk b = link_bulk(path, seconds);
     link_rounds.push_back(b.gbps);
+    std::cerr << "bench_transport:   link " << b.gbps << " Gbit/s, sender thread busy "
+              << b.sender_cpu << ", receiver thread busy " << b.receiver_cpu << "\n";
     bulk.packets += b.packets;
     bulk.seconds += b.seconds;
   }
@@ -347,6 +368,8 @@ int main(int argc, char** argv) {
   app.add_option("--iterations", iterations, "timed round trips per method");
   app.add_option("--socket-buffer", g_socket_buffer,
                  "SO_SNDBUF/SO_RCVBUF for the Link (0 = the system's autotuning)");
+  app.add_option("--receive-buffer", g_receive_buffer,
+                 "SO_RCVBUF alone for the Link (0 = the system's autotuning)");
   app.add_option("--paths", paths, "paths to measure (loopback, veth-tbf20)");
   CLI11_PARSE(app, argc, argv);
 

@@ -193,7 +193,12 @@ Status FrameDecoder::advance() {
       Status s = check_header_region(prefix_, raw, region, opts_, header_);
       if (!s) return fail(std::move(s));
       // The cap on body_length was checked by validate_header before this allocation.
-      body_ = AlignedBuffer(static_cast<std::size_t>(header_.body_length));
+      const auto need = static_cast<std::size_t>(header_.body_length);
+      if (spare_.capacity() >= need && spare_.capacity() / 4 <= need && spare_.reuse_for(need)) {
+        body_ = std::move(spare_);
+      } else {
+        body_ = AlignedBuffer(need);
+      }
       state_ = State::kBody;
       filled_ = 0;
       return {};
@@ -225,6 +230,10 @@ Result<std::size_t> FrameDecoder::consume(std::span<const std::byte> data) {
   }
   if (state_ == State::kFailed) return error_;
   return used;
+}
+
+void FrameDecoder::recycle(AlignedBuffer body) {
+  if (body.capacity() > spare_.capacity()) spare_ = std::move(body);
 }
 
 Frame FrameDecoder::take_frame() {

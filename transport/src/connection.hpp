@@ -31,6 +31,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Replaces the decoder between frames (after the handshake: the session's limits and
   // fingerprint). Bytes already read stay staged for the new decoder.
   void set_decoder(ptp::DecoderOptions decoder);
+  // A frame body the session is done with, for the decoder to reuse.
+  void recycle(ptp::AlignedBuffer body) { decoder_.recycle(std::move(body)); }
   // Stops or resumes reading (the session's inbox is full / has room again).
   void set_reading(bool on);
 

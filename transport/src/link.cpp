@@ -701,6 +701,9 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
       d.decode_us = p.decode_us;
       const Status err = p.decode_error;
       m.delivered = p.seq;
+      if (m.conn) {
+        for (auto& f : p.frames) m.conn->recycle(f.release_body());
+      }
       m.inbox.pop_front();
       ++m.counters.packets_delivered;
       m.send_ack();

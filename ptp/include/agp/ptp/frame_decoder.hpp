@@ -33,6 +33,8 @@ class Frame {
   }
   // The first section of `kind`, or an empty span when there is none.
   std::span<const std::byte> find_section(SectionKind kind) const;
+  // Takes the body's buffer (for FrameDecoder::recycle); the frame is empty afterwards.
+  AlignedBuffer release_body() { return std::move(body_); }
 
  private:
   MessageHeader header_;
@@ -80,6 +82,11 @@ class FrameDecoder {
   const Status& error() const { return error_; }
   void reset();
 
+  // Gives back the body of a frame the caller is done with (Frame::release_body), to hold the next
+  // body of at most its size without a fresh allocation (and its page faults). One is kept, the
+  // largest; a buffer more than 4 times larger than a body is not used for it.
+  void recycle(AlignedBuffer body);
+
   // Counters for the transport's statistics.
   std::uint64_t frames_decoded() const { return frames_decoded_; }
 
@@ -95,6 +102,7 @@ class FrameDecoder {
   AlignedBuffer header_region_;  // reused across frames; grows to the largest header seen
   MessageHeader header_;
   AlignedBuffer body_;
+  AlignedBuffer spare_;  // a recycled body
   Status error_;
   std::uint64_t frames_decoded_ = 0;
 };
