@@ -200,8 +200,8 @@ struct Receiver {
         std::uint64_t n = 1;
         for (auto d : next->tensor->shape) n *= d;
         out.resize(n);
-        auto d = (*link)->receive(agp::codec::TensorView::contiguous(
-                                      out.data(), agp::DType::kF16, next->tensor->shape, 1),
+        auto d = (*link)->receive(agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16,
+                                                                     next->tensor->shape, 1),
                                   20000ms);
         if (!d) die("receiver: " + d.status().to_string());
         ++packets;
@@ -261,7 +261,8 @@ Bulk link_bulk(const Path& path, double seconds) {
     result.gbps = static_cast<double>(result.packets) * 655360.0 * 8.0 / result.seconds / 1e9;
     std::vector<std::uint16_t> one(1, 0);
     auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
-    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s) die(s.status().to_string());
+    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s)
+      die(s.status().to_string());
     (void)(*link)->close(5000ms);
   });
   client.join();
@@ -293,7 +294,8 @@ std::vector<double> link_small_rtt(const Path& path, int iterations, int warmup)
     }
     std::vector<std::uint16_t> one(1, 0);
     auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
-    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s) die(s.status().to_string());
+    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s)
+      die(s.status().to_string());
     (void)(*link)->close(5000ms);
   });
   client.join();

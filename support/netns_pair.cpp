@@ -48,7 +48,8 @@ Result<NetnsPair> NetnsPair::create(const std::string& tag, std::optional<double
   const std::string id = std::to_string(::getpid() % 100000);
   p.ns_a_ = std::string("agp") + tag + id + "a";
   p.ns_b_ = std::string("agp") + tag + id + "b";
-  p.dev_a_ = std::string("v") + tag.substr(0, 3) + id + "a";  // interface names stay under 16 characters
+  p.dev_a_ =
+      std::string("v") + tag.substr(0, 3) + id + "a";  // interface names stay under 16 characters
   p.dev_b_ = std::string("v") + tag.substr(0, 3) + id + "b";
   const int subnet = 1 + static_cast<int>(::getpid() % 250);
   p.address_a_ = std::string("10.213.") + std::to_string(subnet) + ".1";
@@ -99,8 +100,12 @@ NetnsPair::~NetnsPair() {
   run("ip netns del " + ns_b_);
 }
 
-Status NetnsPair::enter_a() const { return enter(ns_a_); }
-Status NetnsPair::enter_b() const { return enter(ns_b_); }
+Status NetnsPair::enter_a() const {
+  return enter(ns_a_);
+}
+Status NetnsPair::enter_b() const {
+  return enter(ns_b_);
+}
 
 Status NetnsPair::set_link_up(bool up) const {
   return run_all({"ip -n " + ns_a_ + " link set " + dev_a_ + (up ? " up" : " down")});

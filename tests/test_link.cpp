@@ -20,7 +20,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-bool threads_unavailable() { return std::getenv("AGP_TEST_NO_THREADS") != nullptr; }
+bool threads_unavailable() {
+  return std::getenv("AGP_TEST_NO_THREADS") != nullptr;
+}
 #define SKIP_WITHOUT_THREADS() \
   if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator"
 
@@ -440,7 +442,8 @@ TEST(LinkNetns, CablePulledAndPluggedBackLosesNothing) {
     while (port == 0) std::this_thread::sleep_for(1ms);
     auto link = Link::connect(pair->address_b(), port, o);
     ASSERT_TRUE(link) << link.status().to_string();
-    EXPECT_EQ((*link)->info().local_interface.rfind("vlnk", 0), 0u) << (*link)->info().local_interface;
+    EXPECT_EQ((*link)->info().local_interface.rfind("vlnk", 0), 0u)
+        << (*link)->info().local_interface;
     for (int i = 0; i < kPackets; ++i) {
       Tensor t = make_tensor(i, 64, 16);
       auto r = (*link)->send(t.view(), raw_codec(), {}, 15000ms);

@@ -212,7 +212,8 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
     }
     if (h.chunk->vector_count == 0 || h.chunk->vector_offset > count ||
         h.chunk->vector_count > count - h.chunk->vector_offset) {
-      return make_error(ErrorCode::kBadTensorDescriptor, "chunk vector range is outside the tensor");
+      return make_error(ErrorCode::kBadTensorDescriptor,
+                        "chunk vector range is outside the tensor");
     }
     first = h.chunk->vector_offset;
     count = h.chunk->vector_count;
@@ -228,9 +229,9 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
     std::uint64_t need = dtype_size(h.tensor->dtype);
     for (std::uint64_t d : h.tensor->shape) need *= d;
     if (bytes.size() != need) {
-      return make_error(ErrorCode::kBadEncodedData, "raw section is " + std::to_string(bytes.size()) +
-                                                        " bytes; the tensor needs " +
-                                                        std::to_string(need));
+      return make_error(ErrorCode::kBadEncodedData,
+                        "raw section is " + std::to_string(bytes.size()) +
+                            " bytes; the tensor needs " + std::to_string(need));
     }
     if (out.dtype == h.tensor->dtype && is_c_contiguous(out)) {
       std::memcpy(out.data, bytes.data(), bytes.size());

@@ -25,7 +25,9 @@ Connection::Connection(tcp::socket socket, ptp::DecoderOptions decoder)
       last_read_(Clock::now()),
       last_write_(Clock::now()) {}
 
-Connection::~Connection() { close(); }
+Connection::~Connection() {
+  close();
+}
 
 void Connection::start(Events events) {
   started_ = true;
@@ -71,11 +73,10 @@ void Connection::read_more() {
     room = area.size();
   }
   reading_ = true;
-  socket_.async_read_some(asio::buffer(dst, room),
-                          [self = shared_from_this(), direct](const asio::error_code& ec,
-                                                              std::size_t n) {
-                            self->on_read(ec, n, direct);
-                          });
+  socket_.async_read_some(asio::buffer(dst, room), [self = shared_from_this(), direct](
+                                                       const asio::error_code& ec, std::size_t n) {
+    self->on_read(ec, n, direct);
+  });
 }
 
 void Connection::on_read(const asio::error_code& ec, std::size_t n, bool direct) {

@@ -74,7 +74,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t staged_begin_ = 0;
   std::size_t staged_end_ = 0;
   std::deque<std::shared_ptr<OutgoingFrame>> queue_;
-  bool reading_ = false;   // a read is in flight
+  bool reading_ = false;  // a read is in flight
   bool paused_ = false;
   bool writing_ = false;
   bool closed_ = false;

@@ -1,10 +1,10 @@
 #include "agp/transport/frame_stream.hpp"
 
-#include "asio_util.hpp"
-
 #include <asio.hpp>
 #include <optional>
 #include <vector>
+
+#include "asio_util.hpp"
 
 namespace agp::transport {
 namespace {

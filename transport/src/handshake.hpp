@@ -1,7 +1,8 @@
 // The handshake's messages and checks (internal). See docs/transport.md for the exchange:
 //   client -> server  hello        versions, capabilities, nonce, session id, resume positions
-//   server -> client  hello_reply  chosen version, capabilities, nonce, server proof, resume positions
-//   with a key:  client -> server hello (proof flag) with the client proof; server -> client ack
+//   server -> client  hello_reply  chosen version, capabilities, nonce, server proof, resume
+//   positions with a key:  client -> server hello (proof flag) with the client proof; server ->
+//   client ack
 #pragma once
 
 #include <cstdint>

@@ -37,10 +37,9 @@ std::optional<std::uint64_t> fresh_stream(const ptp::HelloDesc& reply) {
 bool same_codec(const ptp::PacketCodec& a, const ptp::PacketCodec& b) {
   return a.config.id == b.config.id && a.config.bits == b.config.bits &&
          a.config.norm_dtype == b.config.norm_dtype && a.config.seed == b.config.seed &&
-         a.config.raw_dtype == b.config.raw_dtype &&
-         a.ec.bits_per_value == b.ec.bits_per_value && a.ec.fixed_bits == b.ec.fixed_bits &&
-         a.ec.reserved_bytes == b.ec.reserved_bytes && a.ec.seed == b.ec.seed &&
-         a.ec.zstd_level == b.ec.zstd_level;
+         a.config.raw_dtype == b.config.raw_dtype && a.ec.bits_per_value == b.ec.bits_per_value &&
+         a.ec.fixed_bits == b.ec.fixed_bits && a.ec.reserved_bytes == b.ec.reserved_bytes &&
+         a.ec.seed == b.ec.seed && a.ec.zstd_level == b.ec.zstd_level;
 }
 
 Millis tick_period(const LinkOptions& o) {
@@ -119,15 +118,15 @@ void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::
   if (state != State::kConnecting) return;
   if (ec) {
     const std::string where = host + ":" + std::to_string(port);
-    return connection_lost(ec == asio::error::operation_aborted
-                               ? make_error(ErrorCode::kTimeout, "connect to " + where +
-                                                                     ": no answer within " +
-                                                                     std::to_string(opts.connect_timeout.count()) +
-                                                                     " ms")
-                               : make_error(ErrorCode::kConnectFailed,
-                                            "connect to " + where + ": " + ec.message()));
+    return connection_lost(
+        ec == asio::error::operation_aborted
+            ? make_error(ErrorCode::kTimeout, "connect to " + where + ": no answer within " +
+                                                  std::to_string(opts.connect_timeout.count()) +
+                                                  " ms")
+            : make_error(ErrorCode::kConnectFailed, "connect to " + where + ": " + ec.message()));
   }
-  auto c = std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
+  auto c =
+      std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
   attach(c);
   state = State::kHandshaking;
   deadline = Clock::now() + opts.handshake_timeout;
@@ -190,9 +189,9 @@ void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
   switch (state) {
     case State::kHandshaking:
       if (h.kind != ptp::MessageKind::kHelloReply) {
-        return tell_and_fail(make_error(ErrorCode::kHeaderInvalid,
-                                        "expected hello_reply, got " +
-                                            std::string(ptp::message_kind_name(h.kind))));
+        return tell_and_fail(
+            make_error(ErrorCode::kHeaderInvalid,
+                       "expected hello_reply, got " + std::string(ptp::message_kind_name(h.kind))));
       }
       return on_hello_reply(h);
     case State::kAwaitAccept:
@@ -224,9 +223,9 @@ void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
       }
       return;
     default:
-      return tell_and_fail(make_error(ErrorCode::kHeaderInvalid,
-                                      std::string(ptp::message_kind_name(h.kind)) +
-                                          " after the handshake"));
+      return tell_and_fail(
+          make_error(ErrorCode::kHeaderInvalid,
+                     std::string(ptp::message_kind_name(h.kind)) + " after the handshake"));
   }
 }
 
@@ -239,7 +238,8 @@ void Link::Impl::on_hello_reply(const ptp::MessageHeader& h) {
                                         "; this end speaks 1"));
   }
   if (r.session_id != session_id) {
-    return tell_and_fail(make_error(ErrorCode::kHeaderInvalid, "the server answered another session"));
+    return tell_and_fail(
+        make_error(ErrorCode::kHeaderInvalid, "the server answered another session"));
   }
   if (!opts.key.empty()) {
     const auto expect = detail::auth_tag(opts.key, detail::kServerProof, my_nonce, r.nonce,
@@ -316,7 +316,8 @@ void Link::Impl::connection_lost(const Status& why) {
   if (state == State::kUp && handlers.on_connection) handlers.on_connection(false, why);
   state = State::kDown;
   if (role == Role::kClient) {
-    backoff = backoff.count() == 0 ? opts.reconnect_initial : std::min(backoff * 2, opts.reconnect_max);
+    backoff =
+        backoff.count() == 0 ? opts.reconnect_initial : std::min(backoff * 2, opts.reconnect_max);
     next_attempt = Clock::now() + backoff;
   }
   failure_ = why;  // the last reason, reported if we give up
@@ -335,7 +336,8 @@ void Link::Impl::fail(const Status& why) {
 }
 
 void Link::Impl::tell_and_fail(const Status& why) {
-  if (auto c = release_connection()) c->fail_after_telling(why, detail::error_frame(control, opts, why));
+  if (auto c = release_connection())
+    c->fail_after_telling(why, detail::error_frame(control, opts, why));
   fail(why);
 }
 
@@ -377,18 +379,18 @@ void Link::Impl::on_tick() {
     case State::kHandshaking:
     case State::kAwaitAccept:
       if (now >= deadline) {
-        return connection_lost(make_error(ErrorCode::kTimeout,
-                                          state == State::kConnecting
-                                              ? "connect: no answer in time"
-                                              : "handshake: the peer did not answer in time"));
+        return connection_lost(
+            make_error(ErrorCode::kTimeout, state == State::kConnecting
+                                                ? "connect: no answer in time"
+                                                : "handshake: the peer did not answer in time"));
       }
       break;
     case State::kDown:
       if (now - down_since >= opts.reconnect_give_up) {
-        return fail(make_error(ErrorCode::kPeerLost,
-                               "the peer stayed unreachable for " +
-                                   std::to_string(opts.reconnect_give_up.count()) +
-                                   " ms (last error: " + failure_.message() + ")"));
+        return fail(
+            make_error(ErrorCode::kPeerLost, "the peer stayed unreachable for " +
+                                                 std::to_string(opts.reconnect_give_up.count()) +
+                                                 " ms (last error: " + failure_.message() + ")"));
       }
       if (role == Role::kClient && now >= next_attempt) start_connect();
       break;
@@ -443,7 +445,8 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   auto protocol_error = [&](const std::string& why) {
     ++counters.frame_errors;
     const Status s = make_error(ErrorCode::kHeaderInvalid, why);
-    if (auto c = release_connection()) c->fail_after_telling(s, detail::error_frame(control, opts, s));
+    if (auto c = release_connection())
+      c->fail_after_telling(s, detail::error_frame(control, opts, s));
     connection_lost(s);
   };
   const ptp::ChunkDesc chunk = h.chunk.value_or(ptp::ChunkDesc{0, 1, 0, 0});
@@ -451,7 +454,8 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
     InPacket& p = inbox.back();
     const ptp::MessageHeader& first = p.frames.front().header();
     if (p.complete() || chunk.index != p.frames.size() || chunk.count != p.expected_chunks ||
-        chunk.vector_offset != p.next_vector || h.tensor != first.tensor || h.codec != first.codec) {
+        chunk.vector_offset != p.next_vector || h.tensor != first.tensor ||
+        h.codec != first.codec) {
       return protocol_error("chunk " + std::to_string(chunk.index) + " of packet " +
                             std::to_string(h.sequence) + " does not continue the chunks before it");
     }
@@ -487,8 +491,8 @@ Link::~Link() = default;
 
 Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16_t port,
                                             const LinkOptions& options) {
-  auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient,
-                                     options);
+  auto impl =
+      std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient, options);
   auto sid = detail::random_u64();
   if (!sid) return sid.status();
   impl->session_id = *sid;
@@ -497,7 +501,8 @@ Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16
   impl->start_connect();
   impl->schedule_tick();
   const auto until = Clock::now() + options.connect_timeout + options.handshake_timeout;
-  AGP_RETURN_IF_ERROR(impl->wait([&] { return impl->state == Impl::State::kUp; }, until, "connect"));
+  AGP_RETURN_IF_ERROR(
+      impl->wait([&] { return impl->state == Impl::State::kUp; }, until, "connect"));
   return std::unique_ptr<Link>(new Link(std::move(impl)));
 }
 
@@ -534,7 +539,8 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   const std::uint64_t per_chunk = m.opts.chunk_vectors;
   const bool chunked = per_chunk > 0 && vectors > per_chunk && m.info.peer_chunking &&
                        ptp::TensorPacketWriter::chunkable(id);
-  const auto chunks = static_cast<std::uint32_t>(chunked ? (vectors + per_chunk - 1) / per_chunk : 1);
+  const auto chunks =
+      static_cast<std::uint32_t>(chunked ? (vectors + per_chunk - 1) / per_chunk : 1);
 
   Impl::Pending p;
   p.seq = m.next_seq++;
@@ -557,10 +563,11 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     const auto t0 = Clock::now();
     h.timestamp_ns = wall_clock_ns();
     Result<ptp::GatherList> built =
-        chunked ? m.writer->write_chunk(tensor, h, meta.layout,
-                                        ptp::ChunkDesc{k, chunks, k * per_chunk,
-                                                       std::min(per_chunk, vectors - k * per_chunk)})
-                : m.writer->write(tensor, h, meta.layout);
+        chunked
+            ? m.writer->write_chunk(tensor, h, meta.layout,
+                                    ptp::ChunkDesc{k, chunks, k * per_chunk,
+                                                   std::min(per_chunk, vectors - k * per_chunk)})
+            : m.writer->write(tensor, h, meta.layout);
     if (!built) {
       // Nothing of this packet may go out half-made: take it back (it is the newest).
       if (k == 0 || mine().transmissions == 0) {
@@ -669,8 +676,8 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
       if (m.state == Impl::State::kClosed || m.peer_said_bye) {
         return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
       }
-      AGP_RETURN_IF_ERROR(m.wait([&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; },
-                                 until, "receive"));
+      AGP_RETURN_IF_ERROR(m.wait(
+          [&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; }, until, "receive"));
       continue;
     }
     Impl::InPacket& p = m.inbox.front();
@@ -722,7 +729,9 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
   }
 }
 
-void Link::set_handlers(Handlers handlers) { impl_->handlers = std::move(handlers); }
+void Link::set_handlers(Handlers handlers) {
+  impl_->handlers = std::move(handlers);
+}
 
 std::size_t Link::poll() {
   impl_->ctx->restart();
@@ -763,7 +772,9 @@ Status Link::failure() const {
   return impl_->state == Impl::State::kFailed ? impl_->failure_ : Status();
 }
 
-bool Link::connected() const { return impl_->state == Impl::State::kUp; }
+bool Link::connected() const {
+  return impl_->state == Impl::State::kUp;
+}
 
 Counters Link::counters() const {
   const Impl& m = *impl_;
@@ -775,6 +786,8 @@ Counters Link::counters() const {
   return c;
 }
 
-LinkInfo Link::info() const { return impl_->info; }
+LinkInfo Link::info() const {
+  return impl_->info;
+}
 
 }  // namespace agp::transport

@@ -17,7 +17,16 @@ namespace agp::transport {
 
 struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   enum class Role { kClient, kServer };
-  enum class State { kConnecting, kHandshaking, kAwaitAccept, kUp, kDown, kClosing, kClosed, kFailed };
+  enum class State {
+    kConnecting,
+    kHandshaking,
+    kAwaitAccept,
+    kUp,
+    kDown,
+    kClosing,
+    kClosed,
+    kFailed
+  };
 
   // A packet posted here and not yet acknowledged: its frames stay for resending.
   struct Pending {

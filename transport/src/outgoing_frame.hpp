@@ -12,9 +12,9 @@
 namespace agp::transport::detail {
 
 struct OutgoingFrame {
-  std::vector<std::byte> owned;                     // copied pieces (prefix, header, padding)
-  std::vector<std::span<const std::byte>> pieces;   // wire order
-  std::shared_ptr<const void> keep_alive;           // owner of the referenced pieces
+  std::vector<std::byte> owned;                    // copied pieces (prefix, header, padding)
+  std::vector<std::span<const std::byte>> pieces;  // wire order
+  std::shared_ptr<const void> keep_alive;          // owner of the referenced pieces
   std::uint64_t bytes = 0;
 };
 

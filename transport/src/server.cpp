@@ -14,7 +14,11 @@ constexpr std::size_t kMaxPendingHandshakes = 64;
 }  // namespace
 
 Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
-    : ctx(std::move(context)), opts(std::move(o)), acceptor(*ctx), tick(*ctx), control(opts.limits) {}
+    : ctx(std::move(context)),
+      opts(std::move(o)),
+      acceptor(*ctx),
+      tick(*ctx),
+      control(opts.limits) {}
 
 void Server::Impl::start_accept() {
   if (closed) return;
@@ -35,8 +39,8 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
       socket->close(ignored);
     } else {
       detail::apply_socket_options(*socket, opts.socket);
-      auto c = std::make_shared<detail::Connection>(std::move(*socket),
-                                                    detail::handshake_decoder(opts));
+      auto c =
+          std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
       pending.push_back({c, Clock::now() + opts.handshake_timeout, std::nullopt, {}});
       std::weak_ptr<Impl> weak = weak_from_this();
       std::weak_ptr<detail::Connection> wc = c;
@@ -65,8 +69,8 @@ void Server::Impl::drop_pending(const detail::Connection* c) {
 }
 
 void Server::Impl::reject(const std::shared_ptr<detail::Connection>& c, const Status& why) {
-  const auto it = std::find_if(pending.begin(), pending.end(),
-                               [&](const Pending& p) { return p.conn == c; });
+  const auto it =
+      std::find_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.conn == c; });
   if (it == pending.end()) return;  // already refused (telling the peer can fail it again)
   pending.erase(it);
   ++counters.handshake_rejections;
@@ -79,13 +83,14 @@ void Server::Impl::reject(const std::shared_ptr<detail::Connection>& c, const St
 
 void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c,
                                     ptp::Frame&& frame) {
-  auto it = std::find_if(pending.begin(), pending.end(),
-                         [&](const Pending& p) { return p.conn == c; });
+  auto it =
+      std::find_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.conn == c; });
   if (it == pending.end()) return;
   const ptp::MessageHeader& h = frame.header();
   if (h.kind != ptp::MessageKind::kHello) {
-    return reject(c, make_error(ErrorCode::kHeaderInvalid,
-                                "expected hello, got " + std::string(ptp::message_kind_name(h.kind))));
+    return reject(c,
+                  make_error(ErrorCode::kHeaderInvalid,
+                             "expected hello, got " + std::string(ptp::message_kind_name(h.kind))));
   }
   const ptp::HelloDesc& hello = *h.hello;
   if (!it->hello) {  // the client's first hello
@@ -93,15 +98,15 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
       return reject(c, make_error(ErrorCode::kHeaderInvalid, "a proof before the challenge"));
     }
     if (detail::common_protocol(hello) == 0) {
-      return reject(c, make_error(ErrorCode::kProtocolVersionMismatch,
-                                  "the client speaks protocol " + std::to_string(hello.min_protocol) +
-                                      ".." + std::to_string(hello.max_protocol) +
-                                      "; this server speaks 1"));
+      return reject(
+          c, make_error(ErrorCode::kProtocolVersionMismatch,
+                        "the client speaks protocol " + std::to_string(hello.min_protocol) + ".." +
+                            std::to_string(hello.max_protocol) + "; this server speaks 1"));
     }
     const bool client_has_key = (hello.flags & detail::kFlagKey) != 0;
     if (!opts.key.empty() && !client_has_key) {
-      return reject(c, make_error(ErrorCode::kAuthenticationFailed,
-                                  "this server requires a pre-shared key"));
+      return reject(
+          c, make_error(ErrorCode::kAuthenticationFailed, "this server requires a pre-shared key"));
     }
     if (opts.key.empty() && client_has_key) {
       return reject(c, make_error(ErrorCode::kAuthenticationFailed,
@@ -240,7 +245,8 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::
   if (!ec) a.set_option(detail::tcp::acceptor::reuse_address(true), ec);
   if (!ec) a.bind(where, ec);
   if (ec == asio::error::address_in_use) {
-    return make_error(ErrorCode::kAddressInUse, detail::endpoint_text(where) + " is already in use");
+    return make_error(ErrorCode::kAddressInUse,
+                      detail::endpoint_text(where) + " is already in use");
   }
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
@@ -259,8 +265,8 @@ std::uint16_t Server::port() const {
 
 Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
   Impl& m = *impl_;
-  const bool got = detail::run_until(*m.ctx, [&] { return !m.ready.empty(); },
-                                     Clock::now() + timeout);
+  const bool got = detail::run_until(
+      *m.ctx, [&] { return !m.ready.empty(); }, Clock::now() + timeout);
   if (!got) {
     return make_error(ErrorCode::kTimeout,
                       "accept: no peer within " + std::to_string(timeout.count()) + " ms");
@@ -275,6 +281,8 @@ std::size_t Server::poll() {
   return impl_->ctx->poll();
 }
 
-Counters Server::counters() const { return impl_->counters; }
+Counters Server::counters() const {
+  return impl_->counters;
+}
 
 }  // namespace agp::transport

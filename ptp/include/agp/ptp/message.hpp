@@ -41,7 +41,8 @@ enum class Layout : std::uint8_t {
   kBCS = 5,   // [batch, channels, sequence]
 };
 
-// Codec, rotation, lossless-stage and section identifiers are the codec's (agp/codec/format_ids.hpp).
+// Codec, rotation, lossless-stage and section identifiers are the codec's
+// (agp/codec/format_ids.hpp).
 using ::agp::CodecId;
 using ::agp::LosslessKind;
 using ::agp::RotationKind;
@@ -100,9 +101,9 @@ struct HelloDesc {
   std::vector<std::uint8_t> nonce;
   std::vector<std::uint8_t> auth_tag;
   std::string peer_name;
-  std::uint64_t session_id = 0;          // the connecting side's session, kept across reconnects
-  std::uint64_t delivered_sequence = 0;  // highest peer sequence delivered here (0: none)
-  std::uint64_t next_sequence = 0;       // first sequence this side will (re)send
+  std::uint64_t session_id = 0;           // the connecting side's session, kept across reconnects
+  std::uint64_t delivered_sequence = 0;   // highest peer sequence delivered here (0: none)
+  std::uint64_t next_sequence = 0;        // first sequence this side will (re)send
   std::vector<std::uint32_t> codec_bits;  // per `codecs` entry: bit b set = b bits supported
   friend bool operator==(const HelloDesc&, const HelloDesc&) = default;
 };

@@ -42,8 +42,8 @@ class TensorPacketWriter {
   // `chunk.count` of one packet: the tensor descriptor is the whole view's, the codec
   // descriptor's original_bytes the chunk's. Only per-vector codecs can be chunked
   // (chunkable()); kInvalidArgument otherwise or for a range outside the view.
-  Result<GatherList> write_chunk(const codec::TensorView& view, MessageHeader header,
-                                 Layout layout, const ChunkDesc& chunk);
+  Result<GatherList> write_chunk(const codec::TensorView& view, MessageHeader header, Layout layout,
+                                 const ChunkDesc& chunk);
   // Bytes of the encoded parts of the last packet (without framing).
   std::uint64_t encoded_bytes() const;
   // Gives the caller the encoded buffers the last gather list points into, so that list stays

@@ -68,12 +68,12 @@ struct LinkOptions {
   };
   std::vector<SessionPosition> known_sessions;
 
-  Millis connect_timeout{2000};    // one TCP connect attempt
-  Millis handshake_timeout{2000};  // hello to ready
-  Millis heartbeat_interval{200};  // a heartbeat goes out when nothing else did for this long
-  Millis dead_peer_timeout{1000};  // nothing heard for this long: the connection is dead
-  Millis reconnect_initial{20};    // first redial delay, doubled after each failure ...
-  Millis reconnect_max{1000};      // ... up to this
+  Millis connect_timeout{2000};     // one TCP connect attempt
+  Millis handshake_timeout{2000};   // hello to ready
+  Millis heartbeat_interval{200};   // a heartbeat goes out when nothing else did for this long
+  Millis dead_peer_timeout{1000};   // nothing heard for this long: the connection is dead
+  Millis reconnect_initial{20};     // first redial delay, doubled after each failure ...
+  Millis reconnect_max{1000};       // ... up to this
   Millis reconnect_give_up{30000};  // unreachable this long: the link fails with peer_lost
 };
 
@@ -83,10 +83,10 @@ struct Counters {
   std::uint64_t bytes_received = 0;
   std::uint64_t frames_sent = 0;
   std::uint64_t frames_received = 0;
-  std::uint64_t packets_sent = 0;       // posted by the application (each once)
+  std::uint64_t packets_sent = 0;  // posted by the application (each once)
   std::uint64_t packets_acked = 0;
-  std::uint64_t packets_delivered = 0;  // handed to the application here
-  std::uint64_t retransmits = 0;        // packets sent again after a reconnect
+  std::uint64_t packets_delivered = 0;   // handed to the application here
+  std::uint64_t retransmits = 0;         // packets sent again after a reconnect
   std::uint64_t duplicates_dropped = 0;  // frames of packets already delivered
   std::uint64_t checksum_failures = 0;   // frames rejected for a header or section checksum
   std::uint64_t frame_errors = 0;        // frames rejected for any other reason
@@ -112,7 +112,7 @@ struct LinkInfo {
 };
 
 struct PacketMeta {
-  std::string name;            // tensor name carried in the packet
+  std::string name;  // tensor name carried in the packet
   std::uint32_t stream_id = 0;
   ptp::Layout layout = ptp::Layout::kUnspecified;
 };
@@ -172,8 +172,8 @@ class Link {
 
   // --- callbacks, called from inside the calls above and poll()
   struct Handlers {
-    std::function<void()> on_packet;                        // a new packet began to arrive
-    std::function<void(const Receipt&)> on_acked;           // a posted packet was acknowledged
+    std::function<void()> on_packet;               // a new packet began to arrive
+    std::function<void(const Receipt&)> on_acked;  // a posted packet was acknowledged
     std::function<void(bool connected, const Status& why)> on_connection;  // up / down
   };
   void set_handlers(Handlers handlers);
