@@ -108,6 +108,48 @@ Result<FrameView> parse_frame(std::span<const std::byte> bytes, const DecoderOpt
   return view;
 }
 
+Result<FrameInspection> inspect_frame(std::span<const std::byte> bytes, const DecoderOptions& opts) {
+  if (bytes.size() < kPrefixSize) {
+    return make_error(ErrorCode::kTruncated, "input is " + std::to_string(bytes.size()) +
+                                                 " bytes; a frame prefix needs 24");
+  }
+  FrameInspection out;
+  const std::span<const std::byte, kPrefixSize> raw(bytes.data(), kPrefixSize);
+  auto prefix = detail::read_prefix(raw, opts.limits);
+  if (!prefix) return prefix.status();
+  out.prefix = *prefix;
+  const std::size_t head_end = kPrefixSize + prefix->header_length;
+  if (bytes.size() < head_end) {
+    return make_error(ErrorCode::kTruncated, "input ends inside the header");
+  }
+  AlignedBuffer region(prefix->header_length);
+  std::memcpy(region.data(), bytes.data() + kPrefixSize, prefix->header_length);
+  AGP_RETURN_IF_ERROR(check_header_region(*prefix, raw, region.span(), opts, out.header));
+  if (bytes.size() - head_end < out.header.body_length) {
+    return make_error(ErrorCode::kTruncated,
+                      "input ends inside the body (" + std::to_string(bytes.size() - head_end) +
+                          " of " + std::to_string(out.header.body_length) + " bytes)");
+  }
+  const auto body = bytes.subspan(head_end, out.header.body_length);
+  for (std::size_t i = 0; i < out.header.sections.size(); ++i) {
+    const SectionEntry& e = out.header.sections[i];
+    SectionCheck c;
+    c.entry = e;
+    c.actual_checksum = xxh3_64(body.subspan(e.offset, e.length));
+    c.checksum_ok = c.actual_checksum == e.checksum;
+    const std::uint64_t pad_end =
+        i + 1 < out.header.sections.size() ? out.header.sections[i + 1].offset
+                                           : out.header.body_length;
+    c.padding_ok = std::all_of(body.begin() + static_cast<std::ptrdiff_t>(e.offset + e.length),
+                               body.begin() + static_cast<std::ptrdiff_t>(pad_end),
+                               [](std::byte b) { return b == std::byte{0}; });
+    out.sections.push_back(c);
+  }
+  out.body = verify_body(out.header, body);
+  out.frame_bytes = head_end + out.header.body_length;
+  return out;
+}
+
 FrameDecoder::FrameDecoder(DecoderOptions opts) : opts_(std::move(opts)) {}
 
 void FrameDecoder::reset() {
@@ -238,7 +280,8 @@ void FrameDecoder::recycle(AlignedBuffer body) {
 
 Frame FrameDecoder::take_frame() {
   if (state_ != State::kFrameReady) return Frame{};
-  Frame f(std::move(header_), std::move(body_));
+  const std::size_t bytes = kPrefixSize + prefix_.header_length + body_.size();
+  Frame f(std::move(header_), std::move(body_), bytes);
   header_ = MessageHeader{};
   body_ = AlignedBuffer{};
   state_ = State::kPrefix;

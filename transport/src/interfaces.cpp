@@ -1,4 +1,4 @@
-#include "interfaces.hpp"
+#include "agp/transport/interfaces.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -7,7 +7,7 @@
 
 #include <memory>
 
-namespace agp::transport::detail {
+namespace agp::transport {
 namespace {
 
 struct IfAddrsDeleter {
@@ -65,4 +65,4 @@ Result<std::string> address_of(const std::string& interface) {
                            : "no network interface named '" + interface + "'");
 }
 
-}  // namespace agp::transport::detail
+}  // namespace agp::transport

@@ -3,7 +3,7 @@
 
 #include "auth.hpp"
 #include "handshake.hpp"
-#include "interfaces.hpp"
+#include "agp/transport/interfaces.hpp"
 #include "link_impl.hpp"
 
 namespace agp::transport {
@@ -91,7 +91,7 @@ void Link::Impl::start_connect() {
   socket->open(peer.protocol(), ec);
   std::string local = opts.socket.bind_address;
   if (!ec && local.empty() && !opts.bind_interface.empty()) {
-    auto a = detail::address_of(opts.bind_interface);
+    auto a = address_of(opts.bind_interface);
     if (!a) return fail(a.status());
     local = *a;
   }
@@ -271,7 +271,7 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   info.session_id = session_id;
   info.protocol_version = ptp::kProtocolVersion;
   info.local_endpoint = conn->local_endpoint();
-  info.local_interface = detail::interface_of(conn->local_address());
+  info.local_interface = interface_of(conn->local_address());
   info.remote_endpoint = conn->remote_endpoint();
   info.peer_name = peer.peer_name;
   info.peer_max_frame_bytes = peer.max_frame_bytes;
@@ -460,7 +460,7 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
                             std::to_string(h.sequence) + " does not continue the chunks before it");
     }
     p.next_vector += chunk.vector_count;
-    p.wire_bytes += h.body_length;
+    p.wire_bytes += frame.frame_bytes();
     p.frames.push_back(std::move(frame));
     return;
   }
@@ -475,7 +475,7 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   p.seq = h.sequence;
   p.expected_chunks = chunk.count;
   p.next_vector = chunk.vector_count;
-  p.wire_bytes = h.body_length;
+  p.wire_bytes = frame.frame_bytes();
   p.frames.push_back(std::move(frame));
   inbox.push_back(std::move(p));
   if (inbox.size() >= std::max<std::uint32_t>(opts.window_packets, 1) && conn) {
@@ -667,7 +667,8 @@ Result<ptp::MessageHeader> Link::next_packet(Millis timeout) {
   return m.inbox.front().frames.front().header();
 }
 
-Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
+Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
+                               std::vector<ptp::Frame>* frames) {
   Impl& m = *impl_;
   const auto until = Clock::now() + timeout;
   for (;;) {
@@ -708,7 +709,9 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout) {
       d.decode_us = p.decode_us;
       const Status err = p.decode_error;
       m.delivered = p.seq;
-      if (m.conn) {
+      if (frames) {
+        *frames = std::move(p.frames);
+      } else if (m.conn) {
         for (auto& f : p.frames) m.conn->recycle(f.release_body());
       }
       m.inbox.pop_front();

@@ -24,8 +24,8 @@ std::span<const std::byte> section_bytes(const MessageHeader& header,
 class Frame {
  public:
   Frame() = default;
-  Frame(MessageHeader header, AlignedBuffer body)
-      : header_(std::move(header)), body_(std::move(body)) {}
+  Frame(MessageHeader header, AlignedBuffer body, std::size_t frame_bytes = 0)
+      : header_(std::move(header)), body_(std::move(body)), frame_bytes_(frame_bytes) {}
   const MessageHeader& header() const { return header_; }
   std::span<const std::byte> body() const { return body_.span(); }
   std::span<const std::byte> section(std::size_t i) const {
@@ -33,12 +33,15 @@ class Frame {
   }
   // The first section of `kind`, or an empty span when there is none.
   std::span<const std::byte> find_section(SectionKind kind) const;
+  // Bytes the frame took on the wire (prefix + header region + body); 0 if not known.
+  std::size_t frame_bytes() const { return frame_bytes_; }
   // Takes the body's buffer (for FrameDecoder::recycle); the frame is empty afterwards.
   AlignedBuffer release_body() { return std::move(body_); }
 
  private:
   MessageHeader header_;
   AlignedBuffer body_;
+  std::size_t frame_bytes_ = 0;
 };
 
 // A verified frame inside a caller's buffer (no copy of the body).
@@ -52,6 +55,25 @@ struct FrameView {
 // Parses and verifies the frame at the start of `bytes` (trailing bytes are left alone; see
 // frame_bytes). kTruncated when `bytes` ends before the frame does.
 Result<FrameView> parse_frame(std::span<const std::byte> bytes, const DecoderOptions& opts = {});
+
+// A frame as a tool shows it (ptp-inspect): prefix and header are verified as a decoder would
+// (their errors are returned), while each section's checksum and padding are reported rather than
+// refused, with the first failure in `body`.
+struct SectionCheck {
+  SectionEntry entry;
+  std::uint64_t actual_checksum = 0;
+  bool checksum_ok = false;
+  bool padding_ok = false;
+};
+struct FrameInspection {
+  FramePrefix prefix;
+  MessageHeader header;
+  std::vector<SectionCheck> sections;
+  std::size_t frame_bytes = 0;
+  Status body;  // ok, or the first section or padding failure
+};
+Result<FrameInspection> inspect_frame(std::span<const std::byte> bytes,
+                                      const DecoderOptions& opts = {});
 
 class FrameDecoder {
  public:

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "agp/codec/tensor_view.hpp"
+#include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/frame_format.hpp"
 #include "agp/ptp/message.hpp"
 #include "agp/ptp/tensor_packet.hpp"
@@ -128,7 +129,7 @@ struct Receipt {
 
 struct Delivery {
   ptp::MessageHeader header;  // the packet's (first chunk's) header
-  std::uint64_t wire_bytes = 0;
+  std::uint64_t wire_bytes = 0;  // all frames of the packet, as they came off the wire
   std::uint32_t chunks = 1;
   double decode_us = 0;  // verifying is done on arrival; this is decoding into the caller's buffer
 };
@@ -167,8 +168,10 @@ class Link {
   // can prepare a buffer. The packet stays queued.
   Result<ptp::MessageHeader> next_packet(Millis timeout);
   // Verifies and decodes the next packet into `out` (shape as the packet's tensor; any float dtype
-  // and strides), chunk by chunk as they arrive, then acknowledges it.
-  Result<Delivery> receive(codec::TensorView out, Millis timeout);
+  // and strides), chunk by chunk as they arrive, then acknowledges it. With `frames`, the packet's
+  // verified frames are moved there (to save them, for example).
+  Result<Delivery> receive(codec::TensorView out, Millis timeout,
+                           std::vector<ptp::Frame>* frames = nullptr);
 
   // --- callbacks, called from inside the calls above and poll()
   struct Handlers {

@@ -7,7 +7,7 @@
 
 #include "agp/status.hpp"
 
-namespace agp::transport::detail {
+namespace agp::transport {
 
 // The interface name holding `address` ("lo", "bridge0", ...), or "" when none does.
 std::string interface_of(const std::string& address);
@@ -15,4 +15,4 @@ std::string interface_of(const std::string& address);
 // interface does not exist or has no address.
 Result<std::string> address_of(const std::string& interface);
 
-}  // namespace agp::transport::detail
+}  // namespace agp::transport

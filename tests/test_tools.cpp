@@ -1,0 +1,205 @@
+// The command-line tools end to end, as a user runs them: ptp-recv and ptp-send over loopback with
+// their JSON checked, the saved frames read back by ptp-inspect, and every user error giving one
+// line and its exit code.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+// The tools are host binaries: under an emulator (cross builds) they cannot be started.
+#define SKIP_UNDER_EMULATOR()                   \
+  if (std::getenv("AGP_TEST_NO_THREADS"))       \
+  GTEST_SKIP() << "tool processes cannot start under this emulator"
+
+struct ToolRun {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+ToolRun run(const std::string& command) {
+  const fs::path err = fs::temp_directory_path() / ("agp-tools-" + std::to_string(::getpid()) + ".err");
+  ToolRun r;
+  if (FILE* f = popen((command + " 2>" + err.string()).c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+    const int status = pclose(f);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::ifstream e(err);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  fs::remove(err);
+  return r;
+}
+
+// ptp-recv in the background on a free port; its stdout goes to a file whose first line is
+// "port N".
+struct Receiver {
+  fs::path out;
+  std::thread waiter;
+  int exit_code = -1;
+  int port = 0;
+
+  explicit Receiver(const std::string& args) {
+    out = fs::temp_directory_path() / ("agp-recv-" + std::to_string(::getpid()) + "-" +
+                                       std::to_string(reinterpret_cast<std::uintptr_t>(this)));
+    const std::string cmd = std::string(AGP_PTP_RECV) + " --listen 127.0.0.1 --port 0 " + args +
+                            " >" + out.string() + " 2>" + out.string() + ".err";
+    waiter = std::thread([this, cmd] {
+      const int status = std::system(cmd.c_str());
+      exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    });
+    for (int i = 0; i < 400 && port == 0; ++i) {
+      std::ifstream f(out);
+      std::string word;
+      if (f >> word && word == "port") f >> port;
+      if (port == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  // Waits for the process; returns its stdout after the "port N" line.
+  std::string finish() {
+    if (waiter.joinable()) waiter.join();
+    std::ifstream f(out);
+    std::string all((std::istreambuf_iterator<char>(f)), {});
+    fs::remove(out);
+    std::ifstream e(out.string() + ".err");
+    err.assign(std::istreambuf_iterator<char>(e), {});
+    fs::remove(out.string() + ".err");
+    const auto nl = all.find('\n');
+    return nl == std::string::npos ? "" : all.substr(nl + 1);
+  }
+  std::string err;
+  ~Receiver() {
+    if (waiter.joinable()) waiter.join();
+  }
+};
+
+TEST(Tools, SendAndReceiveOverLoopbackWithSavedFramesAndTensors) {
+  SKIP_UNDER_EMULATOR();
+  const fs::path dir = fs::temp_directory_path() / ("agp-tools-npy-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path frames = dir / "frames.ptp";
+  Receiver rx("--check --json --save-npy " + dir.string() + " --save-frames " + frames.string());
+  ASSERT_GT(rx.port, 0) << "ptp-recv did not report its port";
+  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
+                     std::to_string(rx.port) +
+                     " -n 5 --warmup 1 --codecs raw,tq4 --chunk-vectors 64 --generator llm-like "
+                     "--json --report " + (dir / "report.md").string());
+  ASSERT_EQ(tx.exit_code, 0) << tx.err;
+  const std::string rx_out = rx.finish();
+  ASSERT_EQ(rx.exit_code, 0) << rx.err;
+  const json s = json::parse(tx.out);
+  const json r = json::parse(rx_out);
+  ASSERT_EQ(s["codecs"].size(), 2u);
+  EXPECT_EQ(r["packets_received"].get<int>(), 12);  // (5 + 1 warm-up) x 2 codecs
+  EXPECT_TRUE(r["all_verified"].get<bool>());
+  for (const auto& p : r["packets"]) {
+    EXPECT_TRUE(p["verified"].get<bool>());
+    EXPECT_GT(p["bytes"].get<double>(), 0);
+    EXPECT_GE(p["decode_us"].get<double>(), 0);
+    EXPECT_TRUE(p.contains("rel_mse"));
+  }
+  const json& raw = s["codecs"][0];
+  const json& tq4 = s["codecs"][1];
+  EXPECT_EQ(raw["codec"], "raw");
+  EXPECT_EQ(raw["packets"].get<int>(), 5);
+  EXPECT_EQ(raw["rel_mse"].get<double>(), 0.0);
+  EXPECT_NEAR(raw["ratio_vs_fp16"].get<double>(), 1.0, 0.01);
+  EXPECT_EQ(tq4["chunks_per_packet"].get<int>(), 4);
+  EXPECT_GT(tq4["ratio_vs_fp16"].get<double>(), 3.5);
+  EXPECT_GT(tq4["rel_mse"].get<double>(), 0.001);
+  EXPECT_LT(tq4["rel_mse"].get<double>(), 0.03);
+  for (const char* k : {"p50", "p95", "p99", "max"}) {
+    EXPECT_GT(tq4["latency_us"][k].get<double>(), 0) << k;
+  }
+  EXPECT_LE(tq4["latency_us"]["p50"].get<double>(), tq4["latency_us"]["max"].get<double>());
+  // The receiver's own check of the generated packets agrees with the sender's error.
+  const json& rtq4 = r["codecs"][1];
+  EXPECT_EQ(rtq4["codec"], "turboquant_mse/4");
+  EXPECT_GT(rtq4["rel_mse"].get<double>(), 0.001);
+  EXPECT_LT(rtq4["rel_mse"].get<double>(), 0.03);
+  EXPECT_EQ(r["codecs"][0]["rel_mse"].get<double>(), 0.0);
+  // Saved tensors, report and frames.
+  int npy = 0;
+  for (const auto& e : fs::directory_iterator(dir)) npy += e.path().extension() == ".npy";
+  EXPECT_EQ(npy, 12);
+  EXPECT_TRUE(fs::exists(dir / "report.md"));
+  EXPECT_TRUE(fs::exists(dir / "report.svg"));
+  const ToolRun inspect = run(std::string(AGP_PTP_INSPECT) + " --json " + frames.string());
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  const json in = json::parse(inspect.out);
+  EXPECT_TRUE(in["valid"].get<bool>());
+  EXPECT_EQ(in["frames"].size(), 6u + 6u * 4u);  // raw whole, tq4 in 4 chunks
+  // One flipped body byte: ptp-inspect shows the section that no longer matches, and fails.
+  {
+    std::fstream f(frames, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(4000);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 1);
+    f.seekp(4000);
+    f.write(&c, 1);
+  }
+  const ToolRun bad = run(std::string(AGP_PTP_INSPECT) + " " + frames.string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("CHECKSUM MISMATCH"), std::string::npos) << bad.out;
+  fs::remove_all(dir);
+}
+
+// One line on stderr naming the problem, and the exit code.
+void expect_one_line_error(const ToolRun& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(Tools, UserErrorsGiveOneLineAndAnExitCode) {
+  SKIP_UNDER_EMULATOR();
+  const std::string send = AGP_PTP_SEND;
+  expect_one_line_error(run(send + " --codecs tq9"), 2, "unknown codec 'tq9'");
+  expect_one_line_error(run(send + " --shape 1,0"), 2, "--shape");
+  expect_one_line_error(run(send + " --dtype int7"), 2, "--dtype");
+  expect_one_line_error(run(send + " --frobnicate"), 2, "frobnicate");
+  expect_one_line_error(run(send + " --input /nonexistent.npy"), 2, "--input");
+  // Nobody listens on port 1 of loopback.
+  expect_one_line_error(run(send + " --port 1 --connect-timeout-ms 500"), 1, "cannot reach");
+  expect_one_line_error(run(std::string(AGP_PTP_INSPECT) + " /nonexistent"), 2, "nonexistent");
+  {
+    const fs::path junk = fs::temp_directory_path() / ("agp-junk-" + std::to_string(::getpid()));
+    std::ofstream(junk) << "this is not a frame, just some text of reasonable length.";
+    expect_one_line_error(run(std::string(AGP_PTP_INSPECT) + " " + junk.string()), 1, "bad_magic");
+    fs::remove(junk);
+  }
+  // A sender for another model (different fingerprint) is refused, and says so.
+  {
+    Receiver rx("--model-id model-a --idle-timeout-ms 3000 --quiet");
+    ASSERT_GT(rx.port, 0);
+    expect_one_line_error(run(send + " --model-id model-b --port " + std::to_string(rx.port)), 1,
+                          "fingerprint_mismatch");
+    rx.finish();
+    EXPECT_EQ(rx.exit_code, 1);  // it gave up waiting for a matching sender
+  }
+  // The port is taken.
+  {
+    Receiver first("--idle-timeout-ms 3000 --quiet");
+    ASSERT_GT(first.port, 0);
+    expect_one_line_error(run(std::string(AGP_PTP_RECV) + " --listen 127.0.0.1 --port " +
+                              std::to_string(first.port) + " --idle-timeout-ms 100"),
+                          1, "address_in_use");
+    first.finish();
+  }
+}
+
+}  // namespace

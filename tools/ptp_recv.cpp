@@ -1,0 +1,270 @@
+// ptp-recv: listens for a ptp-send (or any Link), verifies and decodes every packet into a host
+// buffer, acknowledges it, and reports per packet: bytes, codec, verification, decode time and
+// one-way delivery latency. Can save decoded tensors as .npy and the received frames to a file.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+
+#include "agp/codec/dtype.hpp"
+#include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/npy.hpp"
+#include "common/progress.hpp"
+#include "common/tool_support.hpp"
+#include "agp/transport/interfaces.hpp"
+
+namespace {
+
+using namespace agp;
+using namespace agp::tools;
+using json = nlohmann::json;
+using transport::Millis;
+constexpr const char* kTool = "ptp-recv";
+
+struct Options {
+  std::string listen = "0.0.0.0";
+  int port = 7400;
+  std::string interface;
+  std::uint64_t count = 0;
+  std::string save_npy;
+  std::string save_frames;
+  bool check = false;
+  int idle_timeout_ms = 30000;
+  Identity identity;
+  bool json = false;
+  bool quiet = false;
+};
+
+std::string codec_label(const ptp::CodecDesc& c) {
+  std::string s(codec_name(c.codec));
+  if (c.bits) s += "/" + std::to_string(c.bits);
+  return s;
+}
+
+struct CodecSummary {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  std::vector<double> decode_us, latency_us;
+  ErrorStats error;
+  bool checked = false;
+};
+
+// The frame bytes again, from a verified frame (the builder lays them out identically).
+Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) {
+  ptp::FrameBuilder builder;
+  for (const ptp::Frame& f : frames) {
+    std::vector<ptp::SectionInput> sections;
+    for (std::size_t i = 0; i < f.header().sections.size(); ++i) {
+      sections.push_back({f.header().sections[i].kind, f.section(i), f.header().sections[i].checksum});
+    }
+    auto g = builder.build(f.header(), sections);
+    if (!g) return g.status();
+    for (const auto& p : g->pieces) {
+      out.write(reinterpret_cast<const char*>(p.data()), static_cast<std::streamsize>(p.size()));
+    }
+  }
+  if (!out) return make_error(ErrorCode::kIoError, "writing the frames file failed");
+  return {};
+}
+
+int run(const Options& o) {
+  auto lo = link_options(o.identity, kTool);
+  if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
+  std::string address = o.listen;
+  if (!o.interface.empty()) {
+    auto a = transport::address_of(o.interface);
+    if (!a) return fail(kTool, "--interface: " + a.status().message(), kExitUsage);
+    address = *a;
+  }
+  if (o.port < 0 || o.port > 65535) return fail(kTool, "--port must be 0..65535", kExitUsage);
+  if (!o.save_npy.empty()) {
+    struct stat st {};
+    if (::stat(o.save_npy.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return fail(kTool, "--save-npy: '" + o.save_npy + "' is not a directory", kExitUsage);
+    }
+  }
+  std::ofstream frames_out;
+  if (!o.save_frames.empty()) {
+    frames_out.open(o.save_frames, std::ios::binary | std::ios::trunc);
+    if (!frames_out) return fail(kTool, "--save-frames: cannot create '" + o.save_frames + "'", kExitUsage);
+  }
+  auto server = transport::Server::listen(address, static_cast<std::uint16_t>(o.port), *lo);
+  if (!server) return fail(kTool, server.status().message() + " [" +
+                                      std::string(error_code_name(server.status().code())) + "]");
+  if (!o.quiet && !o.json) {
+    std::fprintf(stderr, "%s: listening on %s:%u\n", kTool, address.c_str(), (*server)->port());
+  }
+  // The port, for scripts that asked for port 0 (one line on stdout before anything else).
+  if (o.port == 0) {
+    std::printf("port %u\n", (*server)->port());
+    std::fflush(stdout);
+  }
+  auto link = (*server)->accept(Millis(o.idle_timeout_ms));
+  if (!link) {
+    return fail(kTool, "no sender within " + std::to_string(o.idle_timeout_ms) + " ms [" +
+                           std::string(error_code_name(link.status().code())) + "]");
+  }
+  const auto info = (*link)->info();
+  if (!o.quiet && !o.json) {
+    std::fprintf(stderr, "%s: %s connected from %s\n", kTool, info.peer_name.c_str(),
+                 info.remote_endpoint.c_str());
+  }
+  json packets = json::array();
+  std::map<std::string, CodecSummary> summary;
+  std::vector<std::string> order;
+  std::vector<std::byte> out;
+  std::uint64_t received = 0;
+  Progress progress("receiving", o.count, o.quiet || o.json);
+  while (o.count == 0 || received < o.count) {
+    auto next = (*link)->next_packet(Millis(o.idle_timeout_ms));
+    if (!next) {
+      if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
+      return fail(kTool, "waiting for packet " + std::to_string(received + 1) + ": " +
+                             next.status().message() + " [" +
+                             std::string(error_code_name(next.status().code())) + "]");
+    }
+    const ptp::TensorDesc& t = *next->tensor;
+    std::uint64_t elements = 1;
+    for (auto d : t.shape) elements *= d;
+    out.resize(elements * dtype_size(t.dtype));
+    const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
+    std::vector<ptp::Frame> frames;
+    auto d = (*link)->receive(view, Millis(o.idle_timeout_ms),
+                              frames_out.is_open() ? &frames : nullptr);
+    const std::uint64_t arrived_ns = wall_clock_ns();
+    if (!d) {
+      return fail(kTool, "packet " + std::to_string(next->sequence) + ": " + d.status().message() +
+                             " [" + std::string(error_code_name(d.status().code())) + "]");
+    }
+    ++received;
+    const std::string label = codec_label(*d->header.codec);
+    if (!summary.count(label)) order.push_back(label);
+    CodecSummary& s = summary[label];
+    const double latency_us =
+        static_cast<double>(static_cast<std::int64_t>(arrived_ns - d->header.timestamp_ns)) / 1e3;
+    ++s.packets;
+    s.bytes += d->wire_bytes;
+    s.decode_us.push_back(d->decode_us);
+    s.latency_us.push_back(latency_us);
+    json p = {{"sequence", d->header.sequence}, {"codec", label},  {"bytes", d->wire_bytes},
+              {"chunks", d->chunks},            {"verified", true}, {"decode_us", d->decode_us},
+              {"delivery_latency_us", latency_us}, {"name", t.name}};
+    if (o.check) {
+      auto tag = Generator::from_tag(t.name);
+      if (tag) {
+        const auto original = tag->first.make(tag->second, t.shape, t.dtype, t.vector_axis);
+        const auto oview =
+            codec::TensorView::contiguous(original.data(), t.dtype, t.shape, t.vector_axis);
+        ErrorStats e;
+        e.add(oview, view);
+        s.error.add(oview, view);
+        s.checked = true;
+        p["rel_mse"] = e.rel_mse();
+        p["cosine"] = e.cosine();
+      }
+    }
+    if (!o.save_npy.empty()) {
+      const std::string path = o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
+      if (auto s2 = ptp::write_npy(path, t.dtype, t.shape, out); !s2) {
+        return fail(kTool, "--save-npy: " + s2.message());
+      }
+    }
+    if (frames_out.is_open()) {
+      if (auto s2 = append_frames(frames_out, frames); !s2) return fail(kTool, s2.message());
+    }
+    if (!o.quiet && !o.json) {
+      std::printf("#%-6llu %-16s %9llu B  %u chunk%s  verified  decode %7.1f us  latency %8.1f us",
+                  static_cast<unsigned long long>(d->header.sequence), label.c_str(),
+                  static_cast<unsigned long long>(d->wire_bytes), d->chunks, d->chunks == 1 ? " " : "s",
+                  d->decode_us, latency_us);
+      if (p.contains("rel_mse")) {
+        std::printf("  rel MSE %.3g cosine %.5f", p["rel_mse"].get<double>(), p["cosine"].get<double>());
+      }
+      std::printf("\n");
+    }
+    packets.push_back(std::move(p));
+    progress.update(received);
+  }
+  progress.finish();
+  const auto counters = (*link)->counters();
+  (void)(*link)->close(Millis(2000));
+
+  json codecs = json::array();
+  for (const auto& label : order) {
+    const CodecSummary& s = summary[label];
+    json c = {{"codec", label},
+              {"packets", s.packets},
+              {"bytes_per_packet", s.packets ? static_cast<double>(s.bytes) / static_cast<double>(s.packets) : 0.0},
+              {"decode_us_p50", percentile(s.decode_us, 0.5)},
+              {"delivery_latency_us_p50", percentile(s.latency_us, 0.5)},
+              {"delivery_latency_us_p99", percentile(s.latency_us, 0.99)}};
+    if (s.checked) {
+      c["rel_mse"] = s.error.rel_mse();
+      c["cosine"] = s.error.cosine();
+    }
+    codecs.push_back(c);
+  }
+  json doc = {{"tool", kTool},
+              {"peer", {{"endpoint", info.remote_endpoint}, {"name", info.peer_name}}},
+              {"local", {{"endpoint", info.local_endpoint}, {"interface", info.local_interface}}},
+              {"packets_received", received},
+              {"all_verified", true},
+              {"delivery_latency",
+               "receiver wall clock when decoded minus the sender's timestamp in the packet; "
+               "meaningful across two machines only with synchronised clocks"},
+              {"counters",
+               {{"checksum_failures", counters.checksum_failures},
+                {"frame_errors", counters.frame_errors},
+                {"duplicates_dropped", counters.duplicates_dropped},
+                {"reconnects", counters.reconnects},
+                {"bytes_received", counters.bytes_received}}},
+              {"codecs", codecs}};
+  if (o.json) {
+    doc["packets"] = packets;
+    std::cout << doc.dump(2) << "\n";
+  } else if (!o.quiet) {
+    std::printf("\n%llu packets received, all verified and decoded; checksum failures %llu, "
+                "reconnects %llu\n",
+                static_cast<unsigned long long>(received),
+                static_cast<unsigned long long>(counters.checksum_failures),
+                static_cast<unsigned long long>(counters.reconnects));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "ptp-recv: accepts one sender, verifies every packet (header and section checksums, model "
+      "fingerprint), decodes it into a host buffer, acknowledges it, and reports per packet: "
+      "bytes, codec, decode time and delivery latency (this machine's clock at decode minus the "
+      "sender's timestamp). Ends when the sender closes, or after --count packets."};
+  app.add_option("--listen", o.listen, "address to listen on");
+  app.add_option("--port", o.port, "port to listen on (0: pick one and print 'port N' first)");
+  app.add_option("--interface", o.interface, "listen on this interface's address (for example bridge0)");
+  app.add_option("-n,--count", o.count, "stop after this many packets (0: until the sender closes)");
+  app.add_option("--save-npy", o.save_npy, "directory to write each decoded tensor to, as packet-SEQ.npy");
+  app.add_option("--save-frames", o.save_frames, "file to write the received frames to, back to back");
+  app.add_flag("--check", o.check,
+               "regenerate generated packets (ptp-send's generators) and report their decoded error");
+  app.add_option("--idle-timeout-ms", o.idle_timeout_ms, "give up when nothing arrives for this long")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--model-id", o.identity.model_id, "model id; must match the sender's");
+  app.add_option("--split", o.identity.split_layer, "split layer; must match the sender's");
+  app.add_option("--key-file", o.identity.key_file, "file holding the pre-shared key (both ends)");
+  app.add_flag("--json", o.json, "print one JSON document (with every packet) at the end");
+  app.add_flag("-q,--quiet", o.quiet, "no per-packet lines, no progress bar");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(kTool, std::string(e.what()) + " (see --help)", kExitUsage);
+  }
+  return run(o);
+}
