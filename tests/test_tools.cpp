@@ -18,8 +18,8 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 // The tools are host binaries: under an emulator (cross builds) they cannot be started.
-#define SKIP_UNDER_EMULATOR()                   \
-  if (std::getenv("AGP_TEST_NO_THREADS"))       \
+#define SKIP_UNDER_EMULATOR()             \
+  if (std::getenv("AGP_TEST_NO_THREADS")) \
   GTEST_SKIP() << "tool processes cannot start under this emulator"
 
 struct ToolRun {
@@ -29,7 +29,8 @@ struct ToolRun {
 };
 
 ToolRun run(const std::string& command) {
-  const fs::path err = fs::temp_directory_path() / ("agp-tools-" + std::to_string(::getpid()) + ".err");
+  const fs::path err =
+      fs::temp_directory_path() / ("agp-tools-" + std::to_string(::getpid()) + ".err");
   ToolRun r;
   if (FILE* f = popen((command + " 2>" + err.string()).c_str(), "r")) {
     char buf[4096];
@@ -93,10 +94,11 @@ TEST(Tools, SendAndReceiveOverLoopbackWithSavedFramesAndTensors) {
   const fs::path frames = dir / "frames.ptp";
   Receiver rx("--check --json --save-npy " + dir.string() + " --save-frames " + frames.string());
   ASSERT_GT(rx.port, 0) << "ptp-recv did not report its port";
-  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
-                     std::to_string(rx.port) +
-                     " -n 5 --warmup 1 --codecs raw,tq4 --chunk-vectors 64 --generator llm-like "
-                     "--json --report " + (dir / "report.md").string());
+  const ToolRun tx =
+      run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " + std::to_string(rx.port) +
+          " -n 5 --warmup 1 --codecs raw,tq4 --chunk-vectors 64 --generator llm-like "
+          "--json --report " +
+          (dir / "report.md").string());
   ASSERT_EQ(tx.exit_code, 0) << tx.err;
   const std::string rx_out = rx.finish();
   ASSERT_EQ(rx.exit_code, 0) << rx.err;

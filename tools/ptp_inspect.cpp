@@ -67,15 +67,16 @@ json describe(const ptp::FrameInspection& f, std::size_t offset) {
   }
   if (h.codec) {
     const auto& c = *h.codec;
-    j["codec"] = {{"codec", std::string(codec_name(c.codec))},
-                  {"bits", c.bits},
-                  {"rotation", rotation_label(c.rotation)},
-                  {"rotation_seed", c.rotation_seed},
-                  {"block_size", c.block_size},
-                  {"codebook", std::to_string(c.codebook_id) + "." + std::to_string(c.codebook_version)},
-                  {"norm_dtype", std::string(dtype_name(c.norm_dtype))},
-                  {"lossless", lossless_label(c.lossless)},
-                  {"original_bytes", c.original_bytes}};
+    j["codec"] = {
+        {"codec", std::string(codec_name(c.codec))},
+        {"bits", c.bits},
+        {"rotation", rotation_label(c.rotation)},
+        {"rotation_seed", c.rotation_seed},
+        {"block_size", c.block_size},
+        {"codebook", std::to_string(c.codebook_id) + "." + std::to_string(c.codebook_version)},
+        {"norm_dtype", std::string(dtype_name(c.norm_dtype))},
+        {"lossless", lossless_label(c.lossless)},
+        {"original_bytes", c.original_bytes}};
   }
   if (h.chunk) {
     j["chunk"] = {{"index", h.chunk->index},
@@ -114,7 +115,8 @@ void print_text(const json& j) {
   std::printf("frame at byte %llu: %llu bytes, %s%s\n",
               static_cast<unsigned long long>(j["offset"].get<std::size_t>()),
               static_cast<unsigned long long>(j["frame_bytes"].get<std::size_t>()),
-              j["kind"].get<std::string>().c_str(), j["valid"].get<bool>() ? "" : "  ** INVALID **");
+              j["kind"].get<std::string>().c_str(),
+              j["valid"].get<bool>() ? "" : "  ** INVALID **");
   const auto& p = j["prefix"];
   std::printf("  prefix   format v%u, flags %u, header %u bytes, header XXH3 %s (ok)\n",
               p["format_version"].get<unsigned>(), p["flags"].get<unsigned>(),
@@ -123,26 +125,28 @@ void print_text(const json& j) {
               j["protocol_version"].get<unsigned>(), j["stream_id"].get<unsigned>(),
               static_cast<unsigned long long>(j["sequence"].get<std::uint64_t>()),
               static_cast<unsigned long long>(j["timestamp_ns"].get<std::uint64_t>()));
-  std::printf("  model    %s, split layer %d, fingerprint %s\n", j["model_id"].get<std::string>().c_str(),
-              j["split_layer"].get<int>(), j["fingerprint"].get<std::string>().c_str());
+  std::printf("  model    %s, split layer %d, fingerprint %s\n",
+              j["model_id"].get<std::string>().c_str(), j["split_layer"].get<int>(),
+              j["fingerprint"].get<std::string>().c_str());
   for (const char* key : {"tensor", "codec", "chunk", "ack", "error", "hello"}) {
     if (j.contains(key)) std::printf("  %-8s %s\n", key, j[key].dump().c_str());
   }
   std::printf("  sections (body %llu bytes):\n",
               static_cast<unsigned long long>(j["body_length"].get<std::uint64_t>()));
   for (const auto& s : j["sections"]) {
-    std::printf("    %-12s offset %10llu  length %10llu  xxh3 %s  %s%s\n",
-                s["kind"].get<std::string>().c_str(),
-                static_cast<unsigned long long>(s["offset"].get<std::uint64_t>()),
-                static_cast<unsigned long long>(s["length"].get<std::uint64_t>()),
-                s["xxh3"].get<std::string>().c_str(),
-                s["checksum_ok"].get<bool>() ? "checksum ok"
-                                             : ("CHECKSUM MISMATCH (is " +
-                                                s["actual_xxh3"].get<std::string>() + ")")
-                                                   .c_str(),
-                s["padding_ok"].get<bool>() ? "" : ", NON-ZERO PADDING");
+    std::printf(
+        "    %-12s offset %10llu  length %10llu  xxh3 %s  %s%s\n",
+        s["kind"].get<std::string>().c_str(),
+        static_cast<unsigned long long>(s["offset"].get<std::uint64_t>()),
+        static_cast<unsigned long long>(s["length"].get<std::uint64_t>()),
+        s["xxh3"].get<std::string>().c_str(),
+        s["checksum_ok"].get<bool>()
+            ? "checksum ok"
+            : ("CHECKSUM MISMATCH (is " + s["actual_xxh3"].get<std::string>() + ")").c_str(),
+        s["padding_ok"].get<bool>() ? "" : ", NON-ZERO PADDING");
   }
-  if (j.contains("problem")) std::printf("  problem  %s\n", j["problem"].get<std::string>().c_str());
+  if (j.contains("problem"))
+    std::printf("  problem  %s\n", j["problem"].get<std::string>().c_str());
 }
 
 }  // namespace

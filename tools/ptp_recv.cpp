@@ -1,20 +1,21 @@
 // ptp-recv: listens for a ptp-send (or any Link), verifies and decodes every packet into a host
 // buffer, acknowledges it, and reports per packet: bytes, codec, verification, decode time and
 // one-way delivery latency. Can save decoded tensors as .npy and the received frames to a file.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/npy.hpp"
+#include "agp/transport/interfaces.hpp"
 #include "common/progress.hpp"
 #include "common/tool_support.hpp"
-#include "agp/transport/interfaces.hpp"
 
 namespace {
 
@@ -58,7 +59,8 @@ Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) 
   for (const ptp::Frame& f : frames) {
     std::vector<ptp::SectionInput> sections;
     for (std::size_t i = 0; i < f.header().sections.size(); ++i) {
-      sections.push_back({f.header().sections[i].kind, f.section(i), f.header().sections[i].checksum});
+      sections.push_back(
+          {f.header().sections[i].kind, f.section(i), f.header().sections[i].checksum});
     }
     auto g = builder.build(f.header(), sections);
     if (!g) return g.status();
@@ -89,11 +91,13 @@ int run(const Options& o) {
   std::ofstream frames_out;
   if (!o.save_frames.empty()) {
     frames_out.open(o.save_frames, std::ios::binary | std::ios::trunc);
-    if (!frames_out) return fail(kTool, "--save-frames: cannot create '" + o.save_frames + "'", kExitUsage);
+    if (!frames_out)
+      return fail(kTool, "--save-frames: cannot create '" + o.save_frames + "'", kExitUsage);
   }
   auto server = transport::Server::listen(address, static_cast<std::uint16_t>(o.port), *lo);
-  if (!server) return fail(kTool, server.status().message() + " [" +
-                                      std::string(error_code_name(server.status().code())) + "]");
+  if (!server)
+    return fail(kTool, server.status().message() + " [" +
+                           std::string(error_code_name(server.status().code())) + "]");
   if (!o.quiet && !o.json) {
     std::fprintf(stderr, "%s: listening on %s:%u\n", kTool, address.c_str(), (*server)->port());
   }
@@ -132,8 +136,8 @@ int run(const Options& o) {
     out.resize(elements * dtype_size(t.dtype));
     const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
     std::vector<ptp::Frame> frames;
-    auto d = (*link)->receive(view, Millis(o.idle_timeout_ms),
-                              frames_out.is_open() ? &frames : nullptr);
+    auto d =
+        (*link)->receive(view, Millis(o.idle_timeout_ms), frames_out.is_open() ? &frames : nullptr);
     const std::uint64_t arrived_ns = wall_clock_ns();
     if (!d) {
       return fail(kTool, "packet " + std::to_string(next->sequence) + ": " + d.status().message() +
@@ -149,9 +153,14 @@ int run(const Options& o) {
     s.bytes += d->wire_bytes;
     s.decode_us.push_back(d->decode_us);
     s.latency_us.push_back(latency_us);
-    json p = {{"sequence", d->header.sequence}, {"codec", label},  {"bytes", d->wire_bytes},
-              {"chunks", d->chunks},            {"verified", true}, {"decode_us", d->decode_us},
-              {"delivery_latency_us", latency_us}, {"name", t.name}};
+    json p = {{"sequence", d->header.sequence},
+              {"codec", label},
+              {"bytes", d->wire_bytes},
+              {"chunks", d->chunks},
+              {"verified", true},
+              {"decode_us", d->decode_us},
+              {"delivery_latency_us", latency_us},
+              {"name", t.name}};
     if (o.check) {
       auto tag = Generator::from_tag(t.name);
       if (tag) {
@@ -167,7 +176,8 @@ int run(const Options& o) {
       }
     }
     if (!o.save_npy.empty()) {
-      const std::string path = o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
+      const std::string path =
+          o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
       if (auto s2 = ptp::write_npy(path, t.dtype, t.shape, out); !s2) {
         return fail(kTool, "--save-npy: " + s2.message());
       }
@@ -178,10 +188,11 @@ int run(const Options& o) {
     if (!o.quiet && !o.json) {
       std::printf("#%-6llu %-16s %9llu B  %u chunk%s  verified  decode %7.1f us  latency %8.1f us",
                   static_cast<unsigned long long>(d->header.sequence), label.c_str(),
-                  static_cast<unsigned long long>(d->wire_bytes), d->chunks, d->chunks == 1 ? " " : "s",
-                  d->decode_us, latency_us);
+                  static_cast<unsigned long long>(d->wire_bytes), d->chunks,
+                  d->chunks == 1 ? " " : "s", d->decode_us, latency_us);
       if (p.contains("rel_mse")) {
-        std::printf("  rel MSE %.3g cosine %.5f", p["rel_mse"].get<double>(), p["cosine"].get<double>());
+        std::printf("  rel MSE %.3g cosine %.5f", p["rel_mse"].get<double>(),
+                    p["cosine"].get<double>());
       }
       std::printf("\n");
     }
@@ -197,7 +208,8 @@ int run(const Options& o) {
     const CodecSummary& s = summary[label];
     json c = {{"codec", label},
               {"packets", s.packets},
-              {"bytes_per_packet", s.packets ? static_cast<double>(s.bytes) / static_cast<double>(s.packets) : 0.0},
+              {"bytes_per_packet",
+               s.packets ? static_cast<double>(s.bytes) / static_cast<double>(s.packets) : 0.0},
               {"decode_us_p50", percentile(s.decode_us, 0.5)},
               {"delivery_latency_us_p50", percentile(s.latency_us, 0.5)},
               {"delivery_latency_us_p99", percentile(s.latency_us, 0.99)}};
@@ -226,11 +238,12 @@ int run(const Options& o) {
     doc["packets"] = packets;
     std::cout << doc.dump(2) << "\n";
   } else if (!o.quiet) {
-    std::printf("\n%llu packets received, all verified and decoded; checksum failures %llu, "
-                "reconnects %llu\n",
-                static_cast<unsigned long long>(received),
-                static_cast<unsigned long long>(counters.checksum_failures),
-                static_cast<unsigned long long>(counters.reconnects));
+    std::printf(
+        "\n%llu packets received, all verified and decoded; checksum failures %llu, "
+        "reconnects %llu\n",
+        static_cast<unsigned long long>(received),
+        static_cast<unsigned long long>(counters.checksum_failures),
+        static_cast<unsigned long long>(counters.reconnects));
   }
   return 0;
 }
@@ -246,13 +259,19 @@ int main(int argc, char** argv) {
       "sender's timestamp). Ends when the sender closes, or after --count packets."};
   app.add_option("--listen", o.listen, "address to listen on");
   app.add_option("--port", o.port, "port to listen on (0: pick one and print 'port N' first)");
-  app.add_option("--interface", o.interface, "listen on this interface's address (for example bridge0)");
-  app.add_option("-n,--count", o.count, "stop after this many packets (0: until the sender closes)");
-  app.add_option("--save-npy", o.save_npy, "directory to write each decoded tensor to, as packet-SEQ.npy");
-  app.add_option("--save-frames", o.save_frames, "file to write the received frames to, back to back");
-  app.add_flag("--check", o.check,
-               "regenerate generated packets (ptp-send's generators) and report their decoded error");
-  app.add_option("--idle-timeout-ms", o.idle_timeout_ms, "give up when nothing arrives for this long")
+  app.add_option("--interface", o.interface,
+                 "listen on this interface's address (for example bridge0)");
+  app.add_option("-n,--count", o.count,
+                 "stop after this many packets (0: until the sender closes)");
+  app.add_option("--save-npy", o.save_npy,
+                 "directory to write each decoded tensor to, as packet-SEQ.npy");
+  app.add_option("--save-frames", o.save_frames,
+                 "file to write the received frames to, back to back");
+  app.add_flag(
+      "--check", o.check,
+      "regenerate generated packets (ptp-send's generators) and report their decoded error");
+  app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
+                 "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);
   app.add_option("--model-id", o.identity.model_id, "model id; must match the sender's");
   app.add_option("--split", o.identity.split_layer, "split layer; must match the sender's");

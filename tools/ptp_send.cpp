@@ -133,8 +133,8 @@ struct Lane {
   std::string name;
   ptp::PacketCodec codec;
   std::vector<double> latency_us, encode_us;
-  std::uint64_t wire_bytes = 0;     // of the timed packets
-  std::uint64_t fp16_bytes = 0;     // the same tensors as raw fp16
+  std::uint64_t wire_bytes = 0;  // of the timed packets
+  std::uint64_t fp16_bytes = 0;  // the same tensors as raw fp16
   std::uint64_t values = 0;
   std::uint32_t chunks = 1;
   ErrorStats error;
@@ -150,7 +150,8 @@ Status add_error(Lane& lane, const codec::TensorView& view, ptp::Layout layout) 
   auto f = ptp::parse_frame(flat);
   if (!f) return f.status();
   std::vector<std::byte> out(view.vector_count() * view.dim() * 4);
-  auto decoded = codec::TensorView::contiguous(out.data(), DType::kF32, view.shape, view.vector_axis);
+  auto decoded =
+      codec::TensorView::contiguous(out.data(), DType::kF32, view.shape, view.vector_axis);
   AGP_RETURN_IF_ERROR(ptp::read_tensor_packet(f->header, f->body, decoded));
   lane.error.add(view, decoded);
   return {};
@@ -185,8 +186,7 @@ int run(const Options& o, const std::string& command) {
   const transport::LinkInfo info = (*link)->info();
   if (!o.quiet && !o.json) {
     std::fprintf(stderr, "%s: connected to %s (%s) from %s on interface %s\n", kTool,
-                 info.remote_endpoint.c_str(), info.peer_name.c_str(),
-                 info.local_endpoint.c_str(),
+                 info.remote_endpoint.c_str(), info.peer_name.c_str(), info.local_endpoint.c_str(),
                  info.local_interface.empty() ? "?" : info.local_interface.c_str());
   }
 
@@ -196,24 +196,25 @@ int run(const Options& o, const std::string& command) {
   auto next_slot = start;
   for (std::uint64_t i = 0; i < total; ++i) {
     auto [name, t] = source->make(i);
-    const auto view =
-        codec::TensorView::contiguous(t->bytes.data(), t->dtype, t->shape, default_vector_axis(t->shape));
+    const auto view = codec::TensorView::contiguous(t->bytes.data(), t->dtype, t->shape,
+                                                    default_vector_axis(t->shape));
     const auto layout = default_layout(t->shape);
     for (Lane& lane : lanes) {  // interleaved: every codec sends packet i before packet i+1
-      if (o.rate > 0) {  // pace: keep heartbeats and acks flowing while waiting for the slot
-        next_slot += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / o.rate));
+      if (o.rate > 0) {         // pace: keep heartbeats and acks flowing while waiting for the slot
+        next_slot += std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(1.0 / o.rate));
         while (Clock::now() < next_slot) {
           (*link)->poll();
-          std::this_thread::sleep_for(std::min<Clock::duration>(next_slot - Clock::now(),
-                                                                std::chrono::milliseconds(1)));
+          std::this_thread::sleep_for(
+              std::min<Clock::duration>(next_slot - Clock::now(), std::chrono::milliseconds(1)));
         }
       }
       const auto t0 = Clock::now();
       auto r = (*link)->send(view, lane.codec, {name, 0, layout}, Millis(o.timeout_ms));
       const double us = micros_since(t0);
       if (!r) {
-        return fail(kTool, "packet " + std::to_string(i) + " (" + lane.name + "): " +
-                               r.status().message() + " [" +
+        return fail(kTool, "packet " + std::to_string(i) + " (" + lane.name +
+                               "): " + r.status().message() + " [" +
                                std::string(error_code_name(r.status().code())) + "]");
       }
       if (i < static_cast<std::uint64_t>(o.warmup)) continue;
@@ -248,8 +249,9 @@ int run(const Options& o, const std::string& command) {
   doc["packets_per_codec"] = o.count;
   doc["warmup_per_codec"] = o.warmup;
   doc["chunk_vectors"] = o.chunk_vectors;
-  doc["latency"] = "from send() start (encoding included) to the receiver's acknowledgement, sent "
-                   "after it verified and decoded the packet";
+  doc["latency"] =
+      "from send() start (encoding included) to the receiver's acknowledgement, sent "
+      "after it verified and decoded the packet";
   json rows = json::array();
   for (const Lane& l : lanes) {
     const double n = static_cast<double>(l.latency_us.size());
@@ -259,8 +261,10 @@ int run(const Options& o, const std::string& command) {
     r["codec"] = l.name;
     r["packets"] = l.latency_us.size();
     r["bytes_per_packet"] = n > 0 ? static_cast<double>(l.wire_bytes) / n : 0.0;
-    r["ratio_vs_fp16"] = l.wire_bytes ? static_cast<double>(l.fp16_bytes) / static_cast<double>(l.wire_bytes) : 0.0;
-    r["bits_per_value"] = l.values ? 8.0 * static_cast<double>(l.wire_bytes) / static_cast<double>(l.values) : 0.0;
+    r["ratio_vs_fp16"] =
+        l.wire_bytes ? static_cast<double>(l.fp16_bytes) / static_cast<double>(l.wire_bytes) : 0.0;
+    r["bits_per_value"] =
+        l.values ? 8.0 * static_cast<double>(l.wire_bytes) / static_cast<double>(l.values) : 0.0;
     r["chunks_per_packet"] = l.chunks;
     r["latency_us"] = {{"p50", percentile(l.latency_us, 0.5)},
                        {"p95", percentile(l.latency_us, 0.95)},
@@ -269,7 +273,8 @@ int run(const Options& o, const std::string& command) {
                        {"mean", n > 0 ? total_us / n : 0.0}};
     r["encode_us_p50"] = percentile(l.encode_us, 0.5);
     r["packets_per_s"] = total_us > 0 ? n / (total_us / 1e6) : 0.0;
-    r["gbit_per_s"] = total_us > 0 ? 8.0 * static_cast<double>(l.wire_bytes) / (total_us * 1e3) : 0.0;
+    r["gbit_per_s"] =
+        total_us > 0 ? 8.0 * static_cast<double>(l.wire_bytes) / (total_us * 1e3) : 0.0;
     r["rel_mse"] = l.error.rel_mse();
     r["cosine"] = l.error.cosine();
     r["max_abs_error"] = l.error.max_abs;
@@ -307,8 +312,9 @@ int run(const Options& o, const std::string& command) {
   if (o.json) {
     std::cout << doc.dump(2) << "\n";
   } else {
-    std::printf("%s\nlatency: send() start to the receiver's ack (verified and decoded there)\n\n%s",
-                heading.c_str(), table.c_str());
+    std::printf(
+        "%s\nlatency: send() start to the receiver's ack (verified and decoded there)\n\n%s",
+        heading.c_str(), table.c_str());
     std::printf("\nretransmits %llu, reconnects %llu\n",
                 static_cast<unsigned long long>(counters.retransmits),
                 static_cast<unsigned long long>(counters.reconnects));
@@ -317,12 +323,15 @@ int run(const Options& o, const std::string& command) {
     std::vector<Series> series;
     for (const Lane& l : lanes) series.push_back({l.name, l.latency_us});
     const std::string md = "# ptp-send run " + std::string(run_id) + "\n\n- command: `" + command +
-                           "`\n- data: " + source->description + "\n- peer: " +
-                           info.remote_endpoint + " (" + info.peer_name + "), local interface " +
-                           info.local_interface + "\n- latency: send() start to the receiver's "
-                           "acknowledgement (verified and decoded there)\n\n```\n" + table +
-                           "```\n";
-    if (auto s = write_report(o.report, md, latency_cdf_svg(series, heading)); !s) {
+                           "`\n- data: " + source->description +
+                           "\n- peer: " + info.remote_endpoint + " (" + info.peer_name +
+                           "), local interface " + info.local_interface +
+                           "\n- latency: send() start to the receiver's "
+                           "acknowledgement (verified and decoded there)\n\n```\n" +
+                           table + "```\n";
+    const std::string title = "ptp-send delivery latency, " + std::to_string(o.count) +
+                              " packets per codec, to " + info.remote_endpoint;
+    if (auto s = write_report(o.report, md, latency_cdf_svg(series, title)); !s) {
       return fail(kTool, "--report: " + s.message());
     }
   }
@@ -346,13 +355,17 @@ int main(int argc, char** argv) {
   app.add_option("--codecs", o.codecs,
                  "comma-separated: raw, tq1..tq8 (TurboQuant), prod2..prod8, int8, int4, ec2..ec8");
   app.add_option("-n,--count", o.count, "timed packets per codec")->check(CLI::Range(1, 10000000));
-  app.add_option("--warmup", o.warmup, "untimed packets per codec first")->check(CLI::Range(0, 1000000));
-  app.add_option("--generator", o.generator,
-                 "gauss (N(0,1), the seed plan's packets) or llm-like (outlier channels, heavy tails)");
+  app.add_option("--warmup", o.warmup, "untimed packets per codec first")
+      ->check(CLI::Range(0, 1000000));
+  app.add_option(
+      "--generator", o.generator,
+      "gauss (N(0,1), the seed plan's packets) or llm-like (outlier channels, heavy tails)");
   app.add_option("--seed", o.seed, "generator seed");
-  app.add_option("--shape", o.shape, "generated tensor shape; vectors along axis 1 for rank 4, else the last");
+  app.add_option("--shape", o.shape,
+                 "generated tensor shape; vectors along axis 1 for rank 4, else the last");
   app.add_option("--dtype", o.dtype, "generated dtype: f16, bf16 or f32");
-  app.add_option("--input", o.input, "send tensors from a .npy file or a safetensors file/directory instead");
+  app.add_option("--input", o.input,
+                 "send tensors from a .npy file or a safetensors file/directory instead");
   app.add_option("--tensor", o.tensor, "with a safetensors --input: only this tensor");
   app.add_option("--chunk-vectors", o.chunk_vectors,
                  "send per-vector codecs in chunks of this many vectors (0: whole packets)");
@@ -366,7 +379,8 @@ int main(int argc, char** argv) {
   app.add_option("--key-file", o.identity.key_file,
                  "file holding a pre-shared key (both ends; at least 16 bytes)");
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
-  app.add_option("--report", o.report, "write a Markdown report (and an SVG latency plot beside it)");
+  app.add_option("--report", o.report,
+                 "write a Markdown report (and an SVG latency plot beside it)");
   app.add_flag("-q,--quiet", o.quiet, "no progress bar or connection line");
   try {
     app.parse(argc, argv);

@@ -13,7 +13,9 @@ Progress::Progress(std::string label, std::uint64_t total, bool quiet)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::update(std::uint64_t done) {
   if (!enabled_) return;

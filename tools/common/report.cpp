@@ -22,10 +22,14 @@ std::string fmt(const char* f, double v) {
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else
+      out += c;
   }
   return out;
 }
@@ -43,15 +47,16 @@ std::string latency_cdf_svg(const std::vector<Series>& series, const std::string
   if (hi <= 0) lo = 1, hi = 10;
   const double llo = std::floor(std::log10(lo)), lhi = std::ceil(std::log10(hi * 1.0001));
   auto x = [&](double v) {
-    return L + (std::log10(std::max(v, lo)) - llo) / std::max(lhi - llo, 1.0) * (W - L - R);
+    const double lv = std::log10(std::max(v, 1e-300));
+    return L + (std::clamp(lv, llo, lhi) - llo) / std::max(lhi - llo, 1.0) * (W - L - R);
   };
   auto y = [&](double p) { return T + (1 - p) * (H - T - B); };
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt("%.0f", W) +
                     "\" height=\"" + fmt("%.0f", H) +
                     "\" font-family=\"sans-serif\" font-size=\"12\">\n"
                     "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg += "<text x=\"" + fmt("%.0f", L) + "\" y=\"22\" font-size=\"14\">" + escape(title) +
-         "</text>\n";
+  svg +=
+      "<text x=\"" + fmt("%.0f", L) + "\" y=\"22\" font-size=\"14\">" + escape(title) + "</text>\n";
   for (double e = llo; e <= lhi; e += 1) {  // decades
     const double px = x(std::pow(10.0, e));
     svg += "<line x1=\"" + fmt("%.1f", px) + "\" y1=\"" + fmt("%.1f", y(0)) + "\" x2=\"" +
@@ -59,7 +64,7 @@ std::string latency_cdf_svg(const std::vector<Series>& series, const std::string
     svg += "<text x=\"" + fmt("%.1f", px) + "\" y=\"" + fmt("%.1f", H - B + 18) +
            "\" text-anchor=\"middle\">" + fmt("%g", std::pow(10.0, e)) + "</text>\n";
   }
-  for (double p : {0.0, 0.5, 0.9, 0.99, 1.0}) {
+  for (double p : {0.0, 0.25, 0.5, 0.75, 0.9, 1.0}) {
     svg += "<line x1=\"" + fmt("%.1f", L) + "\" y1=\"" + fmt("%.1f", y(p)) + "\" x2=\"" +
            fmt("%.1f", W - R) + "\" y2=\"" + fmt("%.1f", y(p)) + "\" stroke=\"#eee\"/>\n";
     svg += "<text x=\"" + fmt("%.1f", L - 6) + "\" y=\"" + fmt("%.1f", y(p) + 4) +
@@ -67,8 +72,8 @@ std::string latency_cdf_svg(const std::vector<Series>& series, const std::string
   }
   svg += "<text x=\"" + fmt("%.1f", (L + W - R) / 2) + "\" y=\"" + fmt("%.1f", H - 12) +
          "\" text-anchor=\"middle\">latency, microseconds (log scale)</text>\n";
-  svg += "<text x=\"16\" y=\"" + fmt("%.1f", (T + H - B) / 2) +
-         "\" transform=\"rotate(-90 16 " + fmt("%.1f", (T + H - B) / 2) +
+  svg += "<text x=\"16\" y=\"" + fmt("%.1f", (T + H - B) / 2) + "\" transform=\"rotate(-90 16 " +
+         fmt("%.1f", (T + H - B) / 2) +
          ")\" text-anchor=\"middle\">fraction of packets at or below</text>\n";
   for (std::size_t k = 0; k < series.size(); ++k) {
     std::vector<double> v = series[k].values;

@@ -231,9 +231,9 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
   o.split_layer = id.split_layer;
   o.peer_name = tool;
   static constexpr std::string_view kDigest = "synthetic-or-file-states";
-  o.fingerprint = ptp::model_fingerprint(
-      {id.model_id, std::as_bytes(std::span(kDigest.data(), kDigest.size())), id.split_layer, 0,
-       DType::kF16, 1});
+  o.fingerprint =
+      ptp::model_fingerprint({id.model_id, std::as_bytes(std::span(kDigest.data(), kDigest.size())),
+                              id.split_layer, 0, DType::kF16, 1});
   if (!id.key_file.empty()) {
     auto f = ptp::MappedFile::open(id.key_file);
     if (!f) return make_error(ErrorCode::kInvalidArgument, "--key-file: " + f.status().message());
