@@ -50,3 +50,13 @@ if(APPLE AND NOT OPENSSL_ROOT_DIR)
   endif()
 endif()
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+
+# The fidelity harness's matrix products: Accelerate on macOS, OpenBLAS elsewhere.
+if(AGP_BUILD_FIDELITY)
+  if(APPLE)
+    set(BLA_VENDOR Apple)
+  else()
+    set(BLA_VENDOR OpenBLAS)
+  endif()
+  find_package(BLAS REQUIRED)
+endif()

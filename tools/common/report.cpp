@@ -99,6 +99,62 @@ std::string latency_cdf_svg(const std::vector<Series>& series, const std::string
   return svg;
 }
 
+std::string scatter_panels_svg(const std::string& title, const std::vector<Panel>& panels) {
+  constexpr double PW = 420, H = 400, L = 70, R = 20, T = 50, B = 50;
+  const double W = PW * static_cast<double>(panels.size());
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fmt("%.0f", W) +
+                    "\" height=\"" + fmt("%.0f", H) +
+                    "\" font-family=\"sans-serif\" font-size=\"11\">\n"
+                    "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+                    "<text x=\"20\" y=\"22\" font-size=\"14\">" + escape(title) + "</text>\n";
+  for (std::size_t k = 0; k < panels.size(); ++k) {
+    const Panel& p = panels[k];
+    const double x0 = PW * static_cast<double>(k);
+    double xmin = 1e300, xmax = -1e300, ymin = 1e300, ymax = -1e300;
+    for (const auto& [label, xy] : p.points) {
+      const double y = p.log_y ? std::log10(std::max(xy.second, 1e-12)) : xy.second;
+      xmin = std::min(xmin, xy.first), xmax = std::max(xmax, xy.first);
+      ymin = std::min(ymin, y), ymax = std::max(ymax, y);
+    }
+    if (p.points.empty()) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
+    if (p.log_y) ymin = std::floor(ymin), ymax = std::ceil(ymax);
+    if (xmax <= xmin) xmax = xmin + 1;
+    if (ymax <= ymin) ymax = ymin + 1;
+    xmin = std::floor(xmin), xmax = std::ceil(xmax);
+    auto px = [&](double v) { return x0 + L + (v - xmin) / (xmax - xmin) * (PW - L - R); };
+    auto py = [&](double v) {
+      const double y = p.log_y ? std::log10(std::max(v, 1e-12)) : v;
+      return T + (1 - (y - ymin) / (ymax - ymin)) * (H - T - B);
+    };
+    svg += "<rect x=\"" + fmt("%.1f", x0 + L) + "\" y=\"" + fmt("%.1f", T) + "\" width=\"" +
+           fmt("%.1f", PW - L - R) + "\" height=\"" + fmt("%.1f", H - T - B) +
+           "\" fill=\"none\" stroke=\"#999\"/>\n";
+    for (double xv = xmin; xv <= xmax; xv += std::max(1.0, std::floor((xmax - xmin) / 8))) {
+      svg += "<text x=\"" + fmt("%.1f", px(xv)) + "\" y=\"" + fmt("%.1f", H - B + 15) +
+             "\" text-anchor=\"middle\">" + fmt("%g", xv) + "</text>\n";
+    }
+    for (int i = 0; i <= 4; ++i) {
+      const double yv = ymin + (ymax - ymin) * i / 4.0;
+      const double shown = p.log_y ? std::pow(10.0, yv) : yv;
+      const double ypix = T + (1 - i / 4.0) * (H - T - B);
+      svg += "<text x=\"" + fmt("%.1f", x0 + L - 5) + "\" y=\"" + fmt("%.1f", ypix + 4) +
+             "\" text-anchor=\"end\">" + fmt("%.3g", shown) + "</text>\n";
+    }
+    svg += "<text x=\"" + fmt("%.1f", x0 + (L + PW - R) / 2) + "\" y=\"" + fmt("%.1f", H - 12) +
+           "\" text-anchor=\"middle\">bits per value</text>\n";
+    svg += "<text x=\"" + fmt("%.1f", x0 + L) + "\" y=\"" + fmt("%.1f", T - 8) + "\">" +
+           escape(p.y_label) + "</text>\n";
+    for (const auto& [label, xy] : p.points) {
+      svg += "<circle cx=\"" + fmt("%.1f", px(xy.first)) + "\" cy=\"" + fmt("%.1f", py(xy.second)) +
+             "\" r=\"3\" fill=\"#1f77b4\"/>\n<text x=\"" + fmt("%.1f", px(xy.first) + 4) +
+             "\" y=\"" + fmt("%.1f", py(xy.second) - 4) + "\" font-size=\"9\">" + escape(label) +
+             "</text>\n";
+    }
+  }
+  svg += "</svg>\n";
+  return svg;
+}
+
 Status write_report(const std::string& path, const std::string& markdown, const std::string& svg) {
   std::string svg_path = path;
   const auto dot = svg_path.rfind('.');

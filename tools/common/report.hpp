@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agp/status.hpp"
@@ -15,6 +16,15 @@ struct Series {
 
 // A standalone SVG: the empirical CDF of each series, on a logarithmic microsecond axis.
 std::string latency_cdf_svg(const std::vector<Series>& series, const std::string& title);
+
+// A panel of labelled points (x = bits per value).
+struct Panel {
+  std::string y_label;
+  bool log_y = false;
+  std::vector<std::pair<std::string, std::pair<double, double>>> points;  // label, (x, y)
+};
+// Panels side by side, sharing the x axis label "bits per value".
+std::string scatter_panels_svg(const std::string& title, const std::vector<Panel>& panels);
 
 // Writes `markdown` to `path` and the SVG beside it (same name, .svg), linked from the Markdown
 // as an image. kIoError on failure.

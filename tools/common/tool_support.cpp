@@ -48,39 +48,7 @@ Result<DType> parse_float_dtype(const std::string& text) {
 }
 
 Result<ptp::PacketCodec> parse_codec(const std::string& name, DType dtype) {
-  ptp::PacketCodec c;
-  c.config.raw_dtype = dtype;
-  auto bits_after = [&](std::size_t prefix, int lo, int hi) -> int {
-    const std::string rest = name.substr(prefix);
-    if (rest.size() != 1 || rest[0] < '0' || rest[0] > '9') return -1;
-    const int b = rest[0] - '0';
-    return b >= lo && b <= hi ? b : -1;
-  };
-  int b = -1;
-  if (name == "raw") {
-    c.config.id = CodecId::kRaw;
-    return c;
-  }
-  if (name == "int8" || name == "int4") {
-    c.config.id = name == "int8" ? CodecId::kBlockAbsmaxInt8 : CodecId::kBlockAbsmax4;
-    c.config.bits = name == "int8" ? 8 : 4;
-    return c;
-  }
-  if (name.rfind("tq", 0) == 0 && (b = bits_after(2, 1, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantMse;
-  } else if (name.rfind("prod", 0) == 0 && (b = bits_after(4, 2, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantProd;
-  } else if (name.rfind("ec", 0) == 0 && (b = bits_after(2, 2, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantEc;
-    c.ec.bits_per_value = b;
-    if (b > 6) c.ec.fixed_bits = b;
-  } else {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        "unknown codec '" + name + "' (raw, tq1..tq8, prod2..prod8, int8, int4, ec2..ec8)");
-  }
-  c.config.bits = b;
-  return c;
+  return ptp::parse_packet_codec(name, dtype);
 }
 
 Result<std::vector<std::string>> split_list(const std::string& text, const std::string& what) {

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "agp/codec/codec.hpp"
@@ -21,6 +22,12 @@ struct PacketCodec {
   codec::CodecConfig config;
   codec::EcConfig ec;
 };
+
+// A codec by the short name the tools use: "raw", "tq1".."tq8" (TurboQuant-MSE), "prod2".."prod8"
+// (TurboQuant-prod), "int8", "int4" (block absmax), "ec2".."ec8" (TurboQuant-EC: up to 6 entropy
+// coded to that many bits per value; 7 and 8 mean removal + fixed-width codes). `dtype` is the
+// source tensor's (the raw codec carries it). kInvalidArgument for other names.
+Result<PacketCodec> parse_packet_codec(const std::string& name, DType dtype);
 
 // The codec descriptor a packet carries for `c` (rotation, seed, codebook, norm dtype).
 CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes);

@@ -1,0 +1,36 @@
+// What happens to the hidden state at the split: one of the project's packet codecs (the state is
+// cast to fp16 as a host would send it, encoded, framed, parsed and decoded exactly as over the
+// wire), the state as an uncompressed fp32 reference, or one of the simple reference quantizers the
+// devmodel fixture defines (so its reference.json can be reproduced).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "agp/ptp/tensor_packet.hpp"
+#include "agp/status.hpp"
+
+namespace agp::fidelity {
+
+class SplitCodec {
+ public:
+  // Packet codec names as ptp::parse_packet_codec spells them ("raw" is fp16), "none" (the fp32
+  // state untouched), or the fixture's reference quantizers: "ref-int8-b64" (blocks of 64, fp16
+  // absmax scale, symmetric int8), "ref-q4-b32" (blocks of 32, 4-bit), "ref-q3-b32" (3-bit).
+  static Result<SplitCodec> parse(const std::string& name);
+
+  const std::string& name() const { return name_; }
+  // Passes x[vectors * dim] (row-major, one vector per row) through the codec in place and
+  // returns the bits per value it used (encoded parts, without the frame header).
+  Result<double> apply(float* x, std::uint64_t vectors, std::uint32_t dim) const;
+  // Nominal bit width (for sorting tables): the codec's bits, 16 for raw, 32 for none.
+  double nominal_bits() const;
+
+ private:
+  enum class Kind { kNone, kPacket, kInt8Block64, kQ4Block32, kQ3Block32 };
+  std::string name_;
+  Kind kind_ = Kind::kNone;
+  ptp::PacketCodec packet_;
+};
+
+}  // namespace agp::fidelity
