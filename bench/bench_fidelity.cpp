@@ -21,9 +21,8 @@ using namespace agp::fidelity;
 }
 
 const std::vector<std::string> kCodecs = {
-    "raw",  "ref-int8-b64", "ref-q4-b32", "ref-q3-b32", "int8", "int4", "tq2", "tq3",
-    "tq4",  "tq5",          "tq6",        "tq8",        "prod3", "prod4", "ec2", "ec3",
-    "ec4",  "ec5",          "ec6",        "ec8"};
+    "raw", "ref-int8-b64", "ref-q4-b32", "ref-q3-b32", "int8", "int4", "tq2", "tq3", "tq4", "tq5",
+    "tq6", "tq8",          "prod3",      "prod4",      "ec2",  "ec3",  "ec4", "ec5", "ec6", "ec8"};
 
 }  // namespace
 
@@ -50,11 +49,16 @@ int main(int argc, char** argv) {
     auto tf = harness->teacher_forced(*codec);
     if (!tf) die(name + ": " + tf.status().to_string());
     auto g = harness->greedy(*codec, 8, 128, 64);
-    json r = {{"model", "devmodel"},           {"split", split},
-              {"codec", name},                 {"bits", codec->nominal_bits()},
-              {"bits_per_value", tf->bits_per_value}, {"rel_mse", tf->rel_mse},
-              {"cosine", tf->cosine},          {"snr_db", tf->snr_db},
-              {"kl_nats", tf->kl_nats},        {"top1_agree", tf->top1_agree},
+    json r = {{"model", "devmodel"},
+              {"split", split},
+              {"codec", name},
+              {"bits", codec->nominal_bits()},
+              {"bits_per_value", tf->bits_per_value},
+              {"rel_mse", tf->rel_mse},
+              {"cosine", tf->cosine},
+              {"snr_db", tf->snr_db},
+              {"kl_nats", tf->kl_nats},
+              {"top1_agree", tf->top1_agree},
               {"top5_overlap", tf->top5_overlap},
               {"teacher_forced_seconds", tf->seconds}};
     if (g) {
@@ -85,25 +89,24 @@ int main(int argc, char** argv) {
       greedy8 = true;
     }
   }
-  json goals = {
-      {"best_at_most_4_bits", best ? (*best)["codec"] : json(nullptr)},
-      {"best_top1_agree", best ? (*best)["top1_agree"] : json(nullptr)},
-      {"best_kl_nats", best ? (*best)["kl_nats"] : json(nullptr)},
-      {"goal_top1_at_least_0_988",
-       best && (*best)["top1_agree"].get<double>() >= 0.988},
-      {"goal_kl_at_most_0_004", best && (*best)["kl_nats"].get<double>() <= 0.004},
-      {"goal_greedy_1_at_8_bits", greedy8},
-      {"slowest_teacher_forced_seconds", slowest},
-      {"goal_teacher_forced_within_20_s", slowest <= 20.0}};
+  json goals = {{"best_at_most_4_bits", best ? (*best)["codec"] : json(nullptr)},
+                {"best_top1_agree", best ? (*best)["top1_agree"] : json(nullptr)},
+                {"best_kl_nats", best ? (*best)["kl_nats"] : json(nullptr)},
+                {"goal_top1_at_least_0_988", best && (*best)["top1_agree"].get<double>() >= 0.988},
+                {"goal_kl_at_most_0_004", best && (*best)["kl_nats"].get<double>() <= 0.004},
+                {"goal_greedy_1_at_8_bits", greedy8},
+                {"slowest_teacher_forced_seconds", slowest},
+                {"goal_teacher_forced_within_20_s", slowest <= 20.0}};
   char date[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  json doc = {{"suite", "fidelity"},
-              {"date", date},
-              {"command", "./dev bench fidelity"},
-              {"data", "devmodel windows.bin: 32 windows x 256 tokens; greedy 8 prompts x 128 + 64"},
-              {"rows", rows},
-              {"goals", goals}};
+  json doc = {
+      {"suite", "fidelity"},
+      {"date", date},
+      {"command", "./dev bench fidelity"},
+      {"data", "devmodel windows.bin: 32 windows x 256 tokens; greedy 8 prompts x 128 + 64"},
+      {"rows", rows},
+      {"goals", goals}};
   std::cout << doc.dump(2) << "\n";
   if (!out_path.empty()) {
     std::ofstream f(out_path);

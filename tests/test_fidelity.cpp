@@ -69,7 +69,9 @@ Tiny make_tiny(DType dtype, bool tied, unsigned seed) {
   return t;
 }
 
-std::string dtype_tag(DType d) { return d == DType::kF32 ? "F32" : d == DType::kF16 ? "F16" : "BF16"; }
+std::string dtype_tag(DType d) {
+  return d == DType::kF32 ? "F32" : d == DType::kF16 ? "F16" : "BF16";
+}
 
 void write_safetensors(const fs::path& path, const Tiny& t, const std::vector<std::string>& names,
                        DType dtype) {
@@ -88,7 +90,8 @@ void write_safetensors(const fs::path& path, const Tiny& t, const std::vector<st
         data.insert(data.end(), b, b + 2);
       }
     }
-    header[name] = {{"dtype", dtype_tag(dtype)}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
+    header[name] = {
+        {"dtype", dtype_tag(dtype)}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
   }
   std::string h = header.dump();
   while (h.size() % 8) h += ' ';
@@ -100,14 +103,23 @@ void write_safetensors(const fs::path& path, const Tiny& t, const std::vector<st
 }
 
 fs::path save(const Tiny& t, DType dtype, bool sharded, const std::string& tag) {
-  const fs::path dir = fs::temp_directory_path() / ("agp-tiny-" + tag + "-" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("agp-tiny-" + tag + "-" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
-              {"hidden_size", t.hidden}, {"intermediate_size", t.inter},
-              {"num_hidden_layers", t.layers}, {"num_attention_heads", t.heads},
-              {"num_key_value_heads", t.kv}, {"head_dim", t.hd}, {"vocab_size", t.vocab},
-              {"max_position_embeddings", 64}, {"rms_norm_eps", t.eps}, {"rope_theta", t.theta},
-              {"tie_word_embeddings", t.tied}, {"hidden_act", "silu"}};
+  json cfg = {{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"hidden_size", t.hidden},
+              {"intermediate_size", t.inter},
+              {"num_hidden_layers", t.layers},
+              {"num_attention_heads", t.heads},
+              {"num_key_value_heads", t.kv},
+              {"head_dim", t.hd},
+              {"vocab_size", t.vocab},
+              {"max_position_embeddings", 64},
+              {"rms_norm_eps", t.eps},
+              {"rope_theta", t.theta},
+              {"tie_word_embeddings", t.tied},
+              {"hidden_act", "silu"}};
   std::ofstream(dir / "config.json") << cfg.dump(1);
   std::vector<std::string> names;
   for (const auto& [name, _] : t.w) names.push_back(name);
@@ -115,8 +127,10 @@ fs::path save(const Tiny& t, DType dtype, bool sharded, const std::string& tag) 
     write_safetensors(dir / "model.safetensors", t, names, dtype);
   } else {
     const std::size_t half = names.size() / 2;
-    const std::vector<std::string> a(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(half));
-    const std::vector<std::string> b(names.begin() + static_cast<std::ptrdiff_t>(half), names.end());
+    const std::vector<std::string> a(names.begin(),
+                                     names.begin() + static_cast<std::ptrdiff_t>(half));
+    const std::vector<std::string> b(names.begin() + static_cast<std::ptrdiff_t>(half),
+                                     names.end());
     write_safetensors(dir / "model-00001-of-00002.safetensors", t, a, dtype);
     write_safetensors(dir / "model-00002-of-00002.safetensors", t, b, dtype);
     json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
@@ -134,7 +148,8 @@ std::vector<double> naive_logits(const Tiny& t, const std::vector<int>& tokens) 
   auto linear = [](const std::vector<double>& x, const std::vector<float>& w, int out, int in) {
     std::vector<double> y(static_cast<std::size_t>(out));
     for (int o = 0; o < out; ++o) {
-      for (int i = 0; i < in; ++i) y[o] += w[static_cast<std::size_t>(o * in + i)] * x[static_cast<std::size_t>(i)];
+      for (int i = 0; i < in; ++i)
+        y[o] += w[static_cast<std::size_t>(o * in + i)] * x[static_cast<std::size_t>(i)];
     }
     return y;
   };
@@ -158,9 +173,11 @@ std::vector<double> naive_logits(const Tiny& t, const std::vector<int>& tokens) 
       }
     }
   };
-  std::vector<std::vector<double>> x(static_cast<std::size_t>(T), std::vector<double>(static_cast<std::size_t>(D)));
+  std::vector<std::vector<double>> x(static_cast<std::size_t>(T),
+                                     std::vector<double>(static_cast<std::size_t>(D)));
   for (int s = 0; s < T; ++s) {
-    for (int j = 0; j < D; ++j) x[s][j] = W("model.embed_tokens.weight")[static_cast<std::size_t>(tokens[s] * D + j)];
+    for (int j = 0; j < D; ++j)
+      x[s][j] = W("model.embed_tokens.weight")[static_cast<std::size_t>(tokens[s] * D + j)];
   }
   for (int l = 0; l < t.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -225,13 +242,15 @@ TEST(Fidelity, ForwardPassMatchesANaiveImplementation) {
       const auto expect = naive_logits(t, tokens);
       const int T = static_cast<int>(tokens.size());
       // All positions at once.
-      std::vector<float> x(static_cast<std::size_t>(T * t.hidden)), logits(static_cast<std::size_t>(T * t.vocab));
+      std::vector<float> x(static_cast<std::size_t>(T * t.hidden)),
+          logits(static_cast<std::size_t>(T * t.vocab));
       KvCache cache = model->new_cache();
       ASSERT_TRUE(model->embed(tokens, x.data()));
       ASSERT_TRUE(model->run_layers(0, t.layers, x.data(), T, cache));
       model->head(x.data(), T, logits.data());
       double worst = 0;
-      for (std::size_t i = 0; i < expect.size(); ++i) worst = std::max(worst, std::abs(expect[i] - logits[i]));
+      for (std::size_t i = 0; i < expect.size(); ++i)
+        worst = std::max(worst, std::abs(expect[i] - logits[i]));
       EXPECT_LE(worst, 1e-4);
       // The same positions fed in two pieces through the cache, split after layer 1 as a split
       // host would run them.
@@ -246,9 +265,11 @@ TEST(Fidelity, ForwardPassMatchesANaiveImplementation) {
       ASSERT_TRUE(model->run_layers(0, 1, rest.data(), T - first, c2));
       ASSERT_TRUE(model->run_layers(1, t.layers, rest.data(), T - first, c2));
       std::vector<float> last(static_cast<std::size_t>(t.vocab));
-      model->head(rest.data() + static_cast<std::size_t>((T - first - 1) * t.hidden), 1, last.data());
+      model->head(rest.data() + static_cast<std::size_t>((T - first - 1) * t.hidden), 1,
+                  last.data());
       for (int i = 0; i < t.vocab; ++i) {
-        EXPECT_NEAR(last[static_cast<std::size_t>(i)], expect[static_cast<std::size_t>((T - 1) * t.vocab + i)], 1e-4);
+        EXPECT_NEAR(last[static_cast<std::size_t>(i)],
+                    expect[static_cast<std::size_t>((T - 1) * t.vocab + i)], 1e-4);
       }
       fs::remove_all(dir);
     }

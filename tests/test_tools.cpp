@@ -205,3 +205,48 @@ TEST(Tools, UserErrorsGiveOneLineAndAnExitCode) {
 }
 
 }  // namespace
+
+namespace {
+
+// Split-model mode: the sender runs the first half of the devmodel, the receiver continues it from
+// each decoded state and reports the continuation's fidelity.
+TEST(Tools, SplitModelOverLoopbackReportsContinuationFidelity) {
+  SKIP_UNDER_EMULATOR();
+  const fs::path dir = std::getenv("AGP_DEVMODEL_DIR") ? fs::path(std::getenv("AGP_DEVMODEL_DIR"))
+                                                       : fs::path(AGP_DEVMODEL_DEFAULT_DIR);
+  if (!fs::exists(dir / "model.safetensors")) {
+    GTEST_SKIP() << "devmodel fixture not found at " << dir << " (set AGP_DEVMODEL_DIR)";
+  }
+  const std::string model = " --model " + dir.string() + " --split 2 --bytes " +
+                            (dir / "windows.bin").string() + " --windows 4";
+  Receiver rx("--json --quiet" + model);
+  ASSERT_GT(rx.port, 0);
+  const ToolRun tx =
+      run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " + std::to_string(rx.port) +
+          model + " -n 4 --warmup 0 --codecs raw,tq4 --json --quiet");
+  ASSERT_EQ(tx.exit_code, 0) << tx.err;
+  const std::string out = rx.finish();
+  ASSERT_EQ(rx.exit_code, 0) << rx.err;
+  const json r = json::parse(out);
+  ASSERT_EQ(r["codecs"].size(), 2u);
+  const json& raw = r["codecs"][0];
+  const json& tq4 = r["codecs"][1];
+  EXPECT_LT(raw["kl_nats"].get<double>(), 1e-6);
+  EXPECT_EQ(raw["top1_agree"].get<double>(), 1.0);
+  // Plain TurboQuant 4-bit on these windows: KL about 0.006, top-1 about 0.98.
+  EXPECT_GT(tq4["kl_nats"].get<double>(), 0.002);
+  EXPECT_LT(tq4["kl_nats"].get<double>(), 0.015);
+  EXPECT_GT(tq4["top1_agree"].get<double>(), 0.95);
+  EXPECT_LT(tq4["top1_agree"].get<double>(), 1.0);
+  // A receiver for another split refuses the sender (the fingerprint binds the split layer).
+  Receiver other("--quiet --idle-timeout-ms 3000 --model " + dir.string() + " --split 1 --bytes " +
+                 (dir / "windows.bin").string());
+  ASSERT_GT(other.port, 0);
+  const ToolRun refused = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
+                              std::to_string(other.port) + model + " -n 1 --quiet");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("fingerprint_mismatch"), std::string::npos) << refused.err;
+  other.finish();
+}
+
+}  // namespace

@@ -25,9 +25,8 @@ constexpr const char* kTool = "ptp-fidelity";
 // Every codec and bit width, for --sweep: the project's codecs and the fixture's reference
 // quantizers.
 const std::vector<std::string> kSweep = {
-    "raw",  "ref-int8-b64", "ref-q4-b32", "ref-q3-b32", "int8", "int4", "tq2", "tq3",
-    "tq4",  "tq5",          "tq6",        "tq8",        "prod3", "prod4", "ec2", "ec3",
-    "ec4",  "ec5",          "ec6",        "ec8"};
+    "raw", "ref-int8-b64", "ref-q4-b32", "ref-q3-b32", "int8", "int4", "tq2", "tq3", "tq4", "tq5",
+    "tq6", "tq8",          "prod3",      "prod4",      "ec2",  "ec3",  "ec4", "ec5", "ec6", "ec8"};
 
 struct Options {
   std::string model;
@@ -53,9 +52,9 @@ std::string fidelity_svg(const json& rows) {
     a.push_back({r["codec"], {r["bits_per_value"], r["kl_nats"]}});
     b.push_back({r["codec"], {r["bits_per_value"], r["top1_agree"]}});
   }
-  return scatter_panels_svg("fidelity against bits per value",
-                            {{"KL(reference || codec), nats (log)", true, a},
-                             {"top-1 agreement", false, b}});
+  return scatter_panels_svg(
+      "fidelity against bits per value",
+      {{"KL(reference || codec), nats (log)", true, a}, {"top-1 agreement", false, b}});
 }
 
 int run(const Options& o, const std::string& command) {
@@ -83,7 +82,8 @@ int run(const Options& o, const std::string& command) {
   if (!windows) return fail(kTool, windows.status().message(), kExitUsage);
   const std::size_t window_count = windows->windows.size();
   if (!o.quiet && !o.json) {
-    std::fprintf(stderr, "%s: %zu windows of %d tokens, split at layer %d of %d; reference pass...\n",
+    std::fprintf(stderr,
+                 "%s: %zu windows of %d tokens, split at layer %d of %d; reference pass...\n",
                  kTool, window_count, o.seq, split, model->config().num_layers);
   }
   auto harness = fidelity::Harness::prepare(*model, split, std::move(windows).value());
@@ -134,8 +134,8 @@ int run(const Options& o, const std::string& command) {
   std::string table;
   char line[512];
   std::snprintf(line, sizeof line, "%-13s %8s %10s %9s %8s %9s %10s %8s %8s%s\n", "codec",
-                "bits/val", "rel MSE", "cosine", "SNR dB", "max abs", "KL nats", "top-1",
-                "top-5", o.greedy ? "  greedy agree  prefix" : "");
+                "bits/val", "rel MSE", "cosine", "SNR dB", "max abs", "KL nats", "top-1", "top-5",
+                o.greedy ? "  greedy agree  prefix" : "");
   table += line;
   for (const auto& r : rows) {
     std::snprintf(line, sizeof line, "%-13s %8.3f %10.3g %9.5f %8.2f %9.4f %10.3g %8.4f %8.4f",
@@ -156,13 +156,12 @@ int run(const Options& o, const std::string& command) {
   char run_id[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(run_id, sizeof run_id, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
-  const std::string heading = "ptp-fidelity: " + o.model + ", split " + std::to_string(split) +
-                              ", " + std::to_string(window_count) + " windows of " +
-                              std::to_string(o.seq) + " tokens" +
-                              (o.greedy ? ", greedy " + std::to_string(o.prompts) + " x " +
-                                              std::to_string(o.prompt_len) + " + " +
-                                              std::to_string(o.generate)
-                                        : "");
+  const std::string heading =
+      "ptp-fidelity: " + o.model + ", split " + std::to_string(split) + ", " +
+      std::to_string(window_count) + " windows of " + std::to_string(o.seq) + " tokens" +
+      (o.greedy ? ", greedy " + std::to_string(o.prompts) + " x " + std::to_string(o.prompt_len) +
+                      " + " + std::to_string(o.generate)
+                : "");
   if (o.json) {
     json doc = {{"tool", kTool}, {"run_id", run_id}, {"command", command}, {"rows", rows}};
     std::cout << doc.dump(2) << "\n";
@@ -173,7 +172,8 @@ int run(const Options& o, const std::string& command) {
     const std::string md = "# ptp-fidelity run " + std::string(run_id) + "\n\n- command: `" +
                            command + "`\n- data: " + heading +
                            "\n- KL is KL(reference || codec) of next-token distributions, mean "
-                           "over positions\n\n```\n" + table + "```\n";
+                           "over positions\n\n```\n" +
+                           table + "```\n";
     if (auto s = write_report(o.report, md, fidelity_svg(rows)); !s) {
       return fail(kTool, "--report: " + s.message());
     }
@@ -190,12 +190,15 @@ int main(int argc, char** argv) {
       "hidden state entering layer --split passed through each codec, and reports the state's "
       "error and what it does to the model's next-token predictions (teacher-forced KL, top-1, "
       "top-5) and, with --greedy, to greedy continuations."};
-  app.add_option("--model", o.model, "checkpoint directory (config.json, model.safetensors or index)");
-  app.add_option("--split", o.split, "split layer: the state entering this layer is transferred (default: half)");
+  app.add_option("--model", o.model,
+                 "checkpoint directory (config.json, model.safetensors or index)");
+  app.add_option("--split", o.split,
+                 "split layer: the state entering this layer is transferred (default: half)");
   app.add_option("--bytes", o.bytes, "evaluation text: raw bytes as token ids (byte-level models)");
   app.add_option("--tokens", o.tokens, "evaluation token ids: .npy of int32/int64/uint8");
   app.add_option("--seq", o.seq, "tokens per window")->check(CLI::Range(2, 1 << 20));
-  app.add_option("--windows", o.windows, "at most this many windows")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--windows", o.windows, "at most this many windows")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--codec,--codecs", o.codecs,
                  "comma-separated: raw (fp16), tq1..tq8, prod2..prod8, int8, int4, ec2..ec8, none, "
                  "ref-int8-b64, ref-q4-b32, ref-q3-b32");
@@ -205,7 +208,8 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-len", o.prompt_len, "greedy: prompt tokens");
   app.add_option("--generate", o.generate, "greedy: new tokens per prompt");
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
-  app.add_option("--report", o.report, "write a Markdown report with an SVG of KL and top-1 against bits");
+  app.add_option("--report", o.report,
+                 "write a Markdown report with an SVG of KL and top-1 against bits");
   app.add_flag("-q,--quiet", o.quiet, "no progress output");
   try {
     app.parse(argc, argv);

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -16,6 +17,9 @@
 #include "agp/transport/interfaces.hpp"
 #include "common/progress.hpp"
 #include "common/tool_support.hpp"
+#ifdef AGP_HAVE_FIDELITY
+#include "common/model_split.hpp"
+#endif
 
 namespace {
 
@@ -33,6 +37,10 @@ struct Options {
   std::string save_npy;
   std::string save_frames;
   bool check = false;
+  std::string model;  // split-model mode
+  std::string bytes;
+  int seq = 256;
+  int windows = 32;
   int idle_timeout_ms = 30000;
   Identity identity;
   bool json = false;
@@ -51,6 +59,11 @@ struct CodecSummary {
   std::vector<double> decode_us, latency_us;
   ErrorStats error;
   bool checked = false;
+#ifdef AGP_HAVE_FIDELITY
+  fidelity::StateError state;
+  fidelity::LogitError logits;
+  bool scored = false;
+#endif
 };
 
 // The frame bytes again, from a verified frame (the builder lays them out identically).
@@ -74,6 +87,18 @@ Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) 
 
 int run(const Options& o) {
   auto lo = link_options(o.identity, kTool);
+#ifdef AGP_HAVE_FIDELITY
+  std::unique_ptr<ModelSplit> model;
+  if (!o.model.empty()) {
+    auto m = ModelSplit::open(o.model, o.identity.split_layer, o.bytes, o.seq, o.windows);
+    if (!m) return fail(kTool, m.status().message(), kExitUsage);
+    model = std::make_unique<ModelSplit>(std::move(m).value());
+    lo = model_link_options(o.identity, *model, kTool);
+  }
+#else
+  if (!o.model.empty())
+    return fail(kTool, "--model: built without the fidelity harness", kExitUsage);
+#endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   std::string address = o.listen;
   if (!o.interface.empty()) {
@@ -122,7 +147,41 @@ int run(const Options& o) {
   std::vector<std::byte> out;
   std::uint64_t received = 0;
   Progress progress("receiving", o.count, o.quiet || o.json);
+#ifdef AGP_HAVE_FIDELITY
+  struct ToScore {
+    std::size_t window;
+    std::string label;
+    std::vector<float> state;
+    std::size_t packet;  // index into `packets`
+  };
+  std::deque<ToScore> to_score;
+  auto score_one = [&]() -> Status {
+    ToScore job = std::move(to_score.front());
+    to_score.pop_front();
+    fidelity::StateError se;
+    fidelity::LogitError le;
+    AGP_RETURN_IF_ERROR(model->score(job.window, job.state.data(), se, le));
+    CodecSummary& s = summary[job.label];
+    s.state.merge(se);
+    s.logits.merge(le);
+    s.scored = true;
+    packets[job.packet]["rel_mse"] = se.rel_mse();
+    packets[job.packet]["kl_nats"] = le.kl();
+    packets[job.packet]["top1_agree"] = le.top1_agree();
+    return {};
+  };
+  // States wait for the end of the run (so scoring never delays a packet) up to this much memory;
+  // beyond it the oldest is scored at once, and the latencies then include that work.
+  constexpr std::size_t kMaxWaitingBytes = std::size_t{512} << 20;
+  std::size_t waiting_bytes = 0;
+#endif
   while (o.count == 0 || received < o.count) {
+#ifdef AGP_HAVE_FIDELITY
+    while (!to_score.empty() && waiting_bytes > kMaxWaitingBytes) {
+      waiting_bytes -= to_score.front().state.size() * sizeof(float);
+      if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
+    }
+#endif
     auto next = (*link)->next_packet(Millis(o.idle_timeout_ms));
     if (!next) {
       if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
@@ -175,6 +234,19 @@ int run(const Options& o) {
         p["cosine"] = e.cosine();
       }
     }
+#ifdef AGP_HAVE_FIDELITY
+    std::size_t window = 0;
+    if (model && ModelSplit::parse_tag(t.name, window) && t.shape.size() == 2 &&
+        t.shape[0] == static_cast<std::uint64_t>(model->seq()) && t.shape[1] == model->hidden()) {
+      // Continuing the model takes far longer than a packet: it waits for the end of the run, so
+      // the sender's next packet is not held up behind it.
+      std::vector<float> state(elements);
+      codec::VectorAccess from(view);
+      from.gather(0, from.count(), state.data());
+      waiting_bytes += state.size() * sizeof(float);
+      to_score.push_back({window, label, std::move(state), packets.size()});
+    }
+#endif
     if (!o.save_npy.empty()) {
       const std::string path =
           o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
@@ -200,6 +272,11 @@ int run(const Options& o) {
     progress.update(received);
   }
   progress.finish();
+#ifdef AGP_HAVE_FIDELITY
+  while (!to_score.empty()) {
+    if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
+  }
+#endif
   const auto counters = (*link)->counters();
   (void)(*link)->close(Millis(2000));
 
@@ -217,6 +294,15 @@ int run(const Options& o) {
       c["rel_mse"] = s.error.rel_mse();
       c["cosine"] = s.error.cosine();
     }
+#ifdef AGP_HAVE_FIDELITY
+    if (s.scored) {
+      c["rel_mse"] = s.state.rel_mse();
+      c["cosine"] = s.state.cosine();
+      c["kl_nats"] = s.logits.kl();
+      c["top1_agree"] = s.logits.top1_agree();
+      c["top5_overlap"] = s.logits.top5_overlap();
+    }
+#endif
     codecs.push_back(c);
   }
   json doc = {{"tool", kTool},
@@ -270,6 +356,14 @@ int main(int argc, char** argv) {
   app.add_flag(
       "--check", o.check,
       "regenerate generated packets (ptp-send's generators) and report their decoded error");
+  app.add_option("--model", o.model,
+                 "split-model mode: continue layers [--split, N) of this checkpoint from each "
+                 "received state and report KL and top-1 against the uncompressed model");
+  app.add_option("--bytes", o.bytes, "split-model mode: the evaluation text the sender uses");
+  app.add_option("--seq", o.seq, "split-model mode: tokens per window")
+      ->check(CLI::Range(2, 1 << 20));
+  app.add_option("--windows", o.windows, "split-model mode: at most this many windows")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
                  "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);

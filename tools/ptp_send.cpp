@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -18,6 +19,9 @@
 #include "common/progress.hpp"
 #include "common/report.hpp"
 #include "common/tool_support.hpp"
+#ifdef AGP_HAVE_FIDELITY
+#include "common/model_split.hpp"
+#endif
 
 namespace {
 
@@ -42,6 +46,10 @@ struct Options {
   std::string input;
   std::string tensor;
   std::uint64_t chunk_vectors = 0;
+  std::string model;  // split-model mode
+  std::string bytes;
+  int seq = 256;
+  int windows = 32;
   double rate = 0;
   int timeout_ms = 10000;
   int connect_timeout_ms = 5000;
@@ -64,10 +72,28 @@ struct Source {
   };
   std::vector<FileTensor> files;
   std::string description;
+#ifdef AGP_HAVE_FIDELITY
+  std::shared_ptr<ModelSplit> model;
+#endif
 
   // The tensor for packet i (same for every codec), with its name.
   std::pair<std::string, std::shared_ptr<FileTensor>> make(std::uint64_t i) const {
     auto t = std::make_shared<FileTensor>();
+#ifdef AGP_HAVE_FIDELITY
+    if (model) {  // the sender's half of the model, as fp16 (errors were ruled out at start-up)
+      const std::size_t w = i % model->windows();
+      auto state = model->state(w);
+      t->name = ModelSplit::tag(w);
+      t->shape = {static_cast<std::uint64_t>(model->seq()), model->hidden()};
+      t->dtype = DType::kF16;
+      t->bytes.resize(state ? state->size() * 2 : 0);
+      for (std::size_t k = 0; state && k < state->size(); ++k) {
+        const std::uint16_t h = f32_to_f16((*state)[k]);
+        std::memcpy(t->bytes.data() + 2 * k, &h, 2);
+      }
+      return {t->name, t};
+    }
+#endif
     if (files.empty()) {
       t->name = generator.tag(i);
       t->shape = shape;
@@ -85,6 +111,21 @@ Result<Source> make_source(const Options& o) {
   auto d = parse_float_dtype(o.dtype);
   if (!d) return d.status();
   s.dtype = *d;
+  if (!o.model.empty()) {
+#ifdef AGP_HAVE_FIDELITY
+    auto m = ModelSplit::open(o.model, o.identity.split_layer, o.bytes, o.seq, o.windows);
+    if (!m) return m.status();
+    if (auto first = m->state(0); !first) return first.status();
+    s.model = std::make_shared<ModelSplit>(std::move(m).value());
+    s.description = "split states of " + o.model + " (layers [0, " +
+                    std::to_string(o.identity.split_layer) + ") on " +
+                    std::to_string(s.model->windows()) + " windows of " + std::to_string(o.seq) +
+                    " tokens of " + o.bytes + ")";
+    return s;
+#else
+    return make_error(ErrorCode::kInvalidArgument, "--model: built without the fidelity harness");
+#endif
+  }
   if (o.input.empty()) {
     auto shape = parse_shape(o.shape);
     if (!shape) return shape.status();
@@ -172,6 +213,9 @@ int run(const Options& o, const std::string& command) {
     lanes.push_back(std::move(lane));
   }
   auto lo = link_options(o.identity, kTool);
+#ifdef AGP_HAVE_FIDELITY
+  if (source->model) lo = model_link_options(o.identity, *source->model, kTool);
+#endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->bind_interface = o.interface;
   lo->chunk_vectors = o.chunk_vectors;
@@ -367,6 +411,14 @@ int main(int argc, char** argv) {
   app.add_option("--input", o.input,
                  "send tensors from a .npy file or a safetensors file/directory instead");
   app.add_option("--tensor", o.tensor, "with a safetensors --input: only this tensor");
+  app.add_option("--model", o.model,
+                 "split-model mode: run layers [0, --split) of this Llama-family checkpoint on "
+                 "--bytes windows and send the split states (ptp-recv --model continues them)");
+  app.add_option("--bytes", o.bytes, "split-model mode: evaluation text (byte-level token ids)");
+  app.add_option("--seq", o.seq, "split-model mode: tokens per window")
+      ->check(CLI::Range(2, 1 << 20));
+  app.add_option("--windows", o.windows, "split-model mode: at most this many windows (cycled)")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--chunk-vectors", o.chunk_vectors,
                  "send per-vector codecs in chunks of this many vectors (0: whole packets)");
   app.add_option("--rate", o.rate, "packets per second across all codecs (0: back to back)")

@@ -41,7 +41,8 @@ Result<Windows> Windows::from_bytes(const std::string& path, int length, int max
                            static_cast<int>(w.windows.size()) < max_windows;
        at += static_cast<std::size_t>(length)) {
     std::vector<int> win(static_cast<std::size_t>(length));
-    for (int i = 0; i < length; ++i) win[static_cast<std::size_t>(i)] = static_cast<int>(bytes[at + static_cast<std::size_t>(i)]);
+    for (int i = 0; i < length; ++i)
+      win[static_cast<std::size_t>(i)] = static_cast<int>(bytes[at + static_cast<std::size_t>(i)]);
     w.windows.push_back(std::move(win));
   }
   if (w.windows.empty()) {
@@ -109,9 +110,9 @@ Result<Windows> Windows::from_npy(const std::string& path, int length, int max_w
 Result<Harness> Harness::prepare(const LlamaModel& model, int split, Windows windows) {
   const LlamaConfig& c = model.config();
   if (split < 1 || split >= c.num_layers) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "split layer " + std::to_string(split) + " must be in [1, " +
-                          std::to_string(c.num_layers - 1) + "]");
+    return make_error(ErrorCode::kInvalidArgument, "split layer " + std::to_string(split) +
+                                                       " must be in [1, " +
+                                                       std::to_string(c.num_layers - 1) + "]");
   }
   Harness h(model, split, std::move(windows));
   for (const auto& win : h.windows_.windows) {
@@ -202,9 +203,9 @@ Result<Greedy> Harness::greedy(const SplitCodec& codec, int prompts, int prompt_
   if (prompts < 1 || prompt_len < 1 || generate < 1 ||
       prompts > static_cast<int>(windows_.windows.size()) ||
       prompt_len > static_cast<int>(windows_.windows[0].size())) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "greedy: " + std::to_string(prompts) + " prompts of " +
-                          std::to_string(prompt_len) + " tokens do not fit the windows");
+    return make_error(ErrorCode::kInvalidArgument, "greedy: " + std::to_string(prompts) +
+                                                       " prompts of " + std::to_string(prompt_len) +
+                                                       " tokens do not fit the windows");
   }
   Greedy r;
   r.codec = codec.name();

@@ -13,17 +13,17 @@ namespace agp::fidelity {
 struct LlamaModel::Impl {
   struct Layer {
     std::vector<float> input_norm, post_norm;
-    std::vector<float> qkv;       // [(heads + 2 kv_heads) * head_dim, hidden]: q, k, v stacked
-    std::vector<float> o;         // [hidden, heads * head_dim]
-    std::vector<float> gate_up;   // [2 * intermediate, hidden]: gate, up stacked
-    std::vector<float> down;      // [hidden, intermediate]
+    std::vector<float> qkv;      // [(heads + 2 kv_heads) * head_dim, hidden]: q, k, v stacked
+    std::vector<float> o;        // [hidden, heads * head_dim]
+    std::vector<float> gate_up;  // [2 * intermediate, hidden]: gate, up stacked
+    std::vector<float> down;     // [hidden, intermediate]
   };
   LlamaConfig cfg;
   std::vector<float> embed;       // [vocab, hidden]
   std::vector<float> final_norm;  // [hidden]
   std::vector<float> lm_head;     // [vocab, hidden] (a copy of embed when tied)
   std::vector<Layer> layers;
-  std::vector<float> inv_freq;    // [head_dim / 2]
+  std::vector<float> inv_freq;  // [head_dim / 2]
 
   void rms_norm(const float* x, const std::vector<float>& w, int positions, float* out) const;
   void rope(float* row, int heads, int position) const;
@@ -64,8 +64,9 @@ struct Loader {
                         name + ": dtype " + t->dtype_name + " (expected BF16, F16 or F32)");
     }
     if (t->shape != shape) {
-      return make_error(ErrorCode::kBadSafetensors, name + ": shape " + shape_text(t->shape) +
-                                                        ", the config implies " + shape_text(shape));
+      return make_error(
+          ErrorCode::kBadSafetensors,
+          name + ": shape " + shape_text(t->shape) + ", the config implies " + shape_text(shape));
     }
     return t;
   }
@@ -91,7 +92,9 @@ LlamaModel::LlamaModel(LlamaModel&&) noexcept = default;
 LlamaModel& LlamaModel::operator=(LlamaModel&&) noexcept = default;
 LlamaModel::~LlamaModel() = default;
 
-const LlamaConfig& LlamaModel::config() const { return impl_->cfg; }
+const LlamaConfig& LlamaModel::config() const {
+  return impl_->cfg;
+}
 
 KvCache LlamaModel::new_cache() const {
   KvCache c;
@@ -103,7 +106,8 @@ Result<LlamaModel> LlamaModel::load(const std::string& dir) {
   auto cfg_file = ptp::MappedFile::open(dir + "/config.json");
   if (!cfg_file) return cfg_file.status();
   const auto bytes = cfg_file->bytes();
-  auto cfg = LlamaConfig::parse(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  auto cfg =
+      LlamaConfig::parse(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   if (!cfg) return cfg.status();
   auto files = ptp::SafetensorsModel::open(dir);
   if (!files) return files.status();
@@ -177,10 +181,10 @@ Status LlamaModel::embed(std::span<const int> tokens, float* x) const {
   const LlamaConfig& c = impl_->cfg;
   for (std::size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "token id " + std::to_string(tokens[t]) + " at position " +
-                            std::to_string(t) + " is outside the vocabulary of " +
-                            std::to_string(c.vocab_size));
+      return make_error(ErrorCode::kInvalidArgument, "token id " + std::to_string(tokens[t]) +
+                                                         " at position " + std::to_string(t) +
+                                                         " is outside the vocabulary of " +
+                                                         std::to_string(c.vocab_size));
     }
     std::memcpy(x + t * static_cast<std::size_t>(c.hidden_size),
                 impl_->embed.data() + static_cast<std::size_t>(tokens[t]) * c.hidden_size,
@@ -200,7 +204,9 @@ Status LlamaModel::run_layers(int first, int last, float* x, int T, KvCache& cac
   if (static_cast<int>(cache.length.size()) != c.num_layers) cache.reset(c.num_layers);
   const int D = c.hidden_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
   const int I = c.intermediate_size, qkv_w = (H + 2 * KV) * hd, group = H / KV;
-  const auto sz = [](int a, int b) { return static_cast<std::size_t>(a) * static_cast<std::size_t>(b); };
+  const auto sz = [](int a, int b) {
+    return static_cast<std::size_t>(a) * static_cast<std::size_t>(b);
+  };
   std::vector<float> h(sz(T, D)), qkv(sz(T, qkv_w)), attn(sz(T, H * hd)), proj(sz(T, D));
   std::vector<float> gu(sz(T, 2 * I)), act(sz(T, I));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -208,9 +214,9 @@ Status LlamaModel::run_layers(int first, int last, float* x, int T, KvCache& cac
     const Impl::Layer& L = p.layers[static_cast<std::size_t>(li)];
     const int start = cache.length[static_cast<std::size_t>(li)];
     if (start + T > c.max_position_embeddings) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "position " + std::to_string(start + T) + " is beyond the model's " +
-                            std::to_string(c.max_position_embeddings));
+      return make_error(ErrorCode::kInvalidArgument, "position " + std::to_string(start + T) +
+                                                         " is beyond the model's " +
+                                                         std::to_string(c.max_position_embeddings));
     }
     const int P = start + T;
     p.rms_norm(x, L.input_norm, T, h.data());
@@ -221,10 +227,11 @@ Status LlamaModel::run_layers(int first, int last, float* x, int T, KvCache& cac
     vc.resize(sz(P, KV * hd));
     for (int t = 0; t < T; ++t) {
       float* row = qkv.data() + sz(t, qkv_w);
-      p.rope(row, H, start + t);           // q
+      p.rope(row, H, start + t);            // q
       p.rope(row + H * hd, KV, start + t);  // k
       std::memcpy(kc.data() + sz(start + t, KV * hd), row + H * hd, sizeof(float) * sz(KV, hd));
-      std::memcpy(vc.data() + sz(start + t, KV * hd), row + (H + KV) * hd, sizeof(float) * sz(KV, hd));
+      std::memcpy(vc.data() + sz(start + t, KV * hd), row + (H + KV) * hd,
+                  sizeof(float) * sz(KV, hd));
     }
     std::vector<float> scores(sz(T, P));
     for (int head = 0; head < H; ++head) {

@@ -27,6 +27,15 @@ void StateError::add(const float* x, const float* y, std::uint64_t n, std::uint3
   }
 }
 
+void StateError::merge(const StateError& o) {
+  rel_mse_sum += o.rel_mse_sum;
+  cosine_sum += o.cosine_sum;
+  energy += o.energy;
+  noise += o.noise;
+  max_abs = std::max(max_abs, o.max_abs);
+  vectors += o.vectors;
+}
+
 double StateError::rel_mse() const {
   return vectors ? rel_mse_sum / static_cast<double>(vectors) : 0.0;
 }
@@ -54,14 +63,20 @@ std::vector<int> top_k(const float* z, int n, int k) {
   std::vector<int> idx(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
   k = std::min(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-    return z[a] > z[b] || (z[a] == z[b] && a < b);
-  });
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int a, int b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
   idx.resize(static_cast<std::size_t>(k));
   return idx;
 }
 
 }  // namespace
+
+void LogitError::merge(const LogitError& o) {
+  kl_sum += o.kl_sum;
+  top1 += o.top1;
+  top5 += o.top5;
+  positions += o.positions;
+}
 
 void LogitError::add(const float* ref, const float* got, std::uint64_t n, int vocab) {
   std::vector<double> lp, lq;

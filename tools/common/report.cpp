@@ -106,7 +106,8 @@ std::string scatter_panels_svg(const std::string& title, const std::vector<Panel
                     "\" height=\"" + fmt("%.0f", H) +
                     "\" font-family=\"sans-serif\" font-size=\"11\">\n"
                     "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-                    "<text x=\"20\" y=\"22\" font-size=\"14\">" + escape(title) + "</text>\n";
+                    "<text x=\"20\" y=\"22\" font-size=\"14\">" +
+                    escape(title) + "</text>\n";
   for (std::size_t k = 0; k < panels.size(); ++k) {
     const Panel& p = panels[k];
     const double x0 = PW * static_cast<double>(k);

@@ -30,8 +30,8 @@ struct TeacherForced {
 
 struct Greedy {
   std::string codec;
-  double token_agree = 0;         // share of generated tokens equal to the uncompressed run's
-  double mean_prefix_match = 0;   // mean generated tokens before the first difference
+  double token_agree = 0;        // share of generated tokens equal to the uncompressed run's
+  double mean_prefix_match = 0;  // mean generated tokens before the first difference
   std::uint64_t tokens = 0;
   double seconds = 0;
 };
@@ -52,7 +52,8 @@ class Harness {
   std::size_t window_count() const { return windows_.windows.size(); }
 
  private:
-  Harness(const LlamaModel& model, int split, Windows w) : model_(&model), split_(split), windows_(std::move(w)) {}
+  Harness(const LlamaModel& model, int split, Windows w)
+      : model_(&model), split_(split), windows_(std::move(w)) {}
   Result<std::vector<int>> generate_tokens(const SplitCodec* codec, const std::vector<int>& prompt,
                                            int generate) const;
   const LlamaModel* model_;
