@@ -170,32 +170,77 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
   double lo = std::log(std::max(1e-6, static_cast<double>(zmax) / (kMaxLevel - 0.5))),
          hi = std::log(16.0);
   // Huffman (zstd) costs a little over the entropy: aim 1.5% under the budget.
+  const double no_clamp = lo;  // the finest step without clamping, kept: the search moves lo
   const bool finest_fits = estimate(lo) <= budget;  // budgets above ~6 bits per value
   for (int it = 0; it < 30 && !finest_fits; ++it) {
     const double mid = 0.5 * (lo + hi);
     (estimate(mid) <= budget ? hi : lo) = mid;
   }
-  float step = static_cast<float>(std::exp(finest_fits ? lo : hi));
+  // The exact budget: what the packet holds besides the codes is known once the levels are.
+  const double total = cfg.bits_per_value * static_cast<double>(n * d) / 8.0 -
+                       static_cast<double>(cfg.reserved_bytes + p.norms.size() + kFixedSide + 2 * d);
   std::vector<std::byte> packed(zstd_bound(z.size()));
-  for (int attempt = 0;; ++attempt) {
-    quantize_all(z, step, sym, hist);
-    auto size = zstd_compress(std::as_bytes(std::span(sym)), cfg.zstd_level, packed);
-    if (!size) return size.status();
-    if (static_cast<double>(*size) <= budget || attempt == 60) {
-      p.codes.assign(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(*size));
-      break;
+  struct Coded {
+    float step = 0;
+    int qmin = 0, qmax = 0;
+    std::vector<std::byte> codes;
+    std::vector<std::uint64_t> hist;
+  };
+  // Codes for one step, levels stored relative to the lowest one used.
+  auto code_with = [&](float st, Coded& c) -> Result<bool> {
+    quantize_all(z, st, sym, hist);
+    int qmin = kMaxLevel, qmax = -kMaxLevel;
+    for (int q = -kMaxLevel; q <= kMaxLevel; ++q) {
+      if (hist[static_cast<std::size_t>(q + kMaxLevel)]) {
+        qmin = std::min(qmin, q);
+        qmax = std::max(qmax, q);
+      }
     }
-    step *= 1.01f;
+    std::vector<std::uint8_t> shifted(sym.size());
+    for (std::size_t i = 0; i < sym.size(); ++i) {
+      shifted[i] = static_cast<std::uint8_t>(sym[i] - (qmin + kMaxLevel));
+    }
+    auto size = zstd_compress(std::as_bytes(std::span(shifted)), cfg.zstd_level, packed);
+    if (!size) return size.status();
+    const double limit = total - 4.0 * (qmax - qmin + 1);
+    if (static_cast<double>(*size) > limit) return false;
+    c.step = st;
+    c.qmin = qmin;
+    c.qmax = qmax;
+    c.codes.assign(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(*size));
+    c.hist = hist;
+    return true;
+  };
+  // From the estimate: coarser until the codes fit, then finer while they still do, so the
+  // budget is used rather than left over.
+  float step = static_cast<float>(std::exp(finest_fits ? lo : hi));
+  Coded best;
+  bool have = false;
+  for (int attempt = 0; attempt < 80 && !have; ++attempt, step *= 1.01f) {
+    auto fits = code_with(step, best);
+    if (!fits) return fits.status();
+    have = *fits;
   }
+  if (!have) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a budget of " + std::to_string(cfg.bits_per_value) +
+                          " bits per value is too small for these values");
+  }
+  const float finest = static_cast<float>(std::exp(no_clamp));
+  for (int attempt = 0; attempt < 40 && best.step / 1.01f >= finest; ++attempt) {
+    Coded finer;
+    auto fits = code_with(best.step / 1.01f, finer);
+    if (!fits) return fits.status();
+    if (!*fits) break;
+    best = std::move(finer);
+  }
+  step = best.step;
+  p.codes = std::move(best.codes);
+  hist = std::move(best.hist);
+  quantize_all(z, step, sym, hist);
 
   // 4. Each level is reconstructed at the mean of the coordinates it took.
-  int qmin = kMaxLevel, qmax = -kMaxLevel;
-  for (int q = -kMaxLevel; q <= kMaxLevel; ++q) {
-    if (hist[static_cast<std::size_t>(q + kMaxLevel)]) {
-      qmin = std::min(qmin, q);
-      qmax = std::max(qmax, q);
-    }
-  }
+  const int qmin = best.qmin, qmax = best.qmax;
   std::vector<double> sum(2 * kMaxLevel + 1, 0.0);
   for (std::size_t i = 0; i < z.size(); ++i) sum[sym[i]] += z[i];
   write_header(p, kModeEntropy, step, qmin, qmax);
@@ -203,13 +248,6 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
     const auto k = static_cast<std::size_t>(q + kMaxLevel);
     put(p.side, hist[k] ? static_cast<float>(sum[k] / static_cast<double>(hist[k]))
                         : static_cast<float>(q) * step);
-  }
-  // Levels are stored relative to qmin.
-  if (qmin != -kMaxLevel) {
-    for (auto& s : sym) s = static_cast<std::uint8_t>(s - (qmin + kMaxLevel));
-    auto size = zstd_compress(std::as_bytes(std::span(sym)), cfg.zstd_level, packed);
-    if (!size) return size.status();
-    p.codes.assign(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(*size));
   }
   return p;
 }
