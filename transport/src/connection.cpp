@@ -55,8 +55,11 @@ void Connection::set_decoder(ptp::DecoderOptions decoder) {
 }
 
 void Connection::set_reading(bool on) {
+  const bool was_paused = paused_;
   paused_ = !on;
-  if (on && started_) read_more();
+  // From inside a frame callback the feeding loop goes on by itself; starting it again here
+  // would feed the same staged bytes twice.
+  if (on && was_paused && started_ && !dispatching_) read_more();
 }
 
 void Connection::read_more() {

@@ -436,6 +436,23 @@ void Link::Impl::on_ack(std::uint64_t cumulative) {
   acked_upto = std::max(acked_upto, std::min(cumulative, next_seq - 1));
 }
 
+Link::Impl::InPacket* Link::Impl::due() {
+  auto it = inbox.find(delivered + 1);
+  return it == inbox.end() || it->second.received == 0 ? nullptr : &it->second;
+}
+
+void Link::Impl::pause_or_resume_reading() {
+  // Stop reading while enough complete packets wait for the application (TCP then pushes back on
+  // the sender); never while the packet due next is incomplete, or its missing chunks could sit
+  // behind the pause.
+  std::size_t complete = 0;
+  for (const auto& [seq, p] : inbox) complete += p.complete() ? 1 : 0;
+  const InPacket* next = due();
+  const bool pause =
+      complete >= std::max<std::uint32_t>(opts.window_packets, 1) && next && next->complete();
+  if (conn) conn->set_reading(!pause);
+}
+
 void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   const ptp::MessageHeader& h = frame.header();
   if (h.sequence <= delivered) {
@@ -445,43 +462,57 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   auto protocol_error = [&](const std::string& why) {
     ++counters.frame_errors;
     const Status s = make_error(ErrorCode::kHeaderInvalid, why);
-    if (auto c = release_connection())
+    if (auto c = release_connection()) {
       c->fail_after_telling(s, detail::error_frame(control, opts, s));
+    }
     connection_lost(s);
   };
-  const ptp::ChunkDesc chunk = h.chunk.value_or(ptp::ChunkDesc{0, 1, 0, 0});
-  if (!inbox.empty() && inbox.back().seq == h.sequence) {
-    InPacket& p = inbox.back();
-    const ptp::MessageHeader& first = p.frames.front().header();
-    if (p.complete() || chunk.index != p.frames.size() || chunk.count != p.expected_chunks ||
-        chunk.vector_offset != p.next_vector || h.tensor != first.tensor ||
-        h.codec != first.codec) {
-      return protocol_error("chunk " + std::to_string(chunk.index) + " of packet " +
-                            std::to_string(h.sequence) + " does not continue the chunks before it");
+  // The sender keeps at most its window unacknowledged; a packet far beyond ours is not one.
+  const std::uint64_t ahead = 4 * static_cast<std::uint64_t>(std::max<std::uint32_t>(opts.window_packets, 1));
+  if (h.sequence - delivered > ahead) {
+    return protocol_error("packet " + std::to_string(h.sequence) + " is more than " +
+                          std::to_string(ahead) + " packets ahead of " + std::to_string(delivered));
+  }
+  std::uint64_t vectors = 1;
+  for (std::size_t a = 0; a < h.tensor->shape.size(); ++a) {
+    if (a != h.tensor->vector_axis) vectors *= h.tensor->shape[a];
+  }
+  const ptp::ChunkDesc chunk = h.chunk.value_or(ptp::ChunkDesc{0, 1, 0, vectors});
+  InPacket& p = inbox[h.sequence];
+  const bool first = p.expected_chunks == 0;
+  if (first) {
+    p.seq = h.sequence;
+    p.expected_chunks = chunk.count;
+    p.chunks.resize(chunk.count);
+    p.decoded.assign(chunk.count, false);
+  }
+  const std::string where =
+      "chunk " + std::to_string(chunk.index) + " of packet " + std::to_string(h.sequence);
+  if (chunk.count != p.expected_chunks || chunk.index >= p.expected_chunks || p.chunks[chunk.index] ||
+      chunk.vector_count == 0 || chunk.vector_offset > vectors ||
+      chunk.vector_count > vectors - chunk.vector_offset ||
+      (p.header && (h.tensor != p.header->tensor || h.codec != p.header->codec))) {
+    if (first) inbox.erase(h.sequence);
+    return protocol_error(where + " does not fit the chunks of that packet");
+  }
+  if (!p.header || chunk.index == 0) p.header = h;
+  p.ranges.emplace_back(chunk.vector_offset, chunk.vector_count);
+  p.wire_bytes += frame.frame_bytes();
+  p.chunks[chunk.index] = std::move(frame);
+  ++p.received;
+  if (p.complete()) {  // the chunks must cover every vector exactly once
+    std::sort(p.ranges.begin(), p.ranges.end());
+    std::uint64_t next = 0;
+    for (const auto& [offset, count] : p.ranges) {
+      if (offset != next) return protocol_error("the chunks of packet " + std::to_string(p.seq) +
+                                                " do not cover its vectors exactly once");
+      next += count;
     }
-    p.next_vector += chunk.vector_count;
-    p.wire_bytes += frame.frame_bytes();
-    p.frames.push_back(std::move(frame));
-    return;
+    if (next != vectors) return protocol_error("the chunks of packet " + std::to_string(p.seq) +
+                                               " do not cover its vectors exactly once");
   }
-  const std::uint64_t expected = (inbox.empty() ? delivered : inbox.back().seq) + 1;
-  if (h.sequence != expected || (!inbox.empty() && !inbox.back().complete()) || chunk.index != 0 ||
-      chunk.vector_offset != 0) {
-    return protocol_error("packet " + std::to_string(h.sequence) + " (chunk " +
-                          std::to_string(chunk.index) + ") arrived where packet " +
-                          std::to_string(expected) + " was due");
-  }
-  InPacket p;
-  p.seq = h.sequence;
-  p.expected_chunks = chunk.count;
-  p.next_vector = chunk.vector_count;
-  p.wire_bytes = frame.frame_bytes();
-  p.frames.push_back(std::move(frame));
-  inbox.push_back(std::move(p));
-  if (inbox.size() >= std::max<std::uint32_t>(opts.window_packets, 1) && conn) {
-    conn->set_reading(false);  // back-pressure: the peer's window fills and it waits
-  }
-  if (handlers.on_packet) handlers.on_packet();
+  pause_or_resume_reading();
+  if (first && handlers.on_packet) handlers.on_packet();
 }
 
 // ---------------------------------------------------------------- Link API
@@ -659,12 +690,11 @@ Status Link::flush(Millis timeout) {
 
 Result<ptp::MessageHeader> Link::next_packet(Millis timeout) {
   Impl& m = *impl_;
-  AGP_RETURN_IF_ERROR(m.wait([&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; },
+  AGP_RETURN_IF_ERROR(m.wait([&] { return m.due() || m.state == Impl::State::kClosed; },
                              Clock::now() + timeout, "waiting for a packet"));
-  if (m.inbox.empty()) {
-    return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
-  }
-  return m.inbox.front().frames.front().header();
+  Impl::InPacket* p = m.due();
+  if (!p) return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
+  return *p->header;
 }
 
 Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
@@ -673,60 +703,62 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
   const auto until = Clock::now() + timeout;
   for (;;) {
     if (m.state == Impl::State::kFailed) return m.failure_;
-    if (m.inbox.empty()) {
+    Impl::InPacket* due = m.due();
+    if (!due) {
       if (m.state == Impl::State::kClosed || m.peer_said_bye) {
         return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
       }
-      AGP_RETURN_IF_ERROR(m.wait(
-          [&] { return !m.inbox.empty() || m.state == Impl::State::kClosed; }, until, "receive"));
+      AGP_RETURN_IF_ERROR(
+          m.wait([&] { return m.due() || m.state == Impl::State::kClosed; }, until, "receive"));
       continue;
     }
-    Impl::InPacket& p = m.inbox.front();
-    const ptp::MessageHeader& first = p.frames.front().header();
-    if (out.shape != first.tensor->shape) {
+    Impl::InPacket& p = *due;
+    if (out.shape != p.header->tensor->shape) {
       return make_error(ErrorCode::kInvalidArgument,
                         "the output buffer's shape differs from packet " + std::to_string(p.seq) +
                             "'s tensor (see next_packet())");
     }
     if (p.decoded_into != out.data) {  // a new buffer: start over
-      p.decoded = 0;
+      p.decoded.assign(p.expected_chunks, false);
       p.decode_us = 0;
       p.decode_error = Status();
       p.decoded_into = out.data;
     }
-    while (p.decoded < p.frames.size()) {
-      const ptp::Frame& f = p.frames[p.decoded++];
+    for (std::size_t i = 0; i < p.chunks.size(); ++i) {  // whatever has arrived, in any order
+      if (!p.chunks[i] || p.decoded[i]) continue;
       const auto t0 = Clock::now();
-      Status s = ptp::read_tensor_packet(f.header(), f.body(), out);
+      Status s = ptp::read_tensor_packet(p.chunks[i]->header(), p.chunks[i]->body(), out);
       p.decode_us += micros_since(t0);
+      p.decoded[i] = true;
       if (!s && p.decode_error) p.decode_error = s;
     }
     if (p.complete()) {
       Delivery d;
-      d.header = first;
+      d.header = *p.header;
       d.wire_bytes = p.wire_bytes;
       d.chunks = p.expected_chunks;
       d.decode_us = p.decode_us;
       const Status err = p.decode_error;
-      m.delivered = p.seq;
       if (frames) {
-        *frames = std::move(p.frames);
+        frames->clear();
+        for (auto& f : p.chunks) frames->push_back(std::move(*f));
       } else if (m.conn) {
-        for (auto& f : p.frames) m.conn->recycle(f.release_body());
+        for (auto& f : p.chunks) m.conn->recycle(f->release_body());
       }
-      m.inbox.pop_front();
+      m.delivered = p.seq;
+      m.inbox.erase(p.seq);
       ++m.counters.packets_delivered;
       m.send_ack();
-      if (m.conn) m.conn->set_reading(true);
+      m.pause_or_resume_reading();
       if (!err) return err;
       return d;
     }
     const std::uint64_t seq = p.seq;
-    const std::size_t have = p.frames.size();
+    const std::uint32_t have = p.received;
     AGP_RETURN_IF_ERROR(m.wait(
         [&] {
-          return m.inbox.empty() || m.inbox.front().seq != seq ||
-                 m.inbox.front().frames.size() != have;
+          const Impl::InPacket* q = m.due();
+          return !q || q->seq != seq || q->received != have;
         },
         until, "receive"));
   }

@@ -38,19 +38,22 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     double encode_us = 0;
     std::uint32_t transmissions = 0;
   };
-  // A packet of the peer's arriving here: verified frames, decoded into the caller's buffer one by
-  // one in receive().
+  // A packet of the peer's arriving here: its verified frames by chunk index (chunks may come in
+  // any order when striped over several connections), decoded into the caller's buffer one by one
+  // in receive().
   struct InPacket {
     std::uint64_t seq = 0;
-    std::vector<ptp::Frame> frames;
-    std::uint32_t expected_chunks = 1;
-    std::uint64_t next_vector = 0;
+    std::uint32_t expected_chunks = 0;
+    std::uint32_t received = 0;
+    std::optional<ptp::MessageHeader> header;  // chunk 0's, else the first to arrive
+    std::vector<std::optional<ptp::Frame>> chunks;
+    std::vector<bool> decoded;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // vector offset, count
     std::uint64_t wire_bytes = 0;
-    std::size_t decoded = 0;
     const std::byte* decoded_into = nullptr;
     double decode_us = 0;
     Status decode_error;
-    bool complete() const { return frames.size() == expected_chunks; }
+    bool complete() const { return expected_chunks > 0 && received == expected_chunks; }
   };
 
   Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o);
@@ -128,8 +131,11 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::optional<ptp::TensorPacketWriter> writer;
   ptp::PacketCodec writer_codec;
 
-  // incoming
-  std::deque<InPacket> inbox;
+  // incoming: packets by sequence, from delivered + 1 on
+  std::map<std::uint64_t, InPacket> inbox;
+  // The packet due next, if any of it has arrived.
+  InPacket* due();
+  void pause_or_resume_reading();
   std::uint64_t delivered = 0;  // highest peer sequence handed to the application
 };
 
