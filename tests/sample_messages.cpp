@@ -74,14 +74,14 @@ std::vector<SampleMessage> sample_messages() {
     SampleMessage m{"hello", base, {}, {}};
     m.header.kind = MessageKind::kHello;
     m.header.hello = HelloDesc{1,  1,      64ull << 20, 4, {1, 2, 4}, 0x3, {1, 2, 3, 4, 5, 6, 7, 8},
-                               {}, "mac4", 0,           0, 0,         {}};
+                               {}, "mac4", 0,           0, 0,         {},  0};
     out.push_back(std::move(m));
   }
   {
     SampleMessage m{"hello_reply", base, {}, {}};
     m.header.kind = MessageKind::kHelloReply;
     m.header.hello =
-        HelloDesc{1, 1, 64ull << 20, 2, {1, 2}, 0x1, {9, 9}, {0xaa, 0xbb}, "mac5", 0, 0, 0, {}};
+        HelloDesc{1, 1, 64ull << 20, 2, {1, 2}, 0x1, {9, 9}, {0xaa, 0xbb}, "mac5", 0, 0, 0, {}, 0};
     out.push_back(std::move(m));
   }
   {

@@ -332,6 +332,54 @@ TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
   EXPECT_EQ(server->counters().handshake_rejections, 5u);
 }
 
+// Several TCP connections per link: the chunks of each packet are striped over them and arrive in
+// any order; every packet is still delivered whole and in order, with or without a key.
+TEST(Link, StripesChunksOverSeveralConnections) {
+  SKIP_WITHOUT_THREADS();
+  for (bool keyed : {false, true}) {
+    SCOPED_TRACE(keyed ? "with a key" : "without a key");
+    LinkOptions o = options();
+    o.streams = 3;
+    o.chunk_vectors = 8;  // 64 vectors: 8 chunks over 3 connections
+    if (keyed) o.key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    auto server = listen(o);
+    ASSERT_TRUE(server);
+    constexpr int kPackets = 24;
+    std::thread peer([&] {
+      auto link = server->accept(5000ms);
+      ASSERT_TRUE(link) << link.status().to_string();
+      for (int i = 0; i < kPackets; ++i) {
+        Tensor t = make_tensor(i);
+        Delivery d;
+        EXPECT_EQ(receive_one(**link, &d), local_round_trip(t, tq_codec(4))) << i;
+        EXPECT_EQ(d.header.sequence, static_cast<std::uint64_t>(i + 1));
+        EXPECT_EQ(d.chunks, 8u);
+        Tensor back = make_tensor(500 + i);
+        EXPECT_TRUE((*link)->send(back.view(), tq_codec(4), {}, 5000ms));
+      }
+      EXPECT_EQ((*link)->info().streams, 3u);
+      (void)(*link)->close(5000ms);
+    });
+    auto link = Link::connect("127.0.0.1", server->port(), o);
+    ASSERT_TRUE(link) << link.status().to_string();
+    for (int i = 0; i < 200 && (*link)->info().streams < 3; ++i) (*link)->run_for(10ms);
+    EXPECT_EQ((*link)->info().streams, 3u);
+    EXPECT_EQ((*link)->info().peer_max_streams, 3u);
+    for (int i = 0; i < kPackets; ++i) {
+      Tensor t = make_tensor(i);
+      auto seq = (*link)->post(t.view(), tq_codec(4), {}, 5000ms);
+      ASSERT_TRUE(seq) << seq.status().to_string();
+      Tensor back = make_tensor(500 + i);
+      EXPECT_EQ(receive_one(**link), local_round_trip(back, tq_codec(4))) << i;
+    }
+    EXPECT_TRUE((*link)->flush(5000ms));
+    EXPECT_EQ((*link)->next_packet(5000ms).status().code(), ErrorCode::kConnectionClosed);
+    peer.join();
+    EXPECT_EQ((*link)->counters().reconnects, 0u);
+    EXPECT_EQ((*link)->counters().frame_errors, 0u);
+  }
+}
+
 TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
   SKIP_WITHOUT_THREADS();
   LinkOptions o = options();

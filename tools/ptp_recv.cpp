@@ -42,6 +42,7 @@ struct Options {
   int seq = 256;
   int windows = 32;
   int idle_timeout_ms = 30000;
+  int streams = 1;
   Identity identity;
   bool json = false;
   bool quiet = false;
@@ -100,6 +101,7 @@ int run(const Options& o) {
     return fail(kTool, "--model: built without the fidelity harness", kExitUsage);
 #endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
+  lo->streams = static_cast<std::uint16_t>(o.streams);
   std::string address = o.listen;
   if (!o.interface.empty()) {
     auto a = transport::address_of(o.interface);
@@ -364,6 +366,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 1 << 20));
   app.add_option("--windows", o.windows, "split-model mode: at most this many windows")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--streams", o.streams, "TCP connections a sender may open per link (1..8)")
+      ->check(CLI::Range(1, 8));
   app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
                  "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);

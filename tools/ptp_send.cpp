@@ -51,6 +51,7 @@ struct Options {
   int seq = 256;
   int windows = 32;
   double rate = 0;
+  int streams = 1;
   int timeout_ms = 10000;
   int connect_timeout_ms = 5000;
   Identity identity;
@@ -219,6 +220,7 @@ int run(const Options& o, const std::string& command) {
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->bind_interface = o.interface;
   lo->chunk_vectors = o.chunk_vectors;
+  lo->streams = static_cast<std::uint16_t>(o.streams);
   lo->connect_timeout = Millis(o.connect_timeout_ms);
   if (o.port < 1 || o.port > 65535) return fail(kTool, "--port must be 1..65535", kExitUsage);
   auto link = transport::Link::connect(o.host, static_cast<std::uint16_t>(o.port), *lo);
@@ -421,6 +423,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--chunk-vectors", o.chunk_vectors,
                  "send per-vector codecs in chunks of this many vectors (0: whole packets)");
+  app.add_option("--streams", o.streams,
+                 "TCP connections to stripe chunks over (1..8; the receiver accepts up to its own "
+                 "--streams)")
+      ->check(CLI::Range(1, 8));
   app.add_option("--rate", o.rate, "packets per second across all codecs (0: back to back)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--timeout-ms", o.timeout_ms, "deadline per packet")->check(CLI::PositiveNumber);

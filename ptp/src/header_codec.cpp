@@ -53,7 +53,8 @@ void encode_header(flatbuffers::FlatBufferBuilder& fbb, const MessageHeader& h) 
                                       he.max_streams, &he.codecs, he.flags, &he.nonce, &he.auth_tag,
                                       he.peer_name.c_str(), he.session_id,
                                       he.delivered_sequence, he.next_sequence,
-                                      he.codec_bits.empty() ? nullptr : &he.codec_bits);
+                                      he.codec_bits.empty() ? nullptr : &he.codec_bits,
+                                      he.stream_index);
   }
   flatbuffers::Offset<fb::AckDesc> ack;
   if (h.ack) ack = fb::CreateAckDesc(fbb, h.ack->cumulative_sequence);
@@ -149,6 +150,7 @@ Result<MessageHeader> decode_header(std::span<const std::byte> region, const Dec
     d.delivered_sequence = he->delivered_sequence();
     d.next_sequence = he->next_sequence();
     d.codec_bits = to_vector(he->codec_bits());
+    d.stream_index = he->stream_index();
     h.hello = std::move(d);
   }
   if (const fb::AckDesc* a = f->ack()) h.ack = AckDesc{a->cumulative_sequence()};

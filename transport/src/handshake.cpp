@@ -42,7 +42,7 @@ ptp::HelloDesc capabilities(const LinkOptions& o) {
   h.min_protocol = ptp::kProtocolVersion;
   h.max_protocol = ptp::kProtocolVersion;
   h.max_frame_bytes = o.limits.max_body_bytes;
-  h.max_streams = 1;
+  h.max_streams = std::clamp<std::uint16_t>(o.streams, 1, kMaxStreams);
   for (const CodecBits& c : kDecodable) {
     h.codecs.push_back(static_cast<std::uint16_t>(c.id));
     h.codec_bits.push_back(c.mask);

@@ -20,6 +20,8 @@ inline constexpr std::uint64_t kFlagChunking = 1;    // this end assembles chunk
 inline constexpr std::uint64_t kFlagKey = 2;         // this end authenticates with a key
 inline constexpr std::uint64_t kFlagProof = 4;       // this hello carries the client's proof
 inline constexpr std::uint64_t kFlagNewSession = 8;  // reply: the server did not know the session
+inline constexpr std::uint64_t kFlagJoin = 16;       // this hello adds a stream to a session
+inline constexpr std::uint16_t kMaxStreams = 8;
 
 // Limits while the peer is unknown: no body, a small header.
 ptp::DecoderOptions handshake_decoder(const LinkOptions& o);

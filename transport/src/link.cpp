@@ -1,9 +1,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "agp/transport/interfaces.hpp"
 #include "auth.hpp"
 #include "handshake.hpp"
-#include "agp/transport/interfaces.hpp"
 #include "link_impl.hpp"
 
 namespace agp::transport {
@@ -80,6 +80,28 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
 
 // ---------------------------------------------------------------- connecting (client)
 
+Status Link::Impl::prepare_socket(detail::tcp::socket& socket, const detail::tcp::endpoint& peer) {
+  asio::error_code ec;
+  socket.open(peer.protocol(), ec);
+  if (ec) return make_error(ErrorCode::kConnectFailed, "socket: " + ec.message());
+  std::string local = opts.socket.bind_address;
+  if (local.empty() && !opts.bind_interface.empty()) {
+    auto a = address_of(opts.bind_interface);
+    if (!a) return a.status();
+    local = *a;
+  }
+  if (!local.empty()) {
+    const auto la = asio::ip::make_address(local, ec);
+    if (!ec) socket.bind(detail::tcp::endpoint(la, 0), ec);
+    if (ec) {
+      return make_error(ErrorCode::kConnectFailed,
+                        "cannot use local address " + local + ": " + ec.message());
+    }
+  }
+  detail::apply_socket_options(socket, opts.socket);
+  return {};
+}
+
 void Link::Impl::start_connect() {
   state = State::kConnecting;
   deadline = Clock::now() + opts.connect_timeout;
@@ -88,23 +110,7 @@ void Link::Impl::start_connect() {
   if (ec) return fail(make_error(ErrorCode::kConnectFailed, "'" + host + "' is not an IP address"));
   const detail::tcp::endpoint peer(address, port);
   auto socket = std::make_shared<detail::tcp::socket>(*ctx);
-  socket->open(peer.protocol(), ec);
-  std::string local = opts.socket.bind_address;
-  if (!ec && local.empty() && !opts.bind_interface.empty()) {
-    auto a = address_of(opts.bind_interface);
-    if (!a) return fail(a.status());
-    local = *a;
-  }
-  if (!ec && !local.empty()) {
-    const auto la = asio::ip::make_address(local, ec);
-    if (!ec) socket->bind(detail::tcp::endpoint(la, 0), ec);
-    if (ec) {
-      return fail(make_error(ErrorCode::kConnectFailed,
-                             "cannot use local address " + local + ": " + ec.message()));
-    }
-  }
-  if (ec) return fail(make_error(ErrorCode::kConnectFailed, "socket: " + ec.message()));
-  detail::apply_socket_options(*socket, opts.socket);
+  if (Status s = prepare_socket(*socket, peer); !s) return fail(s);
   dialing = socket;
   std::weak_ptr<Impl> weak = weak_from_this();
   socket->async_connect(peer, [weak, socket](const asio::error_code& e) {
@@ -279,6 +285,9 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   info.authenticated = !opts.key.empty();
   info.peer_chunking = (peer.flags & detail::kFlagChunking) != 0;
   info.connected = true;
+  peer_max_streams = std::max<std::uint16_t>(peer.max_streams, 1);
+  info.peer_max_streams = peer_max_streams;
+  info.streams = 1;
   // A peer that lost its state (a restarted process) starts its stream afresh.
   if (restart_at) delivered = *restart_at;
   // What the peer already delivered counts as acknowledged; the rest goes again, in order.
@@ -292,11 +301,13 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
     }
   }
   schedule_tick();
+  open_extra_streams();
   if (handlers.on_connection) handlers.on_connection(true, Status());
 }
 
 void Link::Impl::connection_lost(const Status& why) {
   if (auto c = release_connection()) c->close();
+  close_extras();
   if (dialing) {
     asio::error_code ignored;
     dialing->close(ignored);
@@ -330,6 +341,7 @@ void Link::Impl::fail(const Status& why) {
   state = State::kFailed;
   failure_ = why;
   if (auto c = release_connection()) c->close();
+  close_extras();
   info.connected = false;
   tick.cancel();
   if (was_up && handlers.on_connection) handlers.on_connection(false, why);
@@ -369,6 +381,16 @@ void Link::Impl::on_tick() {
             ErrorCode::kTimeout, "nothing heard from the peer for " +
                                      std::to_string(opts.dead_peer_timeout.count()) + " ms"));
       }
+      for (std::size_t i = 0; i < extra.size(); ++i) {  // a stream whose writes stopped draining
+        const auto& e = extra[i];
+        if (e && e->queued_frames() > 0 && now - e->last_write() >= opts.dead_peer_timeout) {
+          return connection_lost(make_error(ErrorCode::kTimeout,
+                                            "stream " + std::to_string(i + 1) + " stopped moving"));
+        }
+      }
+      for (std::size_t i = joining.size(); i-- > 0;) {
+        if (now >= joining[i].deadline) drop_join(joining[i].index);
+      }
       if (now - conn->last_write() >= opts.heartbeat_interval && conn->queued_frames() == 0) {
         ++counters.heartbeats_sent;
         send_control(detail::base_header(opts, ptp::MessageKind::kHeartbeat), false);
@@ -399,6 +421,186 @@ void Link::Impl::on_tick() {
       return;
   }
   schedule_tick();
+}
+
+// ---------------------------------------------------------------- extra streams
+
+std::uint16_t Link::Impl::wanted_streams() const {
+  const auto mine = std::clamp<std::uint16_t>(opts.streams, 1, detail::kMaxStreams);
+  return std::min<std::uint16_t>(mine, std::max<std::uint16_t>(peer_max_streams, 1));
+}
+
+void Link::Impl::open_extra_streams() {
+  if (role != Role::kClient || state != State::kUp) return;
+  const std::uint16_t n = wanted_streams();
+  if (extra.size() < static_cast<std::size_t>(n - 1)) extra.resize(n - 1u);
+  for (std::uint16_t i = 1; i < n; ++i) {
+    const bool dialing_it =
+        std::any_of(joining.begin(), joining.end(), [&](const Joining& j) { return j.index == i; });
+    if (!extra[i - 1u] && !dialing_it) start_join(i);
+  }
+}
+
+void Link::Impl::start_join(std::uint16_t index) {
+  asio::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) return;
+  const detail::tcp::endpoint peer(address, port);
+  Joining j;
+  j.index = index;
+  j.socket = std::make_shared<detail::tcp::socket>(*ctx);
+  j.deadline = Clock::now() + opts.connect_timeout + opts.handshake_timeout;
+  if (!prepare_socket(*j.socket, peer)) return;
+  auto socket = j.socket;
+  joining.push_back(std::move(j));
+  std::weak_ptr<Impl> weak = weak_from_this();
+  socket->async_connect(peer, [weak, index, socket](const asio::error_code& e) {
+    auto self = weak.lock();
+    if (!self) return;
+    for (const Joining& attempt : self->joining) {
+      if (attempt.index == index && attempt.socket == socket) {
+        return self->on_join_connected(index, e);
+      }
+    }
+  });
+}
+
+void Link::Impl::on_join_connected(std::uint16_t index, const asio::error_code& ec) {
+  auto it = std::find_if(joining.begin(), joining.end(),
+                         [&](const Joining& j) { return j.index == index; });
+  if (it == joining.end()) return;
+  if (ec) return drop_join(index);
+  auto nonce = detail::fresh_nonce();
+  if (!nonce) return drop_join(index);
+  it->nonce = std::move(nonce).value();
+  it->conn =
+      std::make_shared<detail::Connection>(std::move(*it->socket), detail::handshake_decoder(opts));
+  it->socket.reset();
+  std::weak_ptr<Impl> weak = weak_from_this();
+  it->conn->start({[weak, index](ptp::Frame&& f) {
+                     if (auto self = weak.lock()) self->on_join_frame(index, std::move(f));
+                   },
+                   [weak, index](const Status&) {
+                     if (auto self = weak.lock()) self->drop_join(index);
+                   }});
+  ptp::MessageHeader h = detail::base_header(opts, ptp::MessageKind::kHello);
+  h.hello = detail::capabilities(opts);
+  h.hello->flags |= detail::kFlagJoin;
+  h.hello->nonce = it->nonce;
+  h.hello->session_id = session_id;
+  h.hello->stream_index = index;
+  if (auto f = detail::control_frame(control, std::move(h))) it->conn->send(std::move(f), true);
+}
+
+void Link::Impl::on_join_frame(std::uint16_t index, ptp::Frame&& frame) {
+  auto it = std::find_if(joining.begin(), joining.end(),
+                         [&](const Joining& j) { return j.index == index; });
+  if (it == joining.end() || state != State::kUp) return drop_join(index);
+  const ptp::MessageHeader& h = frame.header();
+  if (!it->proving && h.kind == ptp::MessageKind::kHelloReply &&
+      h.hello->session_id == session_id) {
+    if (opts.key.empty()) {
+      auto c = it->conn;
+      joining.erase(it);
+      return attach_extra(index, std::move(c));
+    }
+    const auto expect = detail::auth_tag(opts.key, detail::kServerProof, it->nonce, h.hello->nonce,
+                                         session_id, opts.fingerprint);
+    if (!detail::tags_equal(expect, h.hello->auth_tag)) return drop_join(index);
+    ptp::MessageHeader proof = detail::base_header(opts, ptp::MessageKind::kHello);
+    proof.hello = detail::capabilities(opts);
+    proof.hello->flags |= detail::kFlagJoin | detail::kFlagProof;
+    proof.hello->session_id = session_id;
+    proof.hello->stream_index = index;
+    proof.hello->auth_tag = detail::auth_tag(opts.key, detail::kClientProof, h.hello->nonce,
+                                             it->nonce, session_id, opts.fingerprint);
+    it->proving = true;
+    if (auto f = detail::control_frame(control, std::move(proof)))
+      it->conn->send(std::move(f), true);
+    return;
+  }
+  if (it->proving && h.kind == ptp::MessageKind::kAck) {
+    auto c = it->conn;
+    joining.erase(it);
+    return attach_extra(index, std::move(c));
+  }
+  drop_join(index);  // an error frame or anything out of place: this stream is not to be
+}
+
+void Link::Impl::drop_join(std::uint16_t index) {
+  auto it = std::find_if(joining.begin(), joining.end(),
+                         [&](const Joining& j) { return j.index == index; });
+  if (it == joining.end()) return;
+  Joining j = std::move(*it);
+  joining.erase(it);
+  if (j.conn) j.conn->close();
+  if (j.socket) {
+    asio::error_code ignored;
+    j.socket->close(ignored);
+  }
+}
+
+void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Connection> c) {
+  if (index == 0 || index > detail::kMaxStreams) return c->close();
+  if (extra.size() < index) extra.resize(index);
+  if (auto& old = extra[index - 1u]) {
+    closed_bytes_in += old->bytes_read();
+    closed_bytes_out += old->bytes_written();
+    old->close();
+  }
+  extra[index - 1u] = c;
+  c->set_decoder(detail::session_decoder(opts));
+  std::weak_ptr<Impl> weak = weak_from_this();
+  const detail::Connection* raw = c.get();
+  c->start({[weak, raw](ptp::Frame&& f) {
+              if (auto self = weak.lock()) self->on_extra_frame(raw, std::move(f));
+            },
+            [weak, raw](const Status& why) {
+              auto self = weak.lock();
+              if (!self) return;
+              for (const auto& e : self->extra) {
+                if (e.get() == raw) return self->connection_lost(why);
+              }
+            }});
+  info.streams = static_cast<std::uint16_t>(
+      1 + std::count_if(extra.begin(), extra.end(), [](const auto& e) { return e != nullptr; }));
+}
+
+void Link::Impl::on_extra_frame(const detail::Connection* from, ptp::Frame&& frame) {
+  if (std::none_of(extra.begin(), extra.end(), [&](const auto& e) { return e.get() == from; })) {
+    return;
+  }
+  ++counters.frames_received;
+  const ptp::MessageHeader& h = frame.header();
+  if (h.kind == ptp::MessageKind::kError) {
+    return connection_lost(
+        Status(static_cast<ErrorCode>(h.error->code), "the peer reports: " + h.error->message));
+  }
+  if (h.kind == ptp::MessageKind::kTensorPacket &&
+      (state == State::kUp || state == State::kClosing)) {
+    on_tensor_frame(std::move(frame));
+  }
+}
+
+void Link::Impl::close_extras() {
+  for (auto& e : extra) {
+    if (!e) continue;
+    closed_bytes_in += e->bytes_read();
+    closed_bytes_out += e->bytes_written();
+    e->close();
+  }
+  extra.clear();
+  while (!joining.empty()) drop_join(joining.front().index);
+  info.streams = conn ? 1 : 0;
+}
+
+detail::Connection* Link::Impl::stream_for(std::uint32_t chunk) const {
+  std::vector<detail::Connection*> up;
+  if (conn) up.push_back(conn.get());
+  for (const auto& e : extra) {
+    if (e && e->is_open()) up.push_back(e.get());
+  }
+  return up.empty() ? nullptr : up[chunk % up.size()];
 }
 
 // ---------------------------------------------------------------- data
@@ -451,6 +653,9 @@ void Link::Impl::pause_or_resume_reading() {
   const bool pause =
       complete >= std::max<std::uint32_t>(opts.window_packets, 1) && next && next->complete();
   if (conn) conn->set_reading(!pause);
+  for (const auto& e : extra) {
+    if (e) e->set_reading(!pause);
+  }
 }
 
 void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
@@ -468,7 +673,8 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
     connection_lost(s);
   };
   // The sender keeps at most its window unacknowledged; a packet far beyond ours is not one.
-  const std::uint64_t ahead = 4 * static_cast<std::uint64_t>(std::max<std::uint32_t>(opts.window_packets, 1));
+  const std::uint64_t ahead =
+      4 * static_cast<std::uint64_t>(std::max<std::uint32_t>(opts.window_packets, 1));
   if (h.sequence - delivered > ahead) {
     return protocol_error("packet " + std::to_string(h.sequence) + " is more than " +
                           std::to_string(ahead) + " packets ahead of " + std::to_string(delivered));
@@ -488,8 +694,8 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   }
   const std::string where =
       "chunk " + std::to_string(chunk.index) + " of packet " + std::to_string(h.sequence);
-  if (chunk.count != p.expected_chunks || chunk.index >= p.expected_chunks || p.chunks[chunk.index] ||
-      chunk.vector_count == 0 || chunk.vector_offset > vectors ||
+  if (chunk.count != p.expected_chunks || chunk.index >= p.expected_chunks ||
+      p.chunks[chunk.index] || chunk.vector_count == 0 || chunk.vector_offset > vectors ||
       chunk.vector_count > vectors - chunk.vector_offset ||
       (p.header && (h.tensor != p.header->tensor || h.codec != p.header->codec))) {
     if (first) inbox.erase(h.sequence);
@@ -504,12 +710,14 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
     std::sort(p.ranges.begin(), p.ranges.end());
     std::uint64_t next = 0;
     for (const auto& [offset, count] : p.ranges) {
-      if (offset != next) return protocol_error("the chunks of packet " + std::to_string(p.seq) +
-                                                " do not cover its vectors exactly once");
+      if (offset != next)
+        return protocol_error("the chunks of packet " + std::to_string(p.seq) +
+                              " do not cover its vectors exactly once");
       next += count;
     }
-    if (next != vectors) return protocol_error("the chunks of packet " + std::to_string(p.seq) +
-                                               " do not cover its vectors exactly once");
+    if (next != vectors)
+      return protocol_error("the chunks of packet " + std::to_string(p.seq) +
+                            " do not cover its vectors exactly once");
   }
   pause_or_resume_reading();
   if (first && handlers.on_packet) handlers.on_packet();
@@ -631,8 +839,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     m.unacked_bytes += frame->bytes;
     p_now.encode_us += micros_since(t0);
     p_now.frames.push_back(frame);
-    if (m.state == Impl::State::kUp && m.conn && p_now.transmissions > 0) {
-      m.conn->send(frame);
+    detail::Connection* stream = m.stream_for(k);
+    if (m.state == Impl::State::kUp && stream && p_now.transmissions > 0) {
+      stream->send(frame);
       ++m.counters.frames_sent;
     }
     if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
@@ -791,6 +1000,7 @@ Status Link::close(Millis timeout) {
     (void)m.wait([&] { return m.state == Impl::State::kClosed || !m.conn; }, until, "close");
   }
   if (auto c = m.release_connection()) c->close();
+  m.close_extras();
   if (m.dialing) {
     asio::error_code ignored;
     m.dialing->close(ignored);

@@ -61,6 +61,8 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
 
   // --- connection life
   void start_connect();  // client: dial, then hello
+  // Opens the socket and binds it to the configured local address or interface.
+  Status prepare_socket(detail::tcp::socket& socket, const detail::tcp::endpoint& peer);
   void on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket);
   void attach(std::shared_ptr<detail::Connection> c);  // route a connection's events here
   void on_frame(const detail::Connection* from, ptp::Frame&& frame);
@@ -79,6 +81,28 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::shared_ptr<detail::Connection> release_connection();
   void schedule_tick();
   void on_tick();
+
+  // --- extra streams (LinkOptions::streams > 1)
+  struct Joining {
+    std::uint16_t index = 0;
+    std::shared_ptr<detail::tcp::socket> socket;
+    std::shared_ptr<detail::Connection> conn;
+    std::vector<std::uint8_t> nonce;
+    bool proving = false;
+    detail::Clock::time_point deadline;
+  };
+  std::uint16_t wanted_streams() const;
+  void open_extra_streams();  // client: dial the missing ones
+  void start_join(std::uint16_t index);
+  void on_join_connected(std::uint16_t index, const asio::error_code& ec);
+  void on_join_frame(std::uint16_t index, ptp::Frame&& frame);
+  void drop_join(std::uint16_t index);
+  // Both sides: a verified extra connection becomes stream `index`.
+  void attach_extra(std::uint16_t index, std::shared_ptr<detail::Connection> c);
+  void on_extra_frame(const detail::Connection* from, ptp::Frame&& frame);
+  void close_extras();
+  // The connection for chunk k of a packet: striped over the streams that are up.
+  detail::Connection* stream_for(std::uint32_t chunk) const;
 
   // --- data
   void on_tensor_frame(ptp::Frame&& frame);
@@ -100,6 +124,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::string host;
   std::uint16_t port = 0;
   std::shared_ptr<detail::Connection> conn;
+  std::vector<std::shared_ptr<detail::Connection>> extra;  // stream k at extra[k - 1]
+  std::vector<Joining> joining;
+  std::uint16_t peer_max_streams = 1;
   asio::steady_timer tick;
   ptp::FrameBuilder control;
   Handlers handlers;

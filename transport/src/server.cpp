@@ -112,6 +112,21 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
       return reject(c, make_error(ErrorCode::kAuthenticationFailed,
                                   "this server has no pre-shared key configured"));
     }
+    if (hello.flags & detail::kFlagJoin) {  // another stream for a session that is up
+      std::shared_ptr<Link::Impl> link;
+      if (auto sit = sessions.find(hello.session_id); sit != sessions.end())
+        link = sit->second.lock();
+      const auto most = std::clamp<std::uint16_t>(opts.streams, 1, detail::kMaxStreams);
+      if (!link || link->state != Link::Impl::State::kUp) {
+        return reject(c, make_error(ErrorCode::kBadState, "no session of this id is up to join"));
+      }
+      if (hello.stream_index == 0 || hello.stream_index >= most) {
+        return reject(
+            c, make_error(ErrorCode::kCapabilityMismatch,
+                          "stream " + std::to_string(hello.stream_index) + ": this server takes " +
+                              std::to_string(most) + " streams per link"));
+      }
+    }
     auto nonce = detail::fresh_nonce();
     if (!nonce) return reject(c, nonce.status());
     it->nonce = std::move(nonce).value();
@@ -147,6 +162,7 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
     }
     return;
   }
+  const bool join = (it->hello->flags & detail::kFlagJoin) != 0;
   // The client's proof.
   if (!(hello.flags & detail::kFlagProof) || hello.session_id != it->hello->session_id) {
     return reject(c, make_error(ErrorCode::kHeaderInvalid, "expected the client's proof"));
@@ -159,11 +175,22 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
   }
   const ptp::HelloDesc first = *it->hello;
   drop_pending(c.get());
+  if (join) {  // the proof is accepted: say so on this connection, then it carries data
+    ptp::MessageHeader a = detail::base_header(opts, ptp::MessageKind::kAck);
+    a.ack = ptp::AckDesc{0};
+    if (auto f = detail::control_frame(control, std::move(a))) c->send(std::move(f), true);
+  }
   admit(c, first);
 }
 
 void Server::Impl::admit(const std::shared_ptr<detail::Connection>& c,
                          const ptp::HelloDesc& hello) {
+  if (hello.flags & detail::kFlagJoin) {
+    std::shared_ptr<Link::Impl> link;
+    if (auto s = sessions.find(hello.session_id); s != sessions.end()) link = s->second.lock();
+    if (!link || link->state != Link::Impl::State::kUp) return c->close();
+    return link->attach_extra(hello.stream_index, c);
+  }
   std::shared_ptr<Link::Impl> link;
   if (auto s = sessions.find(hello.session_id); s != sessions.end()) link = s->second.lock();
   const bool known = link && link->state != Link::Impl::State::kClosed &&

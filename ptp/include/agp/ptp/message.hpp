@@ -105,6 +105,7 @@ struct HelloDesc {
   std::uint64_t delivered_sequence = 0;   // highest peer sequence delivered here (0: none)
   std::uint64_t next_sequence = 0;        // first sequence this side will (re)send
   std::vector<std::uint32_t> codec_bits;  // per `codecs` entry: bit b set = b bits supported
+  std::uint16_t stream_index = 0;         // 0: a session's first connection; k: joins as stream k
   friend bool operator==(const HelloDesc&, const HelloDesc&) = default;
 };
 

@@ -58,6 +58,10 @@ struct LinkOptions {
   // Packets of per-vector codecs with more vectors than this travel as chunks of this many
   // vectors, so encoding, the wire and decoding overlap (0 = never chunk).
   std::uint64_t chunk_vectors = 0;
+  // TCP connections per link (1..8). With more than one, the chunks of a packet are striped over
+  // them (a single TCP flow may not fill a fast link); the connecting side opens them, the
+  // listening side accepts up to its own number. Control messages use the first.
+  std::uint16_t streams = 1;
 
   // Listening side, after a restart: where the application had got to in sessions of its previous
   // life (LinkInfo::session_id and the last Delivery's sequence, recorded durably by the
@@ -110,6 +114,8 @@ struct LinkInfo {
   bool authenticated = false;
   bool peer_chunking = false;
   bool connected = false;
+  std::uint16_t peer_max_streams = 1;
+  std::uint16_t streams = 0;  // TCP connections carrying this link now
 };
 
 struct PacketMeta {
