@@ -226,13 +226,19 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
                       "a budget of " + std::to_string(cfg.bits_per_value) +
                           " bits per value is too small for these values");
   }
+  // Finer by a shrinking factor (6%, then 2.5%, 1.2%, 0.6%): a few coding passes instead of one per
+  // percent.
   const float finest = static_cast<float>(std::exp(no_clamp));
-  for (int attempt = 0; attempt < 40 && best.step / 1.01f >= finest; ++attempt) {
+  for (float factor = 1.06f; factor > 1.005f;) {
+    const float trial = best.step / factor;
     Coded finer;
-    auto fits = code_with(best.step / 1.01f, finer);
+    Result<bool> fits = trial >= finest ? code_with(trial, finer) : Result<bool>(false);
     if (!fits) return fits.status();
-    if (!*fits) break;
-    best = std::move(finer);
+    if (*fits) {
+      best = std::move(finer);
+    } else {
+      factor = std::sqrt(factor);
+    }
   }
   step = best.step;
   p.codes = std::move(best.codes);
