@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "agp/transport/link.hpp"
-#include "netns_pair.hpp"
+#include "bench_paths.hpp"
 
 namespace {
 
@@ -39,20 +39,11 @@ using agp::transport::Server;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-[[noreturn]] void die(const std::string& why) {
-  std::cerr << "bench_transport: error: " << why << "\n";
-  std::exit(1);
-}
+constexpr const char* kTool = "bench_transport";
+using agp::bench::Path;
+using agp::bench::percentile;
 
-// One side of a path: the namespace to enter (none for loopback) and the address to use.
-struct Path {
-  std::string name;
-  std::string server_address;
-  std::function<void()> enter_server = [] {};
-  std::function<void()> enter_client = [] {};
-  std::string server_prefix;  // shell prefix to run a command on the server side
-  std::string client_prefix;
-};
+[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
 
 // CPU seconds the calling thread has used.
 double thread_cpu_seconds() {
@@ -60,39 +51,6 @@ double thread_cpu_seconds() {
   getrusage(RUSAGE_THREAD, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
-// ---------------------------------------------------------------- iperf3
-
-double iperf3_gbps(const Path& path, int port, double seconds) {
-  std::thread server([&] {
-    const std::string cmd = path.server_prefix + "iperf3 -s -1 -p " + std::to_string(port) +
-                            " -B " + path.server_address + " >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0) std::cerr << "bench_transport: iperf3 server failed\n";
-  });
-  std::this_thread::sleep_for(500ms);
-  const std::string cmd = path.client_prefix + "iperf3 -J -c " + path.server_address + " -p " +
-                          std::to_string(port) + " -t " + std::to_string(seconds);
-  std::string out;
-  if (FILE* f = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    pclose(f);
-  }
-  server.join();
-  try {
-    return json::parse(out).at("end").at("sum_received").at("bits_per_second").get<double>() / 1e9;
-  } catch (const std::exception&) {
-    die("iperf3 on " + path.name + " gave no result (is iperf3 installed?): " + out.substr(0, 300));
-  }
 }
 
 // ---------------------------------------------------------------- plain TCP ping-pong
@@ -313,7 +271,7 @@ json measure(const Path& path, double seconds, int iterations) {
     std::cerr << "bench_transport: " << path.name << ": throughput round " << r + 1 << "/"
               << kBulkRounds << " (iperf3, then the link)\n";
     iperf_rounds.push_back(
-        iperf3_gbps(path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds));
+        agp::bench::iperf3_gbps(path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds, kTool));
     const Bulk b = link_bulk(path, seconds);
     link_rounds.push_back(b.gbps);
     std::cerr << "bench_transport:   link " << b.gbps << " Gbit/s, sender thread busy "
@@ -377,32 +335,8 @@ int main(int argc, char** argv) {
 
   json rows = json::array();
   for (const auto& name : paths) {
-    if (name == "loopback") {
-      Path p;
-      p.name = name;
-      p.server_address = "127.0.0.1";
-      rows.push_back(measure(p, seconds, iterations));
-    } else if (name == "veth-tbf20") {
-      if (!agp::support::netns_available()) {
-        die("the veth-tbf20 path needs network namespaces (root and iproute2 'ip netns')");
-      }
-      auto pair = agp::support::NetnsPair::create("bt", 20.0);
-      if (!pair) die(pair.status().to_string());
-      Path p;
-      p.name = name;
-      p.server_address = pair->address_b();
-      p.enter_server = [&] {
-        if (!pair->enter_b()) die("cannot enter " + pair->namespace_b());
-      };
-      p.enter_client = [&] {
-        if (!pair->enter_a()) die("cannot enter " + pair->namespace_a());
-      };
-      p.server_prefix = "ip netns exec " + pair->namespace_b() + " ";
-      p.client_prefix = "ip netns exec " + pair->namespace_a() + " ";
-      rows.push_back(measure(p, seconds, iterations));
-    } else {
-      die("unknown path '" + name + "' (known: loopback, veth-tbf20)");
-    }
+    const agp::bench::PathSetup setup(name, kTool);
+    rows.push_back(measure(setup.path(), seconds, iterations));
   }
   char date[32];
   const std::time_t t = std::time(nullptr);

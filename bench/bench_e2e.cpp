@@ -1,0 +1,203 @@
+// End-to-end benchmark: the seed packet ([1,1280,1,256] fp16, 655,360 bytes) delivered through a
+// Link (encode, send, receive, verify, decode into the receiver's buffer, acknowledge) as raw fp16,
+// TurboQuant 4-bit and 8-bit and TurboQuant-EC 4-bit, interleaved packet by packet, over loopback
+// and over veth pairs limited to 20 and 10 Gbit/s. Beside each p50: the stage times (encode, wire
+// at the path's iperf3 rate, decode) and their sum, so the overlap achieved is visible. Writes
+// bench/results/latest-e2e.json.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agp/transport/link.hpp"
+#include "bench_paths.hpp"
+#include "common/tool_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using agp::bench::Path;
+using agp::bench::percentile;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+constexpr const char* kTool = "bench_e2e";
+
+[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
+
+agp::transport::LinkOptions link_options(std::uint64_t chunk_vectors) {
+  agp::transport::LinkOptions o;
+  o.fingerprint = {0xe2e, 0x5eed};
+  o.model_id = "bench-e2e";
+  o.chunk_vectors = chunk_vectors;
+  return o;
+}
+
+struct Sample {
+  std::string codec;
+  double latency_us = 0, encode_us = 0;
+  std::uint64_t bytes = 0;
+};
+
+json measure(const Path& path, const std::vector<std::string>& codecs, int iterations, int warmup,
+             std::uint64_t chunk_vectors, double iperf_seconds) {
+  std::cerr << kTool << ": " << path.name << ": iperf3 ...\n";
+  const double iperf = agp::bench::iperf3_gbps(path, 5301 + static_cast<int>(::getpid() % 1000),
+                                               iperf_seconds, kTool);
+  std::atomic<int> port{0};
+  std::mutex mu;
+  std::map<std::uint64_t, double> decode_us;  // by sequence
+  std::thread receiver([&] {
+    path.enter_server();
+    auto server = agp::transport::Server::listen(path.server_address, 0, link_options(chunk_vectors));
+    if (!server) die(server.status().to_string());
+    port = (*server)->port();
+    auto link = (*server)->accept(10000ms);
+    if (!link) die("accept: " + link.status().to_string());
+    std::vector<std::uint16_t> out(1280 * 256);
+    for (;;) {
+      auto next = (*link)->next_packet(20000ms);
+      if (!next) die("receiver: " + next.status().to_string());
+      const auto view = agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16,
+                                                           next->tensor->shape, 1);
+      if (next->tensor->shape != std::vector<std::uint64_t>{1, 1280, 1, 256}) {
+        std::vector<std::uint16_t> small(1);
+        (void)(*link)->receive(agp::codec::TensorView::contiguous(small.data(), agp::DType::kF16,
+                                                                   next->tensor->shape, 1),
+                               20000ms);
+        break;  // the end marker
+      }
+      auto d = (*link)->receive(view, 20000ms);
+      if (!d) die("receiver: " + d.status().to_string());
+      std::lock_guard lock(mu);
+      decode_us[d->header.sequence] = d->decode_us;
+    }
+    (void)(*link)->close(5000ms);
+  });
+  std::map<std::uint64_t, Sample> samples;  // by sequence, timed packets only
+  std::thread sender([&] {
+    path.enter_client();
+    while (port == 0) std::this_thread::sleep_for(1ms);
+    auto link = agp::transport::Link::connect(path.server_address,
+                                              static_cast<std::uint16_t>(port.load()),
+                                              link_options(chunk_vectors));
+    if (!link) die("connect: " + link.status().to_string());
+    std::vector<agp::ptp::PacketCodec> packet_codecs;
+    for (const auto& n : codecs) {
+      auto c = agp::tools::parse_codec(n, agp::DType::kF16);
+      if (!c) die(c.status().to_string());
+      packet_codecs.push_back(*c);
+    }
+    const agp::tools::Generator gen{"gauss", 7};
+    const std::vector<std::uint64_t> shape = {1, 1280, 1, 256};
+    std::vector<std::vector<std::byte>> tensors;
+    for (int k = 0; k < 8; ++k) tensors.push_back(gen.make(static_cast<std::uint64_t>(k), shape, agp::DType::kF16, 1));
+    for (int i = 0; i < warmup + iterations; ++i) {
+      const auto view = agp::codec::TensorView::contiguous(
+          tensors[static_cast<std::size_t>(i) % tensors.size()].data(), agp::DType::kF16, shape, 1);
+      for (std::size_t c = 0; c < codecs.size(); ++c) {  // interleaved packet by packet
+        const auto t0 = Clock::now();
+        auto r = (*link)->send(view, packet_codecs[c], {"seed", 0, agp::ptp::Layout::kBC1S}, 20000ms);
+        const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+        if (!r) die("send: " + r.status().to_string());
+        if (i >= warmup) samples[r->sequence] = {codecs[c], us, r->encode_us, r->wire_bytes};
+      }
+    }
+    std::vector<std::uint16_t> one(1, 0);  // the end marker: a packet of another shape
+    const auto raw = agp::tools::parse_codec("raw", agp::DType::kF16);
+    (void)(*link)->send(
+        agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1), *raw,
+        {"end", 0, {}}, 10000ms);
+    (void)(*link)->close(5000ms);
+  });
+  sender.join();
+  receiver.join();
+
+  json rows = json::array();
+  double raw_p50 = 0;
+  for (const auto& name : codecs) {
+    std::vector<double> lat, enc, dec;
+    std::uint64_t bytes = 0;
+    for (const auto& [seq, s] : samples) {
+      if (s.codec != name) continue;
+      lat.push_back(s.latency_us);
+      enc.push_back(s.encode_us);
+      bytes = s.bytes;
+      if (auto it = decode_us.find(seq); it != decode_us.end()) dec.push_back(it->second);
+    }
+    const double p50 = percentile(lat, 0.5);
+    if (name == "raw") raw_p50 = p50;
+    const double wire_us = static_cast<double>(bytes) * 8.0 / (iperf * 1e3);
+    json r = {{"codec", name},
+              {"packets", lat.size()},
+              {"bytes", bytes},
+              {"p50_us", p50},
+              {"p95_us", percentile(lat, 0.95)},
+              {"p99_us", percentile(lat, 0.99)},
+              {"encode_us_p50", percentile(enc, 0.5)},
+              {"wire_us_at_iperf3_rate", wire_us},
+              {"decode_us_p50", percentile(dec, 0.5)},
+              {"stage_sum_us", percentile(enc, 0.5) + wire_us + percentile(dec, 0.5)}};
+    rows.push_back(r);
+  }
+  for (auto& r : rows) r["ratio_vs_raw_p50"] = raw_p50 > 0 ? r["p50_us"].get<double>() / raw_p50 : 0.0;
+  json out = {{"path", path.name}, {"iperf3_gbps", iperf}, {"chunk_vectors", chunk_vectors}, {"codecs", rows}};
+  std::cerr << kTool << ": " << out.dump() << "\n";
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path;
+  std::vector<std::string> paths = {"loopback", "veth-tbf20", "veth-tbf10"};
+  std::string codec_list = "raw,tq4,tq8,ec4";
+  int iterations = 300, warmup = 30;
+  std::uint64_t chunk_vectors = 32;
+  double iperf_seconds = 2;
+  CLI::App app{"bench_e2e: the seed packet delivered end to end per codec and path (needs root, "
+               "iproute2 and iperf3 for the veth paths)"};
+  app.add_option("--out", out_path, "write the JSON results here");
+  app.add_option("--paths", paths, "loopback, veth-tbf<Gbit/s>");
+  app.add_option("--codecs", codec_list, "codecs, interleaved (raw first: ratios are against it)");
+  app.add_option("--iterations", iterations, "timed packets per codec and path");
+  app.add_option("--warmup", warmup, "untimed packets per codec first");
+  app.add_option("--chunk-vectors", chunk_vectors, "chunk size for per-vector codecs (0: whole)");
+  app.add_option("--iperf-seconds", iperf_seconds, "iperf3 run per path (the wire-time estimate)");
+  CLI11_PARSE(app, argc, argv);
+  auto codecs = agp::tools::split_list(codec_list, "--codecs");
+  if (!codecs) die(codecs.status().message());
+
+  json results = json::array();
+  json goals = json::object();
+  for (const auto& name : paths) {
+    const agp::bench::PathSetup setup(name, kTool);
+    json r = measure(setup.path(), *codecs, iterations, warmup, chunk_vectors, iperf_seconds);
+    for (const auto& c : r["codecs"]) {
+      if (c["codec"] != "tq4") continue;
+      const double ratio = c["ratio_vs_raw_p50"].get<double>();
+      const double limit = name == "veth-tbf10" ? 0.40 : name == "veth-tbf20" ? 0.60 : 1.0;
+      goals[name] = {{"tq4_ratio_vs_raw_p50", ratio}, {"goal", limit}, {"met", ratio <= limit}};
+    }
+    results.push_back(r);
+  }
+  char date[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  json doc = {{"suite", "e2e"}, {"date", date}, {"command", "./dev bench e2e"},
+              {"packet", "[1,1280,1,256] fp16, 655,360 bytes, N(0,1)"},
+              {"latency", "send() start to the receiver's acknowledgement, sent after verify and decode"},
+              {"paths", results}, {"goals", goals}};
+  std::cout << doc.dump(2) << "\n";
+  if (!out_path.empty()) {
+    std::ofstream f(out_path);
+    f << doc.dump(2) << "\n";
+    if (!f) die("cannot write " + out_path);
+  }
+  return 0;
+}

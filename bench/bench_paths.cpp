@@ -1,0 +1,79 @@
+#include "bench_paths.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+namespace agp::bench {
+
+void die(const std::string& tool, const std::string& why) {
+  std::cerr << tool << ": error: " << why << "\n";
+  std::exit(1);
+}
+
+PathSetup::PathSetup(const std::string& name, const std::string& tool) {
+  path_.name = name;
+  if (name == "loopback") {
+    path_.server_address = "127.0.0.1";
+    return;
+  }
+  if (name.rfind("veth-tbf", 0) != 0 || std::atof(name.c_str() + 8) <= 0) {
+    die(tool, "unknown path '" + name + "' (loopback, veth-tbf<Gbit/s>)");
+  }
+  path_.rate_gbit = std::atof(name.c_str() + 8);
+  if (!support::netns_available()) {
+    die(tool, "the " + name + " path needs network namespaces (root and iproute2 'ip netns')");
+  }
+  auto pair = support::NetnsPair::create(tool.substr(0, 2) + name.substr(8), path_.rate_gbit);
+  if (!pair) die(tool, pair.status().to_string());
+  pair_ = std::make_unique<support::NetnsPair>(std::move(pair).value());
+  const support::NetnsPair* p = pair_.get();
+  path_.server_address = p->address_b();
+  path_.enter_server = [p, tool] {
+    if (!p->enter_b()) die(tool, "cannot enter " + p->namespace_b());
+  };
+  path_.enter_client = [p, tool] {
+    if (!p->enter_a()) die(tool, "cannot enter " + p->namespace_a());
+  };
+  path_.server_prefix = "ip netns exec " + p->namespace_b() + " ";
+  path_.client_prefix = "ip netns exec " + p->namespace_a() + " ";
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool) {
+  std::thread server([&] {
+    const std::string cmd = path.server_prefix + "iperf3 -s -1 -p " + std::to_string(port) +
+                            " -B " + path.server_address + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) std::cerr << tool << ": iperf3 server failed\n";
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string cmd = path.client_prefix + "iperf3 -J -c " + path.server_address + " -p " +
+                          std::to_string(port) + " -t " + std::to_string(seconds);
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    pclose(f);
+  }
+  server.join();
+  try {
+    return nlohmann::json::parse(out).at("end").at("sum_received").at("bits_per_second").get<double>() /
+           1e9;
+  } catch (const std::exception&) {
+    die(tool, "iperf3 on " + path.name + " gave no result (is iperf3 installed?): " +
+                  out.substr(0, 300));
+  }
+}
+
+}  // namespace agp::bench

@@ -1,0 +1,43 @@
+// What the network benchmarks share: the paths they measure (loopback, or a veth pair between two
+// network namespaces limited by tbf), iperf3 on a path, and percentiles.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "netns_pair.hpp"
+
+namespace agp::bench {
+
+[[noreturn]] void die(const std::string& tool, const std::string& why);
+
+// One measured path: the address the server listens on, how a thread enters each side, and the
+// shell prefix that runs a command on each side.
+struct Path {
+  std::string name;
+  std::string server_address;
+  std::function<void()> enter_server = [] {};
+  std::function<void()> enter_client = [] {};
+  std::string server_prefix;
+  std::string client_prefix;
+  double rate_gbit = 0;  // the tbf limit; 0 for loopback
+};
+
+// "loopback" or "veth-tbf<N>" (N Gbit/s). Dies with a clear line when namespaces are not allowed.
+class PathSetup {
+ public:
+  PathSetup(const std::string& name, const std::string& tool);
+  const Path& path() const { return path_; }
+
+ private:
+  std::unique_ptr<support::NetnsPair> pair_;
+  Path path_;
+};
+
+double percentile(std::vector<double> v, double p);
+// One iperf3 TCP stream across the path for `seconds`; Gbit/s received.
+double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool);
+
+}  // namespace agp::bench
