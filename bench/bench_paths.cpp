@@ -15,7 +15,7 @@ void die(const std::string& tool, const std::string& why) {
   std::exit(1);
 }
 
-PathSetup::PathSetup(const std::string& name, const std::string& tool) {
+PathSetup::PathSetup(const std::string& name, const std::string& tool, const std::string& burst) {
   path_.name = name;
   if (name == "loopback") {
     path_.server_address = "127.0.0.1";
@@ -28,7 +28,8 @@ PathSetup::PathSetup(const std::string& name, const std::string& tool) {
   if (!support::netns_available()) {
     die(tool, "the " + name + " path needs network namespaces (root and iproute2 'ip netns')");
   }
-  auto pair = support::NetnsPair::create(tool.substr(0, 2) + name.substr(8), path_.rate_gbit);
+  path_.burst = burst;
+  auto pair = support::NetnsPair::create(tool.substr(0, 2) + name.substr(8), path_.rate_gbit, burst);
   if (!pair) die(tool, pair.status().to_string());
   pair_ = std::make_unique<support::NetnsPair>(std::move(pair).value());
   const support::NetnsPair* p = pair_.get();

@@ -23,12 +23,13 @@ struct Path {
   std::string server_prefix;
   std::string client_prefix;
   double rate_gbit = 0;  // the tbf limit; 0 for loopback
+  std::string burst;     // the tbf bucket
 };
 
 // "loopback" or "veth-tbf<N>" (N Gbit/s). Dies with a clear line when namespaces are not allowed.
 class PathSetup {
  public:
-  PathSetup(const std::string& name, const std::string& tool);
+  PathSetup(const std::string& name, const std::string& tool, const std::string& burst = "4mb");
   const Path& path() const { return path_; }
 
  private:

@@ -330,7 +330,7 @@ int main(int argc, char** argv) {
                  "SO_SNDBUF/SO_RCVBUF for the Link (0 = the system's autotuning)");
   app.add_option("--receive-buffer", g_receive_buffer,
                  "SO_RCVBUF alone for the Link (0 = the system's autotuning)");
-  app.add_option("--paths", paths, "paths to measure (loopback, veth-tbf20)");
+  app.add_option("--paths", paths, "paths to measure (loopback, veth-tbf20)")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
 
   json rows = json::array();

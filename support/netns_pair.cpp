@@ -43,7 +43,8 @@ bool netns_available() {
   return true;
 }
 
-Result<NetnsPair> NetnsPair::create(const std::string& tag, std::optional<double> rate_gbit) {
+Result<NetnsPair> NetnsPair::create(const std::string& tag, std::optional<double> rate_gbit,
+                                    const std::string& burst) {
   NetnsPair p;
   const std::string id = std::to_string(::getpid() % 100000);
   p.ns_a_ = std::string("agp") + tag + id + "a";
@@ -70,12 +71,11 @@ Result<NetnsPair> NetnsPair::create(const std::string& tag, std::optional<double
       "ip -n " + p.ns_b_ + " link set " + p.dev_b_ + " up",
   };
   if (rate_gbit) {
-    // Burst sized for a few milliseconds at the line rate, as a bridge's queues would allow.
     char rate[64];
     std::snprintf(rate, sizeof rate, "%.0fmbit", *rate_gbit * 1000.0);
     for (const auto& [ns, dev] : {std::pair{p.ns_a_, p.dev_a_}, std::pair{p.ns_b_, p.dev_b_}}) {
       cmds.push_back("ip netns exec " + ns + " tc qdisc add dev " + dev + " root tbf rate " + rate +
-                     " burst 4mb latency 10ms");
+                     " burst " + burst + " latency 10ms");
     }
   }
   p.owned_ = true;  // the destructor removes whatever part was made

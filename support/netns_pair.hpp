@@ -13,9 +13,12 @@ namespace agp::support {
 class NetnsPair {
  public:
   // Creates namespaces and a veth pair named after `tag` (a few letters) and this process id;
-  // addresses 10.213.N.1 (side a) and .2 (side b). `rate_gbit` adds a tbf qdisc on both ends.
+  // addresses 10.213.N.1 (side a) and .2 (side b). `rate_gbit` adds a tbf qdisc on both ends with
+  // a token bucket of `burst` (tc syntax): a large bucket lets a packet that follows an idle gap
+  // through at memory speed, a small one paces every packet as a link would serialize it.
   // kIoError with the failing command when namespaces cannot be made (no root, no iproute2).
-  static Result<NetnsPair> create(const std::string& tag, std::optional<double> rate_gbit = {});
+  static Result<NetnsPair> create(const std::string& tag, std::optional<double> rate_gbit = {},
+                                  const std::string& burst = "4mb");
   NetnsPair(NetnsPair&& other) noexcept;
   NetnsPair& operator=(NetnsPair&&) = delete;
   ~NetnsPair();
