@@ -28,7 +28,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 constexpr const char* kTool = "bench_e2e";
 
-[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
+[[noreturn]] void die(const std::string& why) {
+  agp::bench::die(kTool, why);
+}
 
 agp::transport::LinkOptions link_options(std::uint64_t chunk_vectors) {
   agp::transport::LinkOptions o;
@@ -54,7 +56,8 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
   std::map<std::uint64_t, double> decode_us;  // by sequence
   std::thread receiver([&] {
     path.enter_server();
-    auto server = agp::transport::Server::listen(path.server_address, 0, link_options(chunk_vectors));
+    auto server =
+        agp::transport::Server::listen(path.server_address, 0, link_options(chunk_vectors));
     if (!server) die(server.status().to_string());
     port = (*server)->port();
     auto link = (*server)->accept(10000ms);
@@ -63,12 +66,12 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
     for (;;) {
       auto next = (*link)->next_packet(20000ms);
       if (!next) die("receiver: " + next.status().to_string());
-      const auto view = agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16,
-                                                           next->tensor->shape, 1);
+      const auto view =
+          agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16, next->tensor->shape, 1);
       if (next->tensor->shape != std::vector<std::uint64_t>{1, 1280, 1, 256}) {
         std::vector<std::uint16_t> small(1);
         (void)(*link)->receive(agp::codec::TensorView::contiguous(small.data(), agp::DType::kF16,
-                                                                   next->tensor->shape, 1),
+                                                                  next->tensor->shape, 1),
                                20000ms);
         break;  // the end marker
       }
@@ -83,9 +86,8 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
   std::thread sender([&] {
     path.enter_client();
     while (port == 0) std::this_thread::sleep_for(1ms);
-    auto link = agp::transport::Link::connect(path.server_address,
-                                              static_cast<std::uint16_t>(port.load()),
-                                              link_options(chunk_vectors));
+    auto link = agp::transport::Link::connect(
+        path.server_address, static_cast<std::uint16_t>(port.load()), link_options(chunk_vectors));
     if (!link) die("connect: " + link.status().to_string());
     std::vector<agp::ptp::PacketCodec> packet_codecs;
     for (const auto& n : codecs) {
@@ -96,13 +98,15 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
     const agp::tools::Generator gen{"gauss", 7};
     const std::vector<std::uint64_t> shape = {1, 1280, 1, 256};
     std::vector<std::vector<std::byte>> tensors;
-    for (int k = 0; k < 8; ++k) tensors.push_back(gen.make(static_cast<std::uint64_t>(k), shape, agp::DType::kF16, 1));
+    for (int k = 0; k < 8; ++k)
+      tensors.push_back(gen.make(static_cast<std::uint64_t>(k), shape, agp::DType::kF16, 1));
     for (int i = 0; i < warmup + iterations; ++i) {
       const auto view = agp::codec::TensorView::contiguous(
           tensors[static_cast<std::size_t>(i) % tensors.size()].data(), agp::DType::kF16, shape, 1);
       for (std::size_t c = 0; c < codecs.size(); ++c) {  // interleaved packet by packet
         const auto t0 = Clock::now();
-        auto r = (*link)->send(view, packet_codecs[c], {"seed", 0, agp::ptp::Layout::kBC1S}, 20000ms);
+        auto r =
+            (*link)->send(view, packet_codecs[c], {"seed", 0, agp::ptp::Layout::kBC1S}, 20000ms);
         const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
         if (!r) die("send: " + r.status().to_string());
         if (i >= warmup) samples[r->sequence] = {codecs[c], us, r->encode_us, r->wire_bytes};
@@ -145,8 +149,13 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
               {"stage_sum_us", percentile(enc, 0.5) + wire_us + percentile(dec, 0.5)}};
     rows.push_back(r);
   }
-  for (auto& r : rows) r["ratio_vs_raw_p50"] = raw_p50 > 0 ? r["p50_us"].get<double>() / raw_p50 : 0.0;
-  json out = {{"path", path.name}, {"tbf_burst", path.burst}, {"iperf3_gbps", iperf}, {"chunk_vectors", chunk_vectors}, {"codecs", rows}};
+  for (auto& r : rows)
+    r["ratio_vs_raw_p50"] = raw_p50 > 0 ? r["p50_us"].get<double>() / raw_p50 : 0.0;
+  json out = {{"path", path.name},
+              {"tbf_burst", path.burst},
+              {"iperf3_gbps", iperf},
+              {"chunk_vectors", chunk_vectors},
+              {"codecs", rows}};
   std::cerr << kTool << ": " << out.dump() << "\n";
   return out;
 }
@@ -163,8 +172,9 @@ int main(int argc, char** argv) {
   // A 128 KB bucket: iperf3 then reaches about 9.5 of 10 Gbit/s (as the issue measured) while each
   // packet is still paced at the line rate instead of passing whole on saved-up credit.
   std::string burst = "128kb";
-  CLI::App app{"bench_e2e: the seed packet delivered end to end per codec and path (needs root, "
-               "iproute2 and iperf3 for the veth paths)"};
+  CLI::App app{
+      "bench_e2e: the seed packet delivered end to end per codec and path (needs root, "
+      "iproute2 and iperf3 for the veth paths)"};
   app.add_option("--out", out_path, "write the JSON results here");
   app.add_option("--paths", paths, "loopback, veth-tbf<Gbit/s>")->delimiter(',');
   app.add_option("--tbf-burst", burst, "token bucket of the veth paths' tbf (tc syntax)");
@@ -193,10 +203,14 @@ int main(int argc, char** argv) {
   char date[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  json doc = {{"suite", "e2e"}, {"date", date}, {"command", "./dev bench e2e"},
-              {"packet", "[1,1280,1,256] fp16, 655,360 bytes, N(0,1)"},
-              {"latency", "send() start to the receiver's acknowledgement, sent after verify and decode"},
-              {"paths", results}, {"goals", goals}};
+  json doc = {
+      {"suite", "e2e"},
+      {"date", date},
+      {"command", "./dev bench e2e"},
+      {"packet", "[1,1280,1,256] fp16, 655,360 bytes, N(0,1)"},
+      {"latency", "send() start to the receiver's acknowledgement, sent after verify and decode"},
+      {"paths", results},
+      {"goals", goals}};
   std::cout << doc.dump(2) << "\n";
   if (!out_path.empty()) {
     std::ofstream f(out_path);

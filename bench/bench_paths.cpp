@@ -29,7 +29,8 @@ PathSetup::PathSetup(const std::string& name, const std::string& tool, const std
     die(tool, "the " + name + " path needs network namespaces (root and iproute2 'ip netns')");
   }
   path_.burst = burst;
-  auto pair = support::NetnsPair::create(tool.substr(0, 2) + name.substr(8), path_.rate_gbit, burst);
+  auto pair =
+      support::NetnsPair::create(tool.substr(0, 2) + name.substr(8), path_.rate_gbit, burst);
   if (!pair) die(tool, pair.status().to_string());
   pair_ = std::make_unique<support::NetnsPair>(std::move(pair).value());
   const support::NetnsPair* p = pair_.get();
@@ -69,11 +70,15 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
   }
   server.join();
   try {
-    return nlohmann::json::parse(out).at("end").at("sum_received").at("bits_per_second").get<double>() /
+    return nlohmann::json::parse(out)
+               .at("end")
+               .at("sum_received")
+               .at("bits_per_second")
+               .get<double>() /
            1e9;
   } catch (const std::exception&) {
-    die(tool, "iperf3 on " + path.name + " gave no result (is iperf3 installed?): " +
-                  out.substr(0, 300));
+    die(tool,
+        "iperf3 on " + path.name + " gave no result (is iperf3 installed?): " + out.substr(0, 300));
   }
 }
 

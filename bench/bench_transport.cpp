@@ -43,7 +43,9 @@ constexpr const char* kTool = "bench_transport";
 using agp::bench::Path;
 using agp::bench::percentile;
 
-[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
+[[noreturn]] void die(const std::string& why) {
+  agp::bench::die(kTool, why);
+}
 
 // CPU seconds the calling thread has used.
 double thread_cpu_seconds() {
@@ -270,8 +272,8 @@ json measure(const Path& path, double seconds, int iterations) {
   for (int r = 0; r < kBulkRounds; ++r) {
     std::cerr << "bench_transport: " << path.name << ": throughput round " << r + 1 << "/"
               << kBulkRounds << " (iperf3, then the link)\n";
-    iperf_rounds.push_back(
-        agp::bench::iperf3_gbps(path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds, kTool));
+    iperf_rounds.push_back(agp::bench::iperf3_gbps(
+        path, 5201 + static_cast<int>(::getpid() % 1000) + r, seconds, kTool));
     const Bulk b = link_bulk(path, seconds);
     link_rounds.push_back(b.gbps);
     std::cerr << "bench_transport:   link " << b.gbps << " Gbit/s, sender thread busy "
