@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -17,6 +18,7 @@
 
 #include "agp/transport/link.hpp"
 #include "bench_paths.hpp"
+#include "common/report.hpp"
 #include "common/tool_support.hpp"
 
 namespace {
@@ -47,7 +49,7 @@ struct Sample {
 };
 
 json measure(const Path& path, const std::vector<std::string>& codecs, int iterations, int warmup,
-             std::uint64_t chunk_vectors, double iperf_seconds) {
+             std::uint64_t chunk_vectors, double iperf_seconds, const std::string& svg_dir) {
   std::cerr << kTool << ": " << path.name << ": iperf3 ...\n";
   const double iperf = agp::bench::iperf3_gbps(path, 5301 + static_cast<int>(::getpid() % 1000),
                                                iperf_seconds, kTool);
@@ -124,6 +126,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
 
   json rows = json::array();
   double raw_p50 = 0;
+  std::vector<agp::tools::Series> series;
   for (const auto& name : codecs) {
     std::vector<double> lat, enc, dec;
     std::uint64_t bytes = 0;
@@ -136,6 +139,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
     }
     const double p50 = percentile(lat, 0.5);
     if (name == "raw") raw_p50 = p50;
+    series.push_back({name, lat});
     const double wire_us = static_cast<double>(bytes) * 8.0 / (iperf * 1e3);
     json r = {{"codec", name},
               {"packets", lat.size()},
@@ -149,8 +153,16 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
               {"stage_sum_us", percentile(enc, 0.5) + wire_us + percentile(dec, 0.5)}};
     rows.push_back(r);
   }
-  for (auto& r : rows)
+  for (auto& r : rows) {
     r["ratio_vs_raw_p50"] = raw_p50 > 0 ? r["p50_us"].get<double>() / raw_p50 : 0.0;
+  }
+  if (!svg_dir.empty()) {  // the latency distribution of each codec on this path
+    char title[128];
+    std::snprintf(title, sizeof title, "seed packet delivery, %s (iperf3 %.1f Gbit/s)",
+                  path.name.c_str(), iperf);
+    std::ofstream(svg_dir + "/e2e-" + path.name + ".svg")
+        << agp::tools::latency_cdf_svg(series, title);
+  }
   json out = {{"path", path.name},
               {"tbf_burst", path.burst},
               {"iperf3_gbps", iperf},
@@ -172,11 +184,14 @@ int main(int argc, char** argv) {
   // A 128 KB bucket: iperf3 then reaches about 9.5 of 10 Gbit/s (as the issue measured) while each
   // packet is still paced at the line rate instead of passing whole on saved-up credit.
   std::string burst = "128kb";
+  std::string svg_dir;
   CLI::App app{
       "bench_e2e: the seed packet delivered end to end per codec and path (needs root, "
       "iproute2 and iperf3 for the veth paths)"};
   app.add_option("--out", out_path, "write the JSON results here");
   app.add_option("--paths", paths, "loopback, veth-tbf<Gbit/s>")->delimiter(',');
+  app.add_option("--svg-dir", svg_dir,
+                 "write a latency CDF picture per path (e2e-<path>.svg) here");
   app.add_option("--tbf-burst", burst, "token bucket of the veth paths' tbf (tc syntax)");
   app.add_option("--codecs", codec_list, "codecs, interleaved (raw first: ratios are against it)");
   app.add_option("--iterations", iterations, "timed packets per codec and path");
@@ -191,7 +206,8 @@ int main(int argc, char** argv) {
   json goals = json::object();
   for (const auto& name : paths) {
     const agp::bench::PathSetup setup(name, kTool, burst);
-    json r = measure(setup.path(), *codecs, iterations, warmup, chunk_vectors, iperf_seconds);
+    json r =
+        measure(setup.path(), *codecs, iterations, warmup, chunk_vectors, iperf_seconds, svg_dir);
     for (const auto& c : r["codecs"]) {
       if (c["codec"] != "tq4") continue;
       const double ratio = c["ratio_vs_raw_p50"].get<double>();

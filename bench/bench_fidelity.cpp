@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agp/fidelity/harness.hpp"
+#include "common/report.hpp"
 
 namespace {
 
@@ -27,12 +28,13 @@ const std::vector<std::string> kCodecs = {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir = "../shared/fixtures/devmodel", out_path;
+  std::string model_dir = "../shared/fixtures/devmodel", out_path, svg_path;
   int split = 2;
   CLI::App app{"bench_fidelity: continuation fidelity of every codec on the devmodel fixture"};
   app.add_option("--model", model_dir, "checkpoint directory with windows.bin beside it");
   app.add_option("--split", split, "split layer");
   app.add_option("--out", out_path, "write the JSON results here");
+  app.add_option("--svg", svg_path, "write a picture of KL and top-1 against bits per value here");
   CLI11_PARSE(app, argc, argv);
 
   auto model = LlamaModel::load(model_dir);
@@ -108,6 +110,17 @@ int main(int argc, char** argv) {
       {"rows", rows},
       {"goals", goals}};
   std::cout << doc.dump(2) << "\n";
+  if (!svg_path.empty()) {
+    agp::tools::Panel kl{"KL(reference || codec), nats (log scale)", true, {}};
+    agp::tools::Panel top1{"top-1 agreement", false, {}};
+    for (const auto& r : rows) {
+      if (r["codec"] == "raw") continue;  // 16 bits: off the scale of interest
+      kl.points.push_back({r["codec"], {r["bits_per_value"], r["kl_nats"]}});
+      top1.points.push_back({r["codec"], {r["bits_per_value"], r["top1_agree"]}});
+    }
+    std::ofstream(svg_path) << agp::tools::scatter_panels_svg(
+        "devmodel, split 2: continuation fidelity against bits per value", {kl, top1});
+  }
   if (!out_path.empty()) {
     std::ofstream f(out_path);
     f << doc.dump(2) << "\n";
