@@ -217,27 +217,43 @@ TEST(Link, StalledReceiverBoundsTheSender) {
   peer.join();
 }
 
+// Serves a Server on a thread until the first peer gets through the handshake (the ones refused
+// before it are the test's subject).
+class AcceptFirst {
+ public:
+  explicit AcceptFirst(Server& server)
+      : thread_([this, &server] {
+          while (!stop_ && !accepted_) {
+            auto l = server.accept(50ms);
+            if (l) accepted_ = std::move(l).value();
+          }
+        }) {}
+  ~AcceptFirst() { finish(); }
+  // Stops serving; true when a peer was accepted.
+  bool finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return accepted_ != nullptr;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::unique_ptr<Link> accepted_;
+  std::thread thread_;
+};
+
 TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
   SKIP_WITHOUT_THREADS();
   auto server = listen(options());
   ASSERT_TRUE(server);
-  std::atomic<bool> stop{false};
-  std::unique_ptr<Link> accepted;
-  std::thread peer([&] {
-    while (!stop && !accepted) {
-      auto l = server->accept(50ms);
-      if (l) accepted = std::move(l).value();
-    }
-  });
+  AcceptFirst acceptor(*server);
   LinkOptions other = options();
   other.fingerprint.lo ^= 1;
   auto bad = Link::connect("127.0.0.1", server->port(), other);
   EXPECT_EQ(bad.status().code(), ErrorCode::kFingerprintMismatch) << bad.status().to_string();
   auto good = Link::connect("127.0.0.1", server->port(), options());
   EXPECT_TRUE(good) << good.status().to_string();
-  stop = true;
-  peer.join();
-  EXPECT_TRUE(accepted);
+  EXPECT_TRUE(acceptor.finish());
   EXPECT_EQ(server->counters().handshake_rejections, 1u);
 }
 
@@ -247,14 +263,7 @@ TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
   keyed.key = {'s', 'e', 'c', 'r', 'e', 't'};
   auto server = listen(keyed);
   ASSERT_TRUE(server);
-  std::atomic<bool> stop{false};
-  std::unique_ptr<Link> accepted;
-  std::thread peer([&] {
-    while (!stop && !accepted) {
-      auto l = server->accept(50ms);
-      if (l) accepted = std::move(l).value();
-    }
-  });
+  AcceptFirst acceptor(*server);
   LinkOptions wrong = keyed;
   wrong.key = {'g', 'u', 'e', 's', 's'};
   auto r1 = Link::connect("127.0.0.1", server->port(), wrong);
@@ -264,9 +273,7 @@ TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
   auto ok = Link::connect("127.0.0.1", server->port(), keyed);
   ASSERT_TRUE(ok) << ok.status().to_string();
   EXPECT_TRUE((*ok)->info().authenticated);
-  stop = true;
-  peer.join();
-  EXPECT_TRUE(accepted);
+  EXPECT_TRUE(acceptor.finish());
   EXPECT_EQ(server->counters().handshake_rejections, 2u);
 }
 
@@ -302,14 +309,7 @@ TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
   SKIP_WITHOUT_THREADS();
   auto server = listen(options());
   ASSERT_TRUE(server);
-  std::atomic<bool> stop{false};
-  std::unique_ptr<Link> accepted;
-  std::thread peer([&] {
-    while (!stop && !accepted) {
-      auto l = server->accept(50ms);
-      if (l) accepted = std::move(l).value();
-    }
-  });
+  AcceptFirst acceptor(*server);
   for (int i = 0; i < 5; ++i) {
     auto s = FrameStream::connect("127.0.0.1", server->port(), 2000ms);
     ASSERT_TRUE(s);
@@ -326,9 +326,7 @@ TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
   }
   auto good = Link::connect("127.0.0.1", server->port(), options());
   EXPECT_TRUE(good) << good.status().to_string();
-  stop = true;
-  peer.join();
-  EXPECT_TRUE(accepted);
+  EXPECT_TRUE(acceptor.finish());
   EXPECT_EQ(server->counters().handshake_rejections, 5u);
 }
 

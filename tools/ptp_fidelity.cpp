@@ -211,14 +211,6 @@ int main(int argc, char** argv) {
   app.add_option("--report", o.report,
                  "write a Markdown report with an SVG of KL and top-1 against bits");
   app.add_flag("-q,--quiet", o.quiet, "no progress output");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(kTool, std::string(e.what()) + " (see --help)", kExitUsage);
-  }
-  std::string command = "ptp-fidelity";
-  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
-  return run(o, command);
+  if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
+  return run(o, command_line(kTool, argc, argv));
 }

@@ -160,13 +160,7 @@ int main(int argc, char** argv) {
       "section table with each checksum's status. Exit 1 when a frame is invalid."};
   app.add_option("file", path, "file of frames")->required();
   app.add_flag("--json", as_json, "print a JSON array of frames");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return tools::fail(kTool, std::string(e.what()) + " (see --help)", tools::kExitUsage);
-  }
+  if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   auto file = ptp::MappedFile::open(path);
   if (!file) return tools::fail(kTool, file.status().message(), tools::kExitUsage);
   const auto bytes = file->bytes();

@@ -371,17 +371,9 @@ int main(int argc, char** argv) {
   app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
                  "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);
-  app.add_option("--model-id", o.identity.model_id, "model id; must match the sender's");
-  app.add_option("--split", o.identity.split_layer, "split layer; must match the sender's");
-  app.add_option("--key-file", o.identity.key_file, "file holding the pre-shared key (both ends)");
+  add_identity_options(app, o.identity);
   app.add_flag("--json", o.json, "print one JSON document (with every packet) at the end");
   app.add_flag("-q,--quiet", o.quiet, "no per-packet lines, no progress bar");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(kTool, std::string(e.what()) + " (see --help)", kExitUsage);
-  }
+  if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
   return run(o);
 }

@@ -432,22 +432,11 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", o.timeout_ms, "deadline per packet")->check(CLI::PositiveNumber);
   app.add_option("--connect-timeout-ms", o.connect_timeout_ms, "deadline for connecting")
       ->check(CLI::PositiveNumber);
-  app.add_option("--model-id", o.identity.model_id, "model id; must match the receiver's");
-  app.add_option("--split", o.identity.split_layer, "split layer; must match the receiver's");
-  app.add_option("--key-file", o.identity.key_file,
-                 "file holding a pre-shared key (both ends; at least 16 bytes)");
+  add_identity_options(app, o.identity);
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
   app.add_option("--report", o.report,
                  "write a Markdown report (and an SVG latency plot beside it)");
   app.add_flag("-q,--quiet", o.quiet, "no progress bar or connection line");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(kTool, std::string(e.what()) + " (see --help)", kExitUsage);
-  }
-  std::string command = "ptp-send";
-  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
-  return run(o, command);
+  if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
+  return run(o, command_line(kTool, argc, argv));
 }

@@ -217,6 +217,31 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
   return o;
 }
 
+void add_identity_options(CLI::App& app, Identity& id) {
+  app.add_option("--model-id", id.model_id, "model id; both ends must give the same");
+  app.add_option("--split", id.split_layer, "split layer; both ends must give the same");
+  app.add_option("--key-file", id.key_file,
+                 "file holding a pre-shared key, at least 16 bytes (both ends, or neither)");
+}
+
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                      const std::string& tool) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(tool, std::string(e.what()) + " (see --help)", kExitUsage);
+  }
+  return std::nullopt;
+}
+
+std::string command_line(const std::string& tool, int argc, char** argv) {
+  std::string command = tool;
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  return command;
+}
+
 std::uint32_t default_vector_axis(const std::vector<std::uint64_t>& shape) {
   return shape.size() == 4 ? 1u : static_cast<std::uint32_t>(shape.size() - 1);
 }

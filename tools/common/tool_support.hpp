@@ -3,8 +3,10 @@
 // one-line error reporting.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +76,16 @@ struct Identity {
   std::string key_file;  // raw bytes of the pre-shared key; "" = no key
 };
 Result<transport::LinkOptions> link_options(const Identity& id, const std::string& tool);
+
+// --model-id, --split and --key-file, which both ends must give alike.
+void add_identity_options(CLI::App& app, Identity& id);
+
+// Parses the command line. On --help (printed) or a bad flag (one line on stderr) returns the exit
+// code to end with; otherwise nullopt.
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                      const std::string& tool);
+// "tool arg1 arg2 ...", for reports.
+std::string command_line(const std::string& tool, int argc, char** argv);
 
 // Default vector axis and layout for a shape: axis 1 and [B, C, 1, S] for rank 4, else the last
 // axis.
