@@ -216,22 +216,14 @@ int main(int argc, char** argv) {
     }
     results.push_back(r);
   }
-  char date[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   json doc = {
       {"suite", "e2e"},
-      {"date", date},
+      {"date", agp::bench::utc_now()},
       {"command", "./dev bench e2e"},
       {"packet", "[1,1280,1,256] fp16, 655,360 bytes, N(0,1)"},
       {"latency", "send() start to the receiver's acknowledgement, sent after verify and decode"},
       {"paths", results},
       {"goals", goals}};
-  std::cout << doc.dump(2) << "\n";
-  if (!out_path.empty()) {
-    std::ofstream f(out_path);
-    f << doc.dump(2) << "\n";
-    if (!f) die("cannot write " + out_path);
-  }
+  agp::bench::emit_results(doc.dump(2), out_path, kTool);
   return 0;
 }

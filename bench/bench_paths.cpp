@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -50,6 +52,21 @@ double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+std::string utc_now() {
+  char date[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return date;
+}
+
+void emit_results(const std::string& json_text, const std::string& path, const std::string& tool) {
+  std::cout << json_text << "\n";
+  if (path.empty()) return;
+  std::ofstream f(path);
+  f << json_text << "\n";
+  if (!f) die(tool, "cannot write " + path);
 }
 
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool) {

@@ -38,6 +38,11 @@ class PathSetup {
 };
 
 double percentile(std::vector<double> v, double p);
+// "2026-11-26T10:00:00Z", now.
+std::string utc_now();
+// Prints `json_text` and writes it to `path` too (when given); dies when the file cannot be
+// written.
+void emit_results(const std::string& json_text, const std::string& path, const std::string& tool);
 // One iperf3 TCP stream across the path for `seconds`; Gbit/s received.
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool);
 

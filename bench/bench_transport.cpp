@@ -340,19 +340,11 @@ int main(int argc, char** argv) {
     const agp::bench::PathSetup setup(name, kTool);
     rows.push_back(measure(setup.path(), seconds, iterations));
   }
-  char date[32];
-  const std::time_t t = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   json doc = {{"suite", "transport"},
-              {"date", date},
+              {"date", agp::bench::utc_now()},
               {"machine", {{"cores", std::thread::hardware_concurrency()}}},
               {"command", "./dev bench transport"},
               {"paths", rows}};
-  std::cout << doc.dump(2) << "\n";
-  if (!out_path.empty()) {
-    std::ofstream f(out_path);
-    f << doc.dump(2) << "\n";
-    if (!f) die("cannot write " + out_path);
-  }
+  agp::bench::emit_results(doc.dump(2), out_path, kTool);
   return 0;
 }

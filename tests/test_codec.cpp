@@ -14,6 +14,7 @@
 #include "codebooks.hpp"
 #include "lloyd_max.hpp"
 #include "rotation.hpp"
+#include "test_threads.hpp"
 
 namespace agp::codec {
 namespace {
@@ -329,14 +330,8 @@ TEST(TurboQuantMse, RangesGiveTheSameBytes) {
   }
 }
 
-// qemu-user on the CI machines cannot start threads (a plain std::thread hangs there), so the
-// arm64 lane sets AGP_TEST_NO_THREADS and these tests say so instead of hanging.
-bool threads_unavailable() {
-  return std::getenv("AGP_TEST_NO_THREADS") != nullptr;
-}
-
 TEST(ThreadPool, RunsEveryTaskExactlyOnceAcrossManyBatches) {
-  if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator";
+  SKIP_WITHOUT_THREADS();
   ThreadPool pool(3);
   EXPECT_EQ(pool.size(), 3);
   for (std::size_t batch = 0; batch < 200; ++batch) {
@@ -348,7 +343,7 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnceAcrossManyBatches) {
 }
 
 TEST(ThreadPool, TwoThreadsGiveTheSameBytes) {
-  if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator";
+  SKIP_WITHOUT_THREADS();
   const std::size_t n = 300;
   const auto x = unit_vectors(n, 768, 9);
   const TensorView in = TensorView::contiguous(x.data(), DType::kF32, {n, 768}, 1);

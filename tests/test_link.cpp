@@ -14,17 +14,12 @@
 #include "agp/transport/frame_stream.hpp"
 #include "agp/transport/link.hpp"
 #include "netns_pair.hpp"
+#include "test_threads.hpp"
 
 namespace agp::transport {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool threads_unavailable() {
-  return std::getenv("AGP_TEST_NO_THREADS") != nullptr;
-}
-#define SKIP_WITHOUT_THREADS() \
-  if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator"
 
 // A seed-shaped-like [1, C, 1, S] f16 tensor (channels-first, vectors along axis 1), filled from
 // `seed` so each packet differs.

@@ -11,19 +11,12 @@
 
 #include "agp/transport/frame_stream.hpp"
 #include "sample_messages.hpp"
+#include "test_threads.hpp"
 
 namespace agp::transport {
 namespace {
 
 using namespace std::chrono_literals;
-
-// qemu-user on the CI machines cannot start threads; these tests need a peer thread.
-bool threads_unavailable() {
-  return std::getenv("AGP_TEST_NO_THREADS") != nullptr;
-}
-
-#define SKIP_WITHOUT_THREADS() \
-  if (threads_unavailable()) GTEST_SKIP() << "threads cannot start under this emulator"
 
 TEST(FrameStream, EveryMessageKindCrossesLoopbackIntact) {
   SKIP_WITHOUT_THREADS();
