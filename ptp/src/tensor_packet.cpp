@@ -228,6 +228,12 @@ Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
 
 Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> body,
                           codec::TensorView out, codec::ThreadPool* pool) {
+  TensorPacketReader reader;
+  return reader.read(h, body, std::move(out), pool);
+}
+
+Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byte> body,
+                                codec::TensorView out, codec::ThreadPool* pool) {
   if (h.kind != MessageKind::kTensorPacket || !h.tensor || !h.codec) {
     return make_error(ErrorCode::kMissingField, "not a tensor packet with tensor and codec fields");
   }
@@ -287,9 +293,16 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
     return codec::ec_decode(section(SectionKind::kSideData), section(SectionKind::kNorms),
                             section(SectionKind::kCodes), out, c->ec.seed);
   }
-  auto made = codec::make_codec(c->config, out.dim());
-  if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
-  const codec::Codec& codec = **made;
+  // Chunks of one packet, and packets of one stream, share a codec: build it once.
+  CodecDesc key = *h.codec;
+  key.original_bytes = 0;  // differs from chunk to chunk; the codec does not
+  if (!cached_ || cached_desc_ != key || cached_->dim() != out.dim()) {
+    auto made = codec::make_codec(c->config, out.dim());
+    if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
+    cached_ = std::move(made).value();
+    cached_desc_ = key;
+  }
+  const codec::Codec& codec = *cached_;
   std::vector<std::span<const std::byte>> parts;
   for (const codec::PartSpec& p : codec.parts()) {
     const auto bytes = section(p.kind);

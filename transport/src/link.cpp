@@ -936,7 +936,7 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
     for (std::size_t i = 0; i < p.chunks.size(); ++i) {  // whatever has arrived, in any order
       if (!p.chunks[i] || p.decoded[i]) continue;
       const auto t0 = Clock::now();
-      Status s = ptp::read_tensor_packet(p.chunks[i]->header(), p.chunks[i]->body(), out);
+      Status s = m.reader.read(p.chunks[i]->header(), p.chunks[i]->body(), out);
       p.decode_us += micros_since(t0);
       p.decoded[i] = true;
       if (!s && p.decode_error) p.decode_error = s;

@@ -158,6 +158,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::optional<ptp::TensorPacketWriter> writer;
   ptp::PacketCodec writer_codec;
 
+  ptp::TensorPacketReader reader;  // keeps the codec from chunk to chunk
   // incoming: packets by sequence, from delivered + 1 on
   std::map<std::uint64_t, InPacket> inbox;
   // The packet due next, if any of it has arrived.

@@ -74,6 +74,18 @@ class TensorPacketWriter {
                                 const ChunkDesc* chunk, codec::ThreadPool* pool);
 };
 
+// Decodes verified tensor packets like read_tensor_packet, keeping the codec it built for the next
+// packet or chunk with the same descriptor (a receiver of many chunks saves building it each time).
+class TensorPacketReader {
+ public:
+  Status read(const MessageHeader& header, std::span<const std::byte> body, codec::TensorView out,
+              codec::ThreadPool* pool = nullptr);
+
+ private:
+  std::unique_ptr<codec::Codec> cached_;
+  CodecDesc cached_desc_;
+};
+
 // Decodes a verified tensor packet (header + body, e.g. from FrameDecoder) into `out`, whose shape
 // must be the descriptor's (any float dtype and strides; the vector axis is the descriptor's).
 // A chunk (header.chunk set) fills only its range of vectors.
