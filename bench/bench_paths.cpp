@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -76,8 +77,10 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
     if (std::system(cmd.c_str()) != 0) std::cerr << tool << ": iperf3 server failed\n";
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // iperf3 reads -t as whole seconds (as atoi would), and -t 0 means "forever": at least one.
+  const long whole = std::max(1L, static_cast<long>(std::floor(seconds)));
   const std::string cmd = path.client_prefix + "iperf3 -J -c " + path.server_address + " -p " +
-                          std::to_string(port) + " -t " + std::to_string(seconds);
+                          std::to_string(port) + " -t " + std::to_string(whole);
   std::string out;
   if (FILE* f = popen(cmd.c_str(), "r")) {
     char buf[4096];

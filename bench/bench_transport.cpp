@@ -137,12 +137,36 @@ LinkOptions link_options() {
   return o;
 }
 
+agp::ptp::PacketCodec raw() {
+  agp::ptp::PacketCodec c;
+  c.config.id = agp::CodecId::kRaw;
+  c.config.raw_dtype = agp::DType::kF16;
+  return c;
+}
+
 // A receiving Link that takes packets into one buffer until a packet named "end".
 struct Receiver {
   std::thread thread;
   std::atomic<int> port{0};
   std::atomic<std::uint64_t> packets{0};
   double cpu_seconds = 0;  // of the receiving thread, from accept to the end packet
+
+  // The sending side: enters the client side of `path` and connects once the receiver listens.
+  std::unique_ptr<Link> connect(const Path& path) const {
+    path.enter_client();
+    while (port == 0) std::this_thread::sleep_for(1ms);
+    auto link =
+        Link::connect(path.server_address, static_cast<std::uint16_t>(port.load()), link_options());
+    if (!link) die("connect: " + link.status().to_string());
+    return std::move(link).value();
+  }
+  // Sends the "end" packet that stops the receiver, and closes.
+  static void finish(Link& link) {
+    std::vector<std::uint16_t> one(1, 0);
+    auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
+    if (auto s = link.send(end, raw(), {"end", 0, {}}, 10000ms); !s) die(s.status().to_string());
+    (void)link.close(5000ms);
+  }
 
   void start(const Path& path) {
     thread = std::thread([this, &path] {
@@ -173,13 +197,6 @@ struct Receiver {
   }
 };
 
-agp::ptp::PacketCodec raw() {
-  agp::ptp::PacketCodec c;
-  c.config.id = agp::CodecId::kRaw;
-  c.config.raw_dtype = agp::DType::kF16;
-  return c;
-}
-
 struct Bulk {
   double sender_cpu = 0;  // busy fraction of the sending thread during the timed part
   double receiver_cpu = 0;
@@ -193,21 +210,17 @@ Bulk link_bulk(const Path& path, double seconds) {
   rx.start(path);
   Bulk result;
   std::thread client([&] {
-    path.enter_client();
-    while (rx.port == 0) std::this_thread::sleep_for(1ms);
-    auto link = Link::connect(path.server_address, static_cast<std::uint16_t>(rx.port.load()),
-                              link_options());
-    if (!link) die("connect: " + link.status().to_string());
+    auto link = rx.connect(path);
     // The seed packet: [1, 1280, 1, 256] fp16, 655,360 bytes, owned for as long as it is in flight.
     auto data = std::make_shared<std::vector<std::uint16_t>>(1280 * 256, 0x3c00);
     const auto view =
         agp::codec::TensorView::contiguous(data->data(), agp::DType::kF16, {1, 1280, 1, 256}, 1);
     auto post = [&] {
-      auto s = (*link)->post(view, raw(), {"seed", 0, agp::ptp::Layout::kBC1S}, 10000ms, data);
+      auto s = link->post(view, raw(), {"seed", 0, agp::ptp::Layout::kBC1S}, 10000ms, data);
       if (!s) die("post: " + s.status().to_string());
     };
     for (int i = 0; i < 100; ++i) post();  // warm-up
-    if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
+    if (auto s = link->flush(10000ms); !s) die("flush: " + s.to_string());
     const auto t0 = Clock::now();
     const double cpu0 = thread_cpu_seconds();
     const auto until = t0 + std::chrono::duration<double>(seconds);
@@ -215,15 +228,11 @@ Bulk link_bulk(const Path& path, double seconds) {
       post();
       ++result.packets;
     }
-    if (auto s = (*link)->flush(10000ms); !s) die("flush: " + s.to_string());
+    if (auto s = link->flush(10000ms); !s) die("flush: " + s.to_string());
     result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.sender_cpu = (thread_cpu_seconds() - cpu0) / result.seconds;
     result.gbps = static_cast<double>(result.packets) * 655360.0 * 8.0 / result.seconds / 1e9;
-    std::vector<std::uint16_t> one(1, 0);
-    auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
-    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s)
-      die(s.status().to_string());
-    (void)(*link)->close(5000ms);
+    Receiver::finish(*link);
   });
   client.join();
   rx.thread.join();
@@ -236,27 +245,19 @@ std::vector<double> link_small_rtt(const Path& path, int iterations, int warmup)
   rx.start(path);
   std::vector<double> rtts;
   std::thread client([&] {
-    path.enter_client();
-    while (rx.port == 0) std::this_thread::sleep_for(1ms);
-    auto link = Link::connect(path.server_address, static_cast<std::uint16_t>(rx.port.load()),
-                              link_options());
-    if (!link) die("connect: " + link.status().to_string());
+    auto link = rx.connect(path);
     std::vector<std::uint16_t> small(32, 0x3c00);  // 64 bytes
     const auto view =
         agp::codec::TensorView::contiguous(small.data(), agp::DType::kF16, {1, 32, 1, 1}, 1);
     for (int i = 0; i < iterations + warmup; ++i) {
       const auto t0 = Clock::now();
-      auto r = (*link)->send(view, raw(), {"small", 0, {}}, 10000ms);
+      auto r = link->send(view, raw(), {"small", 0, {}}, 10000ms);
       if (!r) die("send: " + r.status().to_string());
       if (i >= warmup) {
         rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
       }
     }
-    std::vector<std::uint16_t> one(1, 0);
-    auto end = agp::codec::TensorView::contiguous(one.data(), agp::DType::kF16, {1, 1, 1, 1}, 1);
-    if (auto s = (*link)->send(end, raw(), {"end", 0, {}}, 10000ms); !s)
-      die(s.status().to_string());
-    (void)(*link)->close(5000ms);
+    Receiver::finish(*link);
   });
   client.join();
   rx.thread.join();
