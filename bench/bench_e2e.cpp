@@ -34,11 +34,17 @@ constexpr const char* kTool = "bench_e2e";
   agp::bench::die(kTool, why);
 }
 
-agp::transport::LinkOptions link_options(std::uint64_t chunk_vectors) {
+struct Setup {
+  std::uint64_t chunk_vectors = 64;  // 4 chunks of the seed packet: measured best of 16-256
+  std::uint16_t encode_threads = 1;
+};
+
+agp::transport::LinkOptions link_options(const Setup& setup) {
   agp::transport::LinkOptions o;
   o.fingerprint = {0xe2e, 0x5eed};
   o.model_id = "bench-e2e";
-  o.chunk_vectors = chunk_vectors;
+  o.chunk_vectors = setup.chunk_vectors;
+  o.encode_threads = setup.encode_threads;
   return o;
 }
 
@@ -49,7 +55,7 @@ struct Sample {
 };
 
 json measure(const Path& path, const std::vector<std::string>& codecs, int iterations, int warmup,
-             std::uint64_t chunk_vectors, double iperf_seconds, const std::string& svg_dir) {
+             const Setup& setup, double iperf_seconds, const std::string& svg_dir) {
   std::cerr << kTool << ": " << path.name << ": iperf3 ...\n";
   const double iperf = agp::bench::iperf3_gbps(path, 5301 + static_cast<int>(::getpid() % 1000),
                                                iperf_seconds, kTool);
@@ -59,7 +65,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
   std::thread receiver([&] {
     path.enter_server();
     auto server =
-        agp::transport::Server::listen(path.server_address, 0, link_options(chunk_vectors));
+        agp::transport::Server::listen(path.server_address, 0, link_options(setup));
     if (!server) die(server.status().to_string());
     port = (*server)->port();
     auto link = (*server)->accept(10000ms);
@@ -89,7 +95,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
     path.enter_client();
     while (port == 0) std::this_thread::sleep_for(1ms);
     auto link = agp::transport::Link::connect(
-        path.server_address, static_cast<std::uint16_t>(port.load()), link_options(chunk_vectors));
+        path.server_address, static_cast<std::uint16_t>(port.load()), link_options(setup));
     if (!link) die("connect: " + link.status().to_string());
     std::vector<agp::ptp::PacketCodec> packet_codecs;
     for (const auto& n : codecs) {
@@ -166,7 +172,8 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
   json out = {{"path", path.name},
               {"tbf_burst", path.burst},
               {"iperf3_gbps", iperf},
-              {"chunk_vectors", chunk_vectors},
+              {"chunk_vectors", setup.chunk_vectors},
+              {"encode_threads", setup.encode_threads},
               {"codecs", rows}};
   std::cerr << kTool << ": " << out.dump() << "\n";
   return out;
@@ -179,7 +186,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> paths = {"loopback", "veth-tbf20", "veth-tbf10"};
   std::string codec_list = "raw,tq4,tq8,ec4";
   int iterations = 300, warmup = 30;
-  std::uint64_t chunk_vectors = 64;  // 4 chunks of the seed packet: measured best of 16-256
+  Setup setup;
   double iperf_seconds = 2;
   // A 128 KB bucket: iperf3 then reaches about 9.5 of 10 Gbit/s (as the issue measured) while each
   // packet is still paced at the line rate instead of passing whole on saved-up credit.
@@ -196,7 +203,11 @@ int main(int argc, char** argv) {
   app.add_option("--codecs", codec_list, "codecs, interleaved (raw first: ratios are against it)");
   app.add_option("--iterations", iterations, "timed packets per codec and path");
   app.add_option("--warmup", warmup, "untimed packets per codec first");
-  app.add_option("--chunk-vectors", chunk_vectors, "chunk size for per-vector codecs (0: whole)");
+  app.add_option("--chunk-vectors", setup.chunk_vectors,
+                 "chunk size for per-vector codecs (0: whole)");
+  app.add_option("--encode-threads", setup.encode_threads,
+                 "sender threads encoding a packet's chunks side by side (LinkOptions)")
+      ->check(CLI::Range(1, 16));
   app.add_option("--iperf-seconds", iperf_seconds, "iperf3 run per path (the wire-time estimate)");
   CLI11_PARSE(app, argc, argv);
   auto codecs = agp::tools::split_list(codec_list, "--codecs");
@@ -205,9 +216,8 @@ int main(int argc, char** argv) {
   json results = json::array();
   json goals = json::object();
   for (const auto& name : paths) {
-    const agp::bench::PathSetup setup(name, kTool, burst);
-    json r =
-        measure(setup.path(), *codecs, iterations, warmup, chunk_vectors, iperf_seconds, svg_dir);
+    const agp::bench::PathSetup path(name, kTool, burst);
+    json r = measure(path.path(), *codecs, iterations, warmup, setup, iperf_seconds, svg_dir);
     for (const auto& c : r["codecs"]) {
       if (c["codec"] != "tq4") continue;
       const double ratio = c["ratio_vs_raw_p50"].get<double>();

@@ -102,10 +102,11 @@ std::vector<std::uint16_t> receive_one(Link& link, Delivery* info = nullptr) {
   return out;
 }
 
-TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
-  SKIP_WITHOUT_THREADS();
+// Both ends send, with the chunks encoded by the caller alone or by 3 threads (rounds of 3 and 1).
+void many_packets_both_ways(std::uint16_t encode_threads) {
   LinkOptions o = options();
   o.chunk_vectors = 16;  // tq packets of 64 vectors go as 4 chunks
+  o.encode_threads = encode_threads;
   auto server = listen(o);
   ASSERT_TRUE(server);
   const std::vector<ptp::PacketCodec> codecs = {raw_codec(), tq_codec(4), tq_codec(8)};
@@ -155,6 +156,16 @@ TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
   EXPECT_EQ(c.retransmits, 0u);
   EXPECT_EQ(c.checksum_failures, 0u);
   EXPECT_GT(c.bytes_sent, 0u);
+}
+
+TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
+  SKIP_WITHOUT_THREADS();
+  many_packets_both_ways(1);
+}
+
+TEST(Link, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
+  SKIP_WITHOUT_THREADS();
+  many_packets_both_ways(3);
 }
 
 TEST(Link, PostPipelinesWithinTheWindow) {

@@ -5,7 +5,7 @@
 
 namespace agp::codec {
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, int spin_micros) : spin_micros_(std::max(0, spin_micros)) {
   for (int i = 1; i < std::max(1, threads); ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -51,7 +51,7 @@ void ThreadPool::worker_loop() {
   while (true) {
     // Spin briefly for the next run, then sleep until notified.
     const auto spin_until =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+        std::chrono::steady_clock::now() + std::chrono::microseconds(spin_micros_);
     while (generation_.load(std::memory_order_acquire) == seen && !stop_.load() &&
            std::chrono::steady_clock::now() < spin_until) {
       std::this_thread::yield();

@@ -22,6 +22,7 @@ inline constexpr std::uint64_t kFlagProof = 4;       // this hello carries the c
 inline constexpr std::uint64_t kFlagNewSession = 8;  // reply: the server did not know the session
 inline constexpr std::uint64_t kFlagJoin = 16;       // this hello adds a stream to a session
 inline constexpr std::uint16_t kMaxStreams = 8;
+inline constexpr int kMaxEncodeThreads = 16;  // LinkOptions::encode_threads is clamped to 1..16
 
 // Limits while the peer is unknown: no body, a small header.
 ptp::DecoderOptions handshake_decoder(const LinkOptions& o);

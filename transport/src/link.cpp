@@ -13,6 +13,9 @@ using detail::Clock;
 namespace {
 
 constexpr std::size_t kMaxKeptReceipts = 4096;
+// Encode helpers wait this long for the next packet before sleeping: a spinning helper would take
+// a core from the rest of the host between packets.
+constexpr int kEncodeSpinMicros = 200;
 
 double micros_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
@@ -773,6 +776,12 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   if (!m.writer || !same_codec(m.writer_codec, codec)) {
     m.writer.emplace(codec, m.opts.limits);
     m.writer_codec = codec;
+    m.encode_writers.clear();
+    const int threads = std::clamp<int>(m.opts.encode_threads, 1, detail::kMaxEncodeThreads);
+    if (threads > 1) {  // started at the first packet, so a receiving end never starts them
+      if (!m.encode_pool) m.encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
+      for (int i = 0; i < threads; ++i) m.encode_writers.emplace_back(codec, m.opts.limits);
+    }
   }
   const std::uint64_t vectors = tensor.vector_count();
   const std::uint64_t per_chunk = m.opts.chunk_vectors;
@@ -798,15 +807,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   h.sequence = seq;
   h.tensor = ptp::TensorDesc{meta.name, tensor.dtype, tensor.shape, meta.layout,
                              static_cast<std::uint8_t>(tensor.vector_axis)};
-  for (std::uint32_t k = 0; k < chunks; ++k) {
-    const auto t0 = Clock::now();
-    h.timestamp_ns = wall_clock_ns();
-    Result<ptp::GatherList> built =
-        chunked
-            ? m.writer->write_chunk(tensor, h, meta.layout,
-                                    ptp::ChunkDesc{k, chunks, k * per_chunk,
-                                                   std::min(per_chunk, vectors - k * per_chunk)})
-            : m.writer->write(tensor, h, meta.layout);
+  // Hands chunk k, built and timed, to the packet's frames and the wire.
+  auto ship = [&](std::uint32_t k, Result<ptp::GatherList>& built,
+                  std::shared_ptr<const void> owner, double encode_us) -> Status {
     if (!built) {
       // Nothing of this packet may go out half-made: take it back (it is the newest).
       if (k == 0 || mine().transmissions == 0) {
@@ -820,7 +823,6 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
       m.fail(built.status());
       return built.status();
     }
-    std::shared_ptr<const void> owner = m.writer->release_buffers();
     std::vector<std::span<const std::byte>> referenced;
     for (std::size_t i = 1; i < built->pieces.size(); ++i) {
       // Section buffers (large) are referenced; prefix, header and padding are copied.
@@ -837,7 +839,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     Impl::Pending& p_now = mine();
     p_now.bytes += frame->bytes;
     m.unacked_bytes += frame->bytes;
-    p_now.encode_us += micros_since(t0);
+    p_now.encode_us += encode_us;
     p_now.frames.push_back(frame);
     detail::Connection* stream = m.stream_for(k);
     if (m.state == Impl::State::kUp && stream && p_now.transmissions > 0) {
@@ -845,6 +847,45 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
       ++m.counters.frames_sent;
     }
     if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
+    return {};
+  };
+  auto chunk_desc = [&](std::uint32_t k) {
+    return ptp::ChunkDesc{k, chunks, k * per_chunk, std::min(per_chunk, vectors - k * per_chunk)};
+  };
+
+  const std::size_t threads = m.encode_pool ? m.encode_writers.size() : 1;
+  if (chunked && threads > 1) {
+    // Chunks in rounds of `threads`, one writer each; a round goes out while the next is encoded
+    // only in the kernel's time, so the wire sees chunks about `threads` times as often.
+    std::vector<Result<ptp::GatherList>> built(threads, Result<ptp::GatherList>(ptp::GatherList{}));
+    std::vector<std::shared_ptr<const void>> owners(threads);
+    for (std::uint32_t first = 0; first < chunks; first += static_cast<std::uint32_t>(threads)) {
+      const std::size_t n = std::min<std::size_t>(threads, chunks - first);
+      const auto t0 = Clock::now();
+      m.encode_pool->run(n, [&](std::size_t i) {
+        const auto k = static_cast<std::uint32_t>(first + i);
+        ptp::MessageHeader hk = h;
+        hk.timestamp_ns = wall_clock_ns();
+        built[i] = m.encode_writers[i].write_chunk(tensor, std::move(hk), meta.layout,
+                                                   chunk_desc(k));
+        owners[i] = built[i] ? m.encode_writers[i].release_buffers() : nullptr;
+      });
+      const double round_us = micros_since(t0) / static_cast<double>(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        AGP_RETURN_IF_ERROR(ship(static_cast<std::uint32_t>(first + i), built[i],
+                                 std::move(owners[i]), round_us));
+      }
+    }
+    return h.sequence;
+  }
+  for (std::uint32_t k = 0; k < chunks; ++k) {
+    const auto t0 = Clock::now();
+    h.timestamp_ns = wall_clock_ns();
+    Result<ptp::GatherList> built =
+        chunked ? m.writer->write_chunk(tensor, h, meta.layout, chunk_desc(k))
+                : m.writer->write(tensor, h, meta.layout);
+    std::shared_ptr<const void> owner = built ? m.writer->release_buffers() : nullptr;
+    AGP_RETURN_IF_ERROR(ship(k, built, std::move(owner), micros_since(t0)));
   }
   return h.sequence;
 }

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "agp/codec/thread_pool.hpp"
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
@@ -157,6 +158,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::map<std::uint64_t, Receipt> receipts;  // acknowledged, not yet collected (bounded)
   std::optional<ptp::TensorPacketWriter> writer;
   ptp::PacketCodec writer_codec;
+  // With encode_threads > 1: the helpers and one writer per thread (writer 0 is `writer`'s twin).
+  std::unique_ptr<codec::ThreadPool> encode_pool;
+  std::vector<ptp::TensorPacketWriter> encode_writers;
 
   ptp::TensorPacketReader reader;  // keeps the codec from chunk to chunk
   // incoming: packets by sequence, from delivered + 1 on

@@ -1,7 +1,8 @@
 // A small fixed-size thread pool the caller owns and passes to encode_all/decode_all.
 //
 // Packets take tens of microseconds to code, less than a sleeping thread takes to wake up, so idle
-// workers spin for a short while (kSpinMicros) before they block.
+// workers spin for a short while (kSpinMicros by default) before they block. A pool that shares
+// the cores with other busy threads should spin less: a spinning worker takes a core from them.
 #pragma once
 
 #include <atomic>
@@ -20,7 +21,7 @@ class ThreadPool {
   static constexpr int kSpinMicros = 2000;
 
   // `threads` workers in total, the calling thread included (threads - 1 are started).
-  explicit ThreadPool(int threads);
+  explicit ThreadPool(int threads, int spin_micros = kSpinMicros);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -47,6 +48,7 @@ class ThreadPool {
   std::atomic<std::uint64_t> generation_{0};
   Batch* current_ = nullptr;  // guarded by mu_
   std::atomic<bool> stop_{false};
+  int spin_micros_;
 };
 
 }  // namespace agp::codec
