@@ -1,5 +1,6 @@
 #include "agp/ptp/tensor_packet.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -293,16 +294,22 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
     return codec::ec_decode(section(SectionKind::kSideData), section(SectionKind::kNorms),
                             section(SectionKind::kCodes), out, c->ec.seed);
   }
-  // Chunks of one packet, and packets of one stream, share a codec: build it once.
+  // Chunks of one packet, and packets of one stream, share a codec: build it once (the last few
+  // codecs are kept, so a stream that alternates codecs does not rebuild them either).
   CodecDesc key = *h.codec;
   key.original_bytes = 0;  // differs from chunk to chunk; the codec does not
-  if (!cached_ || cached_desc_ != key || cached_->dim() != out.dim()) {
+  auto hit = std::find_if(cached_.begin(), cached_.end(), [&](const Cached& e) {
+    return e.desc == key && e.codec->dim() == out.dim();
+  });
+  if (hit == cached_.end()) {
     auto made = codec::make_codec(c->config, out.dim());
     if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
-    cached_ = std::move(made).value();
-    cached_desc_ = key;
+    if (cached_.size() == kCachedCodecs) cached_.pop_back();
+    cached_.insert(cached_.begin(), Cached{key, std::move(made).value()});
+  } else if (hit != cached_.begin()) {
+    std::rotate(cached_.begin(), hit, hit + 1);  // most recently used first
   }
-  const codec::Codec& codec = *cached_;
+  const codec::Codec& codec = *cached_.front().codec;
   std::vector<std::span<const std::byte>> parts;
   for (const codec::PartSpec& p : codec.parts()) {
     const auto bytes = section(p.kind);

@@ -64,6 +64,24 @@ Link::Impl::~Impl() {
   tick.cancel();
 }
 
+Link::Impl::Encoder& Link::Impl::encoder_for(const ptp::PacketCodec& codec) {
+  auto hit = std::find_if(encoders.begin(), encoders.end(),
+                          [&](const Encoder& e) { return same_codec(e.codec, codec); });
+  if (hit != encoders.end()) {
+    std::rotate(encoders.begin(), hit, hit + 1);
+    return encoders.front();
+  }
+  const int threads = std::clamp<int>(opts.encode_threads, 1, detail::kMaxEncodeThreads);
+  if (threads > 1 && !encode_pool) {  // started at the first packet: a receiving end never starts them
+    encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
+  }
+  if (encoders.size() == kKeptEncoders) encoders.pop_back();
+  Encoder e{codec, {}};
+  for (int i = 0; i < threads; ++i) e.writers.emplace_back(codec, opts.limits);
+  encoders.insert(encoders.begin(), std::move(e));
+  return encoders.front();
+}
+
 Status Link::Impl::usable() const {
   if (state == State::kFailed) return failure_;
   if (state == State::kClosed || state == State::kClosing || we_said_bye) {
@@ -773,16 +791,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
       until, "post: waiting for room in the send window"));
   AGP_RETURN_IF_ERROR(m.usable());
 
-  if (!m.writer || !same_codec(m.writer_codec, codec)) {
-    m.writer.emplace(codec, m.opts.limits);
-    m.writer_codec = codec;
-    m.encode_writers.clear();
-    const int threads = std::clamp<int>(m.opts.encode_threads, 1, detail::kMaxEncodeThreads);
-    if (threads > 1) {  // started at the first packet, so a receiving end never starts them
-      if (!m.encode_pool) m.encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
-      for (int i = 0; i < threads; ++i) m.encode_writers.emplace_back(codec, m.opts.limits);
-    }
-  }
+  Impl::Encoder& enc = m.encoder_for(codec);
   const std::uint64_t vectors = tensor.vector_count();
   const std::uint64_t per_chunk = m.opts.chunk_vectors;
   const bool chunked = per_chunk > 0 && vectors > per_chunk && m.info.peer_chunking &&
@@ -853,7 +862,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     return ptp::ChunkDesc{k, chunks, k * per_chunk, std::min(per_chunk, vectors - k * per_chunk)};
   };
 
-  const std::size_t threads = m.encode_pool ? m.encode_writers.size() : 1;
+  const std::size_t threads = enc.writers.size();
   if (chunked && threads > 1) {
     // Chunks in rounds of `threads`, one writer each; a round goes out while the next is encoded
     // only in the kernel's time, so the wire sees chunks about `threads` times as often.
@@ -866,9 +875,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
         const auto k = static_cast<std::uint32_t>(first + i);
         ptp::MessageHeader hk = h;
         hk.timestamp_ns = wall_clock_ns();
-        built[i] = m.encode_writers[i].write_chunk(tensor, std::move(hk), meta.layout,
+        built[i] = enc.writers[i].write_chunk(tensor, std::move(hk), meta.layout,
                                                    chunk_desc(k));
-        owners[i] = built[i] ? m.encode_writers[i].release_buffers() : nullptr;
+        owners[i] = built[i] ? enc.writers[i].release_buffers() : nullptr;
       });
       const double round_us = micros_since(t0) / static_cast<double>(n);
       for (std::size_t i = 0; i < n; ++i) {
@@ -882,9 +891,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     const auto t0 = Clock::now();
     h.timestamp_ns = wall_clock_ns();
     Result<ptp::GatherList> built =
-        chunked ? m.writer->write_chunk(tensor, h, meta.layout, chunk_desc(k))
-                : m.writer->write(tensor, h, meta.layout);
-    std::shared_ptr<const void> owner = built ? m.writer->release_buffers() : nullptr;
+        chunked ? enc.writers[0].write_chunk(tensor, h, meta.layout, chunk_desc(k))
+                : enc.writers[0].write(tensor, h, meta.layout);
+    std::shared_ptr<const void> owner = built ? enc.writers[0].release_buffers() : nullptr;
     AGP_RETURN_IF_ERROR(ship(k, built, std::move(owner), micros_since(t0)));
   }
   return h.sequence;

@@ -156,11 +156,16 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint64_t next_seq = 1;
   std::uint64_t acked_upto = 0;
   std::map<std::uint64_t, Receipt> receipts;  // acknowledged, not yet collected (bounded)
-  std::optional<ptp::TensorPacketWriter> writer;
-  ptp::PacketCodec writer_codec;
-  // With encode_threads > 1: the helpers and one writer per thread (writer 0 is `writer`'s twin).
-  std::unique_ptr<codec::ThreadPool> encode_pool;
-  std::vector<ptp::TensorPacketWriter> encode_writers;
+  // Writers of the last few codecs posted, most recently used first (a stream that alternates
+  // codecs keeps its codecs and warm buffers). Each has one writer per encode thread.
+  struct Encoder {
+    ptp::PacketCodec codec;
+    std::vector<ptp::TensorPacketWriter> writers;
+  };
+  static constexpr std::size_t kKeptEncoders = 4;
+  std::vector<Encoder> encoders;
+  Encoder& encoder_for(const ptp::PacketCodec& codec);
+  std::unique_ptr<codec::ThreadPool> encode_pool;  // with encode_threads > 1
 
   ptp::TensorPacketReader reader;  // keeps the codec from chunk to chunk
   // incoming: packets by sequence, from delivered + 1 on

@@ -74,16 +74,21 @@ class TensorPacketWriter {
                                 const ChunkDesc* chunk, codec::ThreadPool* pool);
 };
 
-// Decodes verified tensor packets like read_tensor_packet, keeping the codec it built for the next
-// packet or chunk with the same descriptor (a receiver of many chunks saves building it each time).
+// Decodes verified tensor packets like read_tensor_packet, keeping the codecs it built (the last
+// kCachedCodecs descriptors) for the next packets and chunks: a receiver of many chunks saves
+// building one each time.
 class TensorPacketReader {
  public:
+  static constexpr std::size_t kCachedCodecs = 4;
   Status read(const MessageHeader& header, std::span<const std::byte> body, codec::TensorView out,
               codec::ThreadPool* pool = nullptr);
 
  private:
-  std::unique_ptr<codec::Codec> cached_;
-  CodecDesc cached_desc_;
+  struct Cached {
+    CodecDesc desc;
+    std::unique_ptr<codec::Codec> codec;
+  };
+  std::vector<Cached> cached_;  // most recently used first
 };
 
 // Decodes a verified tensor packet (header + body, e.g. from FrameDecoder) into `out`, whose shape
