@@ -78,6 +78,21 @@ TEST(TensorPacket, EveryCodecRoundTripsThroughAFrame) {
   }
 }
 
+TEST(TensorPacket, EveryShortCodecNameComesBackFromItsDescriptor) {
+  std::vector<std::string> names = {"raw", "int8", "int4"};
+  for (int b = 1; b <= 8; ++b) names.push_back("tq" + std::to_string(b));
+  for (int b = 2; b <= 8; ++b) names.push_back("prod" + std::to_string(b));
+  for (int b = 2; b <= 8; ++b) names.push_back("ec" + std::to_string(b));
+  for (const auto& name : names) {
+    auto c = parse_packet_codec(name, DType::kF16);
+    ASSERT_TRUE(c) << name;
+    EXPECT_EQ(packet_codec_name(describe_codec(*c, 1024)), name);
+  }
+  CodecDesc unknown;
+  unknown.codec = CodecId::kUnknown;
+  EXPECT_EQ(packet_codec_name(unknown), "");
+}
+
 TEST(TensorPacket, MismatchesAreReported) {
   std::vector<float> x(64 * 8, 0.5f);
   const auto in = codec::TensorView::contiguous(x.data(), DType::kF32, {8, 64}, 1);

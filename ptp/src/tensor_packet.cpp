@@ -65,6 +65,19 @@ Result<PacketCodec> parse_packet_codec(const std::string& name, DType dtype) {
   return c;
 }
 
+std::string packet_codec_name(const CodecDesc& d) {
+  const std::string bits = std::to_string(d.bits);
+  switch (d.codec) {
+    case CodecId::kRaw: return "raw";
+    case CodecId::kBlockAbsmaxInt8: return "int8";
+    case CodecId::kBlockAbsmax4: return "int4";
+    case CodecId::kTurboQuantMse: return "tq" + bits;
+    case CodecId::kTurboQuantProd: return "prod" + bits;
+    case CodecId::kTurboQuantEc: return "ec" + bits;
+    default: return "";
+  }
+}
+
 CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes) {
   CodecDesc d;
   d.codec = c.config.id;

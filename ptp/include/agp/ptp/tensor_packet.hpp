@@ -29,6 +29,10 @@ struct PacketCodec {
 // source tensor's (the raw codec carries it). kInvalidArgument for other names.
 Result<PacketCodec> parse_packet_codec(const std::string& name, DType dtype);
 
+// The short name (as parse_packet_codec takes it) of the codec a descriptor names, e.g. "tq4";
+// "" for a descriptor no short name describes.
+std::string packet_codec_name(const CodecDesc& desc);
+
 // The codec descriptor a packet carries for `c` (rotation, seed, codebook, norm dtype).
 CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes);
 // The codec a received descriptor names; kBadCodecDescriptor for ones this build cannot decode.
