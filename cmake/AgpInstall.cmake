@@ -2,12 +2,13 @@
 # and a pkg-config file (agp_ptp.pc).
 include(CMakePackageConfigHelpers)
 
-install(TARGETS agp_codec agp_ptp agp_transport EXPORT agp_ptpTargets
+install(TARGETS agp_codec agp_ptp agp_transport agp_c EXPORT agp_ptpTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY codec/include/ ptp/include/ transport/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY codec/include/ ptp/include/ transport/include/ capi/include/
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT agp_ptpTargets NAMESPACE agp:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
 
 configure_package_config_file(cmake/agp_ptpConfig.cmake.in
@@ -22,4 +23,6 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptpConfig.cmake
 # The .pc file locates its prefix relative to itself, so an install moved with --prefix still works.
 file(RELATIVE_PATH AGP_PC_TO_PREFIX "/root/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/root")
 configure_file(cmake/agp_ptp.pc.in ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc @ONLY)
-install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+configure_file(cmake/agp_ptp_c.pc.in ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp_c.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp.pc ${CMAKE_CURRENT_BINARY_DIR}/agp_ptp_c.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

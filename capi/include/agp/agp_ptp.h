@@ -1,0 +1,202 @@
+/* AGP-PTP C API: encode and decode tensors into verified transfer packets, parse frames, and send
+ * and receive packets over a reliable link, from any language with a C FFI.
+ *
+ * Conventions
+ * - Every call that can fail returns an agp_status: 0 (AGP_OK) or one of the library's numbered
+ *   error codes (agp_error_name() names it). The message of the calling thread's last failure is
+ *   agp_last_error(); it stays valid until that thread's next failing call.
+ * - Objects are opaque handles made by the create, parse, connect, listen and accept calls and
+ *   released by the matching free call (which accepts NULL). A handle is used by one thread at a
+ *   time.
+ * - Tensors cross the API as agp_tensor: pointer, dtype, shape and strides in elements (NULL =
+ *   C-contiguous). Nothing here owns a tensor's memory; the library reads or fills it in place.
+ * - Structs passed in carry their own size in `struct_size` (set by their init functions), so new
+ *   fields can be added at the end without breaking callers built against an older header.
+ * - Timeouts are in milliseconds.
+ */
+#ifndef AGP_AGP_PTP_H
+#define AGP_AGP_PTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AGP_C_API __attribute__((visibility("default")))
+#else
+#define AGP_C_API
+#endif
+
+#define AGP_API_VERSION 1
+#define AGP_MAX_RANK 8
+
+typedef int32_t agp_status;
+#define AGP_OK 0
+/* A few codes callers commonly branch on (the full list is agp/status.hpp's ErrorCode). */
+#define AGP_ERR_INVALID_ARGUMENT 300
+#define AGP_ERR_BUFFER_TOO_SMALL 301
+#define AGP_ERR_SECTION_CHECKSUM_MISMATCH 113
+#define AGP_ERR_FINGERPRINT_MISMATCH 117
+#define AGP_ERR_TIMEOUT 500
+#define AGP_ERR_CONNECTION_CLOSED 501
+#define AGP_ERR_AUTHENTICATION_FAILED 505
+
+/* Element types (values as on the wire). */
+typedef enum agp_dtype { AGP_F32 = 1, AGP_F16 = 2, AGP_BF16 = 3 } agp_dtype;
+
+/* Axis orders a packet can name (informative; the receiver gets it back). */
+typedef enum agp_layout {
+  AGP_LAYOUT_UNSPECIFIED = 0,
+  AGP_LAYOUT_BSD = 1,  /* [batch, sequence, hidden] */
+  AGP_LAYOUT_BC1S = 2, /* [batch, channels, 1, sequence] */
+  AGP_LAYOUT_SD = 3,   /* [sequence, hidden] */
+  AGP_LAYOUT_D = 4,    /* [hidden] */
+  AGP_LAYOUT_BCS = 5   /* [batch, channels, sequence] */
+} agp_layout;
+
+/* A strided view of host memory. Codecs quantize vectors running along `vector_axis`. */
+typedef struct agp_tensor {
+  void* data;
+  agp_dtype dtype;
+  int32_t rank; /* 1..AGP_MAX_RANK */
+  uint64_t shape[AGP_MAX_RANK];
+  const int64_t* strides; /* `rank` strides in elements, or NULL for C-contiguous */
+  int32_t vector_axis;
+} agp_tensor;
+
+/* What a packet carries, as read from its verified header. */
+typedef struct agp_packet_info {
+  uint64_t sequence;
+  uint32_t stream_id;
+  uint64_t timestamp_ns; /* sender's wall clock */
+  int32_t split_layer;   /* -1: not a split-model packet */
+  agp_dtype dtype;       /* the source tensor's */
+  int32_t rank;
+  uint64_t shape[AGP_MAX_RANK];
+  int32_t vector_axis;
+  agp_layout layout;
+  char name[64];      /* tensor name, truncated to 63 bytes */
+  char codec[16];     /* short codec name, e.g. "tq4" ("" if this build cannot name it) */
+  uint64_t frame_bytes;
+  uint8_t fingerprint[16];
+} agp_packet_info;
+
+/* --- errors and version --- */
+AGP_C_API const char* agp_last_error(void);
+AGP_C_API const char* agp_error_name(agp_status code); /* "section_checksum_mismatch"; "unknown" */
+AGP_C_API const char* agp_version(void);               /* "0.1.0" */
+
+/* --- codecs --- */
+typedef struct agp_codec agp_codec;
+/* "raw", "tq1".."tq8" (TurboQuant), "prod2".."prod8", "int8", "int4", "ec2".."ec8" (the
+ * high-fidelity entropy-coded mode). `dtype` is the tensors' (raw packets carry it). */
+AGP_C_API agp_status agp_codec_create(const char* name, agp_dtype dtype, agp_codec** out);
+AGP_C_API void agp_codec_free(agp_codec* codec);
+
+/* --- encoding: tensor -> frame bytes --- */
+typedef struct agp_packet_meta {
+  size_t struct_size;
+  const char* name; /* tensor name (NULL: "") */
+  uint32_t stream_id;
+  uint64_t sequence;
+  agp_layout layout;
+  uint8_t fingerprint[16]; /* model fingerprint the receiver checks (zeros: none) */
+  const char* model_id;    /* NULL: "" */
+  int32_t split_layer;     /* -1: none */
+} agp_packet_meta;
+AGP_C_API void agp_packet_meta_init(agp_packet_meta* meta);
+
+typedef struct agp_encoder agp_encoder;
+/* An encoder keeps its codec tables and buffers from packet to packet. */
+AGP_C_API agp_status agp_encoder_create(const agp_codec* codec, agp_encoder** out);
+AGP_C_API void agp_encoder_free(agp_encoder* encoder);
+/* Encodes `tensor` into one frame. *frame points into the encoder and stays valid until its next
+ * encode or free. */
+AGP_C_API agp_status agp_encode(agp_encoder* encoder, const agp_tensor* tensor, const agp_packet_meta* meta,
+                      const uint8_t** frame, size_t* frame_size);
+/* The same, into the caller's buffer: *frame_size is the bytes written, or with
+ * AGP_ERR_BUFFER_TOO_SMALL the bytes needed. */
+AGP_C_API agp_status agp_encode_into(agp_encoder* encoder, const agp_tensor* tensor,
+                           const agp_packet_meta* meta, void* buffer, size_t capacity,
+                           size_t* frame_size);
+
+/* --- frames: bytes -> verified packet -> tensor --- */
+typedef struct agp_frame agp_frame;
+/* Parses and verifies (checksums, bounds, descriptors) the frame at the start of `bytes`; with a
+ * non-NULL `expected_fingerprint` (16 bytes) a different model fingerprint is refused. The frame
+ * keeps its own copy of the bytes. */
+AGP_C_API agp_status agp_frame_parse(const void* bytes, size_t size, const uint8_t* expected_fingerprint,
+                           agp_frame** out);
+AGP_C_API void agp_frame_free(agp_frame* frame);
+AGP_C_API agp_status agp_frame_info(const agp_frame* frame, agp_packet_info* info);
+/* Decodes into `out`, whose shape must be the packet's (any float dtype and strides). */
+AGP_C_API agp_status agp_frame_decode(const agp_frame* frame, const agp_tensor* out);
+
+/* --- transport: reliable links --- */
+typedef struct agp_link_config {
+  size_t struct_size;
+  uint8_t fingerprint[16]; /* both ends must carry the same */
+  const char* model_id;    /* NULL: "" */
+  int32_t split_layer;
+  const char* peer_name;     /* shown to the other end; NULL: "" */
+  const uint8_t* key;        /* pre-shared key (NULL: no authentication) */
+  size_t key_size;
+  uint64_t chunk_vectors;    /* 0: packets travel whole */
+  uint16_t streams;          /* TCP connections per link, 1..8 */
+  uint16_t encode_threads;   /* 1..16 */
+  uint32_t window_packets;
+  uint32_t connect_timeout_ms;
+  uint32_t dead_peer_timeout_ms;
+  uint32_t reconnect_give_up_ms;
+  const char* bind_interface; /* connect from this interface (NULL: routing picks) */
+} agp_link_config;
+AGP_C_API void agp_link_config_init(agp_link_config* config);
+
+typedef struct agp_server agp_server;
+typedef struct agp_link agp_link;
+
+/* Listens on `address` ("127.0.0.1", "0.0.0.0", "::") and `port` (0: any free port). */
+AGP_C_API agp_status agp_server_listen(const char* address, uint16_t port, const agp_link_config* config,
+                             agp_server** out);
+AGP_C_API uint16_t agp_server_port(const agp_server* server);
+AGP_C_API agp_status agp_server_accept(agp_server* server, uint32_t timeout_ms, agp_link** out);
+AGP_C_API void agp_server_free(agp_server* server);
+
+AGP_C_API agp_status agp_link_connect(const char* host, uint16_t port, const agp_link_config* config,
+                            agp_link** out);
+
+typedef struct agp_receipt {
+  uint64_t sequence;
+  uint64_t wire_bytes;
+  uint32_t chunks;
+  double encode_us;
+  double latency_us; /* send to the peer's acknowledgement (sent after it decoded) */
+} agp_receipt;
+/* Sends `tensor` and waits until the peer has verified and decoded it. Of `meta` (NULL: none) the
+ * name, stream_id and layout are used: the link numbers the packets and carries the config's
+ * fingerprint. `receipt` may be NULL. */
+AGP_C_API agp_status agp_link_send(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
+                         const agp_packet_meta* meta, uint32_t timeout_ms, agp_receipt* receipt);
+/* Waits for the next packet and describes it (shape, dtype) so the caller can size a buffer. */
+AGP_C_API agp_status agp_link_next_packet(agp_link* link, uint32_t timeout_ms, agp_packet_info* info);
+/* Decodes that packet into `out` and acknowledges it. `decode_us` may be NULL. */
+AGP_C_API agp_status agp_link_receive(agp_link* link, const agp_tensor* out, uint32_t timeout_ms,
+                            double* decode_us);
+/* Drains what was sent, says goodbye and closes. */
+AGP_C_API agp_status agp_link_close(agp_link* link, uint32_t timeout_ms);
+AGP_C_API void agp_link_free(agp_link* link);
+
+typedef struct agp_link_counters {
+  uint64_t bytes_sent, bytes_received, packets_sent, packets_acked, packets_delivered;
+  uint64_t retransmits, duplicates_dropped, checksum_failures, frame_errors, reconnects;
+} agp_link_counters;
+AGP_C_API void agp_link_get_counters(const agp_link* link, agp_link_counters* counters);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGP_AGP_PTP_H */

@@ -1,0 +1,36 @@
+"""AGP-PTP from Python: compressed, verified transfer of neural-network state.
+
+Tensors are any object with the buffer protocol (NumPy arrays, MLX arrays, CPU PyTorch tensors
+through ``.numpy()``), float16 or float32, or uint16 holding bfloat16 with ``dtype="bfloat16"``.
+They are read and written in place. Every failure raises :class:`Error`.
+
+    enc = agp_ptp.Encoder("tq4")
+    frame = enc.encode(hidden, vector_axis=-1)          # bytes, about 4 bits per value
+    restored = agp_ptp.decode(frame)                    # NumPy array, the packet's dtype
+
+    server = agp_ptp.Server("127.0.0.1", 0)             # receiving host
+    link = agp_ptp.Link.connect("127.0.0.1", server.port)  # sending host
+    link.send(hidden, "tq4")                            # returns once the peer decoded it
+"""
+
+from ._errors import Error
+from ._agp_ptp import Encoder, Frame, Link, PacketInfo, Receipt, Server
+
+__all__ = ["Error", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server", "encode",
+           "decode", "inspect"]
+
+
+def encode(tensor, codec: str, **kwargs) -> bytes:
+    """Encodes ``tensor`` with ``codec`` into one frame (see :meth:`Encoder.encode` for the
+    keyword arguments). Keep an :class:`Encoder` instead when encoding many tensors."""
+    return Encoder(codec).encode(tensor, **kwargs)
+
+
+def decode(frame, out=None, *, dtype: str = "", expected_fingerprint: bytes = b""):
+    """Verifies ``frame`` and decodes it into ``out`` or a new NumPy array, which it returns."""
+    return Frame(frame, expected_fingerprint).decode(out, dtype)
+
+
+def inspect(frame, *, expected_fingerprint: bytes = b"") -> PacketInfo:
+    """Verifies ``frame`` and returns what its header says, without decoding."""
+    return Frame(frame, expected_fingerprint).info

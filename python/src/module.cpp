@@ -1,0 +1,568 @@
+// The agp_ptp Python module (pybind11): encode/decode and send/receive of any object with the
+// buffer protocol (NumPy, MLX, PyTorch CPU tensors, bytes-like). Tensors are read and written in
+// place; the GIL is released while the library works; errors are agp_ptp.Error with our code.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agp/ptp/aligned_buffer.hpp"
+#include "agp/ptp/frame_decoder.hpp"
+#include "agp/ptp/tensor_packet.hpp"
+#include "agp/transport/link.hpp"
+
+namespace py = pybind11;
+using agp::DType;
+using agp::ErrorCode;
+using agp::Status;
+
+namespace {
+
+// agp_ptp.Error, created at import; raised with (message, code, name).
+PyObject* g_error = nullptr;
+
+[[noreturn]] void raise(const Status& s) {
+  py::object err = py::reinterpret_borrow<py::object>(g_error);
+  py::object e = err(s.message(), static_cast<int>(s.code()),
+                     std::string(agp::error_code_name(s.code())));
+  PyErr_SetObject(g_error, e.ptr());
+  throw py::error_already_set();
+}
+
+template <typename T>
+T check(agp::Result<T> r) {
+  if (!r) raise(r.status());
+  return std::move(r).value();
+}
+
+void check(const Status& s) {
+  if (!s) raise(s);
+}
+
+[[noreturn]] void invalid(const std::string& why) {
+  raise(Status(ErrorCode::kInvalidArgument, why));
+}
+
+// --- dtypes and buffers
+
+DType dtype_of_format(const std::string& format, const std::string& override_name) {
+  if (!override_name.empty()) {
+    if (override_name == "bfloat16" && (format == "H" || format == "<H" || format == "=H")) {
+      return DType::kBF16;
+    }
+    if (override_name == "float16" || override_name == "float32" || override_name == "bfloat16") {
+      // The name must agree with the buffer's own element type.
+      const DType own = dtype_of_format(format, "");
+      const DType want = override_name == "float16"   ? DType::kF16
+                         : override_name == "float32" ? DType::kF32
+                                                      : DType::kBF16;
+      if (own != want) invalid("dtype='" + override_name + "' does not match the buffer's format");
+      return own;
+    }
+    invalid("dtype must be 'float16', 'float32' or 'bfloat16', got '" + override_name + "'");
+  }
+  if (format == "e" || format == "<e" || format == "=e") return DType::kF16;
+  if (format == "f" || format == "<f" || format == "=f") return DType::kF32;
+  invalid("the buffer holds '" + format +
+          "' elements; pass float16 or float32 (or uint16 with dtype='bfloat16')");
+}
+
+std::string numpy_name(DType d) {
+  switch (d) {
+    case DType::kF16: return "float16";
+    case DType::kF32: return "float32";
+    default: return "uint16";  // bf16 travels as its raw 16-bit patterns
+  }
+}
+
+// A view of a Python buffer in the library's terms; keeps the buffer request alive.
+struct BufferView {
+  py::buffer_info info;
+  agp::codec::TensorView view;
+};
+
+BufferView view_of(const py::buffer& obj, int vector_axis, const std::string& dtype, bool writable) {
+  BufferView b{obj.request(writable), {}};
+  const py::buffer_info& i = b.info;
+  if (i.ndim < 1 || i.ndim > 8) invalid("tensors must have 1..8 dimensions, got " + std::to_string(i.ndim));
+  const auto rank = static_cast<int>(i.ndim);
+  if (vector_axis < -rank || vector_axis >= rank) {
+    invalid("vector_axis " + std::to_string(vector_axis) + " is outside " + std::to_string(rank) +
+            " dimensions");
+  }
+  b.view.dtype = dtype_of_format(i.format, dtype);
+  b.view.data = static_cast<std::byte*>(i.ptr);
+  b.view.vector_axis = static_cast<std::uint32_t>(vector_axis < 0 ? vector_axis + rank : vector_axis);
+  for (int a = 0; a < rank; ++a) {
+    const auto stride = static_cast<std::int64_t>(i.strides[static_cast<std::size_t>(a)]);
+    if (stride % i.itemsize != 0) invalid("strides must be whole elements");
+    b.view.shape.push_back(static_cast<std::uint64_t>(i.shape[static_cast<std::size_t>(a)]));
+    b.view.strides.push_back(stride / i.itemsize);
+  }
+  check(b.view.validate());
+  return b;
+}
+
+// --- packet metadata
+
+agp::ptp::Hash128 hash_of(const py::bytes& b) {
+  const std::string s = b;
+  if (s.empty()) return {};
+  if (s.size() != 16) invalid("a fingerprint is 16 bytes, got " + std::to_string(s.size()));
+  agp::ptp::Hash128 h;
+  for (int k = 0; k < 8; ++k) {
+    h.hi = (h.hi << 8) | static_cast<std::uint8_t>(s[static_cast<std::size_t>(k)]);
+    h.lo = (h.lo << 8) | static_cast<std::uint8_t>(s[static_cast<std::size_t>(8 + k)]);
+  }
+  return h;
+}
+
+py::bytes bytes_of(const agp::ptp::Hash128& h) {
+  std::string s(16, '\0');
+  for (int k = 0; k < 8; ++k) {
+    s[static_cast<std::size_t>(k)] = static_cast<char>(h.hi >> (56 - 8 * k));
+    s[static_cast<std::size_t>(8 + k)] = static_cast<char>(h.lo >> (56 - 8 * k));
+  }
+  return py::bytes(s);
+}
+
+const std::map<std::string, agp::ptp::Layout>& layouts() {
+  static const std::map<std::string, agp::ptp::Layout> m = {
+      {"", agp::ptp::Layout::kUnspecified}, {"BSD", agp::ptp::Layout::kBSD},
+      {"BC1S", agp::ptp::Layout::kBC1S},    {"SD", agp::ptp::Layout::kSD},
+      {"D", agp::ptp::Layout::kD},          {"BCS", agp::ptp::Layout::kBCS}};
+  return m;
+}
+
+agp::ptp::Layout layout_of(const std::string& name) {
+  const auto it = layouts().find(name);
+  if (it == layouts().end()) invalid("layout must be '', BSD, BC1S, SD, D or BCS, got '" + name + "'");
+  return it->second;
+}
+
+// What a packet carries (from a verified header).
+struct PacketInfo {
+  std::uint64_t sequence = 0;
+  std::uint32_t stream_id = 0;
+  std::uint64_t timestamp_ns = 0;
+  std::int32_t split_layer = -1;
+  std::string name, dtype, codec, layout, model_id;
+  std::vector<std::uint64_t> shape;
+  int vector_axis = 0;
+  py::bytes fingerprint;
+  std::uint64_t frame_bytes = 0;
+};
+
+PacketInfo info_of(const agp::ptp::MessageHeader& h, std::uint64_t frame_bytes) {
+  PacketInfo p;
+  p.sequence = h.sequence;
+  p.stream_id = h.stream_id;
+  p.timestamp_ns = h.timestamp_ns;
+  p.split_layer = h.split_layer;
+  p.model_id = h.model_id;
+  p.fingerprint = bytes_of(h.fingerprint);
+  p.frame_bytes = frame_bytes;
+  if (h.tensor) {
+    p.name = h.tensor->name;
+    p.dtype = h.tensor->dtype == DType::kBF16 ? "bfloat16" : numpy_name(h.tensor->dtype);
+    p.shape = h.tensor->shape;
+    p.vector_axis = h.tensor->vector_axis;
+    p.layout = h.tensor->layout == agp::ptp::Layout::kUnspecified
+                   ? ""
+                   : std::string(agp::ptp::layout_name(h.tensor->layout));
+  }
+  if (h.codec) p.codec = agp::ptp::packet_codec_name(*h.codec);
+  return p;
+}
+
+// A NumPy array of the packet's shape and dtype, for receivers that pass no buffer.
+py::array new_array_for(const agp::ptp::MessageHeader& h, const std::string& dtype) {
+  if (!h.tensor) invalid("not a tensor packet");
+  const std::string name = dtype.empty() ? numpy_name(h.tensor->dtype) : dtype;
+  if (name != "float16" && name != "float32") invalid("dtype must be 'float16' or 'float32'");
+  std::vector<py::ssize_t> shape(h.tensor->shape.begin(), h.tensor->shape.end());
+  return py::array(py::dtype(name), shape);
+}
+
+// --- encoding
+
+class Encoder {
+ public:
+  explicit Encoder(std::string codec) : name_(std::move(codec)) {
+    check(agp::ptp::parse_packet_codec(name_, DType::kF16));  // reject bad names up front
+  }
+
+  const std::string& codec() const { return name_; }
+
+  // The frame as bytes (one copy of the encoded packet; the tensor is read in place).
+  py::bytes encode(const py::buffer& tensor, int vector_axis, const std::string& dtype,
+                   const std::string& name, std::uint32_t stream_id, std::uint64_t sequence,
+                   const std::string& layout, const py::bytes& fingerprint,
+                   const std::string& model_id, int split_layer) {
+    BufferView b = view_of(tensor, vector_axis, dtype, false);
+    agp::ptp::MessageHeader h = header(name, stream_id, sequence, fingerprint, model_id, split_layer);
+    const agp::ptp::Layout l = layout_of(layout);
+    agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
+    agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
+    {
+      py::gil_scoped_release unlocked;
+      g = w.write(b.view, std::move(h), l);
+    }
+    if (!g) raise(g.status());
+    PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(g->total_bytes));
+    if (!out) throw py::error_already_set();
+    char* dst = PyBytes_AS_STRING(out);
+    for (const auto& piece : g->pieces) {
+      std::memcpy(dst, piece.data(), piece.size());
+      dst += piece.size();
+    }
+    return py::reinterpret_steal<py::bytes>(out);
+  }
+
+  // C++ timing of the same encode (writer.write, then the frame flattened into one buffer), for
+  // the benchmark that compares the module's cost with the library's. Seconds per call.
+  double time_cpp(const py::buffer& tensor, int vector_axis, int iterations, bool flatten) {
+    BufferView b = view_of(tensor, vector_axis, "", false);
+    agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
+    std::vector<std::byte> flat;
+    py::gil_scoped_release unlocked;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iterations; ++i) {
+      auto g = w.write(b.view, agp::ptp::MessageHeader{}, agp::ptp::Layout::kUnspecified);
+      if (!g) return -1;
+      if (flatten) {
+        flat.resize(g->total_bytes);
+        std::byte* dst = flat.data();
+        for (const auto& piece : g->pieces) {
+          std::memcpy(dst, piece.data(), piece.size());
+          dst += piece.size();
+        }
+      }
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+           std::max(1, iterations);
+  }
+
+ private:
+  static agp::ptp::MessageHeader header(const std::string& name, std::uint32_t stream_id,
+                                        std::uint64_t sequence, const py::bytes& fingerprint,
+                                        const std::string& model_id, int split_layer) {
+    agp::ptp::MessageHeader h;
+    h.stream_id = stream_id;
+    h.sequence = sequence;
+    h.fingerprint = hash_of(fingerprint);
+    h.model_id = model_id;
+    h.split_layer = split_layer;
+    h.tensor = agp::ptp::TensorDesc{};
+    h.tensor->name = name;
+    return h;
+  }
+
+  agp::ptp::TensorPacketWriter& writer_for(DType d) {
+    auto it = writers_.find(d);
+    if (it == writers_.end()) {
+      it = writers_.emplace(d, agp::ptp::TensorPacketWriter(
+                                   check(agp::ptp::parse_packet_codec(name_, d))))
+               .first;
+    }
+    return it->second;
+  }
+
+  std::string name_;
+  std::map<DType, agp::ptp::TensorPacketWriter> writers_;  // raw packets carry the dtype
+};
+
+// --- frames
+
+class Frame {
+ public:
+  Frame(const py::buffer& data, const py::bytes& expected_fingerprint) {
+    const py::buffer_info i = data.request();
+    const auto n = static_cast<std::size_t>(i.size * i.itemsize);
+    if (i.ndim != 1 || i.strides[0] != i.itemsize) invalid("a frame must be a contiguous bytes-like object");
+    bytes_ = agp::ptp::AlignedBuffer(n);
+    if (n) std::memcpy(bytes_.data(), i.ptr, n);
+    agp::ptp::DecoderOptions opts;
+    if (py::len(expected_fingerprint) > 0) opts.expected_fingerprint = hash_of(expected_fingerprint);
+    view_ = check(agp::ptp::parse_frame(bytes_.span(), opts));
+  }
+
+  PacketInfo info() const { return info_of(view_.header, view_.frame_bytes); }
+
+  py::object decode(const py::object& out, const std::string& dtype) const {
+    py::object target = out.is_none() ? py::object(new_array_for(view_.header, dtype)) : out;
+    BufferView b = view_of(target.cast<py::buffer>(), view_.header.tensor->vector_axis, "", true);
+    Status s;
+    {
+      py::gil_scoped_release unlocked;
+      s = agp::ptp::read_tensor_packet(view_.header, view_.body, b.view);
+    }
+    check(s);
+    return target;
+  }
+
+ private:
+  agp::ptp::AlignedBuffer bytes_;
+  agp::ptp::FrameView view_;
+};
+
+// --- links
+
+agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std::string& model_id,
+                                         int split_layer, const std::string& peer_name,
+                                         const py::bytes& key, std::uint64_t chunk_vectors,
+                                         std::uint16_t streams, std::uint16_t encode_threads,
+                                         std::uint32_t dead_peer_timeout_ms) {
+  agp::transport::LinkOptions o;
+  o.fingerprint = hash_of(fingerprint);
+  o.model_id = model_id;
+  o.split_layer = split_layer;
+  o.peer_name = peer_name;
+  const std::string k = key;
+  o.key.assign(k.begin(), k.end());
+  o.chunk_vectors = chunk_vectors;
+  o.streams = streams;
+  o.encode_threads = encode_threads;
+  o.dead_peer_timeout = agp::transport::Millis(dead_peer_timeout_ms);
+  return o;
+}
+
+struct Receipt {
+  std::uint64_t sequence, wire_bytes;
+  std::uint32_t chunks;
+  double encode_us, latency_us;
+};
+
+class Link {
+ public:
+  explicit Link(std::unique_ptr<agp::transport::Link> l) : link_(std::move(l)) {}
+
+  Receipt send(const py::buffer& tensor, const std::string& codec, int vector_axis,
+               const std::string& dtype, const std::string& name, std::uint32_t stream_id,
+               const std::string& layout, std::uint32_t timeout_ms) {
+    BufferView b = view_of(tensor, vector_axis, dtype, false);
+    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    const agp::transport::PacketMeta meta{name, stream_id, layout_of(layout)};
+    agp::Result<agp::transport::Receipt> r = agp::transport::Receipt{};
+    {
+      py::gil_scoped_release unlocked;
+      r = live().send(b.view, c, meta, agp::transport::Millis(timeout_ms));
+    }
+    if (!r) raise(r.status());
+    return {r->sequence, r->wire_bytes, r->chunks, r->encode_us, r->latency_us};
+  }
+
+  PacketInfo next_packet(std::uint32_t timeout_ms) {
+    agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
+    {
+      py::gil_scoped_release unlocked;
+      h = live().next_packet(agp::transport::Millis(timeout_ms));
+    }
+    if (!h) raise(h.status());
+    return info_of(*h, 0);
+  }
+
+  py::object receive(const py::object& out, const std::string& dtype, std::uint32_t timeout_ms) {
+    agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
+    {
+      py::gil_scoped_release unlocked;
+      h = live().next_packet(agp::transport::Millis(timeout_ms));
+    }
+    if (!h) raise(h.status());
+    py::object target = out.is_none() ? py::object(new_array_for(*h, dtype)) : out;
+    BufferView b = view_of(target.cast<py::buffer>(), h->tensor->vector_axis, "", true);
+    agp::Result<agp::transport::Delivery> d = agp::transport::Delivery{};
+    {
+      py::gil_scoped_release unlocked;
+      d = live().receive(b.view, agp::transport::Millis(timeout_ms));
+    }
+    if (!d) raise(d.status());
+    return target;
+  }
+
+  void close(std::uint32_t timeout_ms) {
+    if (!link_) return;
+    Status s;
+    {
+      py::gil_scoped_release unlocked;
+      s = link_->close(agp::transport::Millis(timeout_ms));
+    }
+    check(s);
+  }
+
+  py::dict counters() {
+    const agp::transport::Counters c = live().counters();
+    py::dict d;
+    d["bytes_sent"] = c.bytes_sent;
+    d["bytes_received"] = c.bytes_received;
+    d["packets_sent"] = c.packets_sent;
+    d["packets_acked"] = c.packets_acked;
+    d["packets_delivered"] = c.packets_delivered;
+    d["retransmits"] = c.retransmits;
+    d["duplicates_dropped"] = c.duplicates_dropped;
+    d["checksum_failures"] = c.checksum_failures;
+    d["frame_errors"] = c.frame_errors;
+    d["reconnects"] = c.reconnects;
+    return d;
+  }
+
+ private:
+  agp::transport::Link& live() {
+    if (!link_) raise(Status(ErrorCode::kBadState, "the link is closed"));
+    return *link_;
+  }
+  agp::ptp::PacketCodec codec_for(const std::string& name, DType d) {
+    auto key = std::make_pair(name, d);
+    auto it = codecs_.find(key);
+    if (it == codecs_.end()) {
+      it = codecs_.emplace(key, check(agp::ptp::parse_packet_codec(name, d))).first;
+    }
+    return it->second;
+  }
+  std::unique_ptr<agp::transport::Link> link_;
+  std::map<std::pair<std::string, DType>, agp::ptp::PacketCodec> codecs_;
+};
+
+class Server {
+ public:
+  explicit Server(std::unique_ptr<agp::transport::Server> s) : server_(std::move(s)) {}
+  std::uint16_t port() const { return server_->port(); }
+  Link accept(std::uint32_t timeout_ms) {
+    agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
+    {
+      py::gil_scoped_release unlocked;
+      l = server_->accept(agp::transport::Millis(timeout_ms));
+    }
+    if (!l) raise(l.status());
+    return Link(std::move(l).value());
+  }
+
+ private:
+  std::unique_ptr<agp::transport::Server> server_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_agp_ptp, m) {
+  m.doc() = "AGP-PTP: compressed neural-network state transfer (native part; import agp_ptp)";
+  // The exception class is plain Python (agp_ptp/_errors.py), so it pickles and subclasses well.
+  g_error = py::module_::import("agp_ptp._errors").attr("Error").ptr();
+  Py_INCREF(g_error);
+  m.attr("Error") = py::reinterpret_borrow<py::object>(g_error);
+
+  py::class_<PacketInfo>(m, "PacketInfo", "What a verified packet header says.")
+      .def_readonly("sequence", &PacketInfo::sequence)
+      .def_readonly("stream_id", &PacketInfo::stream_id)
+      .def_readonly("timestamp_ns", &PacketInfo::timestamp_ns, "sender's wall clock")
+      .def_readonly("split_layer", &PacketInfo::split_layer, "-1: not a split-model packet")
+      .def_readonly("name", &PacketInfo::name, "tensor name")
+      .def_readonly("dtype", &PacketInfo::dtype, "source dtype: float16, float32 or bfloat16")
+      .def_readonly("shape", &PacketInfo::shape)
+      .def_readonly("vector_axis", &PacketInfo::vector_axis)
+      .def_readonly("layout", &PacketInfo::layout)
+      .def_readonly("codec", &PacketInfo::codec, "short codec name, e.g. 'tq4'")
+      .def_readonly("model_id", &PacketInfo::model_id)
+      .def_readonly("fingerprint", &PacketInfo::fingerprint, "16-byte model fingerprint")
+      .def_readonly("frame_bytes", &PacketInfo::frame_bytes, "0 for packets from a link")
+      .def("__repr__", [](const PacketInfo& p) {
+        std::string shape;
+        for (auto d : p.shape) {
+          if (!shape.empty()) shape += ',';
+          shape += std::to_string(d);
+        }
+        return "PacketInfo(sequence=" + std::to_string(p.sequence) + ", codec='" + p.codec +
+               "', dtype='" + p.dtype + "', shape=(" + shape + "), name='" + p.name + "')";
+      });
+
+  py::class_<Receipt>(m, "Receipt", "Proof that the peer verified and decoded a packet.")
+      .def_readonly("sequence", &Receipt::sequence)
+      .def_readonly("wire_bytes", &Receipt::wire_bytes)
+      .def_readonly("chunks", &Receipt::chunks)
+      .def_readonly("encode_us", &Receipt::encode_us)
+      .def_readonly("latency_us", &Receipt::latency_us, "send to the peer's acknowledgement");
+
+  py::class_<Encoder>(m, "Encoder",
+                      "Encodes tensors into verified frames with one codec, keeping its tables "
+                      "and buffers between calls.")
+      .def(py::init<std::string>(), py::arg("codec"),
+           "codec: 'raw', 'tq1'..'tq8' (TurboQuant), 'prod2'..'prod8', 'int8', 'int4', "
+           "'ec2'..'ec8'")
+      .def_property_readonly("codec", &Encoder::codec)
+      .def("encode", &Encoder::encode, py::arg("tensor"), py::kw_only(), py::arg("vector_axis") = -1,
+           py::arg("dtype") = "", py::arg("name") = "", py::arg("stream_id") = 0,
+           py::arg("sequence") = 0, py::arg("layout") = "", py::arg("fingerprint") = py::bytes(),
+           py::arg("model_id") = "", py::arg("split_layer") = -1,
+           "Encodes a float16/float32 buffer (or uint16 with dtype='bfloat16') whose vectors run "
+           "along vector_axis; returns the frame as bytes. The tensor is read in place.")
+      .def("_time_cpp", &Encoder::time_cpp, py::arg("tensor"), py::arg("vector_axis"),
+           py::arg("iterations"), py::arg("flatten"));
+
+  py::class_<Frame>(m, "Frame", "A parsed and verified frame (checksums, bounds, descriptors).")
+      .def(py::init<const py::buffer&, const py::bytes&>(), py::arg("data"),
+           py::arg("expected_fingerprint") = py::bytes(),
+           "Parses the frame at the start of a bytes-like object; with expected_fingerprint a "
+           "packet of another model is refused.")
+      .def_property_readonly("info", &Frame::info)
+      .def("decode", &Frame::decode, py::arg("out") = py::none(), py::arg("dtype") = "",
+           "Decodes into `out` (a writable float16/float32 buffer of the packet's shape, any "
+           "strides) or into a new NumPy array (dtype: the packet's by default); returns it.");
+
+  py::class_<Link>(m, "Link", "A reliable session to a peer: packets delivered once, in order.")
+      .def_static(
+          "connect",
+          [](const std::string& host, std::uint16_t port, const py::bytes& fingerprint,
+             const std::string& model_id, int split_layer, const std::string& peer_name,
+             const py::bytes& key, std::uint64_t chunk_vectors, std::uint16_t streams,
+             std::uint16_t encode_threads, std::uint32_t dead_peer_timeout_ms) {
+            const auto o = link_options(fingerprint, model_id, split_layer, peer_name, key,
+                                        chunk_vectors, streams, encode_threads, dead_peer_timeout_ms);
+            agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
+            {
+              py::gil_scoped_release unlocked;
+              l = agp::transport::Link::connect(host, port, o);
+            }
+            if (!l) raise(l.status());
+            return Link(std::move(l).value());
+          },
+          py::arg("host"), py::arg("port"), py::kw_only(), py::arg("fingerprint") = py::bytes(),
+          py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
+          py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
+          py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
+          "Connects to a Server and completes the handshake (fingerprint, version, key).")
+      .def("send", &Link::send, py::arg("tensor"), py::arg("codec"), py::kw_only(),
+           py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
+           py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
+           "Encodes and sends a tensor; returns once the peer verified and decoded it.")
+      .def("next_packet", &Link::next_packet, py::arg("timeout_ms") = 10000,
+           "Waits for the next packet and describes it (it stays queued).")
+      .def("receive", &Link::receive, py::arg("out") = py::none(), py::arg("dtype") = "",
+           py::arg("timeout_ms") = 10000,
+           "Decodes the next packet into `out` or a new NumPy array, acknowledges it, returns it.")
+      .def("close", &Link::close, py::arg("timeout_ms") = 5000,
+           "Drains what was sent, says goodbye and closes.")
+      .def("counters", &Link::counters);
+
+  py::class_<Server>(m, "Server", "Listens for links.")
+      .def(py::init([](const std::string& address, std::uint16_t port, const py::bytes& fingerprint,
+                       const std::string& model_id, int split_layer, const py::bytes& key,
+                       std::uint64_t chunk_vectors, std::uint16_t streams,
+                       std::uint32_t dead_peer_timeout_ms) {
+             const auto o = link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors,
+                                         streams, 1, dead_peer_timeout_ms);
+             return Server(check(agp::transport::Server::listen(address, port, o)));
+           }),
+           py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
+           py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
+           py::arg("split_layer") = -1, py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0,
+           py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000)
+      .def_property_readonly("port", &Server::port)
+      .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
+           "Waits for a peer to complete the handshake; returns its Link.");
+}

@@ -1,0 +1,192 @@
+"""The agp_ptp module: encode/decode through the buffer protocol, errors as agp_ptp.Error, frames
+identical to the C API's, and a link on loopback."""
+import ctypes
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import agp_ptp as agp
+
+
+def gaussian(shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def rel_mse(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(((a - b) ** 2).sum() / (a ** 2).sum())
+
+
+@pytest.mark.parametrize("codec,limit", [("tq4", 0.012), ("tq8", 6e-5), ("int8", 6e-5),
+                                         ("ec4", 0.03)])
+def test_round_trip_error_is_the_codecs(codec, limit):
+    x = gaussian((64, 256), seed=1)
+    frame = agp.Encoder(codec).encode(x)
+    y = agp.decode(frame)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert rel_mse(x, y) < limit
+
+
+def test_raw_packets_are_exact_for_float16_and_float32():
+    for dtype in (np.float16, np.float32):
+        x = gaussian((3, 5, 128), seed=2, dtype=dtype)
+        y = agp.decode(agp.encode(x, "raw"))
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def test_bfloat16_travels_as_uint16_patterns():
+    x = gaussian((16, 128), seed=3)
+    bf16 = (x.view(np.uint32) >> 16).astype(np.uint16)  # truncation is a valid bf16 value
+    frame = agp.encode(bf16, "raw", dtype="bfloat16")
+    assert agp.inspect(frame).dtype == "bfloat16"
+    back = agp.decode(frame, dtype="float32")
+    np.testing.assert_array_equal(back, (bf16.astype(np.uint32) << 16).view(np.float32))
+
+
+def test_strided_input_and_output_are_read_and_written_in_place():
+    x = gaussian((256, 64), seed=4)  # vectors run along axis 0: x.T holds them as rows
+    enc = agp.Encoder("tq4")
+    from_view = enc.encode(x.T)  # a transposed view, not a copy
+    from_copy = enc.encode(np.ascontiguousarray(x.T))
+    assert from_view == from_copy
+    along_axis0 = agp.decode(enc.encode(x, vector_axis=0))
+    np.testing.assert_array_equal(along_axis0.T, agp.decode(from_copy))
+    out = np.zeros((256, 64), dtype=np.float32)
+    got = agp.decode(from_copy, out.T)
+    assert got is not None and np.shares_memory(np.asarray(got), out)
+    np.testing.assert_array_equal(out.T, agp.decode(from_copy))
+
+
+def test_decode_into_a_caller_buffer_returns_that_buffer():
+    x = gaussian((8, 256), seed=5)
+    frame = agp.encode(x, "tq8")
+    out = np.empty((8, 256), dtype=np.float16)
+    assert agp.decode(frame, out) is out
+    assert rel_mse(x, out) < 1e-3
+
+
+def test_header_fields_come_back():
+    fp = bytes(range(16))
+    frame = agp.encode(gaussian((4, 128)), "tq4", name="layer2", stream_id=7, sequence=11,
+                       layout="SD", fingerprint=fp, model_id="llama", split_layer=2)
+    info = agp.inspect(frame, expected_fingerprint=fp)
+    assert (info.name, info.stream_id, info.sequence, info.layout) == ("layer2", 7, 11, "SD")
+    assert (info.model_id, info.split_layer, info.fingerprint) == ("llama", 2, fp)
+    assert (info.codec, info.dtype, info.shape, info.vector_axis) == ("tq4", "float32", [4, 128], 1)
+    assert info.frame_bytes == len(frame)
+
+
+def test_errors_carry_the_library_code_and_message():
+    x = gaussian((4, 128))
+    with pytest.raises(agp.Error) as e:
+        agp.Encoder("tq9")
+    assert e.value.code == 300 and e.value.name == "invalid_argument" and "tq9" in str(e.value)
+    with pytest.raises(agp.Error, match="elements"):
+        agp.encode(np.zeros((4, 128), dtype=np.int32), "tq4")
+    bad = x.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(agp.Error) as e:
+        agp.encode(bad, "tq4")
+    assert e.value.code == 400
+    frame = bytearray(agp.encode(x, "tq4"))
+    frame[len(frame) // 2] ^= 0x01  # inside the codes section
+    with pytest.raises(agp.Error) as e:
+        agp.decode(frame)
+    assert e.value.code == 113  # section checksum
+    with pytest.raises(agp.Error) as e:
+        agp.decode(agp.encode(x, "tq4", fingerprint=b"a" * 16), expected_fingerprint=b"b" * 16)
+    assert e.value.code == 117
+    with pytest.raises(agp.Error) as e:
+        agp.decode(agp.encode(x, "tq4")[:100])
+    assert e.value.name == "truncated"
+    with pytest.raises(agp.Error, match="shape"):
+        agp.decode(agp.encode(x, "tq4"), np.zeros((4, 64), dtype=np.float32))
+    with pytest.raises(agp.Error, match="fingerprint"):
+        agp.encode(x, "tq4", fingerprint=b"short")
+
+
+def test_frames_equal_the_c_apis():
+    lib_path = os.environ.get("AGP_C_LIBRARY")
+    if not lib_path:
+        pytest.skip("AGP_C_LIBRARY is not set (ctest sets it)")
+    lib = ctypes.CDLL(lib_path)
+
+    class Tensor(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int), ("rank", ctypes.c_int32),
+                    ("shape", ctypes.c_uint64 * 8), ("strides", ctypes.c_void_p),
+                    ("vector_axis", ctypes.c_int32)]
+
+    x = gaussian((32, 256), seed=6)
+    codec = ctypes.c_void_p()
+    encoder = ctypes.c_void_p()
+    assert lib.agp_codec_create(b"tq4", 1, ctypes.byref(codec)) == 0
+    assert lib.agp_encoder_create(codec, ctypes.byref(encoder)) == 0
+    t = Tensor(x.ctypes.data, 1, 2, (ctypes.c_uint64 * 8)(32, 256), None, 1)
+    frame = ctypes.POINTER(ctypes.c_uint8)()
+    size = ctypes.c_size_t()
+    assert lib.agp_encode(encoder, ctypes.byref(t), None, ctypes.byref(frame),
+                          ctypes.byref(size)) == 0
+    from_c = ctypes.string_at(frame, size.value)
+    lib.agp_encoder_free(encoder)
+    lib.agp_codec_free(codec)
+    assert agp.encode(x, "tq4") == from_c
+
+
+def test_link_on_loopback_delivers_every_packet_in_order():
+    fp = b"\x01" * 16
+    server = agp.Server("127.0.0.1", 0, fingerprint=fp, model_id="py-test", chunk_vectors=16)
+    got = []
+
+    def receive():
+        link = server.accept(5000)
+        for _ in range(12):
+            info = link.next_packet(5000)
+            got.append((info.sequence, info.name, link.receive(timeout_ms=5000)))
+        link.close()
+
+    th = threading.Thread(target=receive)
+    th.start()
+    link = agp.Link.connect("127.0.0.1", server.port, fingerprint=fp, model_id="py-test",
+                            chunk_vectors=16)
+    sent = []
+    for i in range(12):
+        x = gaussian((64, 256), seed=100 + i, dtype=np.float16)
+        receipt = link.send(x, "tq4" if i % 2 else "raw", name=f"h{i}")
+        assert receipt.sequence == i + 1
+        assert receipt.chunks == (4 if i % 2 else 1)
+        sent.append(x)
+    link.close()
+    th.join(10)
+    assert not th.is_alive()
+    assert [g[0] for g in got] == list(range(1, 13))
+    assert [g[1] for g in got] == [f"h{i}" for i in range(12)]
+    for i, (_, _, y) in enumerate(got):
+        if i % 2:
+            assert rel_mse(sent[i], y) < 0.012
+            np.testing.assert_array_equal(y, agp.decode(agp.encode(sent[i], "tq4")))
+        else:
+            np.testing.assert_array_equal(y, sent[i])
+    assert link.counters()["packets_acked"] == 12
+
+
+def test_link_refuses_another_models_fingerprint():
+    server = agp.Server("127.0.0.1", 0, fingerprint=b"\x01" * 16)
+    errors = []
+
+    def serve():
+        try:
+            server.accept(1500)
+        except agp.Error as e:
+            errors.append(e.code)
+
+    th = threading.Thread(target=serve)
+    th.start()
+    with pytest.raises(agp.Error) as e:
+        agp.Link.connect("127.0.0.1", server.port, fingerprint=b"\x02" * 16)
+    th.join(5)
+    assert e.value.code == 117
+    assert errors == [500]  # the server saw no acceptable peer: accept timed out

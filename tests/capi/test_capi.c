@@ -1,0 +1,260 @@
+/* The C API from C: codecs, encode / parse / decode, errors with codes and messages, and a link on
+ * loopback with a receiving thread. Compiled as C11 so the header is proven C-clean. Exits non-zero
+ * on the first failed check, printing where. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agp/agp_ptp.h"
+
+static int g_checks = 0;
+#define CHECK(cond)                                                                    \
+  do {                                                                                 \
+    ++g_checks;                                                                        \
+    if (!(cond)) {                                                                     \
+      fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+              #cond, agp_last_error());                                                \
+      exit(1);                                                                         \
+    }                                                                                  \
+  } while (0)
+#define CHECK_OK(expr) CHECK((expr) == AGP_OK)
+
+enum { kTokens = 64, kHidden = 256, kValues = kTokens * kHidden };
+
+/* Deterministic pseudo-Gaussian values (sum of uniforms), reproducible everywhere. */
+static void fill(float* x, size_t n, unsigned seed) {
+  unsigned s = seed * 2654435761u + 1u;
+  for (size_t i = 0; i < n; ++i) {
+    float acc = 0;
+    for (int k = 0; k < 4; ++k) {
+      s = s * 1664525u + 1013904223u;
+      acc += (float)(s >> 8) / 16777216.0f - 0.5f;
+    }
+    x[i] = acc * 1.7f;
+  }
+}
+
+static double rel_mse(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    den += (double)a[i] * a[i];
+  }
+  return num / den;
+}
+
+static agp_tensor tensor_of(float* data) {
+  agp_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.dtype = AGP_F32;
+  t.rank = 2;
+  t.shape[0] = kTokens;
+  t.shape[1] = kHidden;
+  t.vector_axis = 1;
+  return t;
+}
+
+static void encode_parse_decode(void) {
+  static float x[kValues], y[kValues];
+  fill(x, kValues, 1);
+  agp_codec* tq4 = NULL;
+  CHECK_OK(agp_codec_create("tq4", AGP_F32, &tq4));
+  agp_encoder* enc = NULL;
+  CHECK_OK(agp_encoder_create(tq4, &enc));
+  agp_packet_meta meta;
+  agp_packet_meta_init(&meta);
+  meta.name = "layer2.hidden";
+  meta.sequence = 42;
+  meta.split_layer = 2;
+  meta.layout = AGP_LAYOUT_SD;
+  for (int i = 0; i < 16; ++i) meta.fingerprint[i] = (uint8_t)(i + 1);
+  agp_tensor in = tensor_of(x);
+  const uint8_t* frame = NULL;
+  size_t size = 0;
+  CHECK_OK(agp_encode(enc, &in, &meta, &frame, &size));
+  CHECK(size > 0 && size < sizeof x / 4); /* about 4 bits per value */
+
+  agp_frame* f = NULL;
+  CHECK_OK(agp_frame_parse(frame, size, meta.fingerprint, &f));
+  agp_packet_info info;
+  CHECK_OK(agp_frame_info(f, &info));
+  CHECK(info.sequence == 42 && info.split_layer == 2 && info.rank == 2);
+  CHECK(info.shape[0] == kTokens && info.shape[1] == kHidden && info.vector_axis == 1);
+  CHECK(info.dtype == AGP_F32 && info.layout == AGP_LAYOUT_SD && info.frame_bytes == size);
+  CHECK(strcmp(info.codec, "tq4") == 0 && strcmp(info.name, "layer2.hidden") == 0);
+  CHECK(memcmp(info.fingerprint, meta.fingerprint, 16) == 0);
+  agp_tensor out = tensor_of(y);
+  CHECK_OK(agp_frame_decode(f, &out));
+  CHECK(rel_mse(x, y, kValues) < 0.012);
+
+  /* Decoding into a transposed (strided) buffer gives the same values. */
+  static float yt[kValues];
+  const int64_t strides[2] = {1, kTokens};
+  agp_tensor outt = tensor_of(yt);
+  outt.strides = strides;
+  CHECK_OK(agp_frame_decode(f, &outt));
+  for (int t = 0; t < kTokens; ++t)
+    for (int d = 0; d < kHidden; ++d) CHECK(yt[d * kTokens + t] == y[t * kHidden + d]);
+  agp_frame_free(f);
+
+  /* The same frame into the caller's buffer; too small a buffer says how much is needed. */
+  size_t needed = 0;
+  CHECK(agp_encode_into(enc, &in, &meta, NULL, 0, &needed) == AGP_ERR_BUFFER_TOO_SMALL);
+  CHECK(needed == size);
+  uint8_t* mine = (uint8_t*)malloc(needed);
+  size_t written = 0;
+  CHECK_OK(agp_encode_into(enc, &in, &meta, mine, needed, &written));
+  CHECK(written == size);
+
+  /* A flipped byte in the codes is caught by the section checksum. */
+  mine[size - 100] ^= 0x10;
+  CHECK(agp_frame_parse(mine, size, NULL, &f) == AGP_ERR_SECTION_CHECKSUM_MISMATCH);
+  CHECK(f == NULL);
+  CHECK(strlen(agp_last_error()) > 0);
+  CHECK(strcmp(agp_error_name(AGP_ERR_SECTION_CHECKSUM_MISMATCH), "section_checksum_mismatch") == 0);
+  mine[size - 100] ^= 0x10;
+
+  /* Another model's fingerprint is refused. */
+  uint8_t other[16] = {0};
+  CHECK(agp_frame_parse(mine, size, other, &f) == AGP_ERR_FINGERPRINT_MISMATCH);
+  /* A truncated frame. */
+  CHECK(agp_frame_parse(mine, size / 2, NULL, &f) == 100);
+  CHECK(strcmp(agp_error_name(100), "truncated") == 0);
+  free(mine);
+
+  /* Raw packets carry the exact values. */
+  agp_codec* raw = NULL;
+  CHECK_OK(agp_codec_create("raw", AGP_F32, &raw));
+  agp_encoder* raw_enc = NULL;
+  CHECK_OK(agp_encoder_create(raw, &raw_enc));
+  CHECK_OK(agp_encode(raw_enc, &in, NULL, &frame, &size));
+  CHECK_OK(agp_frame_parse(frame, size, NULL, &f));
+  CHECK_OK(agp_frame_decode(f, &out));
+  CHECK(memcmp(x, y, sizeof x) == 0);
+  agp_frame_free(f);
+  agp_encoder_free(raw_enc);
+  agp_codec_free(raw);
+  agp_encoder_free(enc);
+  agp_codec_free(tq4);
+}
+
+static void bad_input(void) {
+  agp_codec* c = NULL;
+  CHECK(agp_codec_create("tq9", AGP_F16, &c) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK(c == NULL);
+  CHECK(strstr(agp_last_error(), "tq9") != NULL);
+  CHECK(agp_codec_create(NULL, AGP_F16, &c) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK(agp_codec_create("tq4", (agp_dtype)9, &c) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK_OK(agp_codec_create("tq4", AGP_F32, &c));
+  agp_encoder* enc = NULL;
+  CHECK_OK(agp_encoder_create(c, &enc));
+  static float x[kValues];
+  fill(x, kValues, 2);
+  agp_tensor t = tensor_of(x);
+  const uint8_t* frame = NULL;
+  size_t size = 0;
+  t.rank = 9;
+  CHECK(agp_encode(enc, &t, NULL, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
+  t = tensor_of(x);
+  t.vector_axis = 2;
+  CHECK(agp_encode(enc, &t, NULL, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
+  t = tensor_of(NULL);
+  CHECK(agp_encode(enc, &t, NULL, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
+  t = tensor_of(x);
+  x[7] = NAN;
+  CHECK(agp_encode(enc, &t, NULL, &frame, &size) == 400); /* non_finite_input */
+  agp_packet_meta old;
+  memset(&old, 0, sizeof old); /* struct_size 0: not initialised */
+  x[7] = 0;
+  CHECK(agp_encode(enc, &t, &old, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK(agp_frame_parse("AGPP", 4, NULL, &(agp_frame*){NULL}) == 100);
+  agp_encoder_free(enc);
+  agp_codec_free(c);
+  agp_codec_free(NULL); /* NULL is fine for every free */
+  agp_frame_free(NULL);
+  CHECK(strcmp(agp_error_name(99999), "unknown_error") == 0);
+  CHECK(strlen(agp_version()) > 0);
+}
+
+/* --- a link on loopback --- */
+enum { kPackets = 20 };
+typedef struct {
+  agp_server* server;
+  int ok;
+  float sum_rel_mse;
+} Receiver;
+
+static void* receive_all(void* arg) {
+  Receiver* r = (Receiver*)arg;
+  agp_link* link = NULL;
+  if (agp_server_accept(r->server, 5000, &link) != AGP_OK) return NULL;
+  static float y[kValues], x[kValues];
+  for (int i = 0; i < kPackets; ++i) {
+    agp_packet_info info;
+    if (agp_link_next_packet(link, 5000, &info) != AGP_OK) return NULL;
+    if (info.sequence != (uint64_t)(i + 1) || info.shape[1] != kHidden) return NULL;
+    agp_tensor out = tensor_of(y);
+    if (agp_link_receive(link, &out, 5000, NULL) != AGP_OK) return NULL;
+    fill(x, kValues, 100 + (unsigned)i);
+    r->sum_rel_mse += (float)rel_mse(x, y, kValues);
+  }
+  agp_link_counters c;
+  agp_link_get_counters(link, &c);
+  r->ok = c.packets_delivered == kPackets && c.checksum_failures == 0;
+  agp_link_close(link, 5000);
+  agp_link_free(link);
+  return NULL;
+}
+
+static void link_loopback(void) {
+  if (getenv("AGP_TEST_NO_THREADS")) {
+    printf("link_loopback: skipped (AGP_TEST_NO_THREADS: threads do not start here)\n");
+    return;
+  }
+  agp_link_config cfg;
+  agp_link_config_init(&cfg);
+  cfg.model_id = "c-test";
+  cfg.chunk_vectors = 16;
+  cfg.fingerprint[0] = 0xab;
+  Receiver r = {NULL, 0, 0};
+  CHECK_OK(agp_server_listen("127.0.0.1", 0, &cfg, &r.server));
+  CHECK(agp_server_port(r.server) > 0);
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, receive_all, &r) == 0);
+
+  agp_link* link = NULL;
+  CHECK_OK(agp_link_connect("127.0.0.1", agp_server_port(r.server), &cfg, &link));
+  agp_codec* tq4 = NULL;
+  CHECK_OK(agp_codec_create("tq4", AGP_F32, &tq4));
+  static float x[kValues];
+  for (int i = 0; i < kPackets; ++i) {
+    fill(x, kValues, 100 + (unsigned)i);
+    agp_tensor t = tensor_of(x);
+    agp_receipt receipt;
+    CHECK_OK(agp_link_send(link, &t, tq4, NULL, 5000, &receipt));
+    CHECK(receipt.sequence == (uint64_t)(i + 1) && receipt.chunks == 4);
+  }
+  CHECK_OK(agp_link_close(link, 5000));
+  pthread_join(th, NULL);
+  CHECK(r.ok);
+  CHECK(r.sum_rel_mse / kPackets < 0.012);
+  agp_link_free(link);
+  agp_codec_free(tq4);
+  const uint16_t port = agp_server_port(r.server);
+  agp_server_free(r.server);
+  /* Nobody listens any more: connecting fails with a code and a message, and no handle. */
+  agp_link* refused = NULL;
+  CHECK(agp_link_connect("127.0.0.1", port, &cfg, &refused) == 502); /* connect_failed */
+  CHECK(refused == NULL && strlen(agp_last_error()) > 0);
+}
+
+int main(void) {
+  encode_parse_decode();
+  bad_input();
+  link_loopback();
+  printf("capi: %d checks passed\n", g_checks);
+  return 0;
+}
