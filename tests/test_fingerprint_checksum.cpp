@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string_view>
+
+#include <unistd.h>
 
 #include "agp/ptp/checksum.hpp"
 #include "agp/ptp/fingerprint.hpp"
@@ -75,6 +79,38 @@ TEST(Fingerprint, GoldenValueOfTheCanonicalEncoding) {
   const FingerprintInput in{"devmodel", bytes_of("weights-digest"), 2, 384, DType::kF16, 1};
   // Computed independently from the spec with python3-xxhash (docs/ptp_format.md shows how).
   EXPECT_EQ(to_hex(model_fingerprint(in)), "beb057a317373a54621040913c334ec0");
+}
+
+TEST(Fingerprint, CheckpointDirectoryDigestCoversConfigAndEveryWeightFile) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("agp-fp-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir / "mymodel");
+  const auto model = (dir / "mymodel").string();
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(model + "/" + name, std::ios::binary) << text;
+  };
+  write("config.json", "{\"hidden_size\": 8}");
+  write("model-00001.safetensors", "first shard");
+  write("model-00002.safetensors", "second shard");
+  write("README.md", "not part of the digest");
+  auto a = checkpoint_fingerprint(model, 2, 8);
+  ASSERT_TRUE(a) << a.status().to_string();
+  EXPECT_EQ(*checkpoint_fingerprint(model + "/", 2, 8), *a);  // same directory, other spelling
+  EXPECT_EQ(checkpoint_model_id(model + "/"), "mymodel");
+  EXPECT_NE(*checkpoint_fingerprint(model, 3, 8), *a);
+  EXPECT_NE(*checkpoint_fingerprint(model, 2, 16), *a);
+  write("README.md", "edited");
+  EXPECT_EQ(*checkpoint_fingerprint(model, 2, 8), *a);
+  write("model-00002.safetensors", "second shard, retrained");
+  const auto b = checkpoint_fingerprint(model, 2, 8);
+  EXPECT_NE(*b, *a);
+  write("config.json", "{\"hidden_size\": 8, \"rope_theta\": 1e6}");
+  EXPECT_NE(*checkpoint_fingerprint(model, 2, 8), *b);
+  std::filesystem::remove(model + "/config.json");
+  EXPECT_EQ(checkpoint_fingerprint(model, 2, 8).status().code(), ErrorCode::kIoError);
+  EXPECT_EQ(checkpoint_fingerprint((dir / "absent").string(), 2, 8).status().code(),
+            ErrorCode::kIoError);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agp/ptp/aligned_buffer.hpp"
+#include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
@@ -229,6 +230,17 @@ const char* agp_error_name(agp_status code) {
 
 const char* agp_version(void) {
   return AGP_VERSION_STRING;
+}
+
+agp_status agp_checkpoint_fingerprint(const char* dir, int32_t split_layer, uint64_t hidden_size,
+                                      uint8_t out[16]) {
+  return guarded([&] {
+    if (!dir || !out) return fail(ErrorCode::kInvalidArgument, "dir or out is NULL");
+    auto fp = agp::ptp::checkpoint_fingerprint(dir, split_layer, hidden_size);
+    if (!fp) return fail(fp.status());
+    from_hash(*fp, out);
+    return AGP_OK;
+  });
 }
 
 agp_status agp_codec_create(const char* name, agp_dtype dtype, agp_codec** out) {

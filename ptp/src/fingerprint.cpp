@@ -1,9 +1,12 @@
 #include "agp/ptp/fingerprint.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "agp/ptp/checksum.hpp"
+#include "agp/ptp/mapped_file.hpp"
 
 namespace agp::ptp {
 namespace {
@@ -31,6 +34,33 @@ Hash128 model_fingerprint(const FingerprintInput& in) {
   append_le(buf, static_cast<std::uint8_t>(in.dtype), 1);
   append_le(buf, in.codec_family_version, 4);
   return xxh3_128(buf);
+}
+
+std::string checkpoint_model_id(const std::string& dir) {
+  std::filesystem::path path = std::filesystem::path(dir).lexically_normal();
+  if (path.filename().empty()) path = path.parent_path();  // a trailing slash
+  return path.filename().string();
+}
+
+Result<Hash128> checkpoint_fingerprint(const std::string& dir, std::int32_t split_layer,
+                                       std::uint64_t hidden_size, DType dtype) {
+  std::vector<std::string> files = {dir + "/config.json"};
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+  }
+  if (ec) return make_error(ErrorCode::kIoError, "cannot list " + dir + ": " + ec.message());
+  std::sort(files.begin() + 1, files.end());
+  Xxh3Stream64 digest;
+  for (const auto& f : files) {
+    auto mapped = MappedFile::open(f);
+    if (!mapped) return mapped.status();
+    digest.update(mapped->bytes());
+  }
+  const std::uint64_t d = digest.digest();
+  const std::string id = checkpoint_model_id(dir);
+  return model_fingerprint(
+      {id, std::as_bytes(std::span(&d, 1)), split_layer, hidden_size, dtype, 1});
 }
 
 }  // namespace agp::ptp

@@ -14,10 +14,11 @@ They are read and written in place. Every failure raises :class:`Error`.
 """
 
 from ._errors import Error
-from ._agp_ptp import Encoder, Frame, Link, PacketInfo, Receipt, Server
+from ._agp_ptp import (Encoder, Frame, Link, PacketInfo, Receipt, Server,
+                       checkpoint_fingerprint)
 
 __all__ = ["Error", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server", "encode",
-           "decode", "inspect"]
+           "decode", "inspect", "checkpoint_fingerprint"]
 
 
 def encode(tensor, codec: str, **kwargs) -> bytes:

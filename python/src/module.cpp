@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agp/ptp/aligned_buffer.hpp"
+#include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
@@ -456,6 +457,16 @@ PYBIND11_MODULE(_agp_ptp, m) {
   g_error = py::module_::import("agp_ptp._errors").attr("Error").ptr();
   Py_INCREF(g_error);
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error);
+
+  m.def(
+      "checkpoint_fingerprint",
+      [](const std::string& dir, int split_layer, std::uint64_t hidden_size) {
+        return bytes_of(check(agp::ptp::checkpoint_fingerprint(dir, split_layer, hidden_size)));
+      },
+      py::arg("dir"), py::arg("split_layer"), py::arg("hidden_size"),
+      "The 16-byte fingerprint of a Hugging Face checkpoint directory split at split_layer with "
+      "float16 states, derived as every AGP-PTP host derives it (config.json and the "
+      "*.safetensors files), so Python and C++ ends of one split agree.");
 
   py::class_<PacketInfo>(m, "PacketInfo", "What a verified packet header says.")
       .def_readonly("sequence", &PacketInfo::sequence)

@@ -136,6 +136,23 @@ def test_frames_equal_the_c_apis():
     assert agp.encode(x, "tq4") == from_c
 
 
+def test_checkpoint_fingerprint_equals_the_c_apis():
+    lib_path = os.environ.get("AGP_C_LIBRARY")
+    model = os.environ.get("AGP_DEVMODEL_DIR", "")
+    if not lib_path or not os.path.exists(os.path.join(model, "config.json")):
+        pytest.skip("needs AGP_C_LIBRARY and the devmodel fixture (ctest sets both when present)")
+    lib = ctypes.CDLL(lib_path)
+    out = (ctypes.c_uint8 * 16)()
+    assert lib.agp_checkpoint_fingerprint(model.encode(), 2, ctypes.c_uint64(384), out) == 0
+    fp = agp.checkpoint_fingerprint(model, 2, 384)
+    assert fp == bytes(out) and len(fp) == 16
+    assert agp.checkpoint_fingerprint(model + "/", 2, 384) == fp
+    assert agp.checkpoint_fingerprint(model, 3, 384) != fp
+    with pytest.raises(agp.Error) as e:
+        agp.checkpoint_fingerprint(os.path.join(model, "absent"), 2, 384)
+    assert e.value.name == "io_error"
+
+
 def test_link_on_loopback_delivers_every_packet_in_order():
     fp = b"\x01" * 16
     server = agp.Server("127.0.0.1", 0, fingerprint=fp, model_id="py-test", chunk_vectors=16)

@@ -176,6 +176,8 @@ static void bad_input(void) {
   agp_codec_free(NULL); /* NULL is fine for every free */
   agp_frame_free(NULL);
   CHECK(strcmp(agp_error_name(99999), "unknown_error") == 0);
+  uint8_t fp[16];
+  CHECK(agp_checkpoint_fingerprint("/nonexistent-agp-checkpoint", 2, 384, fp) == 200); /* io_error */
   CHECK(strlen(agp_version()) > 0);
 }
 

@@ -4,9 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "agp/ptp/checksum.hpp"
 #include "agp/ptp/fingerprint.hpp"
-#include "agp/ptp/mapped_file.hpp"
 
 namespace agp::tools {
 
@@ -34,7 +32,7 @@ Result<ModelSplit> ModelSplit::open(const std::string& dir, int split, const std
 }
 
 std::string ModelSplit::model_id() const {
-  return std::filesystem::path(dir_).lexically_normal().filename().string();
+  return ptp::checkpoint_model_id(dir_);
 }
 
 std::uint32_t ModelSplit::hidden() const {
@@ -52,21 +50,7 @@ Result<std::vector<float>> ModelSplit::state(std::size_t w) const {
 }
 
 Result<ptp::Hash128> ModelSplit::fingerprint() const {
-  ptp::Xxh3Stream64 digest;
-  std::vector<std::string> files = {dir_ + "/config.json"};
-  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-    if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
-  }
-  std::sort(files.begin() + 1, files.end());
-  for (const auto& f : files) {
-    auto mapped = ptp::MappedFile::open(f);
-    if (!mapped) return mapped.status();
-    digest.update(mapped->bytes());
-  }
-  const std::uint64_t d = digest.digest();
-  const std::string id = model_id();
-  return ptp::model_fingerprint(
-      {id, std::as_bytes(std::span(&d, 1)), split_, hidden(), DType::kF16, 1});
+  return ptp::checkpoint_fingerprint(dir_, split_, hidden(), DType::kF16);
 }
 
 Status ModelSplit::score(std::size_t w, const float* decoded, fidelity::StateError& state_error,

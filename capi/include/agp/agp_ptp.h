@@ -89,6 +89,11 @@ AGP_C_API const char* agp_last_error(void);
 AGP_C_API const char* agp_error_name(agp_status code); /* "section_checksum_mismatch"; "unknown" */
 AGP_C_API const char* agp_version(void);               /* "0.1.0" */
 
+/* The fingerprint of a Hugging Face checkpoint directory (config.json and *.safetensors) split at
+ * `split_layer` with float16 states, as every AGP-PTP host derives it; 16 bytes into `out`. */
+AGP_C_API agp_status agp_checkpoint_fingerprint(const char* dir, int32_t split_layer,
+                                                uint64_t hidden_size, uint8_t out[16]);
+
 /* --- codecs --- */
 typedef struct agp_codec agp_codec;
 /* "raw", "tq1".."tq8" (TurboQuant), "prod2".."prod8", "int8", "int4", "ec2".."ec8" (the

@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/message.hpp"
+#include "agp/status.hpp"
 
 namespace agp::ptp {
 
@@ -23,5 +25,16 @@ struct FingerprintInput {
 // XXH3-128 (seed 0) over the canonical encoding of `in` specified in docs/ptp_format.md
 // ("Model fingerprint"): stable across platforms and releases.
 Hash128 model_fingerprint(const FingerprintInput& in);
+
+// A checkpoint directory's model id: its name ("models/llama/" and "models/llama" give "llama").
+std::string checkpoint_model_id(const std::string& dir);
+
+// The fingerprint of a Hugging Face checkpoint directory split at `split_layer`: model id = the
+// directory's name, weights digest = XXH3-64 over config.json and then every *.safetensors file
+// in name order. Every host of a split (ptp-send/ptp-recv --model, the examples, the Python
+// module) derives it the same way, so two ends agree exactly when they load the same files.
+// kIoError when config.json or a weight file cannot be read.
+Result<Hash128> checkpoint_fingerprint(const std::string& dir, std::int32_t split_layer,
+                                       std::uint64_t hidden_size, DType dtype = DType::kF16);
 
 }  // namespace agp::ptp
