@@ -1,7 +1,5 @@
 // The C API (agp/agp_ptp.h) over the C++ library: handles own C++ objects, statuses become codes
 // plus a per-thread message, and no exception crosses the boundary.
-#include "agp/agp_ptp.h"
-
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -11,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agp/agp_ptp.h"
 #include "agp/ptp/aligned_buffer.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
@@ -88,14 +87,14 @@ agp::Result<agp::codec::TensorView> to_view(const agp_tensor* t, const char* wha
                            where + ".dtype must be AGP_F32, AGP_F16 or AGP_BF16");
   }
   if (t->rank < 1 || t->rank > AGP_MAX_RANK) {
-    return agp::make_error(ErrorCode::kInvalidArgument,
-                           where + ".rank must be 1.." + std::to_string(AGP_MAX_RANK) + ", got " +
-                               std::to_string(t->rank));
+    return agp::make_error(ErrorCode::kInvalidArgument, where + ".rank must be 1.." +
+                                                            std::to_string(AGP_MAX_RANK) +
+                                                            ", got " + std::to_string(t->rank));
   }
   if (t->vector_axis < 0 || t->vector_axis >= t->rank) {
-    return agp::make_error(ErrorCode::kInvalidArgument,
-                           where + ".vector_axis must name one of its " + std::to_string(t->rank) +
-                               " axes");
+    return agp::make_error(
+        ErrorCode::kInvalidArgument,
+        where + ".vector_axis must name one of its " + std::to_string(t->rank) + " axes");
   }
   const auto rank = static_cast<std::size_t>(t->rank);
   std::vector<std::uint64_t> shape(t->shape, t->shape + rank);
@@ -306,9 +305,9 @@ agp_status agp_encode_into(agp_encoder* encoder, const agp_tensor* tensor,
     if (!g) return fail(g.status());
     *frame_size = g->total_bytes;
     if (!buffer || capacity < g->total_bytes) {
-      return fail(ErrorCode::kBufferTooSmall,
-                  "the frame needs " + std::to_string(g->total_bytes) + " bytes, the buffer has " +
-                      std::to_string(buffer ? capacity : 0));
+      return fail(ErrorCode::kBufferTooSmall, "the frame needs " + std::to_string(g->total_bytes) +
+                                                  " bytes, the buffer has " +
+                                                  std::to_string(buffer ? capacity : 0));
     }
     copy_pieces(*g, static_cast<std::uint8_t*>(buffer));
     return AGP_OK;

@@ -31,8 +31,8 @@ PyObject* g_error = nullptr;
 
 [[noreturn]] void raise(const Status& s) {
   py::object err = py::reinterpret_borrow<py::object>(g_error);
-  py::object e = err(s.message(), static_cast<int>(s.code()),
-                     std::string(agp::error_code_name(s.code())));
+  py::object e =
+      err(s.message(), static_cast<int>(s.code()), std::string(agp::error_code_name(s.code())));
   PyErr_SetObject(g_error, e.ptr());
   throw py::error_already_set();
 }
@@ -77,9 +77,12 @@ DType dtype_of_format(const std::string& format, const std::string& override_nam
 
 std::string numpy_name(DType d) {
   switch (d) {
-    case DType::kF16: return "float16";
-    case DType::kF32: return "float32";
-    default: return "uint16";  // bf16 travels as its raw 16-bit patterns
+    case DType::kF16:
+      return "float16";
+    case DType::kF32:
+      return "float32";
+    default:
+      return "uint16";  // bf16 travels as its raw 16-bit patterns
   }
 }
 
@@ -89,10 +92,12 @@ struct BufferView {
   agp::codec::TensorView view;
 };
 
-BufferView view_of(const py::buffer& obj, int vector_axis, const std::string& dtype, bool writable) {
+BufferView view_of(const py::buffer& obj, int vector_axis, const std::string& dtype,
+                   bool writable) {
   BufferView b{obj.request(writable), {}};
   const py::buffer_info& i = b.info;
-  if (i.ndim < 1 || i.ndim > 8) invalid("tensors must have 1..8 dimensions, got " + std::to_string(i.ndim));
+  if (i.ndim < 1 || i.ndim > 8)
+    invalid("tensors must have 1..8 dimensions, got " + std::to_string(i.ndim));
   const auto rank = static_cast<int>(i.ndim);
   if (vector_axis < -rank || vector_axis >= rank) {
     invalid("vector_axis " + std::to_string(vector_axis) + " is outside " + std::to_string(rank) +
@@ -100,7 +105,8 @@ BufferView view_of(const py::buffer& obj, int vector_axis, const std::string& dt
   }
   b.view.dtype = dtype_of_format(i.format, dtype);
   b.view.data = static_cast<std::byte*>(i.ptr);
-  b.view.vector_axis = static_cast<std::uint32_t>(vector_axis < 0 ? vector_axis + rank : vector_axis);
+  b.view.vector_axis =
+      static_cast<std::uint32_t>(vector_axis < 0 ? vector_axis + rank : vector_axis);
   for (int a = 0; a < rank; ++a) {
     const auto stride = static_cast<std::int64_t>(i.strides[static_cast<std::size_t>(a)]);
     if (stride % i.itemsize != 0) invalid("strides must be whole elements");
@@ -144,7 +150,8 @@ const std::map<std::string, agp::ptp::Layout>& layouts() {
 
 agp::ptp::Layout layout_of(const std::string& name) {
   const auto it = layouts().find(name);
-  if (it == layouts().end()) invalid("layout must be '', BSD, BC1S, SD, D or BCS, got '" + name + "'");
+  if (it == layouts().end())
+    invalid("layout must be '', BSD, BC1S, SD, D or BCS, got '" + name + "'");
   return it->second;
 }
 
@@ -208,7 +215,8 @@ class Encoder {
                    const std::string& layout, const py::bytes& fingerprint,
                    const std::string& model_id, int split_layer) {
     BufferView b = view_of(tensor, vector_axis, dtype, false);
-    agp::ptp::MessageHeader h = header(name, stream_id, sequence, fingerprint, model_id, split_layer);
+    agp::ptp::MessageHeader h =
+        header(name, stream_id, sequence, fingerprint, model_id, split_layer);
     const agp::ptp::Layout l = layout_of(layout);
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
@@ -269,8 +277,9 @@ class Encoder {
   agp::ptp::TensorPacketWriter& writer_for(DType d) {
     auto it = writers_.find(d);
     if (it == writers_.end()) {
-      it = writers_.emplace(d, agp::ptp::TensorPacketWriter(
-                                   check(agp::ptp::parse_packet_codec(name_, d))))
+      it = writers_
+               .emplace(d,
+                        agp::ptp::TensorPacketWriter(check(agp::ptp::parse_packet_codec(name_, d))))
                .first;
     }
     return it->second;
@@ -287,11 +296,13 @@ class Frame {
   Frame(const py::buffer& data, const py::bytes& expected_fingerprint) {
     const py::buffer_info i = data.request();
     const auto n = static_cast<std::size_t>(i.size * i.itemsize);
-    if (i.ndim != 1 || i.strides[0] != i.itemsize) invalid("a frame must be a contiguous bytes-like object");
+    if (i.ndim != 1 || i.strides[0] != i.itemsize)
+      invalid("a frame must be a contiguous bytes-like object");
     bytes_ = agp::ptp::AlignedBuffer(n);
     if (n) std::memcpy(bytes_.data(), i.ptr, n);
     agp::ptp::DecoderOptions opts;
-    if (py::len(expected_fingerprint) > 0) opts.expected_fingerprint = hash_of(expected_fingerprint);
+    if (py::len(expected_fingerprint) > 0)
+      opts.expected_fingerprint = hash_of(expected_fingerprint);
     view_ = check(agp::ptp::parse_frame(bytes_.span(), opts));
   }
 
@@ -506,10 +517,11 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "codec: 'raw', 'tq1'..'tq8' (TurboQuant), 'prod2'..'prod8', 'int8', 'int4', "
            "'ec2'..'ec8'")
       .def_property_readonly("codec", &Encoder::codec)
-      .def("encode", &Encoder::encode, py::arg("tensor"), py::kw_only(), py::arg("vector_axis") = -1,
-           py::arg("dtype") = "", py::arg("name") = "", py::arg("stream_id") = 0,
-           py::arg("sequence") = 0, py::arg("layout") = "", py::arg("fingerprint") = py::bytes(),
-           py::arg("model_id") = "", py::arg("split_layer") = -1,
+      .def("encode", &Encoder::encode, py::arg("tensor"), py::kw_only(),
+           py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
+           py::arg("stream_id") = 0, py::arg("sequence") = 0, py::arg("layout") = "",
+           py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
+           py::arg("split_layer") = -1,
            "Encodes a float16/float32 buffer (or uint16 with dtype='bfloat16') whose vectors run "
            "along vector_axis; returns the frame as bytes. The tensor is read in place.")
       .def("_time_cpp", &Encoder::time_cpp, py::arg("tensor"), py::arg("vector_axis"),
@@ -532,8 +544,9 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const std::string& model_id, int split_layer, const std::string& peer_name,
              const py::bytes& key, std::uint64_t chunk_vectors, std::uint16_t streams,
              std::uint16_t encode_threads, std::uint32_t dead_peer_timeout_ms) {
-            const auto o = link_options(fingerprint, model_id, split_layer, peer_name, key,
-                                        chunk_vectors, streams, encode_threads, dead_peer_timeout_ms);
+            const auto o =
+                link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
+                             streams, encode_threads, dead_peer_timeout_ms);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
