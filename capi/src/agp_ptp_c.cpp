@@ -73,7 +73,7 @@ agp::transport::Millis millis(std::uint32_t ms) {
   return agp::transport::Millis(ms);
 }
 
-bool known_dtype(agp_dtype d) {
+bool known_dtype(std::int32_t d) {
   return d == AGP_F32 || d == AGP_F16 || d == AGP_BF16;
 }
 
@@ -137,11 +137,11 @@ void fill_info(const agp::ptp::MessageHeader& h, std::uint64_t frame_bytes, agp_
   info->frame_bytes = frame_bytes;
   from_hash(h.fingerprint, info->fingerprint);
   if (h.tensor) {
-    info->dtype = static_cast<agp_dtype>(h.tensor->dtype);
+    info->dtype = static_cast<std::int32_t>(h.tensor->dtype);
     info->rank = static_cast<std::int32_t>(h.tensor->shape.size());
     std::copy(h.tensor->shape.begin(), h.tensor->shape.end(), info->shape);
     info->vector_axis = h.tensor->vector_axis;
-    info->layout = static_cast<agp_layout>(h.tensor->layout);
+    info->layout = static_cast<std::int32_t>(h.tensor->layout);
     copy_text(h.tensor->name, info->name, sizeof info->name);
   }
   if (h.codec) copy_text(agp::ptp::packet_codec_name(*h.codec), info->codec, sizeof info->codec);
@@ -202,7 +202,12 @@ agp::Result<agp::ptp::GatherList> encode(agp_encoder* e, const agp_tensor* tenso
   if (!view) return view.status();
   auto header = header_of(meta);
   if (!header) return header.status();
-  const agp_layout layout = meta ? meta->layout : AGP_LAYOUT_UNSPECIFIED;
+  const std::int32_t layout = meta ? meta->layout : AGP_LAYOUT_UNSPECIFIED;
+  if (layout < AGP_LAYOUT_UNSPECIFIED || layout > AGP_LAYOUT_BCS) {
+    return agp::make_error(
+        ErrorCode::kInvalidArgument,
+        "agp_packet_meta.layout is not an agp_layout: " + std::to_string(layout));
+  }
   return e->writer.write(*view, std::move(header).value(), static_cast<agp::ptp::Layout>(layout));
 }
 
@@ -242,7 +247,7 @@ agp_status agp_checkpoint_fingerprint(const char* dir, int32_t split_layer, uint
   });
 }
 
-agp_status agp_codec_create(const char* name, agp_dtype dtype, agp_codec** out) {
+agp_status agp_codec_create(const char* name, int32_t dtype, agp_codec** out) {
   return guarded([&] {
     if (!out) return fail(ErrorCode::kInvalidArgument, "out is NULL");
     *out = nullptr;
@@ -433,6 +438,9 @@ agp_status agp_link_send(agp_link* link, const agp_tensor* tensor, const agp_cod
     if (meta) {
       m.name = meta->name ? meta->name : "";
       m.stream_id = meta->stream_id;
+      if (meta->layout < AGP_LAYOUT_UNSPECIFIED || meta->layout > AGP_LAYOUT_BCS) {
+        return fail(ErrorCode::kInvalidArgument, "agp_packet_meta.layout is not an agp_layout");
+      }
       m.layout = static_cast<agp::ptp::Layout>(meta->layout);
     }
     auto r = link->link->send(*view, codec->codec, m, millis(timeout_ms));

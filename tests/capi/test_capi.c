@@ -147,7 +147,7 @@ static void bad_input(void) {
   CHECK(c == NULL);
   CHECK(strstr(agp_last_error(), "tq9") != NULL);
   CHECK(agp_codec_create(NULL, AGP_F16, &c) == AGP_ERR_INVALID_ARGUMENT);
-  CHECK(agp_codec_create("tq4", (agp_dtype)9, &c) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK(agp_codec_create("tq4", 9, &c) == AGP_ERR_INVALID_ARGUMENT);
   CHECK_OK(agp_codec_create("tq4", AGP_F32, &c));
   agp_encoder* enc = NULL;
   CHECK_OK(agp_encoder_create(c, &enc));
@@ -164,6 +164,13 @@ static void bad_input(void) {
   t = tensor_of(NULL);
   CHECK(agp_encode(enc, &t, NULL, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
   t = tensor_of(x);
+  t.dtype = 77;
+  CHECK(agp_encode(enc, &t, NULL, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
+  t = tensor_of(x);
+  agp_packet_meta bad_layout;
+  agp_packet_meta_init(&bad_layout);
+  bad_layout.layout = 99;
+  CHECK(agp_encode(enc, &t, &bad_layout, &frame, &size) == AGP_ERR_INVALID_ARGUMENT);
   x[7] = NAN;
   CHECK(agp_encode(enc, &t, NULL, &frame, &size) == 400); /* non_finite_input */
   agp_packet_meta old;

@@ -44,10 +44,11 @@ typedef int32_t agp_status;
 #define AGP_ERR_CONNECTION_CLOSED 501
 #define AGP_ERR_AUTHENTICATION_FAILED 505
 
-/* Element types (values as on the wire). */
+/* Element types (values as on the wire). Structs and calls carry them as int32_t: the size of a C
+ * enum is up to the compiler, and a fixed width keeps the ABI the same everywhere. */
 typedef enum agp_dtype { AGP_F32 = 1, AGP_F16 = 2, AGP_BF16 = 3 } agp_dtype;
 
-/* Axis orders a packet can name (informative; the receiver gets it back). */
+/* Axis orders a packet can name (informative; the receiver gets it back). Carried as int32_t. */
 typedef enum agp_layout {
   AGP_LAYOUT_UNSPECIFIED = 0,
   AGP_LAYOUT_BSD = 1,  /* [batch, sequence, hidden] */
@@ -60,7 +61,7 @@ typedef enum agp_layout {
 /* A strided view of host memory. Codecs quantize vectors running along `vector_axis`. */
 typedef struct agp_tensor {
   void* data;
-  agp_dtype dtype;
+  int32_t dtype; /* an agp_dtype */
   int32_t rank; /* 1..AGP_MAX_RANK */
   uint64_t shape[AGP_MAX_RANK];
   const int64_t* strides; /* `rank` strides in elements, or NULL for C-contiguous */
@@ -73,11 +74,11 @@ typedef struct agp_packet_info {
   uint32_t stream_id;
   uint64_t timestamp_ns; /* sender's wall clock */
   int32_t split_layer;   /* -1: not a split-model packet */
-  agp_dtype dtype;       /* the source tensor's */
+  int32_t dtype;         /* agp_dtype of the source tensor */
   int32_t rank;
   uint64_t shape[AGP_MAX_RANK];
   int32_t vector_axis;
-  agp_layout layout;
+  int32_t layout; /* an agp_layout */
   char name[64];      /* tensor name, truncated to 63 bytes */
   char codec[16];     /* short codec name, e.g. "tq4" ("" if this build cannot name it) */
   uint64_t frame_bytes;
@@ -98,7 +99,7 @@ AGP_C_API agp_status agp_checkpoint_fingerprint(const char* dir, int32_t split_l
 typedef struct agp_codec agp_codec;
 /* "raw", "tq1".."tq8" (TurboQuant), "prod2".."prod8", "int8", "int4", "ec2".."ec8" (the
  * high-fidelity entropy-coded mode). `dtype` is the tensors' (raw packets carry it). */
-AGP_C_API agp_status agp_codec_create(const char* name, agp_dtype dtype, agp_codec** out);
+AGP_C_API agp_status agp_codec_create(const char* name, int32_t dtype, agp_codec** out);
 AGP_C_API void agp_codec_free(agp_codec* codec);
 
 /* --- encoding: tensor -> frame bytes --- */
@@ -107,7 +108,7 @@ typedef struct agp_packet_meta {
   const char* name; /* tensor name (NULL: "") */
   uint32_t stream_id;
   uint64_t sequence;
-  agp_layout layout;
+  int32_t layout;          /* an agp_layout */
   uint8_t fingerprint[16]; /* model fingerprint the receiver checks (zeros: none) */
   const char* model_id;    /* NULL: "" */
   int32_t split_layer;     /* -1: none */
