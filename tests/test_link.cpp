@@ -13,6 +13,7 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/transport/frame_stream.hpp"
 #include "agp/transport/link.hpp"
+#include "link_test_helpers.hpp"
 #include "netns_pair.hpp"
 #include "test_threads.hpp"
 
@@ -20,87 +21,7 @@ namespace agp::transport {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A seed-shaped-like [1, C, 1, S] f16 tensor (channels-first, vectors along axis 1), filled from
-// `seed` so each packet differs.
-struct Tensor {
-  std::vector<std::uint16_t> data;
-  std::vector<std::uint64_t> shape;
-  codec::TensorView view() {
-    return codec::TensorView::contiguous(data.data(), DType::kF16, shape, 1);
-  }
-};
-
-Tensor make_tensor(std::uint64_t seed, std::uint64_t channels = 256, std::uint64_t seq = 64) {
-  Tensor t;
-  t.shape = {1, channels, 1, seq};
-  t.data.resize(channels * seq);
-  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& v : t.data) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    const double u = static_cast<double>(s >> 11) / 9007199254740992.0;
-    v = f32_to_f16(static_cast<float>((u - 0.5) * 4.0));
-  }
-  return t;
-}
-
-ptp::PacketCodec raw_codec() {
-  ptp::PacketCodec c;
-  c.config.id = CodecId::kRaw;
-  c.config.raw_dtype = DType::kF16;
-  return c;
-}
-
-ptp::PacketCodec tq_codec(int bits) {
-  ptp::PacketCodec c;
-  c.config.id = CodecId::kTurboQuantMse;
-  c.config.bits = bits;
-  return c;
-}
-
-// What the receiver must produce: the same packet encoded and decoded locally, whole.
-std::vector<std::uint16_t> local_round_trip(Tensor& t, const ptp::PacketCodec& c) {
-  ptp::TensorPacketWriter w(c);
-  ptp::MessageHeader h;
-  auto g = w.write(t.view(), h, ptp::Layout::kBC1S);
-  EXPECT_TRUE(g) << g.status().to_string();
-  const auto flat = g->flatten();
-  auto f = ptp::parse_frame(flat);
-  EXPECT_TRUE(f) << f.status().to_string();
-  std::vector<std::uint16_t> out(t.data.size());
-  auto view = codec::TensorView::contiguous(out.data(), DType::kF16, t.shape, 1);
-  EXPECT_TRUE(ptp::read_tensor_packet(f->header, f->body, view));
-  return out;
-}
-
-LinkOptions options() {
-  LinkOptions o;
-  o.fingerprint = ptp::Hash128{0x1234, 0x5678};
-  o.model_id = "test-model";
-  o.split_layer = 2;
-  return o;
-}
-
-std::unique_ptr<Server> listen(const LinkOptions& o) {
-  auto s = Server::listen("127.0.0.1", 0, o);
-  EXPECT_TRUE(s) << s.status().to_string();
-  return s ? std::move(s).value() : nullptr;
-}
-
-// Receives one packet into a fresh buffer shaped as announced.
-std::vector<std::uint16_t> receive_one(Link& link, Delivery* info = nullptr) {
-  auto next = link.next_packet(5000ms);
-  EXPECT_TRUE(next) << next.status().to_string();
-  if (!next) return {};
-  std::uint64_t n = 1;
-  for (auto d : next->tensor->shape) n *= d;
-  std::vector<std::uint16_t> out(n);
-  auto d = link.receive(
-      codec::TensorView::contiguous(out.data(), DType::kF16, next->tensor->shape, 1), 5000ms);
-  EXPECT_TRUE(d) << d.status().to_string();
-  if (d && info) *info = *d;
-  return out;
-}
+using namespace agp::transport::testing;
 
 // Both ends send, with the chunks encoded by the caller alone or by 3 threads (rounds of 3 and 1).
 void many_packets_both_ways(std::uint16_t encode_threads) {
@@ -450,6 +371,7 @@ TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
 
 namespace agp::transport {
 namespace {
+using namespace agp::transport::testing;
 
 // The cable pulled and plugged back: a veth pair between two network namespaces goes down for
 // longer than the dead-peer timeout, then up. The sender notices, redials until the link is back,
