@@ -89,6 +89,36 @@ TEST(Link, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
   many_packets_both_ways(3);
 }
 
+TEST(Link, ManualAcknowledgementWaitsForTheApplication) {
+  SKIP_WITHOUT_THREADS();
+  LinkOptions o = options();
+  LinkOptions ro = o;
+  ro.ack_on_receive = false;  // the receiver records each packet before acknowledging it
+  auto server = listen(ro);
+  ASSERT_TRUE(server);
+  std::atomic<int> stage{0};
+  std::thread receiver([&] {
+    auto link = server->accept(5000ms);
+    ASSERT_TRUE(link) << link.status().to_string();
+    Tensor t = make_tensor(1);
+    EXPECT_EQ(receive_one(**link), local_round_trip(t, tq_codec(4)));
+    stage = 1;
+    while (stage.load() < 2) (*link)->run_for(5ms);  // delivered, not yet acknowledged
+    EXPECT_TRUE((*link)->acknowledge());
+    EXPECT_TRUE((*link)->close(5000ms));
+  });
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  Tensor t = make_tensor(1);
+  auto seq = (*link)->post(t.view(), tq_codec(4), {}, 5000ms);
+  ASSERT_TRUE(seq);
+  while (stage.load() < 1) (*link)->run_for(5ms);
+  EXPECT_EQ((*link)->wait_acked(*seq, 200ms).status().code(), ErrorCode::kTimeout);
+  stage = 2;
+  EXPECT_TRUE((*link)->wait_acked(*seq, 5000ms));
+  receiver.join();
+}
+
 TEST(Link, PostPipelinesWithinTheWindow) {
   SKIP_WITHOUT_THREADS();
   LinkOptions o = options();

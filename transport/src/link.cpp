@@ -1007,7 +1007,7 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
       m.delivered = p.seq;
       m.inbox.erase(p.seq);
       ++m.counters.packets_delivered;
-      m.send_ack();
+      if (m.opts.ack_on_receive) m.send_ack();
       m.pause_or_resume_reading();
       if (!err) return err;
       return d;
@@ -1021,6 +1021,13 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
         },
         until, "receive"));
   }
+}
+
+Status Link::acknowledge() {
+  Impl& m = *impl_;
+  if (m.state == Impl::State::kFailed) return m.failure_;
+  if (m.state == Impl::State::kUp) m.send_ack();  // a later reconnect's hello carries it anyway
+  return {};
 }
 
 void Link::set_handlers(Handlers handlers) {

@@ -76,6 +76,11 @@ struct LinkOptions {
     std::uint64_t delivered = 0;
   };
   std::vector<SessionPosition> known_sessions;
+  // Receiving: receive() acknowledges each packet it delivers. With false, the application calls
+  // acknowledge() once it has recorded the packet durably (a journal): a crash between delivery and
+  // record then gets the packet sent again (the restarted end resumes from known_sessions) instead
+  // of losing it.
+  bool ack_on_receive = true;
 
   Millis connect_timeout{2000};     // one TCP connect attempt
   Millis handshake_timeout{2000};   // hello to ready
@@ -182,6 +187,8 @@ class Link {
   // verified frames are moved there (to save them, for example).
   Result<Delivery> receive(codec::TensorView out, Millis timeout,
                            std::vector<ptp::Frame>* frames = nullptr);
+  // Acknowledges every packet delivered so far (for LinkOptions::ack_on_receive = false).
+  Status acknowledge();
 
   // --- callbacks, called from inside the calls above and poll()
   struct Handlers {
