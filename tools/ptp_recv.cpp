@@ -10,11 +10,14 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/ptp/checksum.hpp"
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/npy.hpp"
 #include "agp/transport/interfaces.hpp"
+#include "common/journal.hpp"
 #include "common/progress.hpp"
 #include "common/tool_support.hpp"
 #ifdef AGP_HAVE_FIDELITY
@@ -43,7 +46,10 @@ struct Options {
   int windows = 32;
   int idle_timeout_ms = 30000;
   int streams = 1;
+  int sessions = 1;
+  std::string journal;
   Identity identity;
+  Liveness liveness;
   bool json = false;
   bool quiet = false;
 };
@@ -102,6 +108,15 @@ int run(const Options& o) {
 #endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->streams = static_cast<std::uint16_t>(o.streams);
+  apply(o.liveness, *lo);
+  std::optional<Journal> journal;
+  if (!o.journal.empty()) {
+    auto j = Journal::open(o.journal);
+    if (!j) return fail(kTool, "--journal: " + j.status().message(), kExitUsage);
+    journal.emplace(std::move(j).value());
+    lo->known_sessions = journal->positions();  // resume where an earlier process got to
+    lo->ack_on_receive = false;                 // acknowledge only what the journal holds
+  }
   std::string address = o.listen;
   if (!o.interface.empty()) {
     auto a = transport::address_of(o.interface);
@@ -132,16 +147,6 @@ int run(const Options& o) {
   if (o.port == 0) {
     std::printf("port %u\n", (*server)->port());
     std::fflush(stdout);
-  }
-  auto link = (*server)->accept(Millis(o.idle_timeout_ms));
-  if (!link) {
-    return fail(kTool, "no sender within " + std::to_string(o.idle_timeout_ms) + " ms [" +
-                           std::string(error_code_name(link.status().code())) + "]");
-  }
-  const auto info = (*link)->info();
-  if (!o.quiet && !o.json) {
-    std::fprintf(stderr, "%s: %s connected from %s\n", kTool, info.peer_name.c_str(),
-                 info.remote_endpoint.c_str());
   }
   json packets = json::array();
   std::map<std::string, CodecSummary> summary;
@@ -177,110 +182,143 @@ int run(const Options& o) {
   constexpr std::size_t kMaxWaitingBytes = std::size_t{512} << 20;
   std::size_t waiting_bytes = 0;
 #endif
-  while (o.count == 0 || received < o.count) {
-#ifdef AGP_HAVE_FIDELITY
-    while (!to_score.empty() && waiting_bytes > kMaxWaitingBytes) {
-      waiting_bytes -= to_score.front().state.size() * sizeof(float);
-      if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
+  transport::LinkInfo info;
+  transport::Counters counters;
+  for (int session = 0;
+       (o.sessions == 0 || session < o.sessions) && (o.count == 0 || received < o.count);
+       ++session) {
+    auto link = (*server)->accept(Millis(o.idle_timeout_ms));
+    if (!link) {
+      return fail(kTool, "no sender within " + std::to_string(o.idle_timeout_ms) + " ms [" +
+                             std::string(error_code_name(link.status().code())) + "]");
     }
-#endif
-    auto next = (*link)->next_packet(Millis(o.idle_timeout_ms));
-    if (!next) {
-      if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
-      return fail(kTool, "waiting for packet " + std::to_string(received + 1) + ": " +
-                             next.status().message() + " [" +
-                             std::string(error_code_name(next.status().code())) + "]");
-    }
-    const ptp::TensorDesc& t = *next->tensor;
-    std::uint64_t elements = 1;
-    for (auto d : t.shape) elements *= d;
-    out.resize(elements * dtype_size(t.dtype));
-    const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
-    std::vector<ptp::Frame> frames;
-    auto d =
-        (*link)->receive(view, Millis(o.idle_timeout_ms), frames_out.is_open() ? &frames : nullptr);
-    const std::uint64_t arrived_ns = wall_clock_ns();
-    if (!d) {
-      return fail(kTool, "packet " + std::to_string(next->sequence) + ": " + d.status().message() +
-                             " [" + std::string(error_code_name(d.status().code())) + "]");
-    }
-    ++received;
-    const std::string label = codec_label(*d->header.codec);
-    if (!summary.count(label)) order.push_back(label);
-    CodecSummary& s = summary[label];
-    const double latency_us =
-        static_cast<double>(static_cast<std::int64_t>(arrived_ns - d->header.timestamp_ns)) / 1e3;
-    ++s.packets;
-    s.bytes += d->wire_bytes;
-    s.decode_us.push_back(d->decode_us);
-    s.latency_us.push_back(latency_us);
-    json p = {{"sequence", d->header.sequence},
-              {"codec", label},
-              {"bytes", d->wire_bytes},
-              {"chunks", d->chunks},
-              {"verified", true},
-              {"decode_us", d->decode_us},
-              {"delivery_latency_us", latency_us},
-              {"name", t.name}};
-    if (o.check) {
-      auto tag = Generator::from_tag(t.name);
-      if (tag) {
-        const auto original = tag->first.make(tag->second, t.shape, t.dtype, t.vector_axis);
-        const auto oview =
-            codec::TensorView::contiguous(original.data(), t.dtype, t.shape, t.vector_axis);
-        ErrorStats e;
-        e.add(oview, view);
-        s.error.add(oview, view);
-        s.checked = true;
-        p["rel_mse"] = e.rel_mse();
-        p["cosine"] = e.cosine();
-      }
-    }
-#ifdef AGP_HAVE_FIDELITY
-    std::size_t window = 0;
-    if (model && ModelSplit::parse_tag(t.name, window) && t.shape.size() == 2 &&
-        t.shape[0] == static_cast<std::uint64_t>(model->seq()) && t.shape[1] == model->hidden()) {
-      // Continuing the model takes far longer than a packet: it waits for the end of the run, so
-      // the sender's next packet is not held up behind it.
-      std::vector<float> state(elements);
-      codec::VectorAccess from(view);
-      from.gather(0, from.count(), state.data());
-      waiting_bytes += state.size() * sizeof(float);
-      to_score.push_back({window, label, std::move(state), packets.size()});
-    }
-#endif
-    if (!o.save_npy.empty()) {
-      const std::string path =
-          o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
-      if (auto s2 = ptp::write_npy(path, t.dtype, t.shape, out); !s2) {
-        return fail(kTool, "--save-npy: " + s2.message());
-      }
-    }
-    if (frames_out.is_open()) {
-      if (auto s2 = append_frames(frames_out, frames); !s2) return fail(kTool, s2.message());
-    }
+    info = (*link)->info();
     if (!o.quiet && !o.json) {
-      std::printf("#%-6llu %-16s %9llu B  %u chunk%s  verified  decode %7.1f us  latency %8.1f us",
-                  static_cast<unsigned long long>(d->header.sequence), label.c_str(),
-                  static_cast<unsigned long long>(d->wire_bytes), d->chunks,
-                  d->chunks == 1 ? " " : "s", d->decode_us, latency_us);
-      if (p.contains("rel_mse")) {
-        std::printf("  rel MSE %.3g cosine %.5f", p["rel_mse"].get<double>(),
-                    p["cosine"].get<double>());
-      }
-      std::printf("\n");
+      std::fprintf(stderr, "%s: %s connected from %s (session %llu)\n", kTool,
+                   info.peer_name.c_str(), info.remote_endpoint.c_str(),
+                   static_cast<unsigned long long>(info.session_id));
     }
-    packets.push_back(std::move(p));
-    progress.update(received);
+    while (o.count == 0 || received < o.count) {
+#ifdef AGP_HAVE_FIDELITY
+      while (!to_score.empty() && waiting_bytes > kMaxWaitingBytes) {
+        waiting_bytes -= to_score.front().state.size() * sizeof(float);
+        if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
+      }
+#endif
+      auto next = (*link)->next_packet(Millis(o.idle_timeout_ms));
+      if (!next) {
+        if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
+        // Serving several sessions, a sender that vanished for good ends only its own session.
+        if (o.sessions != 1 && next.status().code() == ErrorCode::kPeerLost) break;
+        return fail(kTool, "waiting for packet " + std::to_string(received + 1) + ": " +
+                               next.status().message() + " [" +
+                               std::string(error_code_name(next.status().code())) + "]");
+      }
+      const ptp::TensorDesc& t = *next->tensor;
+      std::uint64_t elements = 1;
+      for (auto d : t.shape) elements *= d;
+      out.resize(elements * dtype_size(t.dtype));
+      const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
+      std::vector<ptp::Frame> frames;
+      auto d = (*link)->receive(view, Millis(o.idle_timeout_ms),
+                                frames_out.is_open() ? &frames : nullptr);
+      const std::uint64_t arrived_ns = wall_clock_ns();
+      if (!d) {
+        return fail(kTool, "packet " + std::to_string(next->sequence) + ": " +
+                               d.status().message() + " [" +
+                               std::string(error_code_name(d.status().code())) + "]");
+      }
+      if (journal) {  // recorded first, acknowledged second: a crash in between resends it
+        const std::uint64_t digest = ptp::xxh3_64(out);
+        if (auto s2 = journal->record(info.session_id, d->header.sequence, digest, t.name); !s2)
+          return fail(kTool, "--journal: " + s2.message());
+        if (auto s2 = (*link)->acknowledge(); !s2) return fail(kTool, s2.message());
+      }
+      ++received;
+      const std::string label = codec_label(*d->header.codec);
+      if (!summary.count(label)) order.push_back(label);
+      CodecSummary& s = summary[label];
+      const double latency_us =
+          static_cast<double>(static_cast<std::int64_t>(arrived_ns - d->header.timestamp_ns)) / 1e3;
+      ++s.packets;
+      s.bytes += d->wire_bytes;
+      s.decode_us.push_back(d->decode_us);
+      s.latency_us.push_back(latency_us);
+      json p = {{"sequence", d->header.sequence},
+                {"codec", label},
+                {"bytes", d->wire_bytes},
+                {"chunks", d->chunks},
+                {"verified", true},
+                {"decode_us", d->decode_us},
+                {"delivery_latency_us", latency_us},
+                {"name", t.name}};
+      if (o.check) {
+        auto tag = Generator::from_tag(t.name);
+        if (tag) {
+          const auto original = tag->first.make(tag->second, t.shape, t.dtype, t.vector_axis);
+          const auto oview =
+              codec::TensorView::contiguous(original.data(), t.dtype, t.shape, t.vector_axis);
+          ErrorStats e;
+          e.add(oview, view);
+          s.error.add(oview, view);
+          s.checked = true;
+          p["rel_mse"] = e.rel_mse();
+          p["cosine"] = e.cosine();
+        }
+      }
+#ifdef AGP_HAVE_FIDELITY
+      std::size_t window = 0;
+      if (model && ModelSplit::parse_tag(t.name, window) && t.shape.size() == 2 &&
+          t.shape[0] == static_cast<std::uint64_t>(model->seq()) && t.shape[1] == model->hidden()) {
+        // Continuing the model takes far longer than a packet: it waits for the end of the run, so
+        // the sender's next packet is not held up behind it.
+        std::vector<float> state(elements);
+        codec::VectorAccess from(view);
+        from.gather(0, from.count(), state.data());
+        waiting_bytes += state.size() * sizeof(float);
+        to_score.push_back({window, label, std::move(state), packets.size()});
+      }
+#endif
+      if (!o.save_npy.empty()) {
+        const std::string path =
+            o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
+        if (auto s2 = ptp::write_npy(path, t.dtype, t.shape, out); !s2) {
+          return fail(kTool, "--save-npy: " + s2.message());
+        }
+      }
+      if (frames_out.is_open()) {
+        if (auto s2 = append_frames(frames_out, frames); !s2) return fail(kTool, s2.message());
+      }
+      if (!o.quiet && !o.json) {
+        std::printf(
+            "#%-6llu %-16s %9llu B  %u chunk%s  verified  decode %7.1f us  latency %8.1f us",
+            static_cast<unsigned long long>(d->header.sequence), label.c_str(),
+            static_cast<unsigned long long>(d->wire_bytes), d->chunks, d->chunks == 1 ? " " : "s",
+            d->decode_us, latency_us);
+        if (p.contains("rel_mse")) {
+          std::printf("  rel MSE %.3g cosine %.5f", p["rel_mse"].get<double>(),
+                      p["cosine"].get<double>());
+        }
+        std::printf("\n");
+      }
+      packets.push_back(std::move(p));
+      progress.update(received);
+    }
+    const auto c = (*link)->counters();
+    counters.checksum_failures += c.checksum_failures;
+    counters.frame_errors += c.frame_errors;
+    counters.duplicates_dropped += c.duplicates_dropped;
+    counters.reconnects += c.reconnects;
+    counters.bytes_received += c.bytes_received;
+    (void)(*link)->close(Millis(2000));
   }
+  counters.handshake_rejections = (*server)->counters().handshake_rejections;
   progress.finish();
 #ifdef AGP_HAVE_FIDELITY
   while (!to_score.empty()) {
     if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
   }
 #endif
-  const auto counters = (*link)->counters();
-  (void)(*link)->close(Millis(2000));
 
   json codecs = json::array();
   for (const auto& label : order) {
@@ -320,6 +358,7 @@ int run(const Options& o) {
                 {"frame_errors", counters.frame_errors},
                 {"duplicates_dropped", counters.duplicates_dropped},
                 {"reconnects", counters.reconnects},
+                {"handshake_rejections", counters.handshake_rejections},
                 {"bytes_received", counters.bytes_received}}},
               {"codecs", codecs}};
   if (o.json) {
@@ -372,6 +411,14 @@ int main(int argc, char** argv) {
                  "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);
   add_identity_options(app, o.identity);
+  add_liveness_options(app, o.liveness);
+  app.add_option("--sessions", o.sessions,
+                 "serve this many sender sessions one after another (0: until killed); a sender "
+                 "gone for --give-up-ms ends its session")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--journal", o.journal,
+                 "append 'SESSION SEQUENCE DIGEST NAME' per delivered packet before acknowledging "
+                 "it, and resume from it at start (survives a crash without loss or repeats)");
   app.add_flag("--json", o.json, "print one JSON document (with every packet) at the end");
   app.add_flag("-q,--quiet", o.quiet, "no per-packet lines, no progress bar");
   if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;

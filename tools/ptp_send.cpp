@@ -55,6 +55,8 @@ struct Options {
   int timeout_ms = 10000;
   int connect_timeout_ms = 5000;
   Identity identity;
+  Liveness liveness;
+  std::string ack_log;
   bool json = false;
   bool quiet = false;
   std::string report;
@@ -222,6 +224,14 @@ int run(const Options& o, const std::string& command) {
   lo->chunk_vectors = o.chunk_vectors;
   lo->streams = static_cast<std::uint16_t>(o.streams);
   lo->connect_timeout = Millis(o.connect_timeout_ms);
+  apply(o.liveness, *lo);
+  // One line per acknowledged packet, written as it is acknowledged, so a record survives even a
+  // SIGKILL of this process (the fault scenarios compare it with the receiver's journal).
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> ack_log(nullptr, &std::fclose);
+  if (!o.ack_log.empty()) {
+    ack_log.reset(std::fopen(o.ack_log.c_str(), "a"));
+    if (!ack_log) return fail(kTool, "--ack-log: cannot open '" + o.ack_log + "'", kExitUsage);
+  }
   if (o.port < 1 || o.port > 65535) return fail(kTool, "--port must be 1..65535", kExitUsage);
   auto link = transport::Link::connect(o.host, static_cast<std::uint16_t>(o.port), *lo);
   if (!link) {
@@ -262,6 +272,11 @@ int run(const Options& o, const std::string& command) {
         return fail(kTool, "packet " + std::to_string(i) + " (" + lane.name +
                                "): " + r.status().message() + " [" +
                                std::string(error_code_name(r.status().code())) + "]");
+      }
+      if (ack_log) {
+        std::fprintf(ack_log.get(), "%llu %s\n", static_cast<unsigned long long>(r->sequence),
+                     name.c_str());
+        std::fflush(ack_log.get());
       }
       if (i < static_cast<std::uint64_t>(o.warmup)) continue;
       lane.latency_us.push_back(us);
@@ -433,6 +448,9 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout-ms", o.connect_timeout_ms, "deadline for connecting")
       ->check(CLI::PositiveNumber);
   add_identity_options(app, o.identity);
+  add_liveness_options(app, o.liveness);
+  app.add_option("--ack-log", o.ack_log,
+                 "append 'SEQUENCE NAME' to this file as each packet is acknowledged");
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
   app.add_option("--report", o.report,
                  "write a Markdown report (and an SVG latency plot beside it)");

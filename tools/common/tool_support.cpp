@@ -217,6 +217,21 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
   return o;
 }
 
+void add_liveness_options(CLI::App& app, Liveness& l) {
+  app.add_option("--dead-peer-ms", l.dead_peer_ms,
+                 "a peer heard nothing from for this long is gone (heartbeats go out at a fifth)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--give-up-ms", l.give_up_ms,
+                 "wait this long for a lost peer to come back before failing (peer_lost)")
+      ->check(CLI::PositiveNumber);
+}
+
+void apply(const Liveness& l, transport::LinkOptions& o) {
+  o.dead_peer_timeout = transport::Millis(l.dead_peer_ms);
+  o.heartbeat_interval = transport::Millis(std::max(1, l.dead_peer_ms / 5));
+  o.reconnect_give_up = transport::Millis(l.give_up_ms);
+}
+
 void add_identity_options(CLI::App& app, Identity& id) {
   app.add_option("--model-id", id.model_id, "model id; both ends must give the same");
   app.add_option("--split", id.split_layer, "split layer; both ends must give the same");

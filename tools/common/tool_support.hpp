@@ -80,6 +80,15 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
 // --model-id, --split and --key-file, which both ends must give alike.
 void add_identity_options(CLI::App& app, Identity& id);
 
+// How soon a silent peer counts as gone, and how long a lost peer is waited for.
+struct Liveness {
+  int dead_peer_ms = 1000;
+  int give_up_ms = 30000;
+};
+// --dead-peer-ms and --give-up-ms.
+void add_liveness_options(CLI::App& app, Liveness& l);
+void apply(const Liveness& l, transport::LinkOptions& o);
+
 // Parses the command line. On --help (printed) or a bad flag (one line on stderr) returns the exit
 // code to end with; otherwise nullopt.
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,

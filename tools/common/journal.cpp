@@ -1,0 +1,54 @@
+#include "journal.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace agp::tools {
+
+Result<Journal> Journal::open(const std::string& path) {
+  Journal j;
+  j.path_ = path;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::uint64_t session = 0, sequence = 0;
+    std::string digest, name;
+    if (!(fields >> session >> sequence >> digest >> name)) continue;  // a torn last line
+    ++j.entries_;
+    j.note(session, sequence);
+  }
+  j.file_.reset(std::fopen(path.c_str(), "a"));
+  if (!j.file_) return make_error(ErrorCode::kIoError, "cannot append to journal '" + path + "'");
+  return j;
+}
+
+Status Journal::record(std::uint64_t session, std::uint64_t sequence, std::uint64_t digest,
+                       const std::string& name) {
+  std::string field = name.empty() ? "-" : name;  // one whitespace-free field
+  std::replace_if(
+      field.begin(), field.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n'; }, '_');
+  const int n =
+      std::fprintf(file_.get(), "%llu %llu %016llx %s\n", static_cast<unsigned long long>(session),
+                   static_cast<unsigned long long>(sequence),
+                   static_cast<unsigned long long>(digest), field.c_str());
+  if (n < 0 || std::fflush(file_.get()) != 0) {
+    return make_error(ErrorCode::kIoError, "writing journal '" + path_ + "' failed");
+  }
+  ++entries_;
+  note(session, sequence);
+  return {};
+}
+
+void Journal::note(std::uint64_t session, std::uint64_t sequence) {
+  auto it = std::find_if(positions_.begin(), positions_.end(),
+                         [&](const auto& p) { return p.session_id == session; });
+  if (it == positions_.end()) {
+    positions_.push_back({session, sequence});
+  } else {
+    it->delivered = std::max(it->delivered, sequence);
+  }
+}
+
+}  // namespace agp::tools
