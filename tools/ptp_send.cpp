@@ -345,6 +345,7 @@ int run(const Options& o, const std::string& command) {
   doc["counters"] = {{"retransmits", counters.retransmits},
                      {"reconnects", counters.reconnects},
                      {"checksum_failures", counters.checksum_failures},
+                     {"frame_errors", counters.frame_errors},
                      {"bytes_sent", counters.bytes_sent}};
   doc["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
 
