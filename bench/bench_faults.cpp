@@ -209,18 +209,46 @@ struct Config {
 
 std::vector<std::string> sender(const Config& c, int port, int count, int seed,
                                 const std::string& ack_log, const std::string& host = "127.0.0.1") {
-  return {c.tools.send, "--host",     host,        "--port",    std::to_string(port),
-          "--codecs",   "tq4",        "--count",   std::to_string(count),
-          "--warmup",   "0",          "--shape",   c.shape,     "--seed",
-          std::to_string(seed),       "--quiet",   "--json",    "--ack-log",
-          ack_log,      "--give-up-ms", "60000",   "--timeout-ms", "60000"};
+  return {c.tools.send,
+          "--host",
+          host,
+          "--port",
+          std::to_string(port),
+          "--codecs",
+          "tq4",
+          "--count",
+          std::to_string(count),
+          "--warmup",
+          "0",
+          "--shape",
+          c.shape,
+          "--seed",
+          std::to_string(seed),
+          "--quiet",
+          "--json",
+          "--ack-log",
+          ack_log,
+          "--give-up-ms",
+          "60000",
+          "--timeout-ms",
+          "60000"};
 }
 
 std::vector<std::string> receiver(const Config& c, int port, const std::string& journal,
                                   const std::string& address = "127.0.0.1",
                                   int give_up_ms = 60000) {
-  return {c.tools.recv, "--listen",  address, "--port", std::to_string(port), "--quiet", "--json",
-          "--journal",  journal,     "--idle-timeout-ms", "60000", "--give-up-ms",
+  return {c.tools.recv,
+          "--listen",
+          address,
+          "--port",
+          std::to_string(port),
+          "--quiet",
+          "--json",
+          "--journal",
+          journal,
+          "--idle-timeout-ms",
+          "60000",
+          "--give-up-ms",
           std::to_string(give_up_ms)};
 }
 
@@ -236,8 +264,8 @@ std::uint64_t get(const json& j, const char* k) {
   return j.contains(k) ? j[k].get<std::uint64_t>() : 0;
 }
 
-json result(const std::string& name, const Tally& t, std::uint64_t injected,
-            std::uint64_t detected, std::uint64_t reconnects, double seconds) {
+json result(const std::string& name, const Tally& t, std::uint64_t injected, std::uint64_t detected,
+            std::uint64_t reconnects, double seconds) {
   json r = {{"scenario", name},
             {"packets_sent", t.sent},
             {"packets_delivered", t.delivered},
@@ -251,15 +279,15 @@ json result(const std::string& name, const Tally& t, std::uint64_t injected,
             {"seconds", seconds}};
   r["met"] = t.lost == 0 && t.duplicates == 0 && t.corrupted == 0 && t.out_of_order == 0 &&
              detected == injected && t.sent > 0;
-  std::fprintf(stderr, "%s: %-22s sent %llu delivered %llu lost %llu dup %llu corrupted %llu "
-               "injected %llu detected %llu reconnects %llu  %.1f s  %s\n",
-               kTool, name.c_str(), static_cast<unsigned long long>(t.sent),
-               static_cast<unsigned long long>(t.delivered), static_cast<unsigned long long>(t.lost),
-               static_cast<unsigned long long>(t.duplicates),
-               static_cast<unsigned long long>(t.corrupted),
-               static_cast<unsigned long long>(injected), static_cast<unsigned long long>(detected),
-               static_cast<unsigned long long>(reconnects), seconds,
-               r["met"].get<bool>() ? "ok" : "MISSED");
+  std::fprintf(
+      stderr,
+      "%s: %-22s sent %llu delivered %llu lost %llu dup %llu corrupted %llu "
+      "injected %llu detected %llu reconnects %llu  %.1f s  %s\n",
+      kTool, name.c_str(), static_cast<unsigned long long>(t.sent),
+      static_cast<unsigned long long>(t.delivered), static_cast<unsigned long long>(t.lost),
+      static_cast<unsigned long long>(t.duplicates), static_cast<unsigned long long>(t.corrupted),
+      static_cast<unsigned long long>(injected), static_cast<unsigned long long>(detected),
+      static_cast<unsigned long long>(reconnects), seconds, r["met"].get<bool>() ? "ok" : "MISSED");
   return r;
 }
 
@@ -339,8 +367,9 @@ json sender_killed(const Config& c, Expected& expected) {
   Process second(sender(c, port, n / 3, 2, dir + "/acks2"), dir + "/send2.out");
   if (second.wait(600s) != 0) die("sender_killed: the second ptp-send failed: " + second.errors());
   if (recv.wait(60s) != 0) die("sender_killed: ptp-recv failed: " + recv.errors());
-  return result("sender_killed", tally(dir + "/journal", {dir + "/acks1", dir + "/acks2"}, expected),
-                0, 0, get(counters_of(second), "reconnects"), since(t0));
+  return result("sender_killed",
+                tally(dir + "/journal", {dir + "/acks1", dir + "/acks2"}, expected), 0, 0,
+                get(counters_of(second), "reconnects"), since(t0));
 }
 
 // Connections going silent both ways (sockets kept open): noticed by the dead-peer timeout.
@@ -507,9 +536,12 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(c.work);
   Expected expected({1, 256, 1, 16}, "tq4");
   const std::vector<std::pair<std::string, json (*)(const Config&, Expected&)>> all = {
-      {"resets_and_corruption", resets_and_corruption}, {"receiver_killed", receiver_killed},
-      {"sender_killed", sender_killed},                 {"half_open", half_open},
-      {"link_down_up", link_down_up},                   {"hostile_clients", hostile_clients}};
+      {"resets_and_corruption", resets_and_corruption},
+      {"receiver_killed", receiver_killed},
+      {"sender_killed", sender_killed},
+      {"half_open", half_open},
+      {"link_down_up", link_down_up},
+      {"hostile_clients", hostile_clients}};
   json results = json::array();
   bool met = true;
   for (const auto& [name, run] : all) {
@@ -524,8 +556,9 @@ int main(int argc, char** argv) {
                     {"date", agp::bench::utc_now()},
                     {"command", "./dev bench faults"},
                     {"packet", "[1,256,1,16] f16 tq4, generated (gauss), about 2.7 KB a frame"},
-                    {"goal", "lost = duplicates = corrupted_delivered = 0 and detected = injected "
-                             "in every scenario"},
+                    {"goal",
+                     "lost = duplicates = corrupted_delivered = 0 and detected = injected "
+                     "in every scenario"},
                     {"all_met", met},
                     {"scenarios", results}};
   agp::bench::emit_results(doc.dump(2), out_path, kTool);

@@ -172,9 +172,11 @@ int run(const Options& o) {
     s.state.merge(se);
     s.logits.merge(le);
     s.scored = true;
-    packets[job.packet]["rel_mse"] = se.rel_mse();
-    packets[job.packet]["kl_nats"] = le.kl();
-    packets[job.packet]["top1_agree"] = le.top1_agree();
+    if (o.json) {
+      packets[job.packet]["rel_mse"] = se.rel_mse();
+      packets[job.packet]["kl_nats"] = le.kl();
+      packets[job.packet]["top1_agree"] = le.top1_agree();
+    }
     return {};
   };
   // States wait for the end of the run (so scoring never delays a packet) up to this much memory;
@@ -301,7 +303,8 @@ int run(const Options& o) {
         }
         std::printf("\n");
       }
-      packets.push_back(std::move(p));
+      // Per-packet records only for --json: a receiver running for days must not grow with them.
+      if (o.json) packets.push_back(std::move(p));
       progress.update(received);
     }
     const auto c = (*link)->counters();
@@ -419,7 +422,8 @@ int main(int argc, char** argv) {
   app.add_option("--journal", o.journal,
                  "append 'SESSION SEQUENCE DIGEST NAME' per delivered packet before acknowledging "
                  "it, and resume from it at start (survives a crash without loss or repeats)");
-  app.add_flag("--json", o.json, "print one JSON document (with every packet) at the end");
+  app.add_flag("--json", o.json,
+               "print one JSON document (with every packet, kept in memory until then) at the end");
   app.add_flag("-q,--quiet", o.quiet, "no per-packet lines, no progress bar");
   if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
   return run(o);
