@@ -435,23 +435,6 @@ json link_down_up(const Config& c, Expected& expected) {
                 get(counters_of(send), "reconnects"), since(t0));
 }
 
-long proc_field_kb(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string l; std::getline(in, l);) {
-    if (l.rfind(field + ":", 0) == 0) return std::stol(l.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-long open_fds(pid_t pid) {
-  std::error_code ec;
-  long n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); ++it)
-    ++n;
-  return ec ? -1 : n;
-}
-
 // Garbage, oversize lengths, slow-loris headers, a flood of connections and wrong keys, while a
 // legitimate sender runs: the receiver stays up, bounded, and serves it.
 json hostile_clients(const Config& c, Expected& expected) {
@@ -468,8 +451,8 @@ json hostile_clients(const Config& c, Expected& expected) {
   Process recv(rargs, dir + "/recv.out");
   const int port = recv.port();
   std::this_thread::sleep_for(200ms);
-  const long rss_before = proc_field_kb(recv.pid(), "VmRSS");
-  const long fds_before = open_fds(recv.pid());
+  const long rss_before = agp::bench::process_status_kb(recv.pid(), "VmRSS");
+  const long fds_before = agp::bench::open_descriptors(recv.pid());
   auto sargs = sender(c, port, n, 1, dir + "/acks");
   sargs.insert(sargs.end(), {"--key-file", dir + "/key", "--rate", "300"});
   Process send(sargs, dir + "/send.out");
@@ -485,9 +468,9 @@ json hostile_clients(const Config& c, Expected& expected) {
   }
   std::this_thread::sleep_for(2500ms);  // past the handshake timeout: refused peers are gone
   if (!send.alive()) die("hostile_clients: the legitimate sender ended before the attack did");
-  const long rss_peak = proc_field_kb(recv.pid(), "VmHWM");
-  const long rss_after = proc_field_kb(recv.pid(), "VmRSS");
-  const long fds_after = open_fds(recv.pid());
+  const long rss_peak = agp::bench::process_status_kb(recv.pid(), "VmHWM");
+  const long rss_after = agp::bench::process_status_kb(recv.pid(), "VmRSS");
+  const long fds_after = agp::bench::open_descriptors(recv.pid());
   if (send.wait(600s) != 0) die("hostile_clients: the legitimate sender failed: " + send.errors());
   if (recv.wait(60s) != 0) die("hostile_clients: ptp-recv failed: " + recv.errors());
   const json rc = counters_of(recv);

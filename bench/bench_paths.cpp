@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -100,6 +101,23 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
     die(tool,
         "iperf3 on " + path.name + " gave no result (is iperf3 installed?): " + out.substr(0, 300));
   }
+}
+
+long process_status_kb(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  const std::string key = field + ":";
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(key, 0) == 0) return std::stol(l.substr(key.size()));
+  return -1;
+}
+
+long open_descriptors(int pid) {
+  std::error_code ec;
+  long n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); ++it)
+    ++n;
+  return ec ? -1 : n;
 }
 
 }  // namespace agp::bench

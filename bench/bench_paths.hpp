@@ -43,6 +43,11 @@ std::string utc_now();
 // Prints `json_text` and writes it to `path` too (when given); dies when the file cannot be
 // written.
 void emit_results(const std::string& json_text, const std::string& path, const std::string& tool);
+
+// A process's /proc/PID/status field in kB (VmRSS, VmHWM), and its open descriptors; -1 when the
+// process is gone (Linux).
+long process_status_kb(int pid, const std::string& field);
+long open_descriptors(int pid);
 // One iperf3 TCP stream across the path for `seconds`; Gbit/s received.
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool);
 

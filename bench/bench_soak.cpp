@@ -38,23 +38,6 @@ agp::transport::LinkOptions options() {
   return o;
 }
 
-long status_kb(pid_t pid, const char* field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  const std::string key = std::string(field) + ":";
-  for (std::string l; std::getline(in, l);)
-    if (l.rfind(key, 0) == 0) return std::stol(l.substr(key.size()));
-  return -1;
-}
-
-long fds(pid_t pid) {
-  std::error_code ec;
-  long n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); ++it)
-    ++n;
-  return ec ? -1 : n;
-}
-
 // The receiving process: decodes every packet into one buffer until the sender closes.
 [[noreturn]] void receive_forever(int port_pipe) {
   auto server = agp::transport::Server::listen("127.0.0.1", 0, options());
@@ -135,10 +118,10 @@ int main(int argc, char** argv) {
     if (Clock::now() >= next_sample) {
       json s = {{"t_s", t},
                 {"packets", packets},
-                {"sender_rss_kb", status_kb(self, "VmRSS")},
-                {"receiver_rss_kb", status_kb(child, "VmRSS")},
-                {"sender_fds", fds(self)},
-                {"receiver_fds", fds(child)}};
+                {"sender_rss_kb", agp::bench::process_status_kb(self, "VmRSS")},
+                {"receiver_rss_kb", agp::bench::process_status_kb(child, "VmRSS")},
+                {"sender_fds", agp::bench::open_descriptors(self)},
+                {"receiver_fds", agp::bench::open_descriptors(child)}};
       std::fprintf(stderr,
                    "%s: %5.0f s  %10llu packets  rss send %ld kB recv %ld kB  fds %ld/%ld\n", kTool,
                    t, static_cast<unsigned long long>(packets), s["sender_rss_kb"].get<long>(),
