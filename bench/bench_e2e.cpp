@@ -37,6 +37,7 @@ constexpr const char* kTool = "bench_e2e";
 struct Setup {
   std::uint64_t chunk_vectors = 64;  // 4 chunks of the seed packet: measured best of 16-256
   std::uint16_t encode_threads = 1;
+  std::uint32_t busy_poll_us = 0;
 };
 
 agp::transport::LinkOptions link_options(const Setup& setup) {
@@ -45,6 +46,7 @@ agp::transport::LinkOptions link_options(const Setup& setup) {
   o.model_id = "bench-e2e";
   o.chunk_vectors = setup.chunk_vectors;
   o.encode_threads = setup.encode_threads;
+  o.busy_poll_us = setup.busy_poll_us;
   return o;
 }
 
@@ -174,6 +176,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
               {"iperf3_gbps", iperf},
               {"chunk_vectors", setup.chunk_vectors},
               {"encode_threads", setup.encode_threads},
+              {"busy_poll_us", setup.busy_poll_us},
               {"codecs", rows}};
   std::cerr << kTool << ": " << out.dump() << "\n";
   return out;
@@ -208,6 +211,8 @@ int main(int argc, char** argv) {
   app.add_option("--encode-threads", setup.encode_threads,
                  "sender threads encoding a packet's chunks side by side (LinkOptions)")
       ->check(CLI::Range(1, 16));
+  app.add_option("--busy-poll-us", setup.busy_poll_us,
+                 "both ends poll without sleeping this long before blocking (LinkOptions)");
   app.add_option("--iperf-seconds", iperf_seconds, "iperf3 run per path (the wire-time estimate)");
   CLI11_PARSE(app, argc, argv);
   auto codecs = agp::tools::split_list(codec_list, "--codecs");

@@ -23,11 +23,13 @@ namespace {
 using namespace std::chrono_literals;
 using namespace agp::transport::testing;
 
-// Both ends send, with the chunks encoded by the caller alone or by 3 threads (rounds of 3 and 1).
-void many_packets_both_ways(std::uint16_t encode_threads) {
+// Both ends send, with the chunks encoded by the caller alone or by 3 threads (rounds of 3 and 1),
+// waiting by blocking or by busy polling first.
+void many_packets_both_ways(std::uint16_t encode_threads, std::uint32_t busy_poll_us = 0) {
   LinkOptions o = options();
   o.chunk_vectors = 16;  // tq packets of 64 vectors go as 4 chunks
   o.encode_threads = encode_threads;
+  o.busy_poll_us = busy_poll_us;
   auto server = listen(o);
   ASSERT_TRUE(server);
   const std::vector<ptp::PacketCodec> codecs = {raw_codec(), tq_codec(4), tq_codec(8)};
@@ -87,6 +89,11 @@ TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
 TEST(Link, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
   SKIP_WITHOUT_THREADS();
   many_packets_both_ways(3);
+}
+
+TEST(Link, BusyPollingEndsDeliverTheSame) {
+  SKIP_WITHOUT_THREADS();
+  many_packets_both_ways(1, 300);
 }
 
 TEST(Link, ManualAcknowledgementWaitsForTheApplication) {

@@ -72,7 +72,8 @@ Link::Impl::Encoder& Link::Impl::encoder_for(const ptp::PacketCodec& codec) {
     return encoders.front();
   }
   const int threads = std::clamp<int>(opts.encode_threads, 1, detail::kMaxEncodeThreads);
-  if (threads > 1 && !encode_pool) {  // started at the first packet: a receiving end never starts them
+  if (threads > 1 &&
+      !encode_pool) {  // started at the first packet: a receiving end never starts them
     encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
   }
   if (encoders.size() == kKeptEncoders) encoders.pop_back();
@@ -92,8 +93,16 @@ Status Link::Impl::usable() const {
 
 Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point until,
                         const char* what) {
-  const bool ok = detail::run_until(
-      *ctx, [&] { return done() || state == State::kFailed; }, until);
+  auto finished = [&] { return done() || state == State::kFailed; };
+  if (opts.busy_poll_us > 0) {  // spin first: no wake-up to pay if the answer comes soon
+    const auto spin_until =
+        std::min(until, Clock::now() + std::chrono::microseconds(opts.busy_poll_us));
+    while (!finished() && Clock::now() < spin_until) {
+      ctx->restart();
+      ctx->poll();
+    }
+  }
+  const bool ok = detail::run_until(*ctx, finished, until);
   if (ok && done()) return {};
   if (state == State::kFailed) return failure_;
   return make_error(ErrorCode::kTimeout, std::string(what) + ": deadline passed");
@@ -875,14 +884,13 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
         const auto k = static_cast<std::uint32_t>(first + i);
         ptp::MessageHeader hk = h;
         hk.timestamp_ns = wall_clock_ns();
-        built[i] = enc.writers[i].write_chunk(tensor, std::move(hk), meta.layout,
-                                                   chunk_desc(k));
+        built[i] = enc.writers[i].write_chunk(tensor, std::move(hk), meta.layout, chunk_desc(k));
         owners[i] = built[i] ? enc.writers[i].release_buffers() : nullptr;
       });
       const double round_us = micros_since(t0) / static_cast<double>(n);
       for (std::size_t i = 0; i < n; ++i) {
-        AGP_RETURN_IF_ERROR(ship(static_cast<std::uint32_t>(first + i), built[i],
-                                 std::move(owners[i]), round_us));
+        AGP_RETURN_IF_ERROR(
+            ship(static_cast<std::uint32_t>(first + i), built[i], std::move(owners[i]), round_us));
       }
     }
     return h.sequence;

@@ -62,6 +62,10 @@ struct LinkOptions {
   // (1 = the caller alone). Worth it when the host has a core to spare beside the sender: a 4-bit
   // encode then keeps ahead of a 10 Gbit/s wire. Helpers spin briefly between packets (1..16).
   std::uint16_t encode_threads = 1;
+  // A waiting call (send, receive, next_packet, ...) polls its sockets without sleeping for up to
+  // this long before it blocks: that saves the thread's wake-up, tens of microseconds on virtual
+  // machines, per message, at the price of a busy core while waiting (0 = always block).
+  std::uint32_t busy_poll_us = 0;
   // TCP connections per link (1..8). With more than one, the chunks of a packet are striped over
   // them (a single TCP flow may not fill a fast link); the connecting side opens them, the
   // listening side accepts up to its own number. Control messages use the first.
