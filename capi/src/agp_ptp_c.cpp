@@ -191,6 +191,8 @@ agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
   o.dead_peer_timeout = millis(cfg.dead_peer_timeout_ms);
   o.reconnect_give_up = millis(cfg.reconnect_give_up_ms);
   o.bind_interface = cfg.bind_interface ? cfg.bind_interface : "";
+  o.ack_on_receive = cfg.ack_on_receive != 0;
+  o.busy_poll_us = cfg.busy_poll_us;
   return o;
 }
 
@@ -373,6 +375,8 @@ void agp_link_config_init(agp_link_config* config) {
   config->connect_timeout_ms = static_cast<std::uint32_t>(d.connect_timeout.count());
   config->dead_peer_timeout_ms = static_cast<std::uint32_t>(d.dead_peer_timeout.count());
   config->reconnect_give_up_ms = static_cast<std::uint32_t>(d.reconnect_give_up.count());
+  config->ack_on_receive = d.ack_on_receive ? 1 : 0;
+  config->busy_poll_us = d.busy_poll_us;
 }
 
 agp_status agp_server_listen(const char* address, uint16_t port, const agp_link_config* config,
@@ -476,6 +480,14 @@ agp_status agp_link_receive(agp_link* link, const agp_tensor* out, uint32_t time
     if (!d) return fail(d.status());
     if (decode_us) *decode_us = d->decode_us;
     return AGP_OK;
+  });
+}
+
+agp_status agp_link_acknowledge(agp_link* link) {
+  return guarded([&] {
+    if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
+    const Status s = link->link->acknowledge();
+    return s ? AGP_OK : fail(s);
   });
 }
 

@@ -331,7 +331,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          int split_layer, const std::string& peer_name,
                                          const py::bytes& key, std::uint64_t chunk_vectors,
                                          std::uint16_t streams, std::uint16_t encode_threads,
-                                         std::uint32_t dead_peer_timeout_ms) {
+                                         std::uint32_t dead_peer_timeout_ms, bool ack_on_receive,
+                                         std::uint32_t busy_poll_us) {
   agp::transport::LinkOptions o;
   o.fingerprint = hash_of(fingerprint);
   o.model_id = model_id;
@@ -343,6 +344,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
   o.streams = streams;
   o.encode_threads = encode_threads;
   o.dead_peer_timeout = agp::transport::Millis(dead_peer_timeout_ms);
+  o.ack_on_receive = ack_on_receive;
+  o.busy_poll_us = busy_poll_us;
   return o;
 }
 
@@ -398,6 +401,8 @@ class Link {
     if (!d) raise(d.status());
     return target;
   }
+
+  void acknowledge() { check(live().acknowledge()); }
 
   void close(std::uint32_t timeout_ms) {
     if (!link_) return;
@@ -543,10 +548,11 @@ PYBIND11_MODULE(_agp_ptp, m) {
           [](const std::string& host, std::uint16_t port, const py::bytes& fingerprint,
              const std::string& model_id, int split_layer, const std::string& peer_name,
              const py::bytes& key, std::uint64_t chunk_vectors, std::uint16_t streams,
-             std::uint16_t encode_threads, std::uint32_t dead_peer_timeout_ms) {
+             std::uint16_t encode_threads, std::uint32_t dead_peer_timeout_ms,
+             std::uint32_t busy_poll_us) {
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
-                             streams, encode_threads, dead_peer_timeout_ms);
+                             streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
@@ -559,6 +565,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
           py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
           py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
           py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
+          py::arg("busy_poll_us") = 0,
           "Connects to a Server and completes the handshake (fingerprint, version, key).")
       .def("send", &Link::send, py::arg("tensor"), py::arg("codec"), py::kw_only(),
            py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
@@ -569,6 +576,9 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def("receive", &Link::receive, py::arg("out") = py::none(), py::arg("dtype") = "",
            py::arg("timeout_ms") = 10000,
            "Decodes the next packet into `out` or a new NumPy array, acknowledges it, returns it.")
+      .def("acknowledge", &Link::acknowledge,
+           "With a Server made with ack_on_receive=False: acknowledges every packet received so "
+           "far, once they are recorded (a crash before this gets them sent again, not lost).")
       .def("close", &Link::close, py::arg("timeout_ms") = 5000,
            "Drains what was sent, says goodbye and closes.")
       .def("counters", &Link::counters);
@@ -577,15 +587,18 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def(py::init([](const std::string& address, std::uint16_t port, const py::bytes& fingerprint,
                        const std::string& model_id, int split_layer, const py::bytes& key,
                        std::uint64_t chunk_vectors, std::uint16_t streams,
-                       std::uint32_t dead_peer_timeout_ms) {
-             const auto o = link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors,
-                                         streams, 1, dead_peer_timeout_ms);
+                       std::uint32_t dead_peer_timeout_ms, bool ack_on_receive,
+                       std::uint32_t busy_poll_us) {
+             const auto o =
+                 link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
+                              1, dead_peer_timeout_ms, ack_on_receive, busy_poll_us);
              return Server(check(agp::transport::Server::listen(address, port, o)));
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
            py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
            py::arg("split_layer") = -1, py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0,
-           py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000)
+           py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
+           py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0)
       .def_property_readonly("port", &Server::port)
       .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
            "Waits for a peer to complete the handshake; returns its Link.");

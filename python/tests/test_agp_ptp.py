@@ -190,6 +190,27 @@ def test_link_on_loopback_delivers_every_packet_in_order():
     assert link.counters()["packets_acked"] == 12
 
 
+def test_manual_acknowledgement_holds_the_sender_until_the_receiver_recorded():
+    server = agp.Server("127.0.0.1", 0, ack_on_receive=False, busy_poll_us=100)
+    recorded = []
+    state = {}
+
+    def receive():
+        link = server.accept(5000)
+        recorded.append(link.receive(timeout_ms=5000).copy())  # "recorded", then acknowledged
+        link.acknowledge()
+        state["closed"] = link.close()
+
+    th = threading.Thread(target=receive)
+    th.start()
+    link = agp.Link.connect("127.0.0.1", server.port, busy_poll_us=100)
+    x = gaussian((16, 128), seed=9)
+    receipt = link.send(x, "tq8")
+    th.join(10)
+    assert receipt.sequence == 1 and len(recorded) == 1
+    assert rel_mse(x, recorded[0]) < 1e-4
+
+
 def test_link_refuses_another_models_fingerprint():
     server = agp.Server("127.0.0.1", 0, fingerprint=b"\x01" * 16)
     errors = []

@@ -207,6 +207,7 @@ static void* receive_all(void* arg) {
     if (info.sequence != (uint64_t)(i + 1) || info.shape[1] != kHidden) return NULL;
     agp_tensor out = tensor_of(y);
     if (agp_link_receive(link, &out, 5000, NULL) != AGP_OK) return NULL;
+    if (agp_link_acknowledge(link) != AGP_OK) return NULL; /* the server acks by hand */
     fill(x, kValues, 100 + (unsigned)i);
     r->sum_rel_mse += (float)rel_mse(x, y, kValues);
   }
@@ -228,8 +229,12 @@ static void link_loopback(void) {
   cfg.model_id = "c-test";
   cfg.chunk_vectors = 16;
   cfg.fingerprint[0] = 0xab;
+  CHECK(cfg.ack_on_receive == 1 && cfg.busy_poll_us == 0);
   Receiver r = {NULL, 0, 0};
-  CHECK_OK(agp_server_listen("127.0.0.1", 0, &cfg, &r.server));
+  agp_link_config server_cfg = cfg;
+  server_cfg.ack_on_receive = 0;
+  server_cfg.busy_poll_us = 200;
+  CHECK_OK(agp_server_listen("127.0.0.1", 0, &server_cfg, &r.server));
   CHECK(agp_server_port(r.server) > 0);
   pthread_t th;
   CHECK(pthread_create(&th, NULL, receive_all, &r) == 0);

@@ -158,6 +158,8 @@ typedef struct agp_link_config {
   uint32_t dead_peer_timeout_ms;
   uint32_t reconnect_give_up_ms;
   const char* bind_interface; /* connect from this interface (NULL: routing picks) */
+  int32_t ack_on_receive;     /* 1 (default); 0: call agp_link_acknowledge after recording */
+  uint32_t busy_poll_us;      /* poll this long before blocking in waits (0: block at once) */
 } agp_link_config;
 AGP_C_API void agp_link_config_init(agp_link_config* config);
 
@@ -191,6 +193,9 @@ AGP_C_API agp_status agp_link_next_packet(agp_link* link, uint32_t timeout_ms, a
 /* Decodes that packet into `out` and acknowledges it. `decode_us` may be NULL. */
 AGP_C_API agp_status agp_link_receive(agp_link* link, const agp_tensor* out, uint32_t timeout_ms,
                             double* decode_us);
+/* With ack_on_receive = 0: acknowledges every packet received so far, once the host has recorded
+ * them durably (a crash before this gets them sent again rather than lost). */
+AGP_C_API agp_status agp_link_acknowledge(agp_link* link);
 /* Drains what was sent, says goodbye and closes. */
 AGP_C_API agp_status agp_link_close(agp_link* link, uint32_t timeout_ms);
 AGP_C_API void agp_link_free(agp_link* link);
