@@ -291,6 +291,13 @@ json result(const std::string& name, const Tally& t, std::uint64_t injected, std
   return r;
 }
 
+// Waits for the sender to finish its packets and the receiver to end after it; dies naming the
+// scenario and the tool otherwise.
+void finish(const std::string& scenario, Process& sender, Process& receiver) {
+  if (sender.wait(600s) != 0) die(scenario + ": ptp-send failed: " + sender.errors());
+  if (receiver.wait(60s) != 0) die(scenario + ": ptp-recv failed: " + receiver.errors());
+}
+
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
@@ -315,8 +322,7 @@ json resets_and_corruption(const Config& c, Expected& expected) {
                  std::to_string(200 * c.packet_bytes), "--max-write", "1400", "--json"},
                 dir + "/proxy.out");
   Process send(sender(c, proxy.port(), n, 1, dir + "/acks"), dir + "/send.out");
-  if (send.wait(600s) != 0) die("resets_and_corruption: ptp-send failed: " + send.errors());
-  if (recv.wait(60s) != 0) die("resets_and_corruption: ptp-recv failed: " + recv.errors());
+  finish("resets_and_corruption", send, recv);
   const json ps = proxy_stats(proxy);
   const json sc = counters_of(send), rc = counters_of(recv);
   const std::uint64_t detected = get(sc, "checksum_failures") + get(sc, "frame_errors") +
@@ -341,8 +347,7 @@ json receiver_killed(const Config& c, Expected& expected) {
   wait_for_lines(dir + "/journal", static_cast<std::size_t>(n / 3), 120s);
   first->killed();
   Process second(receiver(c, port, dir + "/journal"), dir + "/recv2.out");
-  if (send.wait(600s) != 0) die("receiver_killed: ptp-send failed: " + send.errors());
-  if (second.wait(60s) != 0) die("receiver_killed: ptp-recv failed: " + second.errors());
+  finish("receiver_killed", send, second);
   return result("receiver_killed", tally(dir + "/journal", {dir + "/acks"}, expected), 0, 0,
                 get(counters_of(send), "reconnects"), since(t0));
 }
@@ -365,8 +370,7 @@ json sender_killed(const Config& c, Expected& expected) {
     first.killed();
   }
   Process second(sender(c, port, n / 3, 2, dir + "/acks2"), dir + "/send2.out");
-  if (second.wait(600s) != 0) die("sender_killed: the second ptp-send failed: " + second.errors());
-  if (recv.wait(60s) != 0) die("sender_killed: ptp-recv failed: " + recv.errors());
+  finish("sender_killed", second, recv);
   return result("sender_killed",
                 tally(dir + "/journal", {dir + "/acks1", dir + "/acks2"}, expected), 0, 0,
                 get(counters_of(second), "reconnects"), since(t0));
@@ -388,8 +392,7 @@ json half_open(const Config& c, Expected& expected) {
   auto sargs = sender(c, proxy.port(), n, 1, dir + "/acks");
   sargs.insert(sargs.end(), {"--dead-peer-ms", "300"});
   Process send(sargs, dir + "/send.out");
-  if (send.wait(600s) != 0) die("half_open: ptp-send failed: " + send.errors());
-  if (recv.wait(60s) != 0) die("half_open: ptp-recv failed: " + recv.errors());
+  finish("half_open", send, recv);
   const json ps = proxy_stats(proxy);
   const double seconds = since(t0);
   json r = result("half_open", tally(dir + "/journal", {dir + "/acks"}, expected), 0, 0,
@@ -429,8 +432,7 @@ json link_down_up(const Config& c, Expected& expected) {
   if (auto s = pair->set_link_up(false); !s) die("link_down_up: " + s.to_string());
   std::this_thread::sleep_for(1500ms);
   if (auto s = pair->set_link_up(true); !s) die("link_down_up: " + s.to_string());
-  if (send.wait(600s) != 0) die("link_down_up: ptp-send failed: " + send.errors());
-  if (recv.wait(60s) != 0) die("link_down_up: ptp-recv failed: " + recv.errors());
+  finish("link_down_up", send, recv);
   return result("link_down_up", tally(dir + "/journal", {dir + "/acks"}, expected), 0, 0,
                 get(counters_of(send), "reconnects"), since(t0));
 }
@@ -471,8 +473,7 @@ json hostile_clients(const Config& c, Expected& expected) {
   const long rss_peak = agp::bench::process_status_kb(recv.pid(), "VmHWM");
   const long rss_after = agp::bench::process_status_kb(recv.pid(), "VmRSS");
   const long fds_after = agp::bench::open_descriptors(recv.pid());
-  if (send.wait(600s) != 0) die("hostile_clients: the legitimate sender failed: " + send.errors());
-  if (recv.wait(60s) != 0) die("hostile_clients: ptp-recv failed: " + recv.errors());
+  finish("hostile_clients", send, recv);
   const json rc = counters_of(recv);
   json r = result("hostile_clients", tally(dir + "/journal", {dir + "/acks"}, expected), 0, 0,
                   get(counters_of(send), "reconnects"), since(t0));
