@@ -224,12 +224,14 @@ TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
 TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
   SKIP_WITHOUT_THREADS();
   LinkOptions keyed = options();
-  keyed.key = {'s', 'e', 'c', 'r', 'e', 't'};
+  const std::string secret = "a-secret-of-24-bytes-xyz";
+  keyed.key.assign(secret.begin(), secret.end());
   auto server = listen(keyed);
   ASSERT_TRUE(server);
   AcceptFirst acceptor(*server);
   LinkOptions wrong = keyed;
-  wrong.key = {'g', 'u', 'e', 's', 's'};
+  const std::string guess = "a-guess-of-the-24-bytes!";
+  wrong.key.assign(guess.begin(), guess.end());
   auto r1 = Link::connect("127.0.0.1", server->port(), wrong);
   EXPECT_EQ(r1.status().code(), ErrorCode::kAuthenticationFailed) << r1.status().to_string();
   auto r2 = Link::connect("127.0.0.1", server->port(), options());  // no key at all

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/json_text.hpp"
 #include "common/tool_support.hpp"
 #include "fault_proxy.hpp"
 
@@ -67,27 +68,28 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 65535));
   app.add_option("--seed", plan.seed, "seed of every fault decision");
   app.add_option("--latency-ms", plan.latency_ms, "added one-way delay")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::number_in(0, 1e6));
   app.add_option("--jitter-ms", plan.jitter_ms, "plus a uniform [0, jitter) (order is kept)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::number_in(0, 1e6));
   app.add_option("--rate-mbit", plan.rate_mbit, "rate limit per direction (0: none)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::number_in(0, 1e7));
   app.add_option("--corrupt-per-byte", plan.corrupt_per_byte,
                  "probability a byte is flipped (at most one per connection)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(tools::number_in(0, 1));
   app.add_option("--reset-mean-bytes", plan.reset_mean_bytes,
                  "mean client-to-server bytes between resets (0: none)");
   app.add_option("--stall-mean-bytes", plan.stall_mean_bytes,
                  "mean client-to-server bytes between stalls (0: none)");
-  app.add_option("--stall-ms", plan.stall_ms, "length of a stall")->check(CLI::NonNegativeNumber);
+  app.add_option("--stall-ms", plan.stall_ms, "length of a stall")
+      ->check(tools::number_in(0, 1e6));
   app.add_option("--max-write", plan.max_write, "write at most 1..N bytes at a time (0: as read)");
   app.add_option("--half-open-mean-bytes", plan.half_open_mean_bytes,
                  "mean client-to-server bytes before a connection goes silent (0: never)");
   app.add_option("--half-open-hold-ms", plan.half_open_hold_ms,
                  "how long a silent connection's sockets stay open")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::number_in(0, 1e6));
   app.add_option("--duration-s", duration_s, "stop after this long (0: at SIGINT/SIGTERM)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tools::number_in(0, 1e7));
   app.add_flag("--json", as_json, "print the statistics as JSON");
   CLI11_PARSE(app, argc, argv);
 
@@ -119,9 +121,9 @@ int main(int argc, char** argv) {
                     {"short_writes", st.short_writes},
                     {"refused", st.refused}};
   if (as_json) {
-    std::printf("%s\n", doc.dump(2).c_str());
+    std::printf("%s\n", tools::json_text(doc, 2).c_str());
   } else {
-    for (const auto& [k, v] : doc.items()) std::printf("%-22s %s\n", k.c_str(), v.dump().c_str());
+    for (const auto& [k, v] : doc.items()) std::printf("%-22s %s\n", k.c_str(), tools::json_text(v).c_str());
   }
   return 0;
 }

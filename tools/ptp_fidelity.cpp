@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agp/fidelity/harness.hpp"
+#include "common/json_text.hpp"
 #include "common/progress.hpp"
 #include "common/report.hpp"
 #include "common/tool_support.hpp"
@@ -164,7 +165,7 @@ int run(const Options& o, const std::string& command) {
                 : "");
   if (o.json) {
     json doc = {{"tool", kTool}, {"run_id", run_id}, {"command", command}, {"rows", rows}};
-    std::cout << doc.dump(2) << "\n";
+    std::cout << tools::json_text(doc, 2) << "\n";
   } else {
     std::printf("%s\n\n%s", heading.c_str(), table.c_str());
   }

@@ -8,6 +8,7 @@
 
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/mapped_file.hpp"
+#include "common/json_text.hpp"
 #include "common/tool_support.hpp"
 
 namespace {
@@ -129,7 +130,7 @@ void print_text(const json& j) {
               j["model_id"].get<std::string>().c_str(), j["split_layer"].get<int>(),
               j["fingerprint"].get<std::string>().c_str());
   for (const char* key : {"tensor", "codec", "chunk", "ack", "error", "hello"}) {
-    if (j.contains(key)) std::printf("  %-8s %s\n", key, j[key].dump().c_str());
+    if (j.contains(key)) std::printf("  %-8s %s\n", key, tools::json_text(j[key]).c_str());
   }
   std::printf("  sections (body %llu bytes):\n",
               static_cast<unsigned long long>(j["body_length"].get<std::uint64_t>()));
@@ -185,7 +186,7 @@ int main(int argc, char** argv) {
   if (as_json) {
     json doc = {{"file", path}, {"frames", all}, {"valid", valid}};
     if (!error.empty()) doc["error"] = error;
-    std::cout << doc.dump(2) << "\n";
+    std::cout << tools::json_text(doc, 2) << "\n";
   }
   if (!error.empty()) return tools::fail(kTool, error);
   return valid ? 0 : tools::kExitFailure;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/npy.hpp"
 #include "agp/transport/interfaces.hpp"
+#include "common/json_text.hpp"
 #include "common/journal.hpp"
 #include "common/progress.hpp"
 #include "common/tool_support.hpp"
@@ -90,6 +92,24 @@ Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) 
   }
   if (!out) return make_error(ErrorCode::kIoError, "writing the frames file failed");
   return {};
+}
+
+// The next packet of `link`. Serving several sessions, a session whose sender is gone (its
+// connection down) gives way as soon as another sender has completed its handshake, instead of
+// holding every other sender off until it times out.
+Result<ptp::MessageHeader> wait_for_packet(transport::Link& link, transport::Server& server,
+                                           const Options& o) {
+  if (o.sessions == 1) return link.next_packet(Millis(o.idle_timeout_ms));
+  const auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
+    auto next = link.next_packet(std::clamp(left, Millis(0), Millis(100)));
+    if (next || next.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return next;
+    if (!link.connected() && server.peer_waiting()) {
+      return make_error(ErrorCode::kPeerLost,
+                        "the sender went away and another sender is waiting");
+    }
+  }
 }
 
 int run(const Options& o) {
@@ -207,14 +227,19 @@ int run(const Options& o) {
         if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
       }
 #endif
-      auto next = (*link)->next_packet(Millis(o.idle_timeout_ms));
+      auto next = wait_for_packet(**link, **server, o);
       if (!next) {
         if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
-        // Serving several sessions, a sender that vanished for good ends only its own session.
-        if (o.sessions != 1 && next.status().code() == ErrorCode::kPeerLost) break;
-        return fail(kTool, "waiting for packet " + std::to_string(received + 1) + ": " +
-                               next.status().message() + " [" +
-                               std::string(error_code_name(next.status().code())) + "]");
+        const std::string why = "waiting for packet " + std::to_string(received + 1) + ": " +
+                                next.status().message() + " [" +
+                                std::string(error_code_name(next.status().code())) + "]";
+        // Serving several sessions, a session that ends badly ends only itself.
+        if (o.sessions != 1) {
+          std::fprintf(stderr, "%s: session %llu ended: %s\n", kTool,
+                       static_cast<unsigned long long>(info.session_id), why.c_str());
+          break;
+        }
+        return fail(kTool, why);
       }
       const ptp::TensorDesc& t = *next->tensor;
       std::uint64_t elements = 1;
@@ -226,9 +251,15 @@ int run(const Options& o) {
                                 frames_out.is_open() ? &frames : nullptr);
       const std::uint64_t arrived_ns = wall_clock_ns();
       if (!d) {
-        return fail(kTool, "packet " + std::to_string(next->sequence) + ": " +
-                               d.status().message() + " [" +
-                               std::string(error_code_name(d.status().code())) + "]");
+        const std::string why = "packet " + std::to_string(next->sequence) + ": " +
+                                d.status().message() + " [" +
+                                std::string(error_code_name(d.status().code())) + "]";
+        if (o.sessions != 1) {
+          std::fprintf(stderr, "%s: session %llu ended: %s\n", kTool,
+                       static_cast<unsigned long long>(info.session_id), why.c_str());
+          break;
+        }
+        return fail(kTool, why);
       }
       if (journal) {  // recorded first, acknowledged second: a crash in between resends it
         const std::uint64_t digest = ptp::xxh3_64(out);
@@ -366,7 +397,7 @@ int run(const Options& o) {
               {"codecs", codecs}};
   if (o.json) {
     doc["packets"] = packets;
-    std::cout << doc.dump(2) << "\n";
+    std::cout << tools::json_text(doc, 2) << "\n";
   } else if (!o.quiet) {
     std::printf(
         "\n%llu packets received, all verified and decoded; checksum failures %llu, "

@@ -16,6 +16,7 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/npy.hpp"
 #include "agp/ptp/safetensors.hpp"
+#include "common/json_text.hpp"
 #include "common/progress.hpp"
 #include "common/report.hpp"
 #include "common/tool_support.hpp"
@@ -136,6 +137,15 @@ Result<Source> make_source(const Options& o) {
     if (!g) return g.status();
     s.generator = *g;
     s.shape = *shape;
+    // The receiver refuses larger tensors (and generating one could exhaust memory here).
+    const std::uint64_t limit = ptp::DecoderLimits{}.max_tensor_bytes;
+    const auto elements = ptp::shape_element_count(s.shape);
+    if (!elements || *elements > limit / dtype_size(s.dtype)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--shape [" + o.shape + "] in " + std::string(dtype_name(s.dtype)) +
+                            " is more than a packet may carry (" + std::to_string(limit) +
+                            " bytes, DecoderLimits::max_tensor_bytes)");
+    }
     s.description = o.generator + " (seed " + std::to_string(o.seed) + ") [" + o.shape + "] " +
                     std::string(dtype_name(s.dtype));
     return s;
@@ -233,6 +243,9 @@ int run(const Options& o, const std::string& command) {
     if (!ack_log) return fail(kTool, "--ack-log: cannot open '" + o.ack_log + "'", kExitUsage);
   }
   if (o.port < 1 || o.port > 65535) return fail(kTool, "--port must be 1..65535", kExitUsage);
+  if (o.rate > 0 && o.rate < 1e-3) {
+    return fail(kTool, "--rate below 0.001 packets per second; 0 sends back to back", kExitUsage);
+  }
   auto link = transport::Link::connect(o.host, static_cast<std::uint16_t>(o.port), *lo);
   if (!link) {
     return fail(kTool, "cannot reach " + o.host + ":" + std::to_string(o.port) + ": " +
@@ -274,9 +287,12 @@ int run(const Options& o, const std::string& command) {
                                std::string(error_code_name(r.status().code())) + "]");
       }
       if (ack_log) {
-        std::fprintf(ack_log.get(), "%llu %s\n", static_cast<unsigned long long>(r->sequence),
-                     name.c_str());
-        std::fflush(ack_log.get());
+        const int wrote = std::fprintf(ack_log.get(), "%llu %s\n",
+                                       static_cast<unsigned long long>(r->sequence), name.c_str());
+        if (wrote < 0 || std::fflush(ack_log.get()) != 0) {
+          return fail(kTool, "--ack-log: cannot write '" + o.ack_log + "': " +
+                                 std::strerror(errno));
+        }
       }
       if (i < static_cast<std::uint64_t>(o.warmup)) continue;
       lane.latency_us.push_back(us);
@@ -372,7 +388,7 @@ int run(const Options& o, const std::string& command) {
                               " to " + info.remote_endpoint + " via " +
                               (info.local_interface.empty() ? "?" : info.local_interface);
   if (o.json) {
-    std::cout << doc.dump(2) << "\n";
+    std::cout << tools::json_text(doc, 2) << "\n";
   } else {
     std::printf(
         "%s\nlatency: send() start to the receiver's ack (verified and decoded there)\n\n%s",
@@ -443,8 +459,8 @@ int main(int argc, char** argv) {
                  "TCP connections to stripe chunks over (1..8; the receiver accepts up to its own "
                  "--streams)")
       ->check(CLI::Range(1, 8));
-  app.add_option("--rate", o.rate, "packets per second across all codecs (0: back to back)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rate", o.rate, "packets per second across all codecs (0: back to back; else 0.001 to 1e7)")
+      ->check(tools::number_in(0, 1e7));
   app.add_option("--timeout-ms", o.timeout_ms, "deadline per packet")->check(CLI::PositiveNumber);
   app.add_option("--connect-timeout-ms", o.connect_timeout_ms, "deadline for connecting")
       ->check(CLI::PositiveNumber);

@@ -32,8 +32,11 @@ class BlockAbsmax final : public Codec {
       for (std::uint32_t b = 0; b < blocks_; ++b) {
         const std::uint32_t lo = b * block_, hi = std::min(dim_, lo + block_);
         float amax = 0;
-        for (std::uint32_t i = lo; i < hi; ++i) amax = std::max(amax, std::abs(xv[i]));
-        if (!std::isfinite(amax)) return explain_bad_sum(xv, dim_, dim_);
+        for (std::uint32_t i = lo; i < hi; ++i) {
+          // std::max would step over a NaN; it must be refused like an infinity.
+          if (!std::isfinite(xv[i])) return explain_bad_sum(xv, dim_, dim_);
+          amax = std::max(amax, std::abs(xv[i]));
+        }
         const float scale = amax / static_cast<float>(qmax_);
         AGP_RETURN_IF_ERROR(store_scale(scale, DType::kF16, out[1] + (v * blocks_ + b) * 2));
         // Quantize with the scale the decoder will see, so rounding matches it.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -145,10 +146,19 @@ Result<EcPacket> ec_encode(const TensorView& in, const EcConfig& cfg) {
   const double budget = cfg.bits_per_value * static_cast<double>(n * d) / 8.0 -
                         static_cast<double>(cfg.reserved_bytes + p.norms.size() + kFixedSide +
                                             2 * d + 4 * (2 * kMaxLevel + 1));
-  if (budget < static_cast<double>(n * d) / 64.0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "a budget of " + std::to_string(cfg.bits_per_value) +
-                          " bits per value leaves no room for the codes after side data and norms");
+  // Side data grows with the channels and norms with the vectors: on a packet of few vectors they
+  // can take most of the budget, and the codes left would give a uselessly coarse result within
+  // the promised size. Refuse rather than deliver that.
+  const double values = static_cast<double>(n * d);
+  if (budget < cfg.bits_per_value * values / 16.0) {
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "a budget of %g bits per value: side data and norms of %llu vectors of %u take "
+                  "all but %.2f bits per value for the codes (under half the budget); send more "
+                  "vectors per packet or use TurboQuant-MSE",
+                  cfg.bits_per_value, static_cast<unsigned long long>(n), d,
+                  std::max(0.0, budget * 8.0 / values));
+    return make_error(ErrorCode::kInvalidArgument, text);
   }
   std::vector<std::uint8_t> sym(z.size());
   std::vector<std::uint64_t> hist;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -114,6 +115,29 @@ bool exists(const std::string& p) {
 bool is_dir(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// A shard named by an index must be a file of the checkpoint: a symbolic link may lead to a file
+// in the same folder, or (the Hugging Face cache, where snapshots/<rev>/ links into ../../blobs/)
+// to that cache's blobs folder, nowhere else.
+Status check_shard_home(const std::string& dir, const std::string& file) {
+  auto real = [](const std::string& p) -> std::string {
+    char* r = ::realpath(p.c_str(), nullptr);
+    if (!r) return {};
+    std::string out(r);
+    std::free(r);
+    return out;
+  };
+  const std::string where = real(file);
+  if (where.empty()) return make_error(ErrorCode::kIoError, "cannot open '" + file + "'");
+  auto under = [&](const std::string& folder) {
+    return !folder.empty() && where.size() > folder.size() &&
+           where.compare(0, folder.size(), folder) == 0 && where[folder.size()] == '/';
+  };
+  if (under(real(dir)) || under(real(dir + "/../../blobs"))) return {};
+  return make_error(ErrorCode::kBadSafetensors,
+                    "shard '" + file + "' is a link to '" + where +
+                        "', outside the checkpoint folder (and not a Hugging Face cache blob)");
 }
 
 }  // namespace
@@ -243,6 +267,7 @@ Result<SafetensorsModel> SafetensorsModel::open(const std::string& path) {
     std::map<std::string, std::size_t> shard_index;
     for (const std::string& s : shards) {
       shard_index[s] = m.files_.size();
+      AGP_RETURN_IF_ERROR(check_shard_home(dir, dir + "/" + s));
       AGP_RETURN_IF_ERROR(add_file(dir + "/" + s));
     }
     for (auto it = wm->begin(); it != wm->end(); ++it) {

@@ -1,10 +1,12 @@
 #include "agp/ptp/tensor_packet.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <string>
 
 #include "agp/ptp/frame_decoder.hpp"
+#include "agp/ptp/validate.hpp"
 
 namespace agp::ptp {
 namespace {
@@ -95,7 +97,10 @@ CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes) {
     d.codebook_id = kCodebookLloydMaxExact;
     d.codebook_version = kCodebookVersion;
   }
-  if (c.config.id == CodecId::kTurboQuantEc) d.lossless = LosslessKind::kZstd;
+  // Entropy-coded EC levels are a zstd frame; fixed-rate EC codes are TurboQuant-MSE's, unframed.
+  if (c.config.id == CodecId::kTurboQuantEc && c.ec.fixed_bits == 0) {
+    d.lossless = LosslessKind::kZstd;
+  }
   return d;
 }
 
@@ -246,11 +251,125 @@ Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> bod
   return reader.read(h, body, std::move(out), pool);
 }
 
-Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byte> body,
-                                codec::TensorView out, codec::ThreadPool* pool) {
+Status verify_tensor_packet(const MessageHeader& h) {
+  TensorPacketReader reader;
+  return reader.verify(h);
+}
+
+Result<const codec::Codec*> TensorPacketReader::codec_for(const CodecDesc& desc,
+                                                          const PacketCodec& c,
+                                                          std::uint32_t dim) {
+  // Chunks of one packet, and packets of one stream, share a codec: build it once (the last few
+  // codecs are kept, so a stream that alternates codecs does not rebuild them either).
+  CodecDesc key = desc;
+  key.original_bytes = 0;  // differs from chunk to chunk; the codec does not
+  auto hit = std::find_if(cached_.begin(), cached_.end(), [&](const Cached& e) {
+    return e.desc == key && e.codec->dim() == dim;
+  });
+  if (hit == cached_.end()) {
+    auto made = codec::make_codec(c.config, dim);
+    if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
+    if (cached_.size() == kCachedCodecs) cached_.pop_back();
+    cached_.insert(cached_.begin(), Cached{key, std::move(made).value()});
+  } else if (hit != cached_.begin()) {
+    std::rotate(cached_.begin(), hit, hit + 1);  // most recently used first
+  }
+  return cached_.front().codec.get();
+}
+
+Status TensorPacketReader::verify(const MessageHeader& h) {
   if (h.kind != MessageKind::kTensorPacket || !h.tensor || !h.codec) {
     return make_error(ErrorCode::kMissingField, "not a tensor packet with tensor and codec fields");
   }
+  const TensorDesc& t = *h.tensor;
+  const CodecDesc& d = *h.codec;
+  AGP_RETURN_IF_ERROR(validate_tensor_desc(t));
+  auto c = codec_from_desc(d, t.dtype);
+  if (!c) return c.status();
+  const std::string who = std::string(codec_name(d.codec)) + " packet: ";
+  const std::uint64_t dim = t.shape[t.vector_axis];
+  const std::uint64_t elements = *shape_element_count(t.shape);
+  const std::uint64_t vectors = elements / dim;
+  if (d.codec != CodecId::kRaw && dim > (std::uint64_t{1} << 24)) {
+    return make_error(ErrorCode::kBadTensorDescriptor,
+                      who + "vectors of " + std::to_string(dim) + " values; the limit is 2^24");
+  }
+  // Only EC's entropy-coded levels are a zstd frame (side data mode 0, checked when decoding).
+  if (d.lossless != LosslessKind::kNone && d.codec != CodecId::kTurboQuantEc) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      who + "this codec never has a lossless stage (lossless must be 0)");
+  }
+  std::uint64_t first = 0;
+  std::uint64_t count = vectors;
+  if (h.chunk) {
+    const ChunkDesc& k = *h.chunk;
+    if (!TensorPacketWriter::chunkable(d.codec)) {
+      return make_error(ErrorCode::kBadCodecDescriptor, who + "this codec is never chunked");
+    }
+    if (k.vector_count == 0 || k.vector_offset > vectors ||
+        k.vector_count > vectors - k.vector_offset || k.count > vectors) {
+      return make_error(ErrorCode::kBadTensorDescriptor,
+                        "chunk " + std::to_string(k.index) + " of " + std::to_string(k.count) +
+                            " covers vectors [" + std::to_string(k.vector_offset) + ", +" +
+                            std::to_string(k.vector_count) + ") of a tensor of " +
+                            std::to_string(vectors) + " vectors");
+    }
+    first = k.vector_offset;
+    count = k.vector_count;
+  }
+  (void)first;
+  const std::uint64_t source_bytes = count * dim * dtype_size(t.dtype);
+  if (d.original_bytes != source_bytes) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      who + "original_bytes is " + std::to_string(d.original_bytes) + "; the " +
+                          std::to_string(count) + " vectors it carries are " +
+                          std::to_string(source_bytes) + " bytes");
+  }
+  // The sections, in order, with their exact lengths (0 = any length).
+  std::vector<std::pair<SectionKind, std::uint64_t>> want;
+  if (d.codec == CodecId::kRaw) {
+    want = {{SectionKind::kRaw, source_bytes}};
+  } else if (d.codec == CodecId::kTurboQuantEc) {
+    if (d.bits < 1 || d.bits > 8) {
+      return make_error(ErrorCode::kBadCodecDescriptor, who + "bits must be 1..8");
+    }
+    // Both modes store one f16 norm per Hadamard block per vector.
+    const std::uint64_t blocks = std::popcount(dim & ((std::uint64_t{1} << 12) - 1)) + (dim >> 12);
+    want = {{SectionKind::kSideData, 0},
+            {SectionKind::kNorms, vectors * blocks * 2},
+            {SectionKind::kCodes, 0}};
+  } else {
+    auto codec = codec_for(d, *c, static_cast<std::uint32_t>(dim));
+    if (!codec) return codec.status();
+    for (const codec::PartSpec& p : (*codec)->parts()) want.emplace_back(p.kind, count * p.bytes_per_vector);
+  }
+  if (h.sections.size() != want.size()) {
+    return make_error(ErrorCode::kBadEncodedData,
+                      who + std::to_string(h.sections.size()) + " sections; this codec writes " +
+                          std::to_string(want.size()));
+  }
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const SectionEntry& s = h.sections[i];
+    if (s.kind != want[i].first) {
+      return make_error(ErrorCode::kBadEncodedData,
+                        who + "section " + std::to_string(i) + " is " +
+                            std::string(section_kind_name(s.kind)) + "; this codec writes " +
+                            std::string(section_kind_name(want[i].first)) + " there");
+    }
+    if (want[i].second != 0 && s.length != want[i].second) {
+      return make_error(ErrorCode::kBadEncodedData,
+                        who + std::string(section_kind_name(s.kind)) + " section is " +
+                            std::to_string(s.length) + " bytes; " + std::to_string(count) +
+                            " vectors of " + std::to_string(dim) + " need " +
+                            std::to_string(want[i].second));
+    }
+  }
+  return {};
+}
+
+Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byte> body,
+                                codec::TensorView out, codec::ThreadPool* pool) {
+  AGP_RETURN_IF_ERROR(verify(h));
   if (out.shape != h.tensor->shape) {
     return make_error(ErrorCode::kInvalidArgument,
                       "the output's shape differs from the packet's tensor descriptor");
@@ -259,36 +378,12 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
   AGP_RETURN_IF_ERROR(out.validate());
   auto c = codec_from_desc(*h.codec, h.tensor->dtype);
   if (!c) return c.status();
-  std::uint64_t first = 0;
-  std::uint64_t count = out.vector_count();
-  if (h.chunk) {
-    if (!TensorPacketWriter::chunkable(c->config.id)) {
-      return make_error(ErrorCode::kBadCodecDescriptor,
-                        std::string(codec_name(c->config.id)) + " packets are never chunked");
-    }
-    if (h.chunk->vector_count == 0 || h.chunk->vector_offset > count ||
-        h.chunk->vector_count > count - h.chunk->vector_offset) {
-      return make_error(ErrorCode::kBadTensorDescriptor,
-                        "chunk vector range is outside the tensor");
-    }
-    first = h.chunk->vector_offset;
-    count = h.chunk->vector_count;
+  if (body.size() < h.body_length) {
+    return make_error(ErrorCode::kInvalidArgument, "the body is shorter than the header says");
   }
-  auto section = [&](SectionKind kind) -> std::span<const std::byte> {
-    for (std::size_t i = 0; i < h.sections.size(); ++i) {
-      if (h.sections[i].kind == kind) return section_bytes(h, body, i);
-    }
-    return {};
-  };
+  auto section = [&](std::size_t i) { return section_bytes(h, body, i); };
   if (c->config.id == CodecId::kRaw) {
-    const auto bytes = section(SectionKind::kRaw);
-    std::uint64_t need = dtype_size(h.tensor->dtype);
-    for (std::uint64_t d : h.tensor->shape) need *= d;
-    if (bytes.size() != need) {
-      return make_error(ErrorCode::kBadEncodedData,
-                        "raw section is " + std::to_string(bytes.size()) +
-                            " bytes; the tensor needs " + std::to_string(need));
-    }
+    const auto bytes = section(0);
     if (out.dtype == h.tensor->dtype && is_c_contiguous(out)) {
       std::memcpy(out.data, bytes.data(), bytes.size());
       return {};
@@ -304,38 +399,28 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
     return {};
   }
   if (c->config.id == CodecId::kTurboQuantEc) {
-    return codec::ec_decode(section(SectionKind::kSideData), section(SectionKind::kNorms),
-                            section(SectionKind::kCodes), out, c->ec.seed);
-  }
-  // Chunks of one packet, and packets of one stream, share a codec: build it once (the last few
-  // codecs are kept, so a stream that alternates codecs does not rebuild them either).
-  CodecDesc key = *h.codec;
-  key.original_bytes = 0;  // differs from chunk to chunk; the codec does not
-  auto hit = std::find_if(cached_.begin(), cached_.end(), [&](const Cached& e) {
-    return e.desc == key && e.codec->dim() == out.dim();
-  });
-  if (hit == cached_.end()) {
-    auto made = codec::make_codec(c->config, out.dim());
-    if (!made) return Status(ErrorCode::kBadCodecDescriptor, made.status().message());
-    if (cached_.size() == kCachedCodecs) cached_.pop_back();
-    cached_.insert(cached_.begin(), Cached{key, std::move(made).value()});
-  } else if (hit != cached_.begin()) {
-    std::rotate(cached_.begin(), hit, hit + 1);  // most recently used first
-  }
-  const codec::Codec& codec = *cached_.front().codec;
-  std::vector<std::span<const std::byte>> parts;
-  for (const codec::PartSpec& p : codec.parts()) {
-    const auto bytes = section(p.kind);
-    if (bytes.size() != count * p.bytes_per_vector) {
-      return make_error(ErrorCode::kBadEncodedData,
-                        std::string(section_kind_name(p.kind)) + " section is " +
-                            std::to_string(bytes.size()) + " bytes; the descriptor needs " +
-                            std::to_string(count * p.bytes_per_vector));
+    // The side data's mode must agree with the descriptor's lossless stage.
+    const auto side = section(0);
+    constexpr std::size_t kModeOffset = 6;  // after "TQEC" and the u16 version
+    if (side.size() >= kModeOffset + 2) {
+      const auto mode = static_cast<unsigned>(std::to_integer<unsigned>(side[kModeOffset]) |
+                                              std::to_integer<unsigned>(side[kModeOffset + 1]) << 8);
+      const bool zstd = h.codec->lossless == LosslessKind::kZstd;
+      if ((mode == 0) != zstd) {
+        return make_error(ErrorCode::kBadCodecDescriptor,
+                          "turboquant_ec packet: side data mode " + std::to_string(mode) +
+                              " needs lossless " + (mode == 0 ? "1 (zstd)" : "0") +
+                              " in the codec descriptor");
+      }
     }
-    parts.push_back(bytes);
+    return codec::ec_decode(side, section(1), section(2), out, c->ec.seed);
   }
-  if (h.chunk) return codec.decode(parts, out, first, count);
-  return codec.decode_all(parts, out, pool);
+  auto codec = codec_for(*h.codec, *c, out.dim());
+  if (!codec) return codec.status();
+  std::vector<std::span<const std::byte>> parts;
+  for (std::size_t i = 0; i < (*codec)->parts().size(); ++i) parts.push_back(section(i));
+  if (h.chunk) return (*codec)->decode(parts, out, h.chunk->vector_offset, h.chunk->vector_count);
+  return (*codec)->decode_all(parts, out, pool);
 }
 
 }  // namespace agp::ptp

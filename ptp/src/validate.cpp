@@ -1,5 +1,6 @@
 #include "agp/ptp/validate.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace agp::ptp {
@@ -38,6 +39,10 @@ Status check_string(const std::string& s, const char* what, const DecoderLimits&
     return make_error(ErrorCode::kHeaderInvalid, std::string(what) + " is " + str(s.size()) +
                                                      " bytes; the limit is " +
                                                      str(lim.max_string_bytes));
+  }
+  if (const std::size_t at = invalid_utf8_offset(s); at != std::string::npos) {
+    return make_error(ErrorCode::kHeaderInvalid,
+                      std::string(what) + " is not valid UTF-8 (byte " + str(at) + ")");
   }
   return {};
 }
@@ -219,6 +224,59 @@ Status validate_tensor_desc(const TensorDesc& t) {
   return {};
 }
 
+std::size_t invalid_utf8_offset(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return i;
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (std::size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xbf) return i;
+    }
+    i += len;
+  }
+  return std::string::npos;
+}
+
+std::string to_header_string(std::string_view s, std::size_t max_bytes) {
+  std::string out;
+  out.reserve(std::min(s.size(), max_bytes));
+  while (!s.empty()) {
+    const std::size_t bad = invalid_utf8_offset(s);
+    const std::size_t good = std::min(bad, s.size());
+    out.append(s.substr(0, good));
+    if (bad == std::string::npos) break;
+    out.push_back('?');
+    s.remove_prefix(good + 1);
+  }
+  if (out.size() > max_bytes) {
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xc0) == 0x80) --cut;
+    out.resize(cut);
+  }
+  return out;
+}
+
 Status validate_header(const MessageHeader& h, const DecoderOptions& opts) {
   const DecoderLimits& lim = opts.limits;
   if (h.protocol_version != kProtocolVersion) {
@@ -236,6 +294,12 @@ Status validate_header(const MessageHeader& h, const DecoderOptions& opts) {
   if (h.tensor) {
     AGP_RETURN_IF_ERROR(check_string(h.tensor->name, "tensor.name", lim));
     AGP_RETURN_IF_ERROR(validate_tensor_desc(*h.tensor));
+    const std::uint64_t bytes = *shape_element_count(h.tensor->shape) * dtype_size(h.tensor->dtype);
+    if (bytes > lim.max_tensor_bytes) {
+      return make_error(ErrorCode::kBodyTooLarge,
+                        "the tensor is " + str(bytes) + " bytes; this receiver takes at most " +
+                            str(lim.max_tensor_bytes));
+    }
   }
   if (h.codec) AGP_RETURN_IF_ERROR(check_codec(*h.codec));
   AGP_RETURN_IF_ERROR(check_sections(h, lim));

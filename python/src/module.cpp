@@ -51,6 +51,26 @@ void check(const Status& s) {
   raise(Status(ErrorCode::kInvalidArgument, why));
 }
 
+// Integer arguments are taken as Python objects so that a wrong type or an out-of-range value is
+// agp_ptp.Error (invalid_argument) naming the argument, not a pybind11 TypeError.
+std::int64_t int_arg(const py::handle& v, const char* name, std::int64_t lo, std::int64_t hi) {
+  if (!PyLong_Check(v.ptr()) || PyBool_Check(v.ptr())) {
+    invalid(std::string(name) + " must be an integer");
+  }
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow != 0 || x < lo || x > hi) {
+    invalid(std::string(name) + " must be " + std::to_string(lo) + ".." + std::to_string(hi) +
+            ", got " + py::str(v).cast<std::string>());
+  }
+  return x;
+}
+
+constexpr std::int64_t kMaxTimeoutMs = std::int64_t{1} << 31;  // about 25 days
+agp::transport::Millis timeout_arg(const py::handle& v, const char* name) {
+  return agp::transport::Millis(int_arg(v, name, 0, kMaxTimeoutMs));
+}
+
 // --- dtypes and buffers
 
 DType dtype_of_format(const std::string& format, const std::string& override_name) {
@@ -92,9 +112,22 @@ struct BufferView {
   agp::codec::TensorView view;
 };
 
-BufferView view_of(const py::buffer& obj, int vector_axis, const std::string& dtype,
+py::buffer_info request_buffer(const py::object& obj, bool writable) {
+  if (!PyObject_CheckBuffer(obj.ptr())) {
+    invalid("expected a buffer (a NumPy array, bytes-like object, ...), got " +
+            py::str(py::type::of(obj)).cast<std::string>());
+  }
+  try {
+    return py::reinterpret_borrow<py::buffer>(obj).request(writable);
+  } catch (py::error_already_set&) {
+    invalid(writable ? "out must be a writable buffer (this one is read-only)"
+                     : "the object does not export its memory as a buffer");
+  }
+}
+
+BufferView view_of(const py::object& obj, int vector_axis, const std::string& dtype,
                    bool writable) {
-  BufferView b{obj.request(writable), {}};
+  BufferView b{request_buffer(obj, writable), {}};
   const py::buffer_info& i = b.info;
   if (i.ndim < 1 || i.ndim > 8)
     invalid("tensors must have 1..8 dimensions, got " + std::to_string(i.ndim));
@@ -210,13 +243,15 @@ class Encoder {
   const std::string& codec() const { return name_; }
 
   // The frame as bytes (one copy of the encoded packet; the tensor is read in place).
-  py::bytes encode(const py::buffer& tensor, int vector_axis, const std::string& dtype,
-                   const std::string& name, std::uint32_t stream_id, std::uint64_t sequence,
+  py::bytes encode(const py::object& tensor, int vector_axis, const std::string& dtype,
+                   const std::string& name, const py::object& stream_id, const py::object& sequence,
                    const std::string& layout, const py::bytes& fingerprint,
                    const std::string& model_id, int split_layer) {
     BufferView b = view_of(tensor, vector_axis, dtype, false);
-    agp::ptp::MessageHeader h =
-        header(name, stream_id, sequence, fingerprint, model_id, split_layer);
+    agp::ptp::MessageHeader h = header(
+        name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
+        static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX)), fingerprint,
+        model_id, split_layer);
     const agp::ptp::Layout l = layout_of(layout);
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
@@ -237,7 +272,7 @@ class Encoder {
 
   // C++ timing of the same encode (writer.write, then the frame flattened into one buffer), for
   // the benchmark that compares the module's cost with the library's. Seconds per call.
-  double time_cpp(const py::buffer& tensor, int vector_axis, int iterations, bool flatten) {
+  double time_cpp(const py::object& tensor, int vector_axis, int iterations, bool flatten) {
     BufferView b = view_of(tensor, vector_axis, "", false);
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     std::vector<std::byte> flat;
@@ -293,8 +328,8 @@ class Encoder {
 
 class Frame {
  public:
-  Frame(const py::buffer& data, const py::bytes& expected_fingerprint) {
-    const py::buffer_info i = data.request();
+  Frame(const py::object& data, const py::bytes& expected_fingerprint) {
+    const py::buffer_info i = request_buffer(data, false);
     const auto n = static_cast<std::size_t>(i.size * i.itemsize);
     if (i.ndim != 1 || i.strides[0] != i.itemsize)
       invalid("a frame must be a contiguous bytes-like object");
@@ -304,13 +339,18 @@ class Frame {
     if (py::len(expected_fingerprint) > 0)
       opts.expected_fingerprint = hash_of(expected_fingerprint);
     view_ = check(agp::ptp::parse_frame(bytes_.span(), opts));
+    if (view_.frame_bytes != n) {
+      invalid("the data holds " + std::to_string(n - view_.frame_bytes) +
+              " bytes after the frame's " + std::to_string(view_.frame_bytes) +
+              "; a Frame takes exactly one frame");
+    }
   }
 
   PacketInfo info() const { return info_of(view_.header, view_.frame_bytes); }
 
   py::object decode(const py::object& out, const std::string& dtype) const {
     py::object target = out.is_none() ? py::object(new_array_for(view_.header, dtype)) : out;
-    BufferView b = view_of(target.cast<py::buffer>(), view_.header.tensor->vector_axis, "", true);
+    BufferView b = view_of(target, view_.header.tensor->vector_axis, "", true);
     Status s;
     {
       py::gil_scoped_release unlocked;
@@ -329,10 +369,11 @@ class Frame {
 
 agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std::string& model_id,
                                          int split_layer, const std::string& peer_name,
-                                         const py::bytes& key, std::uint64_t chunk_vectors,
-                                         std::uint16_t streams, std::uint16_t encode_threads,
-                                         std::uint32_t dead_peer_timeout_ms, bool ack_on_receive,
-                                         std::uint32_t busy_poll_us) {
+                                         const py::bytes& key, const py::object& chunk_vectors,
+                                         const py::object& streams,
+                                         const py::object& encode_threads,
+                                         const py::object& dead_peer_timeout_ms,
+                                         bool ack_on_receive, const py::object& busy_poll_us) {
   agp::transport::LinkOptions o;
   o.fingerprint = hash_of(fingerprint);
   o.model_id = model_id;
@@ -340,12 +381,15 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
   o.peer_name = peer_name;
   const std::string k = key;
   o.key.assign(k.begin(), k.end());
-  o.chunk_vectors = chunk_vectors;
-  o.streams = streams;
-  o.encode_threads = encode_threads;
-  o.dead_peer_timeout = agp::transport::Millis(dead_peer_timeout_ms);
+  o.chunk_vectors =
+      static_cast<std::uint64_t>(int_arg(chunk_vectors, "chunk_vectors", 0, std::int64_t{1} << 40));
+  o.streams = static_cast<std::uint16_t>(int_arg(streams, "streams", 1, 8));
+  o.encode_threads = static_cast<std::uint16_t>(int_arg(encode_threads, "encode_threads", 1, 16));
+  o.dead_peer_timeout = agp::transport::Millis(
+      int_arg(dead_peer_timeout_ms, "dead_peer_timeout_ms", 1, kMaxTimeoutMs));
   o.ack_on_receive = ack_on_receive;
-  o.busy_poll_us = busy_poll_us;
+  o.busy_poll_us = static_cast<std::uint32_t>(int_arg(busy_poll_us, "busy_poll_us", 0, 10'000'000));
+  check(agp::transport::validate(o));
   return o;
 }
 
@@ -359,44 +403,50 @@ class Link {
  public:
   explicit Link(std::unique_ptr<agp::transport::Link> l) : link_(std::move(l)) {}
 
-  Receipt send(const py::buffer& tensor, const std::string& codec, int vector_axis,
-               const std::string& dtype, const std::string& name, std::uint32_t stream_id,
-               const std::string& layout, std::uint32_t timeout_ms) {
+  Receipt send(const py::object& tensor, const std::string& codec, int vector_axis,
+               const std::string& dtype, const std::string& name, const py::object& stream_id,
+               const std::string& layout, const py::object& timeout_ms) {
     BufferView b = view_of(tensor, vector_axis, dtype, false);
     const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
-    const agp::transport::PacketMeta meta{name, stream_id, layout_of(layout)};
+    const agp::transport::PacketMeta meta{
+        name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
+        layout_of(layout)};
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::Result<agp::transport::Receipt> r = agp::transport::Receipt{};
     {
       py::gil_scoped_release unlocked;
-      r = live().send(b.view, c, meta, agp::transport::Millis(timeout_ms));
+      r = live().send(b.view, c, meta, timeout);
     }
     if (!r) raise(r.status());
     return {r->sequence, r->wire_bytes, r->chunks, r->encode_us, r->latency_us};
   }
 
-  PacketInfo next_packet(std::uint32_t timeout_ms) {
+  PacketInfo next_packet(const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
     {
       py::gil_scoped_release unlocked;
-      h = live().next_packet(agp::transport::Millis(timeout_ms));
+      h = live().next_packet(timeout);
     }
     if (!h) raise(h.status());
     return info_of(*h, 0);
   }
 
-  py::object receive(const py::object& out, const std::string& dtype, std::uint32_t timeout_ms) {
+  py::object receive(const py::object& out, const std::string& dtype,
+                     const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
     {
       py::gil_scoped_release unlocked;
-      h = live().next_packet(agp::transport::Millis(timeout_ms));
+      h = live().next_packet(timeout);
     }
     if (!h) raise(h.status());
     py::object target = out.is_none() ? py::object(new_array_for(*h, dtype)) : out;
-    BufferView b = view_of(target.cast<py::buffer>(), h->tensor->vector_axis, "", true);
+    BufferView b = view_of(target, h->tensor->vector_axis, "", true);
     agp::Result<agp::transport::Delivery> d = agp::transport::Delivery{};
     {
       py::gil_scoped_release unlocked;
-      d = live().receive(b.view, agp::transport::Millis(timeout_ms));
+      d = live().receive(b.view, timeout);
     }
     if (!d) raise(d.status());
     return target;
@@ -404,12 +454,13 @@ class Link {
 
   void acknowledge() { check(live().acknowledge()); }
 
-  void close(std::uint32_t timeout_ms) {
+  void close(const py::object& timeout_ms) {
     if (!link_) return;
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     Status s;
     {
       py::gil_scoped_release unlocked;
-      s = link_->close(agp::transport::Millis(timeout_ms));
+      s = link_->close(timeout);
     }
     check(s);
   }
@@ -451,11 +502,12 @@ class Server {
  public:
   explicit Server(std::unique_ptr<agp::transport::Server> s) : server_(std::move(s)) {}
   std::uint16_t port() const { return server_->port(); }
-  Link accept(std::uint32_t timeout_ms) {
+  Link accept(const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
     {
       py::gil_scoped_release unlocked;
-      l = server_->accept(agp::transport::Millis(timeout_ms));
+      l = server_->accept(timeout);
     }
     if (!l) raise(l.status());
     return Link(std::move(l).value());
@@ -533,7 +585,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("iterations"), py::arg("flatten"));
 
   py::class_<Frame>(m, "Frame", "A parsed and verified frame (checksums, bounds, descriptors).")
-      .def(py::init<const py::buffer&, const py::bytes&>(), py::arg("data"),
+      .def(py::init<const py::object&, const py::bytes&>(), py::arg("data"),
            py::arg("expected_fingerprint") = py::bytes(),
            "Parses the frame at the start of a bytes-like object; with expected_fingerprint a "
            "packet of another model is refused.")
@@ -545,18 +597,19 @@ PYBIND11_MODULE(_agp_ptp, m) {
   py::class_<Link>(m, "Link", "A reliable session to a peer: packets delivered once, in order.")
       .def_static(
           "connect",
-          [](const std::string& host, std::uint16_t port, const py::bytes& fingerprint,
+          [](const std::string& host, const py::object& port, const py::bytes& fingerprint,
              const std::string& model_id, int split_layer, const std::string& peer_name,
-             const py::bytes& key, std::uint64_t chunk_vectors, std::uint16_t streams,
-             std::uint16_t encode_threads, std::uint32_t dead_peer_timeout_ms,
-             std::uint32_t busy_poll_us) {
+             const py::bytes& key, const py::object& chunk_vectors, const py::object& streams,
+             const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
+             const py::object& busy_poll_us) {
+            const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
                              streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
-              l = agp::transport::Link::connect(host, port, o);
+              l = agp::transport::Link::connect(host, to, o);
             }
             if (!l) raise(l.status());
             return Link(std::move(l).value());
@@ -584,15 +637,16 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def("counters", &Link::counters);
 
   py::class_<Server>(m, "Server", "Listens for links.")
-      .def(py::init([](const std::string& address, std::uint16_t port, const py::bytes& fingerprint,
-                       const std::string& model_id, int split_layer, const py::bytes& key,
-                       std::uint64_t chunk_vectors, std::uint16_t streams,
-                       std::uint32_t dead_peer_timeout_ms, bool ack_on_receive,
-                       std::uint32_t busy_poll_us) {
+      .def(py::init([](const std::string& address, const py::object& port,
+                       const py::bytes& fingerprint, const std::string& model_id, int split_layer,
+                       const py::bytes& key, const py::object& chunk_vectors,
+                       const py::object& streams, const py::object& dead_peer_timeout_ms,
+                       bool ack_on_receive, const py::object& busy_poll_us) {
+             const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
-                              1, dead_peer_timeout_ms, ack_on_receive, busy_poll_us);
-             return Server(check(agp::transport::Server::listen(address, port, o)));
+                              py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us);
+             return Server(check(agp::transport::Server::listen(address, at, o)));
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
            py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -266,6 +267,21 @@ ptp::Layout default_layout(const std::vector<std::uint64_t>& shape) {
   if (shape.size() == 3) return ptp::Layout::kBSD;
   if (shape.size() == 2) return ptp::Layout::kSD;
   return shape.size() == 1 ? ptp::Layout::kD : ptp::Layout::kUnspecified;
+}
+
+CLI::Validator number_in(double lo, double hi) {
+  char range[96];
+  std::snprintf(range, sizeof range, "a number from %g to %g", lo, hi);
+  const std::string what = range;
+  return CLI::Validator(
+      [lo, hi, what](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size()) return "'" + text + "' is not " + what;
+        if (!std::isfinite(v) || v < lo || v > hi) return "expected " + what + ", got '" + text + "'";
+        return {};
+      },
+      what);
 }
 
 }  // namespace agp::tools

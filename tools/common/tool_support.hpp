@@ -89,6 +89,10 @@ struct Liveness {
 void add_liveness_options(CLI::App& app, Liveness& l);
 void apply(const Liveness& l, transport::LinkOptions& o);
 
+// A number in [lo, hi] for a floating-point flag. NaN and infinity are refused (CLI11's own
+// range checks let NaN through), and the message names the range in plain figures.
+CLI::Validator number_in(double lo, double hi);
+
 // Parses the command line. On --help (printed) or a bad flag (one line on stderr) returns the exit
 // code to end with; otherwise nullopt.
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,

@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include <cstring>
+#include <utility>
 
 namespace agp::transport::detail {
 namespace {
@@ -139,6 +140,9 @@ void Connection::write_next() {
                       self->bytes_written_ += n;
                       self->last_write_ = Clock::now();
                       if (ec) return self->fail(from_asio(ec, "send"));
+                      if (self->telling_ && self->queue_.empty()) {
+                        return self->fail(*std::exchange(self->telling_, std::nullopt));
+                      }
                       self->write_next();
                     });
 }
@@ -146,7 +150,14 @@ void Connection::write_next() {
 void Connection::fail_after_telling(const Status& why,
                                     const std::shared_ptr<OutgoingFrame>& frame) {
   if (closed_) return;
-  if (!writing_ && frame) {
+  if (writing_ && frame && !failing_) {
+    // A frame is half on the wire: the error goes right after it, then the connection fails.
+    queue_.clear();
+    queue_.push_back(frame);
+    telling_ = why;
+    return;
+  }
+  if (frame) {
     asio::error_code ec;
     socket_.non_blocking(true, ec);
     if (!ec) asio::write(socket_, buffers_of(*frame), ec);

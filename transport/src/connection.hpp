@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "agp/ptp/frame_decoder.hpp"
@@ -40,7 +41,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(std::shared_ptr<OutgoingFrame> frame, bool urgent = false);
   // Best effort: writes `frame` now if the socket takes it without waiting, then fails with
   // `why` (used to tell the peer why we are closing).
+  // (When a frame is being written, the error follows it and the failure comes after that: see
+  // telling().)
   void fail_after_telling(const Status& why, const std::shared_ptr<OutgoingFrame>& frame);
+  // An error frame waits behind a write in flight; the connection fails once it is out.
+  bool telling() const { return telling_.has_value() && !closed_; }
   // Closes without calling on_failure.
   void close();
 
@@ -78,6 +83,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool paused_ = false;
   bool writing_ = false;
   bool closed_ = false;
+  std::optional<Status> telling_;  // fail with this once the queue (the error frame) is out
   bool failing_ = false;
   bool started_ = false;
   Clock::time_point last_read_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "agp/ptp/validate.hpp"
+
 namespace agp::transport::detail {
 namespace {
 
@@ -68,8 +70,29 @@ std::uint16_t common_protocol(const ptp::HelloDesc& peer) {
 }
 
 bool is_permanent(ErrorCode code) {
-  return code == ErrorCode::kFingerprintMismatch || code == ErrorCode::kProtocolVersionMismatch ||
-         code == ErrorCode::kAuthenticationFailed || code == ErrorCode::kCapabilityMismatch;
+  switch (code) {
+    case ErrorCode::kFingerprintMismatch:
+    case ErrorCode::kProtocolVersionMismatch:
+    case ErrorCode::kAuthenticationFailed:
+    case ErrorCode::kCapabilityMismatch:
+    // Found in a frame whose checksums passed: the same bytes sent again fail the same way.
+    case ErrorCode::kHeaderInvalid:
+    case ErrorCode::kMissingField:
+    case ErrorCode::kUnknownMessageKind:
+    case ErrorCode::kBodyTooLarge:
+    case ErrorCode::kBadSectionTable:
+    case ErrorCode::kSectionOutOfBounds:
+    case ErrorCode::kSectionMisaligned:
+    case ErrorCode::kBadTensorDescriptor:
+    case ErrorCode::kBadCodecDescriptor:
+    case ErrorCode::kBadEncodedData:
+    case ErrorCode::kUnsupportedCodec:
+      return true;
+    default:
+      // Prefix damage, checksum mismatches and non-zero padding are what a damaged connection
+      // produces; timeouts and socket errors pass too. A new connection may do better.
+      return false;
+  }
 }
 
 std::shared_ptr<OutgoingFrame> control_frame(ptp::FrameBuilder& builder, ptp::MessageHeader h) {
@@ -81,8 +104,8 @@ std::shared_ptr<OutgoingFrame> control_frame(ptp::FrameBuilder& builder, ptp::Me
 std::shared_ptr<OutgoingFrame> error_frame(ptp::FrameBuilder& builder, const LinkOptions& o,
                                            const Status& why) {
   ptp::MessageHeader h = base_header(o, ptp::MessageKind::kError);
-  std::string text = why.message();
-  if (text.size() > 1024) text.resize(1024);
+  // The message may quote what the peer sent: keep it valid UTF-8 and short.
+  const std::string text = ptp::to_header_string(why.message(), 1024);
   h.error = ptp::ErrorDesc{static_cast<std::uint32_t>(why.code()), text};
   return control_frame(builder, std::move(h));
 }

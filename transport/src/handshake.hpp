@@ -38,7 +38,8 @@ ptp::MessageHeader base_header(const LinkOptions& o, ptp::MessageKind kind);
 // The highest protocol version both ranges contain, or 0.
 std::uint16_t common_protocol(const ptp::HelloDesc& peer);
 
-// Permanent handshake failures (retrying cannot help): version, fingerprint, key, capabilities.
+// Failures that retrying cannot help: version, fingerprint, key and capabilities in the
+// handshake, and any error found in a frame after its checksums passed (a refused packet).
 bool is_permanent(ErrorCode code);
 
 // Control frames, copied so they can wait in a queue.

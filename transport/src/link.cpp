@@ -56,6 +56,12 @@ Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions 
     : ctx(std::move(context)), role(r), opts(std::move(o)), tick(*ctx), control(opts.limits) {}
 
 Link::Impl::~Impl() {
+  // A peer refused for a reason is told the reason: give the error frame a moment to go out.
+  if (telling && telling->telling()) {
+    ctx->restart();
+    const auto until = Clock::now() + std::chrono::milliseconds(200);
+    while (telling->telling() && Clock::now() < until) ctx->run_one_for(std::chrono::milliseconds(10));
+  }
   if (conn) conn->close();
   if (dialing) {
     asio::error_code ignored;
@@ -200,15 +206,15 @@ void Link::Impl::on_connection_failure(const detail::Connection* from, const Sta
   } else if (why.code() < ErrorCode::kIoError) {
     ++counters.frame_errors;
   }
-  // A bad frame: tell the peer why before the connection goes (it will resend after reconnecting).
+  // A bad frame: tell the peer why before the connection goes (a damaged frame is resent after
+  // reconnecting; a wrongly built one ends the link on both sides).
   if (why.code() >= ErrorCode::kTruncated && why.code() < ErrorCode::kIoError) {
     if (auto c = release_connection()) {
       c->fail_after_telling(why, detail::error_frame(control, opts, why));
     }
   }
-  if (state == State::kHandshaking || state == State::kAwaitAccept) {
-    if (detail::is_permanent(why.code())) return tell_and_fail(why);
-  }
+  // A frame the peer built wrongly (its checksums passed) comes again after a reconnect: give up.
+  if (detail::is_permanent(why.code())) return tell_and_fail(why);
   connection_lost(why);
 }
 
@@ -318,6 +324,9 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   peer_max_streams = std::max<std::uint16_t>(peer.max_streams, 1);
   info.peer_max_streams = peer_max_streams;
   info.streams = 1;
+  // The peer sends every packet it has not seen acknowledged again, whole, on each connection:
+  // what arrived of them before is dropped (a kept chunk would arrive twice).
+  clear_inbox();
   // A peer that lost its state (a restarted process) starts its stream afresh.
   if (restart_at) delivered = *restart_at;
   // What the peer already delivered counts as acknowledged; the rest goes again, in order.
@@ -344,7 +353,7 @@ void Link::Impl::connection_lost(const Status& why) {
     dialing.reset();
   }
   info.connected = false;
-  inbox.clear();  // undelivered packets are unacknowledged: the peer sends them again
+  clear_inbox();  // undelivered packets are unacknowledged: the peer sends them again
   if (state == State::kFailed || state == State::kClosed) return;
   if (peer_said_bye || we_said_bye) {
     state = State::kClosed;
@@ -378,8 +387,10 @@ void Link::Impl::fail(const Status& why) {
 }
 
 void Link::Impl::tell_and_fail(const Status& why) {
-  if (auto c = release_connection())
+  if (auto c = release_connection()) {
     c->fail_after_telling(why, detail::error_frame(control, opts, why));
+    if (c->telling()) telling = c;  // flushed by later calls, or at the latest by ~Impl
+  }
   fail(why);
 }
 
@@ -650,6 +661,14 @@ void Link::Impl::send_ack() {
 }
 
 void Link::Impl::on_ack(std::uint64_t cumulative) {
+  if (cumulative > sent_upto) {
+    // Acknowledging what was never (completely) sent: a broken or lying peer. Counting it would
+    // report packets delivered that were not.
+    return refuse(make_error(ErrorCode::kHeaderInvalid,
+                             "the peer acknowledged packet " + std::to_string(cumulative) +
+                                 ", but only packets up to " + std::to_string(sent_upto) +
+                                 " were sent"));
+  }
   while (!unacked.empty() && unacked.front().seq <= cumulative) {
     Pending& p = unacked.front();
     Receipt r;
@@ -665,12 +684,12 @@ void Link::Impl::on_ack(std::uint64_t cumulative) {
     unacked.pop_front();
     if (handlers.on_acked) handlers.on_acked(r);
   }
-  acked_upto = std::max(acked_upto, std::min(cumulative, next_seq - 1));
+  acked_upto = std::max(acked_upto, cumulative);
 }
 
 Link::Impl::InPacket* Link::Impl::due() {
   auto it = inbox.find(delivered + 1);
-  return it == inbox.end() || it->second.received == 0 ? nullptr : &it->second;
+  return it == inbox.end() || it->second.received() == 0 ? nullptr : &it->second;
 }
 
 void Link::Impl::pause_or_resume_reading() {
@@ -688,66 +707,91 @@ void Link::Impl::pause_or_resume_reading() {
   }
 }
 
+void Link::Impl::clear_inbox() {
+  inbox.clear();
+  inbox_bytes = 0;
+}
+
+void Link::Impl::refuse(const Status& why) {
+  ++counters.frame_errors;
+  tell_and_fail(why);
+}
+
 void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   const ptp::MessageHeader& h = frame.header();
   if (h.sequence <= delivered) {
     ++counters.duplicates_dropped;
     return;
   }
-  auto protocol_error = [&](const std::string& why) {
-    ++counters.frame_errors;
-    const Status s = make_error(ErrorCode::kHeaderInvalid, why);
-    if (auto c = release_connection()) {
-      c->fail_after_telling(s, detail::error_frame(control, opts, s));
-    }
-    connection_lost(s);
+  auto broken = [&](const std::string& why) {
+    refuse(make_error(ErrorCode::kHeaderInvalid, why));
   };
   // The sender keeps at most its window unacknowledged; a packet far beyond ours is not one.
   const std::uint64_t ahead =
       4 * static_cast<std::uint64_t>(std::max<std::uint32_t>(opts.window_packets, 1));
   if (h.sequence - delivered > ahead) {
-    return protocol_error("packet " + std::to_string(h.sequence) + " is more than " +
-                          std::to_string(ahead) + " packets ahead of " + std::to_string(delivered));
+    return broken("packet " + std::to_string(h.sequence) + " is more than " +
+                  std::to_string(ahead) + " packets ahead of " + std::to_string(delivered));
   }
-  std::uint64_t vectors = 1;
-  for (std::size_t a = 0; a < h.tensor->shape.size(); ++a) {
-    if (a != h.tensor->vector_axis) vectors *= h.tensor->shape[a];
+  // Before anything is kept (or the application sizes a buffer from the descriptor): can this
+  // frame be decoded into its tensor at all?
+  if (Status s = reader.verify(h); !s) {
+    return refuse(Status(s.code(), "packet " + std::to_string(h.sequence) + ": " + s.message()));
   }
+  if (inbox_bytes + frame.frame_bytes() > opts.receive_buffer_bytes) {
+    return refuse(make_error(
+        ErrorCode::kBodyTooLarge,
+        "the peer sent more than " + std::to_string(opts.receive_buffer_bytes) +
+            " bytes of undelivered packets (LinkOptions::receive_buffer_bytes)"));
+  }
+  const std::uint64_t dim = h.tensor->shape[h.tensor->vector_axis];
+  const std::uint64_t vectors = *ptp::shape_element_count(h.tensor->shape) / dim;
   const ptp::ChunkDesc chunk = h.chunk.value_or(ptp::ChunkDesc{0, 1, 0, vectors});
+  const std::string where =
+      "chunk " + std::to_string(chunk.index) + " of packet " + std::to_string(h.sequence);
+  auto found = inbox.find(h.sequence);
+  const bool first = found == inbox.end();
+  if (!first) {
+    const InPacket& q = found->second;
+    ptp::CodecDesc mine = *h.codec, theirs = *q.header->codec;
+    mine.original_bytes = theirs.original_bytes = 0;  // the chunk's own size
+    if (chunk.count != q.expected_chunks) {
+      return broken(where + " says the packet has " + std::to_string(chunk.count) +
+                    " chunks; an earlier chunk said " + std::to_string(q.expected_chunks));
+    }
+    if (q.chunks.count(chunk.index)) return broken(where + " arrived twice");
+    if (h.tensor != q.header->tensor || mine != theirs || h.stream_id != q.header->stream_id) {
+      return broken(where + " describes another tensor, codec or stream than its other chunks");
+    }
+    // Disjoint from every range received: the neighbours on either side are all that can overlap.
+    auto next = q.ranges.lower_bound(chunk.vector_offset);
+    if (next != q.ranges.end() && next->first < chunk.vector_offset + chunk.vector_count) {
+      return broken(where + " covers vectors another chunk already carried");
+    }
+    if (next != q.ranges.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second > chunk.vector_offset) {
+        return broken(where + " covers vectors another chunk already carried");
+      }
+    }
+  }
   InPacket& p = inbox[h.sequence];
-  const bool first = p.expected_chunks == 0;
   if (first) {
     p.seq = h.sequence;
     p.expected_chunks = chunk.count;
-    p.chunks.resize(chunk.count);
-    p.decoded.assign(chunk.count, false);
-  }
-  const std::string where =
-      "chunk " + std::to_string(chunk.index) + " of packet " + std::to_string(h.sequence);
-  if (chunk.count != p.expected_chunks || chunk.index >= p.expected_chunks ||
-      p.chunks[chunk.index] || chunk.vector_count == 0 || chunk.vector_offset > vectors ||
-      chunk.vector_count > vectors - chunk.vector_offset ||
-      (p.header && (h.tensor != p.header->tensor || h.codec != p.header->codec))) {
-    if (first) inbox.erase(h.sequence);
-    return protocol_error(where + " does not fit the chunks of that packet");
+    p.vectors = vectors;
   }
   if (!p.header || chunk.index == 0) p.header = h;
-  p.ranges.emplace_back(chunk.vector_offset, chunk.vector_count);
+  p.ranges.emplace(chunk.vector_offset, chunk.vector_count);
+  p.covered += chunk.vector_count;
   p.wire_bytes += frame.frame_bytes();
-  p.chunks[chunk.index] = std::move(frame);
-  ++p.received;
-  if (p.complete()) {  // the chunks must cover every vector exactly once
-    std::sort(p.ranges.begin(), p.ranges.end());
-    std::uint64_t next = 0;
-    for (const auto& [offset, count] : p.ranges) {
-      if (offset != next)
-        return protocol_error("the chunks of packet " + std::to_string(p.seq) +
-                              " do not cover its vectors exactly once");
-      next += count;
-    }
-    if (next != vectors)
-      return protocol_error("the chunks of packet " + std::to_string(p.seq) +
-                            " do not cover its vectors exactly once");
+  inbox_bytes += frame.frame_bytes();
+  p.chunks[chunk.index].frame = std::move(frame);
+  // Each chunk carries at least one vector, so the chunks still missing need as many vectors.
+  const std::uint64_t missing = p.expected_chunks - p.received();
+  if (missing > p.vectors - p.covered || (missing == 0 && p.covered != p.vectors)) {
+    return broken("the chunks of packet " + std::to_string(p.seq) +
+                  " cannot cover its vectors exactly once");
   }
   pause_or_resume_reading();
   if (first && handlers.on_packet) handlers.on_packet();
@@ -760,6 +804,7 @@ Link::~Link() = default;
 
 Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16_t port,
                                             const LinkOptions& options) {
+  AGP_RETURN_IF_ERROR(validate(options));
   auto impl =
       std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient, options);
   auto sid = detail::random_u64();
@@ -817,7 +862,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   m.unacked.push_back(std::move(p));
   ++m.counters.packets_sent;
   // Acks arriving between chunks pop older packets, so find ours by its number (unacked packets
-  // are consecutive, and ours cannot be acknowledged before its last chunk is out).
+  // are consecutive, and an ack of ours before its last chunk is out ends the link: on_ack).
   auto mine = [&]() -> Impl::Pending& { return m.unacked[seq - m.unacked.front().seq]; };
 
   ptp::MessageHeader h = detail::base_header(m.opts, ptp::MessageKind::kTensorPacket);
@@ -828,6 +873,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   // Hands chunk k, built and timed, to the packet's frames and the wire.
   auto ship = [&](std::uint32_t k, Result<ptp::GatherList>& built,
                   std::shared_ptr<const void> owner, double encode_us) -> Status {
+    AGP_RETURN_IF_ERROR(m.usable());  // polling between chunks may have ended the link
     if (!built) {
       // Nothing of this packet may go out half-made: take it back (it is the newest).
       if (k == 0 || mine().transmissions == 0) {
@@ -864,8 +910,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
       stream->send(frame);
       ++m.counters.frames_sent;
     }
+    if (k + 1 == chunks) m.sent_upto = seq;
     if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
-    return {};
+    return m.usable();
   };
   auto chunk_desc = [&](std::uint32_t k) {
     return ptp::ChunkDesc{k, chunks, k * per_chunk, std::min(per_chunk, vectors - k * per_chunk)};
@@ -985,19 +1032,28 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
                         "the output buffer's shape differs from packet " + std::to_string(p.seq) +
                             "'s tensor (see next_packet())");
     }
+    out.vector_axis = p.header->tensor->vector_axis;
+    // The caller's buffer is checked first: its mistakes leave the packet queued.
+    AGP_RETURN_IF_ERROR(out.validate());
     if (p.decoded_into != out.data) {  // a new buffer: start over
-      p.decoded.assign(p.expected_chunks, false);
+      for (auto& [index, c] : p.chunks) c.decoded = false;
       p.decode_us = 0;
-      p.decode_error = Status();
       p.decoded_into = out.data;
     }
-    for (std::size_t i = 0; i < p.chunks.size(); ++i) {  // whatever has arrived, in any order
-      if (!p.chunks[i] || p.decoded[i]) continue;
+    for (auto& [index, c] : p.chunks) {  // whatever has arrived, in any order
+      if (c.decoded) continue;
       const auto t0 = Clock::now();
-      Status s = m.reader.read(p.chunks[i]->header(), p.chunks[i]->body(), out);
+      Status s = m.reader.read(c.frame.header(), c.frame.body(), out);
       p.decode_us += micros_since(t0);
-      p.decoded[i] = true;
-      if (!s && p.decode_error) p.decode_error = s;
+      c.decoded = true;
+      if (!s) {
+        // Verified, yet not decodable (NaN norms, a corrupt zstd frame, ...): never acknowledged.
+        const Status why(s.code(), "packet " + std::to_string(p.seq) + " chunk " +
+                                       std::to_string(index) + " cannot be decoded: " +
+                                       s.message());
+        m.refuse(why);
+        return why;
+      }
     }
     if (p.complete()) {
       Delivery d;
@@ -1005,27 +1061,26 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
       d.wire_bytes = p.wire_bytes;
       d.chunks = p.expected_chunks;
       d.decode_us = p.decode_us;
-      const Status err = p.decode_error;
       if (frames) {
         frames->clear();
-        for (auto& f : p.chunks) frames->push_back(std::move(*f));
+        for (auto& [index, c] : p.chunks) frames->push_back(std::move(c.frame));
       } else if (m.conn) {
-        for (auto& f : p.chunks) m.conn->recycle(f->release_body());
+        for (auto& [index, c] : p.chunks) m.conn->recycle(c.frame.release_body());
       }
       m.delivered = p.seq;
+      m.inbox_bytes -= p.wire_bytes;
       m.inbox.erase(p.seq);
       ++m.counters.packets_delivered;
       if (m.opts.ack_on_receive) m.send_ack();
       m.pause_or_resume_reading();
-      if (!err) return err;
       return d;
     }
     const std::uint64_t seq = p.seq;
-    const std::uint32_t have = p.received;
+    const std::size_t have = p.received();
     AGP_RETURN_IF_ERROR(m.wait(
         [&] {
           const Impl::InPacket* q = m.due();
-          return !q || q->seq != seq || q->received != have;
+          return !q || q->seq != seq || q->received() != have;
         },
         until, "receive"));
   }

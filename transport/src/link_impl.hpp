@@ -41,20 +41,25 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   };
   // A packet of the peer's arriving here: its verified frames by chunk index (chunks may come in
   // any order when striped over several connections), decoded into the caller's buffer one by one
-  // in receive().
+  // in receive(). Chunk ranges are checked as they arrive: they never overlap, so what a packet
+  // holds is never more than its tensor's encoding.
+  struct InChunk {
+    ptp::Frame frame;
+    bool decoded = false;
+  };
   struct InPacket {
     std::uint64_t seq = 0;
     std::uint32_t expected_chunks = 0;
-    std::uint32_t received = 0;
+    std::uint64_t vectors = 0;  // of the whole tensor
+    std::uint64_t covered = 0;  // vectors in the chunks received
     std::optional<ptp::MessageHeader> header;  // chunk 0's, else the first to arrive
-    std::vector<std::optional<ptp::Frame>> chunks;
-    std::vector<bool> decoded;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // vector offset, count
+    std::map<std::uint32_t, InChunk> chunks;
+    std::map<std::uint64_t, std::uint64_t> ranges;  // vector offset -> count, disjoint
     std::uint64_t wire_bytes = 0;
     const std::byte* decoded_into = nullptr;
     double decode_us = 0;
-    Status decode_error;
-    bool complete() const { return expected_chunks > 0 && received == expected_chunks; }
+    std::size_t received() const { return chunks.size(); }
+    bool complete() const { return expected_chunks > 0 && chunks.size() == expected_chunks; }
   };
 
   Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o);
@@ -107,6 +112,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
 
   // --- data
   void on_tensor_frame(ptp::Frame&& frame);
+  // The peer sent a frame that breaks the protocol or a packet that cannot be decoded: tell it
+  // why and end the link (resending would fail the same way).
+  void refuse(const Status& why);
   void on_ack(std::uint64_t cumulative);
   void send_control(ptp::MessageHeader h, bool urgent = true);
   void send_ack();
@@ -125,6 +133,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::string host;
   std::uint16_t port = 0;
   std::shared_ptr<detail::Connection> conn;
+  std::shared_ptr<detail::Connection> telling;  // released, its error frame still to go out
   std::vector<std::shared_ptr<detail::Connection>> extra;  // stream k at extra[k - 1]
   std::vector<Joining> joining;
   std::uint16_t peer_max_streams = 1;
@@ -155,6 +164,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint64_t unacked_bytes = 0;
   std::uint64_t next_seq = 1;
   std::uint64_t acked_upto = 0;
+  std::uint64_t sent_upto = 0;  // the last packet whose every frame was handed to the wire
   std::map<std::uint64_t, Receipt> receipts;  // acknowledged, not yet collected (bounded)
   // Writers of the last few codecs posted, most recently used first (a stream that alternates
   // codecs keeps its codecs and warm buffers). Each has one writer per encode thread.
@@ -170,6 +180,8 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   ptp::TensorPacketReader reader;  // keeps the codec from chunk to chunk
   // incoming: packets by sequence, from delivered + 1 on
   std::map<std::uint64_t, InPacket> inbox;
+  std::uint64_t inbox_bytes = 0;  // frames held in the inbox (LinkOptions::receive_buffer_bytes)
+  void clear_inbox();
   // The packet due next, if any of it has arrived.
   InPacket* due();
   void pause_or_resume_reading();

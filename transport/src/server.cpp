@@ -9,7 +9,9 @@ namespace agp::transport {
 using detail::Clock;
 
 namespace {
-// Connections still in their handshake; more are refused at once (a flood cannot grow memory).
+// Connections still in their handshake. When a new one comes and this many wait, the oldest is
+// dropped: memory stays bounded, and connections that sit idle cannot lock a legitimate peer out
+// (it gets its handshake time unless 64 newer connections arrive within it).
 constexpr std::size_t kMaxPendingHandshakes = 64;
 }  // namespace
 
@@ -35,29 +37,34 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
   if (!ec) {
     if (pending.size() >= kMaxPendingHandshakes) {
       ++counters.handshake_rejections;
-      asio::error_code ignored;
-      socket->close(ignored);
-    } else {
-      detail::apply_socket_options(*socket, opts.socket);
-      auto c =
-          std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
-      pending.push_back({c, Clock::now() + opts.handshake_timeout, std::nullopt, {}});
-      std::weak_ptr<Impl> weak = weak_from_this();
-      std::weak_ptr<detail::Connection> wc = c;
-      c->start({[weak, wc](ptp::Frame&& f) {
-                  auto self = weak.lock();
-                  auto conn = wc.lock();
-                  if (self && conn) self->on_pending_frame(conn, std::move(f));
-                },
-                [weak, wc](const Status& why) {
-                  auto self = weak.lock();
-                  auto conn = wc.lock();
-                  if (!self || !conn) return;
-                  // A bad frame during the handshake: say why, count it, forget the peer.
-                  if (why.code() < ErrorCode::kIoError) self->reject(conn, why);
-                  self->drop_pending(conn.get());
-                }});
+      // Pending is in arrival order; a peer that has said hello is passed over while one that
+      // has said nothing waits.
+      auto victim = std::find_if(pending.begin(), pending.end(),
+                                 [](const Pending& p) { return !p.hello; });
+      if (victim == pending.end()) victim = pending.begin();
+      auto dropped = victim->conn;
+      pending.erase(victim);
+      dropped->close();
     }
+    detail::apply_socket_options(*socket, opts.socket);
+    auto c =
+        std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
+    pending.push_back({c, Clock::now() + opts.handshake_timeout, std::nullopt, {}});
+    std::weak_ptr<Impl> weak = weak_from_this();
+    std::weak_ptr<detail::Connection> wc = c;
+    c->start({[weak, wc](ptp::Frame&& f) {
+                auto self = weak.lock();
+                auto conn = wc.lock();
+                if (self && conn) self->on_pending_frame(conn, std::move(f));
+              },
+              [weak, wc](const Status& why) {
+                auto self = weak.lock();
+                auto conn = wc.lock();
+                if (!self || !conn) return;
+                // A bad frame during the handshake: say why, count it, forget the peer.
+                if (why.code() < ErrorCode::kIoError) self->reject(conn, why);
+                self->drop_pending(conn.get());
+              }});
   }
   start_accept();  // errors such as too many open files must not stop the listener
 }
@@ -208,8 +215,9 @@ void Server::Impl::admit(const std::shared_ptr<detail::Connection>& c,
     a.ack = ptp::AckDesc{known ? link->delivered : resume_point(hello)};
     link->send_control(std::move(a));
   }
-  // A new session adopts the client's numbering; a known one resumes where it was.
-  link->become_up(hello, hello.delivered_sequence,
+  // A new session adopts the client's numbering; a known one resumes where it was. (What the
+  // client delivered of a stream this process never sent is not ours to count.)
+  link->become_up(hello, known ? hello.delivered_sequence : 0,
                   known ? std::nullopt : std::optional<std::uint64_t>(resume_point(hello)));
 }
 
@@ -262,6 +270,7 @@ Server::~Server() {
 
 Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::uint16_t port,
                                                const LinkOptions& options) {
+  AGP_RETURN_IF_ERROR(validate(options));
   auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), options);
   asio::error_code ec;
   const auto addr = asio::ip::make_address(address, ec);
@@ -301,6 +310,10 @@ Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
   std::shared_ptr<Link::Impl> link = std::move(m.ready.front());
   m.ready.pop_front();
   return std::unique_ptr<Link>(new Link(std::move(link)));
+}
+
+bool Server::peer_waiting() const {
+  return !impl_->ready.empty();
 }
 
 std::size_t Server::poll() {

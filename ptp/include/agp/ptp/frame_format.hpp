@@ -54,6 +54,9 @@ struct DecoderLimits {
   std::uint32_t max_verifier_tables = 1024;
   std::uint32_t max_string_bytes = 4096;     // model id, tensor name, error message, peer name
   std::uint32_t max_vector_elements = 4096;  // codec list, nonce, auth tag
+  // A tensor packet's whole tensor (element count x dtype size): a receiver sizes its output
+  // buffer from the descriptor, so a small frame must not be able to claim more than this.
+  std::uint64_t max_tensor_bytes = std::uint64_t{1} << 30;  // 1 GiB
 };
 
 struct DecoderOptions {

@@ -84,6 +84,17 @@ class TensorPacketWriter {
 class TensorPacketReader {
  public:
   static constexpr std::size_t kCachedCodecs = 4;
+  // Checks from the header alone that this build can decode the packet (or chunk) into its tensor:
+  // the codec descriptor names a codec, rotation, codebook and lossless stage this build has; a
+  // chunk is of a chunkable codec, lies inside the tensor and is not longer than it; original_bytes
+  // is the source bytes of the vectors the frame covers; the sections are exactly those the codec
+  // writes, in its order, each exactly as long as those vectors need (TurboQuant-EC: side data,
+  // norms and codes, the norms' length checked). Errors: kMissingField, kBadCodecDescriptor,
+  // kBadTensorDescriptor, kBadEncodedData. A receiver runs it as each frame arrives, before anyone
+  // sizes a buffer from the descriptor.
+  Status verify(const MessageHeader& header);
+  // Decodes a verified frame (verify() runs first) into `out`. Errors of the caller's `out`
+  // (shape, dtype, strides) are kInvalidArgument; everything else is the packet's fault.
   Status read(const MessageHeader& header, std::span<const std::byte> body, codec::TensorView out,
               codec::ThreadPool* pool = nullptr);
 
@@ -93,11 +104,17 @@ class TensorPacketReader {
     std::unique_ptr<codec::Codec> codec;
   };
   std::vector<Cached> cached_;  // most recently used first
+  // The per-vector codec a descriptor names, for vectors of `dim` values (built or cached).
+  Result<const codec::Codec*> codec_for(const CodecDesc& desc, const PacketCodec& c,
+                                        std::uint32_t dim);
 };
+
+// TensorPacketReader::verify without a cache.
+Status verify_tensor_packet(const MessageHeader& header);
 
 // Decodes a verified tensor packet (header + body, e.g. from FrameDecoder) into `out`, whose shape
 // must be the descriptor's (any float dtype and strides; the vector axis is the descriptor's).
-// A chunk (header.chunk set) fills only its range of vectors.
+// A chunk (header.chunk set) fills only its range of vectors. Runs verify() first.
 Status read_tensor_packet(const MessageHeader& header, std::span<const std::byte> body,
                           codec::TensorView out, codec::ThreadPool* pool = nullptr);
 

@@ -55,6 +55,12 @@ struct LinkOptions {
   // Sending: at most this many packets and bytes unacknowledged; post() waits for room.
   std::uint32_t window_packets = 32;
   std::uint64_t window_bytes = std::uint64_t{256} << 20;
+  // Receiving: at most this many bytes of frames of packets not yet delivered to the application
+  // are held; a peer that sends more is refused (body_too_large) and the link ends. It must be at
+  // least the peer's window_bytes plus its largest packet. With limits.max_body_bytes (one frame
+  // being read) and limits.max_tensor_bytes (the buffer a host sizes from a packet's descriptor)
+  // it bounds the memory a peer can make this end use.
+  std::uint64_t receive_buffer_bytes = std::uint64_t{2} << 30;
   // Packets of per-vector codecs with more vectors than this travel as chunks of this many
   // vectors, so encoding, the wire and decoding overlap (0 = never chunk).
   std::uint64_t chunk_vectors = 0;
@@ -94,6 +100,12 @@ struct LinkOptions {
   Millis reconnect_max{1000};       // ... up to this
   Millis reconnect_give_up{30000};  // unreachable this long: the link fails with peer_lost
 };
+
+// Checks options before anything is opened: model_id and peer_name valid UTF-8 of at most
+// limits.max_string_bytes (the hello must be buildable), streams 1..8, encode_threads 1..16, a key
+// of 0 or at least 16 bytes, windows and buffers above 0, positive timeouts. kInvalidArgument
+// naming the option. Link::connect and Server::listen run it.
+Status validate(const LinkOptions& options);
 
 // Everything countable about a link (or, for Server::counters, about refused peers).
 struct Counters {
@@ -239,6 +251,8 @@ class Server {
   // key, garbage) are told why, dropped and counted, and waiting goes on; returning peers of
   // existing links are re-attached to them. kTimeout when no new peer came.
   Result<std::unique_ptr<Link>> accept(Millis timeout);
+  // Whether a new peer has completed its handshake and waits for accept() (without waiting).
+  bool peer_waiting() const;
   // Runs ready work for the server and all its links without waiting.
   std::size_t poll();
   // Refused peers and failed handshakes.
