@@ -132,5 +132,31 @@ TEST(SimdLevels, EveryLevelMatchesTheReferenceBitForBit) {
   EXPECT_GT(compared, 100);
 }
 
+// Coordinates a hair below a decision boundary that lies on an edge of the quantizer's lookup
+// table (boundary 0 of the symmetric tables is one): every level must pick the lower code.
+// Two values of a 2-dim block rotate to (x0 + x1, x0 - x1) / norm, so x = {1 - 2^-24, -1} puts the
+// second coordinate just below 0.
+TEST(SimdLevels, CoordinatesJustBelowABoundaryGetTheSameCodeOnEveryLevel) {
+  LevelGuard guard;
+  std::vector<float> x;
+  for (int k = 0; k < 40; ++k) {  // a full tile and a tail
+    const float e = std::ldexp(1.0f, -24 + (k % 5));
+    x.push_back(1.0f - e);
+    x.push_back(k % 2 ? -1.0f : 1.0f);
+  }
+  const TensorView in = TensorView::contiguous(x.data(), DType::kF32, {40, 2}, 1);
+  for (int bits = 1; bits <= 8; ++bits) {
+    CodecConfig cfg;
+    cfg.bits = bits;
+    auto codec = std::move(make_codec(cfg, 2)).value();
+    ASSERT_TRUE(force_simd_level("reference"));
+    const auto ref_bytes = encode_with(*codec, in);
+    for (const auto& level : simd_levels()) {
+      ASSERT_TRUE(force_simd_level(level));
+      EXPECT_EQ(encode_with(*codec, in), ref_bytes) << "bits=" << bits << " level=" << level;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace agp::codec

@@ -30,12 +30,15 @@ Codebook::Codebook(int block_dim, int bits, const float* centroids, double mse)
   const float span = std::max(std::abs(centroids[0]), std::abs(centroids[n - 1])) * 1.05f + 1e-3f;
   lo_ = -span;
   inv_bin_ = kBins / (2 * span);
-  lut_.resize(kBins);
+  // Bin b starts at the code of the left edge of bin b - 1: a z whose position rounds into bin b
+  // may lie a hair below bin b's own edge, and the scan in quantize() only moves up. So the
+  // lookup returns exactly the number of boundaries <= z, like a binary search would.
+  lut_.assign(kBins, 0);
   int idx = 0;
-  for (int b = 0; b < kBins; ++b) {
+  for (int b = 0; b + 1 < kBins; ++b) {
     const float left = lo_ + static_cast<float>(b) / inv_bin_;
     while (idx < n - 1 && left >= boundaries_[idx]) ++idx;
-    lut_[b] = static_cast<std::uint8_t>(idx);
+    lut_[b + 1] = static_cast<std::uint8_t>(idx);
   }
   lut32_.assign(lut_.begin(), lut_.end());
   padded_.assign(256, HUGE_VALF);

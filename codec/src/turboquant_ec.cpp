@@ -298,6 +298,9 @@ Status ec_decode(std::span<const std::byte> side, std::span<const std::byte> nor
     }
     std::vector<float> mean(d);
     for (auto& m : mean) m = f16_to_f32(get<std::uint16_t>(side, pos));
+    for (float m : mean) {
+      if (!std::isfinite(m)) return bad("TurboQuant-EC channel mean is not finite");
+    }
     CodecConfig tq;
     tq.bits = qmin;
     tq.seed = seed;
