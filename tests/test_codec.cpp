@@ -452,6 +452,28 @@ TEST(BlockAbsmax, ErrorIsWithinHalfAStep) {
   EXPECT_NEAR(std::move(make_codec(cfg, 1280)).value()->bits_per_value(), 4.5, 1e-9);
 }
 
+TEST(BlockAbsmax, NonFiniteValuesAreRefusedWhereverTheyAre) {
+  // std::max(amax, |NaN|) keeps amax, so a NaN once slipped through and was stored as 0.
+  for (CodecId id : {CodecId::kBlockAbsmaxInt8, CodecId::kBlockAbsmax4}) {
+    CodecConfig cfg;
+    cfg.id = id;
+    cfg.bits = id == CodecId::kBlockAbsmaxInt8 ? 8 : 4;
+    auto c = std::move(make_codec(cfg, 100)).value();
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      for (std::size_t at : {0u, 1u, 63u, 64u, 99u, 150u}) {
+        std::vector<float> x(200, 0.25f);
+        x[at] = bad;
+        Encoded e = alloc(*c, 2);
+        EXPECT_EQ(c->encode(TensorView::contiguous(x.data(), DType::kF32, {2, 100}, 1), 0, 2,
+                            e.spans())
+                      .code(),
+                  ErrorCode::kNonFiniteInput)
+            << codec_name(id) << " value " << bad << " at " << at;
+      }
+    }
+  }
+}
+
 TEST(Raw, F16IsExactAndBf16Rounds) {
   CodecConfig cfg;
   cfg.id = CodecId::kRaw;

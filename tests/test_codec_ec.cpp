@@ -181,5 +181,43 @@ TEST(TurboQuantEc, FixedRateModeRemovesTheMeanBeforeTurboQuant) {
             ErrorCode::kBadEncodedData);
 }
 
+TEST(TurboQuantEc, FixedRateModeRefusesNonFiniteChannelMeans) {
+  const std::size_t n = 8;
+  const std::uint32_t dim = 16;
+  const auto x = state_like(n, dim, 5);
+  EcConfig cfg;
+  cfg.fixed_bits = 4;
+  auto p = ec_encode(TensorView::contiguous(x.data(), DType::kF32, {n, dim}, 1), cfg);
+  ASSERT_TRUE(p) << p.status().to_string();
+  auto side = p->side;
+  side[side.size() - 1] = std::byte{0x7c};  // the last mean's high byte: f16 infinity or NaN
+  side[side.size() - 2] = std::byte{0x00};
+  std::vector<float> y(x.size());
+  EXPECT_EQ(ec_decode(side, p->norms, p->codes,
+                      TensorView::contiguous(y.data(), DType::kF32, {n, dim}, 1), cfg.seed)
+                .code(),
+            ErrorCode::kBadEncodedData);
+}
+
+TEST(TurboQuantEc, BudgetsEatenBySideDataAreRefusedNotDeliveredCoarse) {
+  // [5, 4097] at 4 bits: the channel means alone take 8 KB of a 10 KB budget. It used to be
+  // accepted at cosine 0.6; the codes must get at least half the budget.
+  const auto x = state_like(5, 4097, 3);
+  EcConfig cfg;
+  cfg.bits_per_value = 4;
+  auto p = ec_encode(TensorView::contiguous(x.data(), DType::kF32, {5, 4097}, 1), cfg);
+  ASSERT_FALSE(p) << "accepted at " << p->bytes() << " bytes";
+  EXPECT_EQ(p.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("more vectors per packet"), std::string::npos)
+      << p.status().message();
+  // The seed packet keeps working at every entropy-coded budget.
+  const auto seed = state_like(256, 1280, 4);
+  for (int bits = 2; bits <= 6; ++bits) {
+    cfg.bits_per_value = bits;
+    auto q = ec_encode(TensorView::contiguous(seed.data(), DType::kF32, {256, 1280}, 1), cfg);
+    EXPECT_TRUE(q) << bits << ": " << q.status().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace agp::codec

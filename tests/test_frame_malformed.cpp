@@ -325,6 +325,38 @@ std::vector<Case> cases() {
       {"chunk_index_past_count",
        [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.chunk->index = 1; }); },
        ErrorCode::kHeaderInvalid},
+      // Strings are UTF-8: tools print them as JSON, which cannot hold other bytes.
+      {"model_id_not_utf8",
+       [](const Valid& v) { return with_header(v, [](MessageHeader& h) { h.model_id = "m\xff"; }); },
+       ErrorCode::kHeaderInvalid},
+      {"tensor_name_truncated_utf8",
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->name = "caf\xc3"; });
+       },
+       ErrorCode::kHeaderInvalid},
+      {"tensor_name_surrogate",
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->name = "\xed\xa0\x80"; });
+       },
+       ErrorCode::kHeaderInvalid},
+      {"tensor_name_overlong_slash",
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->name = "\xc0\xaf"; });
+       },
+       ErrorCode::kHeaderInvalid},
+      {"error_message_not_utf8",
+       [](const Valid&) {
+         MessageHeader h;
+         h.kind = MessageKind::kError;
+         h.error = ErrorDesc{106, "bad \x80 byte"};
+         return raw_frame(h, {});
+       },
+       ErrorCode::kHeaderInvalid},
+      {"tensor_above_max_tensor_bytes",
+       [](const Valid& v) {
+         return with_header(v, [](MessageHeader& h) { h.tensor->shape = {1, 1280, 1, 1u << 20}; });
+       },
+       ErrorCode::kBodyTooLarge},
   };
 }
 

@@ -6,6 +6,7 @@
 // what the descriptor claims.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -445,6 +446,66 @@ TEST(HostilePeer, AnAckBeforeTheLastChunkWentOutEndsTheLinkWithoutACrash) {
   } else {
     EXPECT_EQ(r->chunks, 256u);
   }
+}
+
+TEST(HostilePeer, IdleConnectionsCannotLockOutALegitimatePeer) {
+  SKIP_WITHOUT_THREADS();
+  auto server = Server::listen("127.0.0.1", 0, options());
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::unique_ptr<Link> accepted;
+  std::thread serve([&] {
+    while (!stop && !accepted) {
+      auto l = (*server)->accept(20ms);
+      if (l) accepted = std::move(l).value();
+    }
+  });
+  // More silent connections than the server keeps pending handshakes for (64).
+  std::vector<FrameStream> idle;
+  for (int i = 0; i < 100; ++i) {
+    auto s = FrameStream::connect("127.0.0.1", (*server)->port(), 2000ms);
+    ASSERT_TRUE(s) << s.status().to_string();
+    idle.push_back(std::move(s).value());
+  }
+  std::this_thread::sleep_for(100ms);  // let the server take them all
+  auto link = Link::connect("127.0.0.1", (*server)->port(), options());
+  EXPECT_TRUE(link) << link.status().to_string();
+  stop = true;
+  serve.join();
+  EXPECT_TRUE(accepted != nullptr);
+  EXPECT_GE((*server)->counters().handshake_rejections, 36u);  // the oldest silent ones went
+}
+
+TEST(LinkOptionsCheck, OptionsThatCannotWorkAreRefusedUpFront) {
+  struct Case {
+    const char* name;
+    std::function<void(LinkOptions&)> set;
+  };
+  const std::vector<Case> cases = {
+      {"model_id over 4096 bytes", [](LinkOptions& o) { o.model_id.assign(5000, 'm'); }},
+      {"peer_name over 4096 bytes", [](LinkOptions& o) { o.peer_name.assign(4097, 'p'); }},
+      {"model_id not UTF-8", [](LinkOptions& o) { o.model_id = "caf\xc3"; }},
+      {"99 streams", [](LinkOptions& o) { o.streams = 99; }},
+      {"0 streams", [](LinkOptions& o) { o.streams = 0; }},
+      {"0 encode threads", [](LinkOptions& o) { o.encode_threads = 0; }},
+      {"a 1-byte key", [](LinkOptions& o) { o.key = {42}; }},
+      {"a zero window", [](LinkOptions& o) { o.window_packets = 0; }},
+      {"a zero receive buffer", [](LinkOptions& o) { o.receive_buffer_bytes = 0; }},
+      {"a negative timeout", [](LinkOptions& o) { o.dead_peer_timeout = Millis(-1); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    LinkOptions o = options();
+    c.set(o);
+    EXPECT_EQ(validate(o).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(Link::connect("127.0.0.1", 9, o).status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(Server::listen("127.0.0.1", 0, o).status().code(), ErrorCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(validate(options()));
+  LinkOptions keyed = options();
+  keyed.key.assign(16, 7);
+  keyed.model_id = "m\xc3\xa9lange";  // valid UTF-8
+  EXPECT_TRUE(validate(keyed)) << validate(keyed).to_string();
 }
 
 }  // namespace

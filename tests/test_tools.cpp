@@ -6,11 +6,15 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <thread>
+
+#include "agp/ptp/checksum.hpp"
 
 namespace {
 
@@ -193,6 +197,24 @@ TEST(Tools, UserErrorsGiveOneLineAndAnExitCode) {
     rx.finish();
     EXPECT_EQ(rx.exit_code, 1);  // it gave up waiting for a matching sender
   }
+  // Numbers a user may mistype: NaN, infinity, absurd magnitudes. Refused with the range, in one
+  // short line (CLI11's own range checks let NaN through and print 300-digit bounds).
+  const std::string proxy = std::string(AGP_PTP_FAULTPROXY) + " --target-port 9";
+  expect_one_line_error(run(proxy + " --latency-ms nan"), 2, "--latency-ms");
+  expect_one_line_error(run(proxy + " --rate-mbit nan"), 2, "--rate-mbit");
+  expect_one_line_error(run(proxy + " --jitter-ms inf"), 2, "--jitter-ms");
+  expect_one_line_error(run(proxy + " --duration-s 1e308"), 2, "--duration-s");
+  {
+    const ToolRun r = run(proxy + " --stall-ms inf");
+    expect_one_line_error(r, 2, "--stall-ms");
+    EXPECT_LT(r.err.size(), 200u) << r.err;
+  }
+  expect_one_line_error(run(send + " --rate nan"), 2, "--rate");
+  expect_one_line_error(run(send + " --rate 1e-12"), 2, "--rate");
+  // More than a receiver takes in one packet, refused before anything is allocated.
+  expect_one_line_error(run(send + " --shape 1,1280,1,100000000"), 2, "max_tensor_bytes");
+  // A model id the hello cannot carry.
+  expect_one_line_error(run(send + " --model-id " + std::string(5000, 'm')), 2, "model_id");
   // The port is taken.
   {
     Receiver first("--idle-timeout-ms 3000 --quiet");
@@ -202,6 +224,63 @@ TEST(Tools, UserErrorsGiveOneLineAndAnExitCode) {
                           1, "address_in_use");
     first.finish();
   }
+}
+
+// An acknowledgement log that cannot be written is an error, not a silent loss of the record.
+TEST(Tools, AckLogThatCannotBeWrittenFailsTheRun) {
+  SKIP_UNDER_EMULATOR();
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  Receiver rx("--idle-timeout-ms 3000 --quiet");
+  ASSERT_GT(rx.port, 0);
+  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
+                         std::to_string(rx.port) + " -n 2 --warmup 0 --codecs tq4 --quiet --ack-log /dev/full");
+  expect_one_line_error(tx, 1, "--ack-log");
+  rx.finish();
+}
+
+// Chunk sizes that do not divide the vector count, through the tools: every packet acknowledged.
+TEST(Tools, ChunkSizesThatDoNotDivideTheVectorsAreDelivered) {
+  SKIP_UNDER_EMULATOR();
+  for (const char* chunk : {"100", "3", "255"}) {
+    Receiver rx("--json --quiet --idle-timeout-ms 5000");
+    ASSERT_GT(rx.port, 0);
+    const ToolRun tx =
+        run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " + std::to_string(rx.port) +
+            " -n 2 --warmup 0 --codecs tq4,int4,prod3 --chunk-vectors " + chunk + " --quiet");
+    EXPECT_EQ(tx.exit_code, 0) << "--chunk-vectors " << chunk << ": " << tx.err;
+    const std::string out = rx.finish();
+    ASSERT_EQ(rx.exit_code, 0) << rx.err;
+    EXPECT_EQ(json::parse(out)["packets_received"].get<int>(), 6);
+  }
+}
+
+// A frame whose model id is not UTF-8, sealed with a correct header checksum (our builder would
+// refuse to write it): the tools report it in text and in JSON instead of aborting.
+TEST(Tools, InspectReportsFramesWithBrokenStrings) {
+  SKIP_UNDER_EMULATOR();
+  const fs::path src = fs::path(AGP_GOLDEN_DIR) / "hello.ptp";
+  if (!fs::exists(src)) GTEST_SKIP() << "golden frames not found";
+  std::ifstream in(src, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = bytes.find("devmodel");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 7] = '\xff';
+  std::uint32_t header_length = 0;
+  std::memcpy(&header_length, bytes.data() + 8, 4);
+  std::string covered = bytes.substr(0, 16) + bytes.substr(24, header_length);
+  const std::uint64_t sum = agp::ptp::xxh3_64(std::as_bytes(std::span(covered.data(), covered.size())));
+  std::memcpy(bytes.data() + 16, &sum, 8);
+  const fs::path bad = fs::temp_directory_path() / ("agp-utf8-" + std::to_string(::getpid()));
+  std::ofstream(bad, std::ios::binary) << bytes;
+  const ToolRun text = run(std::string(AGP_PTP_INSPECT) + " " + bad.string());
+  EXPECT_EQ(text.exit_code, 1) << text.err;
+  EXPECT_NE((text.out + text.err).find("header_invalid"), std::string::npos) << text.out << text.err;
+  EXPECT_NE((text.out + text.err).find("UTF-8"), std::string::npos) << text.out << text.err;
+  const ToolRun as_json = run(std::string(AGP_PTP_INSPECT) + " --json " + bad.string());
+  EXPECT_EQ(as_json.exit_code, 1) << as_json.err;
+  json parsed;
+  EXPECT_NO_THROW(parsed = json::parse(as_json.out)) << as_json.out;
+  fs::remove(bad);
 }
 
 }  // namespace

@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   app.add_option("--duration-s", duration_s, "stop after this long (0: at SIGINT/SIGTERM)")
       ->check(tools::number_in(0, 1e7));
   app.add_flag("--json", as_json, "print the statistics as JSON");
-  CLI11_PARSE(app, argc, argv);
+  if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
 
   // Block the signals before any thread starts, so only wait_for_end receives them.
   sigset_t set;

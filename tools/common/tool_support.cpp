@@ -215,6 +215,7 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
     o.key.resize(bytes.size());
     std::memcpy(o.key.data(), bytes.data(), bytes.size());
   }
+  AGP_RETURN_IF_ERROR(transport::validate(o));  // e.g. a --model-id too long for a hello
   return o;
 }
 
