@@ -333,6 +333,37 @@ TEST(Safetensors, BadIndexesAreRejected) {
   EXPECT_EQ(none.status().code(), ErrorCode::kIoError);
 }
 
+// A shard named by an index may be a link (the Hugging Face cache keeps snapshots/<rev>/ as links
+// into ../../blobs/), but not to a file anywhere else.
+TEST(Safetensors, ShardLinksMayNotLeaveTheCheckpoint) {
+  TempDir outside, cache;
+  const auto image = st_image(st_header({{"a", "F32", {2}, 8}}), 8);
+  write_bytes(outside.file("secret.safetensors"), image);
+  const fs::path ckpt = fs::path(cache.file("models--x/snapshots/rev1"));
+  const fs::path blobs = fs::path(cache.file("models--x/blobs"));
+  fs::create_directories(ckpt);
+  fs::create_directories(blobs);
+  write_bytes((ckpt / "x.safetensors.index.json").string(),
+              to_bytes("{\"weight_map\": {\"a\": \"s1.safetensors\"}}"));
+
+  fs::create_symlink(outside.file("secret.safetensors"), ckpt / "s1.safetensors");
+  auto escaped = SafetensorsModel::open((ckpt / "x.safetensors.index.json").string());
+  ASSERT_FALSE(escaped) << "followed a link out of the checkpoint";
+  EXPECT_EQ(escaped.status().code(), ErrorCode::kBadSafetensors) << escaped.status().to_string();
+
+  fs::remove(ckpt / "s1.safetensors");
+  write_bytes((blobs / "0123abcd").string(), image);
+  fs::create_symlink("../../blobs/0123abcd", ckpt / "s1.safetensors");
+  auto cached = SafetensorsModel::open((ckpt / "x.safetensors.index.json").string());
+  EXPECT_TRUE(cached) << cached.status().to_string();
+
+  fs::remove(ckpt / "s1.safetensors");
+  write_bytes((ckpt / "real.bin").string(), image);
+  fs::create_symlink("real.bin", ckpt / "s1.safetensors");
+  auto inside = SafetensorsModel::open((ckpt / "x.safetensors.index.json").string());
+  EXPECT_TRUE(inside) << inside.status().to_string();
+}
+
 // ---------- the development model fixture ----------
 
 std::string fixture_dir() {

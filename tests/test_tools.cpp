@@ -1,8 +1,12 @@
 // The command-line tools end to end, as a user runs them: ptp-recv and ptp-send over loopback with
 // their JSON checked, the saved frames read back by ptp-inspect, and every user error giving one
 // line and its exit code.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +19,8 @@
 #include <thread>
 
 #include "agp/ptp/checksum.hpp"
+#include "agp/ptp/fingerprint.hpp"
+#include "agp/ptp/frame_builder.hpp"
 
 namespace {
 
@@ -252,6 +258,55 @@ TEST(Tools, ChunkSizesThatDoNotDivideTheVectorsAreDelivered) {
     ASSERT_EQ(rx.exit_code, 0) << rx.err;
     EXPECT_EQ(json::parse(out)["packets_received"].get<int>(), 6);
   }
+}
+
+// Serving every session (--sessions 0), a peer that says hello and vanishes must not hold the next
+// sender off until its session times out (that took 30 s and then ended ptp-recv).
+TEST(Tools, AVanishedPeerGivesWayToTheNextSender) {
+  SKIP_UNDER_EMULATOR();
+  Receiver rx("--sessions 0 --count 2 --idle-timeout-ms 40000 --quiet");
+  ASSERT_GT(rx.port, 0);
+  {  // A hello with the tools' default identity, then gone without a word.
+    static constexpr std::string_view kDigest = "synthetic-or-file-states";
+    agp::ptp::MessageHeader h;
+    h.kind = agp::ptp::MessageKind::kHello;
+    h.model_id = "ptp-bench";
+    h.split_layer = 2;
+    h.fingerprint = agp::ptp::model_fingerprint(
+        {"ptp-bench", std::as_bytes(std::span(kDigest.data(), kDigest.size())), 2, 0,
+         agp::DType::kF16, 1});
+    h.hello = agp::ptp::HelloDesc{};
+    h.hello->codecs = {1, 2, 3, 4, 5, 6};
+    h.hello->flags = 1;
+    h.hello->nonce.assign(16, 3);
+    h.hello->session_id = 0xdeadbeef;
+    h.hello->next_sequence = 1;
+    agp::ptp::FrameBuilder b;
+    auto frame = b.build(h, {});
+    ASSERT_TRUE(frame) << frame.status().to_string();
+    const auto bytes = frame->flatten();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(rx.port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // admitted: a session now
+    ::close(fd);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
+                         std::to_string(rx.port) + " -n 2 --warmup 0 --codecs tq4 --quiet");
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(tx.exit_code, 0) << tx.err;
+  rx.finish();
+  EXPECT_EQ(rx.exit_code, 0) << rx.err;
+  // The vanished session ends once its peer is known dead (--dead-peer-ms, 1 s by default) and a
+  // sender waits, far below the 30 s it used to take.
+  EXPECT_LT(waited, 15.0) << rx.err;
+  EXPECT_NE(rx.err.find("session"), std::string::npos) << rx.err;
 }
 
 // A frame whose model id is not UTF-8, sealed with a correct header checksum (our builder would

@@ -228,3 +228,55 @@ def test_link_refuses_another_models_fingerprint():
     th.join(5)
     assert e.value.code == 117
     assert errors == [500]  # the server saw no acceptable peer: accept timed out
+
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "golden",
+                      "codec")
+
+
+@pytest.mark.parametrize("stem", ["seed_f16.tq4", "rows_f32.int4", "odd_bf16.prod3",
+                                  "ec_f16.ec4", "ec_f16.ec8"])
+def test_golden_packets_decode_to_their_stored_tensors(stem):
+    path = os.path.join(GOLDEN, stem + ".ptp")
+    if not os.path.exists(path):
+        pytest.skip("golden packet " + stem + " not in this checkout")
+    with open(path, "rb") as f:
+        frame = f.read()
+    want = np.load(os.path.join(GOLDEN, stem + ".decoded.npy"))
+    got = agp.decode(frame, dtype="float32")
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_bad_arguments_are_agp_errors_not_python_ones():
+    x = gaussian((4, 128))
+    frame = agp.encode(x, "tq4")
+    with pytest.raises(agp.Error) as e:  # trailing bytes: a Frame is one frame
+        agp.decode(frame + b"\0" * 64)
+    assert e.value.name == "invalid_argument" and "after the frame" in str(e.value)
+    with pytest.raises(agp.Error):  # two frames
+        agp.decode(frame + frame)
+    read_only = np.zeros((4, 128), dtype=np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(agp.Error, match="read-only"):
+        agp.decode(frame, read_only)
+    with pytest.raises(agp.Error, match="buffer"):
+        agp.decode(frame, "not a buffer")
+    with pytest.raises(agp.Error, match="port"):
+        agp.Link.connect("127.0.0.1", 70000)
+    with pytest.raises(agp.Error, match="port"):
+        agp.Server(port=-1)
+    with pytest.raises(agp.Error, match="streams"):
+        agp.Server(streams=99)
+    with pytest.raises(agp.Error, match="encode_threads"):
+        agp.Link.connect("127.0.0.1", 9, encode_threads=0)
+    with pytest.raises(agp.Error, match="key"):
+        agp.Link.connect("127.0.0.1", 9, key=b"k")
+    with pytest.raises(agp.Error, match="model_id"):
+        agp.Server(model_id="m" * 5000)
+    server = agp.Server()
+    with pytest.raises(agp.Error, match="timeout_ms"):
+        server.accept(timeout_ms=-1)
+    with pytest.raises(agp.Error, match="timeout_ms"):
+        server.accept(timeout_ms=1.5)
+    with pytest.raises(agp.Error, match="stream_id"):
+        agp.encode(x, "tq4", stream_id=2 ** 40)
