@@ -447,8 +447,9 @@ int main(int argc, char** argv) {
   add_identity_options(app, o.identity);
   add_liveness_options(app, o.liveness);
   app.add_option("--sessions", o.sessions,
-                 "serve this many sender sessions one after another (0: until killed); a sender "
-                 "gone for --give-up-ms ends its session")
+                 "serve this many sender sessions one after another (0: until killed); a session "
+                 "ends when its sender is gone for --give-up-ms, at once if its connection is down "
+                 "and another sender waits, or when a packet of it is refused (said on stderr)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--journal", o.journal,
                  "append 'SESSION SEQUENCE DIGEST NAME' per delivered packet before acknowledging "
