@@ -535,6 +535,16 @@ TEST(Lossless, ZstdRoundTripAndCorruptionIsCaught) {
   auto bad = packed;
   bad[0] = std::byte{0};  // breaks the magic number
   EXPECT_EQ(zstd_decompress(bad, out).code(), ErrorCode::kBadEncodedData);
+  // One frame and nothing after it: not a skippable frame, not a second frame.
+  auto skippable = packed;
+  for (int b : {0x50, 0x2a, 0x4d, 0x18, 0x00, 0x00, 0x00, 0x00}) {
+    skippable.push_back(static_cast<std::byte>(b));
+  }
+  EXPECT_EQ(zstd_decompress(skippable, out).code(), ErrorCode::kBadEncodedData);
+  auto twice = packed;
+  twice.insert(twice.end(), packed.begin(), packed.end());
+  std::vector<std::byte> doubled(2 * in.size());
+  EXPECT_EQ(zstd_decompress(twice, doubled).code(), ErrorCode::kBadEncodedData);
   std::vector<std::byte> small(10);
   EXPECT_EQ(zstd_compress(in, 3, small).status().code(), ErrorCode::kBufferTooSmall);
   std::vector<std::byte> roomy(zstd_bound(in.size()));

@@ -123,5 +123,34 @@ TEST(TensorPacket, MismatchesAreReported) {
             ErrorCode::kInvalidArgument);  // raw packets carry the tensor's own dtype
 }
 
+// TurboQuant-EC's descriptor and side data must tell the same story: lossless with the mode, and
+// in mode 1 the width.
+TEST(TensorPacket, EcDescriptorsThatContradictTheSideDataAreRefused) {
+  std::vector<float> x(256 * 64);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  const auto in = codec::TensorView::contiguous(x.data(), DType::kF32, {256, 64}, 1);
+  std::vector<float> y(x.size());
+  const auto out = codec::TensorView::contiguous(y.data(), DType::kF32, {256, 64}, 1);
+  for (const char* name : {"ec4", "ec8"}) {
+    SCOPED_TRACE(name);
+    TensorPacketWriter w(*parse_packet_codec(name, DType::kF32));
+    auto g = w.write(in, MessageHeader{}, Layout::kSD);
+    ASSERT_TRUE(g) << g.status().to_string();
+    const auto frame = g->flatten();
+    auto v = parse_frame(frame);
+    ASSERT_TRUE(v);
+    ASSERT_TRUE(read_tensor_packet(v->header, v->body, out));
+    MessageHeader h = v->header;
+    h.codec->lossless =
+        h.codec->lossless == LosslessKind::kZstd ? LosslessKind::kNone : LosslessKind::kZstd;
+    EXPECT_EQ(read_tensor_packet(h, v->body, out).code(), ErrorCode::kBadCodecDescriptor);
+    if (std::string(name) == "ec8") {
+      h = v->header;
+      h.codec->bits = 7;
+      EXPECT_EQ(read_tensor_packet(h, v->body, out).code(), ErrorCode::kBadCodecDescriptor);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace agp::ptp

@@ -35,6 +35,14 @@ Status zstd_decompress(std::span<const std::byte> in, std::span<std::byte> out) 
   if (declared == ZSTD_CONTENTSIZE_ERROR) {
     return make_error(ErrorCode::kBadEncodedData, "the lossless stage is not a zstd frame");
   }
+  // Exactly one frame: ZSTD_decompress would also take further frames (skippable ones included)
+  // after it, bytes no encoder of ours writes and a reader written from the spec refuses.
+  if (const std::size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
+      ZSTD_isError(frame) || frame != in.size()) {
+    return make_error(ErrorCode::kBadEncodedData,
+                      ZSTD_isError(frame) ? std::string("zstd: ") + ZSTD_getErrorName(frame)
+                                          : "bytes follow the zstd frame");
+  }
   if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != out.size()) {
     return make_error(ErrorCode::kBadEncodedData,
                       "zstd frame declares " + std::to_string(declared) + " bytes; expected " +

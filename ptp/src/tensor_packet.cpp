@@ -412,6 +412,19 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
                               " needs lossless " + (mode == 0 ? "1 (zstd)" : "0") +
                               " in the codec descriptor");
       }
+      // Mode 1 codes at the width its side data names (the i16 at byte 24), which the
+      // descriptor's bits must repeat.
+      constexpr std::size_t kWidthOffset = 24;
+      if (mode == 1 && side.size() >= kWidthOffset + 2) {
+        const auto width = std::to_integer<unsigned>(side[kWidthOffset]) |
+                           std::to_integer<unsigned>(side[kWidthOffset + 1]) << 8;
+        if (width != h.codec->bits) {
+          return make_error(ErrorCode::kBadCodecDescriptor,
+                            "turboquant_ec packet: fixed-rate side data codes " +
+                                std::to_string(width) + " bits; the descriptor says " +
+                                std::to_string(h.codec->bits));
+        }
+      }
     }
     return codec::ec_decode(side, section(1), section(2), out, c->ec.seed);
   }

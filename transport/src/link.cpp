@@ -873,7 +873,9 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   // Hands chunk k, built and timed, to the packet's frames and the wire.
   auto ship = [&](std::uint32_t k, Result<ptp::GatherList>& built,
                   std::shared_ptr<const void> owner, double encode_us) -> Status {
-    AGP_RETURN_IF_ERROR(m.usable());  // polling between chunks may have ended the link
+    // Polling between chunks may have ended the link (a peer that acknowledged too early). A bye
+    // that follows the peer's ack of this very packet is no failure: that is checked later.
+    if (m.state == Impl::State::kFailed) return m.failure_;
     if (!built) {
       // Nothing of this packet may go out half-made: take it back (it is the newest).
       if (k == 0 || mine().transmissions == 0) {
@@ -912,7 +914,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     }
     if (k + 1 == chunks) m.sent_upto = seq;
     if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
-    return m.usable();
+    return m.state == Impl::State::kFailed ? m.failure_ : Status();
   };
   auto chunk_desc = [&](std::uint32_t k) {
     return ptp::ChunkDesc{k, chunks, k * per_chunk, std::min(per_chunk, vectors - k * per_chunk)};
