@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "agp/ptp/frame_decoder.hpp"
+#include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 
 namespace agp::ptp {
@@ -150,6 +151,47 @@ TEST(TensorPacket, EcDescriptorsThatContradictTheSideDataAreRefused) {
       EXPECT_EQ(read_tensor_packet(h, v->body, out).code(), ErrorCode::kBadCodecDescriptor);
     }
   }
+}
+
+// The registry is the one list of codecs: every entry's names parse, describe and come back, its
+// widths are ones the handshake offers, and nothing outside it passes the frame layer.
+TEST(PacketCodecRegistry, EveryEntryIsConsistent) {
+  unsigned last_id = 0;
+  for (const PacketCodecEntry& e : packet_codec_entries()) {
+    SCOPED_TRACE(std::string(e.name));
+    EXPECT_GT(static_cast<unsigned>(e.id), last_id);  // sorted, unique
+    last_id = static_cast<unsigned>(e.id);
+    EXPECT_EQ(find_packet_codec(e.id), &e);
+    EXPECT_EQ(TensorPacketWriter::chunkable(e.id), e.form == PacketForm::kPerVector);
+    std::vector<std::string> names;
+    if (e.max_bits == 0) {
+      names.push_back(std::string(e.name));
+    } else {
+      for (int b = e.min_bits; b <= e.max_bits; ++b) {
+        names.push_back(std::string(e.name) + std::to_string(b));
+      }
+      EXPECT_FALSE(parse_packet_codec(std::string(e.name) + std::to_string(e.max_bits + 1), DType::kF16));
+    }
+    for (const std::string& name : names) {
+      auto c = parse_packet_codec(name, DType::kF16);
+      ASSERT_TRUE(c) << name << ": " << c.status().to_string();
+      EXPECT_EQ(c->config.id, e.id);
+      const CodecDesc d = describe_codec(*c, 0);
+      EXPECT_EQ(packet_codec_name(d), name);
+      if (e.decodable_bits != 0) {
+        EXPECT_TRUE(e.decodable_bits >> d.bits & 1u) << name;
+      }
+      auto back = codec_from_desc(d, DType::kF16);
+      EXPECT_TRUE(back) << name << ": " << back.status().to_string();
+    }
+    EXPECT_NE(packet_codec_names().find(std::string(e.name)), std::string::npos);
+  }
+  CodecDesc unknown;
+  unknown.codec = static_cast<CodecId>(last_id + 1);
+  EXPECT_EQ(codec_from_desc(unknown, DType::kF16).status().code(), ErrorCode::kBadCodecDescriptor);
+  EXPECT_EQ(parse_packet_codec("tq", DType::kF16).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(parse_packet_codec("tq04", DType::kF16));
+  EXPECT_FALSE(parse_packet_codec("int", DType::kF16));
 }
 
 }  // namespace

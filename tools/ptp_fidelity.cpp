@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agp/fidelity/harness.hpp"
+#include "agp/ptp/packet_codecs.hpp"
 #include "common/json_text.hpp"
 #include "common/progress.hpp"
 #include "common/report.hpp"
@@ -201,8 +202,8 @@ int main(int argc, char** argv) {
   app.add_option("--windows", o.windows, "at most this many windows")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--codec,--codecs", o.codecs,
-                 "comma-separated: raw (fp16), tq1..tq8, prod2..prod8, int8, int4, ec2..ec8, none, "
-                 "ref-int8-b64, ref-q4-b32, ref-q3-b32");
+                 "comma-separated: " + ptp::packet_codec_names() +
+                     " (raw: fp16), none, ref-int8-b64, ref-q4-b32, ref-q3-b32");
   app.add_flag("--sweep", o.sweep, "every codec and bit width");
   app.add_flag("--greedy", o.greedy, "also measure greedy continuations");
   app.add_option("--prompts", o.prompts, "greedy: prompts (the first windows)");

@@ -15,6 +15,7 @@
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/npy.hpp"
+#include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/safetensors.hpp"
 #include "common/json_text.hpp"
 #include "common/progress.hpp"
@@ -431,7 +432,9 @@ int main(int argc, char** argv) {
   app.add_option("--interface", o.interface,
                  "send only through this interface (for example bridge0, the Thunderbolt bridge)");
   app.add_option("--codecs", o.codecs,
-                 "comma-separated: raw, tq1..tq8 (TurboQuant), prod2..prod8, int8, int4, ec2..ec8");
+                 "comma-separated: " + ptp::packet_codec_names() +
+                     " (tq: TurboQuant, prod: TurboQuant-prod, int: block absmax, ec: "
+                     "TurboQuant-EC)");
   app.add_option("-n,--count", o.count, "timed packets per codec")->check(CLI::Range(1, 10000000));
   app.add_option("--warmup", o.warmup, "untimed packets per codec first")
       ->check(CLI::Range(0, 1000000));

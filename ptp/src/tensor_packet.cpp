@@ -6,6 +6,7 @@
 #include <string>
 
 #include "agp/ptp/frame_decoder.hpp"
+#include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/validate.hpp"
 
 namespace agp::ptp {
@@ -24,87 +25,65 @@ bool is_c_contiguous(const codec::TensorView& v) {
   return true;
 }
 
-bool uses_rotation(CodecId id) {
-  return id == CodecId::kTurboQuantMse || id == CodecId::kTurboQuantProd ||
-         id == CodecId::kTurboQuantEc;
+// The registry's entry of a codec this build has (the id was checked where it came from).
+const PacketCodecEntry& entry_of(CodecId id) {
+  const PacketCodecEntry* e = find_packet_codec(id);
+  return e ? *e : packet_codec_entries().front();
 }
 
 }  // namespace
 
 Result<PacketCodec> parse_packet_codec(const std::string& name, DType dtype) {
-  PacketCodec c;
-  c.config.raw_dtype = dtype;
-  auto bits_after = [&](std::size_t prefix, int lo, int hi) -> int {
-    const std::string rest = name.substr(prefix);
-    if (rest.size() != 1 || rest[0] < '0' || rest[0] > '9') return -1;
-    const int b = rest[0] - '0';
-    return b >= lo && b <= hi ? b : -1;
-  };
-  int b = -1;
-  if (name == "raw") {
-    c.config.id = CodecId::kRaw;
+  for (const PacketCodecEntry& e : packet_codec_entries()) {
+    int bits = e.fixed_bits;
+    if (e.max_bits == 0) {
+      if (name != e.name) continue;
+    } else {
+      // The prefix and one decimal width in range ("tq4"; "tq10" and "tq04" are not names).
+      if (name.size() != e.name.size() + 1 || name.compare(0, e.name.size(), e.name) != 0) continue;
+      bits = name.back() - '0';
+      if (bits < e.min_bits || bits > e.max_bits) continue;
+    }
+    PacketCodec c;
+    c.config.id = e.id;
+    c.config.bits = bits;
+    c.config.raw_dtype = dtype;
+    if (e.configure) e.configure(c, bits);
     return c;
   }
-  if (name == "int8" || name == "int4") {
-    c.config.id = name == "int8" ? CodecId::kBlockAbsmaxInt8 : CodecId::kBlockAbsmax4;
-    c.config.bits = name == "int8" ? 8 : 4;
-    return c;
-  }
-  if (name.rfind("tq", 0) == 0 && (b = bits_after(2, 1, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantMse;
-  } else if (name.rfind("prod", 0) == 0 && (b = bits_after(4, 2, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantProd;
-  } else if (name.rfind("ec", 0) == 0 && (b = bits_after(2, 2, 8)) > 0) {
-    c.config.id = CodecId::kTurboQuantEc;
-    c.ec.bits_per_value = b;
-    if (b > 6) c.ec.fixed_bits = b;
-  } else {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        "unknown codec '" + name + "' (raw, tq1..tq8, prod2..prod8, int8, int4, ec2..ec8)");
-  }
-  c.config.bits = static_cast<std::uint8_t>(b);
-  return c;
+  return make_error(ErrorCode::kInvalidArgument,
+                    "unknown codec '" + name + "' (" + packet_codec_names() + ")");
 }
 
 std::string packet_codec_name(const CodecDesc& d) {
-  const std::string bits = std::to_string(d.bits);
-  switch (d.codec) {
-    case CodecId::kRaw: return "raw";
-    case CodecId::kBlockAbsmaxInt8: return "int8";
-    case CodecId::kBlockAbsmax4: return "int4";
-    case CodecId::kTurboQuantMse: return "tq" + bits;
-    case CodecId::kTurboQuantProd: return "prod" + bits;
-    case CodecId::kTurboQuantEc: return "ec" + bits;
-    default: return "";
-  }
+  const PacketCodecEntry* e = find_packet_codec(d.codec);
+  if (!e) return "";
+  return std::string(e->name) + (e->max_bits > 0 ? std::to_string(d.bits) : "");
 }
 
 CodecDesc describe_codec(const PacketCodec& c, std::uint64_t original_bytes) {
   CodecDesc d;
   d.codec = c.config.id;
   d.original_bytes = original_bytes;
-  if (c.config.id == CodecId::kRaw) return d;
-  d.bits = static_cast<std::uint8_t>(
-      c.config.id == CodecId::kTurboQuantEc
-          ? (c.ec.fixed_bits ? c.ec.fixed_bits : static_cast<int>(c.ec.bits_per_value))
-          : c.config.bits);
-  d.norm_dtype = c.config.id == CodecId::kTurboQuantEc ? DType::kF16 : c.config.norm_dtype;
-  if (uses_rotation(c.config.id)) {
+  const PacketCodecEntry& e = entry_of(c.config.id);
+  if (e.rotated) {
     d.rotation = RotationKind::kBlockWalshHadamard;
-    d.rotation_seed = c.config.id == CodecId::kTurboQuantEc ? c.ec.seed : c.config.seed;
+    d.rotation_seed = c.config.seed;
     d.block_size = kMaxHadamardBlock;
     d.codebook_id = kCodebookLloydMaxExact;
     d.codebook_version = kCodebookVersion;
   }
-  // Entropy-coded EC levels are a zstd frame; fixed-rate EC codes are TurboQuant-MSE's, unframed.
-  if (c.config.id == CodecId::kTurboQuantEc && c.ec.fixed_bits == 0) {
-    d.lossless = LosslessKind::kZstd;
-  }
+  if (e.describe) e.describe(c, d);
   return d;
 }
 
 Result<PacketCodec> codec_from_desc(const CodecDesc& d, DType tensor_dtype) {
+  const PacketCodecEntry* e = find_packet_codec(d.codec);
+  if (!e) {
+    return make_error(ErrorCode::kBadCodecDescriptor,
+                      "codec id " + std::to_string(static_cast<unsigned>(d.codec)) +
+                          " is not known to this build (" + packet_codec_names() + ")");
+  }
   auto bad = [&](const std::string& why) {
     return make_error(ErrorCode::kBadCodecDescriptor,
                       std::string(codec_name(d.codec)) + " packet: " + why);
@@ -112,20 +91,8 @@ Result<PacketCodec> codec_from_desc(const CodecDesc& d, DType tensor_dtype) {
   PacketCodec c;
   c.config.id = d.codec;
   c.config.bits = d.bits;
-  switch (d.codec) {
-    case CodecId::kRaw:
-      c.config.raw_dtype = tensor_dtype;
-      return c;
-    case CodecId::kBlockAbsmaxInt8:
-    case CodecId::kBlockAbsmax4:
-      return c;
-    case CodecId::kTurboQuantMse:
-    case CodecId::kTurboQuantProd:
-    case CodecId::kTurboQuantEc:
-      break;
-    case CodecId::kUnknown:
-      return bad("unknown codec");
-  }
+  c.config.raw_dtype = tensor_dtype;
+  if (!e->rotated) return c;
   if (d.rotation != RotationKind::kBlockWalshHadamard || d.block_size != kMaxHadamardBlock) {
     return bad("rotation must be block Walsh-Hadamard with blocks up to 4096");
   }
@@ -144,15 +111,16 @@ TensorPacketWriter::TensorPacketWriter(PacketCodec codec, DecoderLimits limits)
 
 std::uint64_t TensorPacketWriter::encoded_bytes() const {
   std::uint64_t n = 0;
-  if (codec_.config.id == CodecId::kRaw) return raw_bytes_;
-  if (codec_.config.id == CodecId::kTurboQuantEc) return ec_packet_.bytes();
+  const PacketForm form = entry_of(codec_.config.id).form;
+  if (form == PacketForm::kTensorBytes) return raw_bytes_;
+  if (form == PacketForm::kWholePacket) return ec_packet_.bytes();
   for (const auto& p : parts_) n += p.size();
   return n;
 }
 
 bool TensorPacketWriter::chunkable(CodecId id) {
-  return id == CodecId::kTurboQuantMse || id == CodecId::kTurboQuantProd ||
-         id == CodecId::kBlockAbsmaxInt8 || id == CodecId::kBlockAbsmax4;
+  const PacketCodecEntry* e = find_packet_codec(id);
+  return e && e->form == PacketForm::kPerVector;
 }
 
 std::shared_ptr<const void> TensorPacketWriter::release_buffers() {
@@ -204,7 +172,8 @@ Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
   header.codec = describe_codec(codec_, original);
   if (chunk) header.chunk = *chunk;
   std::vector<SectionInput> sections;
-  if (codec_.config.id == CodecId::kRaw) {
+  const PacketForm form = entry_of(codec_.config.id).form;
+  if (form == PacketForm::kTensorBytes) {
     // The tensor's own bytes in C order, referenced, not copied.
     if (codec_.config.raw_dtype != view.dtype || !is_c_contiguous(view)) {
       return make_error(ErrorCode::kInvalidArgument,
@@ -213,7 +182,7 @@ Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
     }
     raw_bytes_ = original;
     sections = {{SectionKind::kRaw, std::span<const std::byte>(view.data, original), std::nullopt}};
-  } else if (codec_.config.id == CodecId::kTurboQuantEc) {
+  } else if (form == PacketForm::kWholePacket) {
     auto p = codec::ec_encode(view, codec_.ec);
     if (!p) return p.status();
     ec_packet_ = std::move(p).value();
@@ -290,12 +259,13 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
   const std::uint64_t dim = t.shape[t.vector_axis];
   const std::uint64_t elements = *shape_element_count(t.shape);
   const std::uint64_t vectors = elements / dim;
-  if (d.codec != CodecId::kRaw && dim > (std::uint64_t{1} << 24)) {
+  const PacketForm form = entry_of(d.codec).form;
+  if (form != PacketForm::kTensorBytes && dim > (std::uint64_t{1} << 24)) {
     return make_error(ErrorCode::kBadTensorDescriptor,
                       who + "vectors of " + std::to_string(dim) + " values; the limit is 2^24");
   }
   // Only EC's entropy-coded levels are a zstd frame (side data mode 0, checked when decoding).
-  if (d.lossless != LosslessKind::kNone && d.codec != CodecId::kTurboQuantEc) {
+  if (d.lossless != LosslessKind::kNone && form != PacketForm::kWholePacket) {
     return make_error(ErrorCode::kBadCodecDescriptor,
                       who + "this codec never has a lossless stage (lossless must be 0)");
   }
@@ -327,9 +297,9 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
   }
   // The sections, in order, with their exact lengths (0 = any length).
   std::vector<std::pair<SectionKind, std::uint64_t>> want;
-  if (d.codec == CodecId::kRaw) {
+  if (form == PacketForm::kTensorBytes) {
     want = {{SectionKind::kRaw, source_bytes}};
-  } else if (d.codec == CodecId::kTurboQuantEc) {
+  } else if (form == PacketForm::kWholePacket) {
     if (d.bits < 1 || d.bits > 8) {
       return make_error(ErrorCode::kBadCodecDescriptor, who + "bits must be 1..8");
     }
@@ -382,7 +352,8 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
     return make_error(ErrorCode::kInvalidArgument, "the body is shorter than the header says");
   }
   auto section = [&](std::size_t i) { return section_bytes(h, body, i); };
-  if (c->config.id == CodecId::kRaw) {
+  const PacketForm form = entry_of(c->config.id).form;
+  if (form == PacketForm::kTensorBytes) {
     const auto bytes = section(0);
     if (out.dtype == h.tensor->dtype && is_c_contiguous(out)) {
       std::memcpy(out.data, bytes.data(), bytes.size());
@@ -398,7 +369,7 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
     }
     return {};
   }
-  if (c->config.id == CodecId::kTurboQuantEc) {
+  if (form == PacketForm::kWholePacket) {
     // The side data's mode must agree with the descriptor's lossless stage.
     const auto side = section(0);
     constexpr std::size_t kModeOffset = 6;  // after "TQEC" and the u16 version

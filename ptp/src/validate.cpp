@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "agp/ptp/packet_codecs.hpp"
+
 namespace agp::ptp {
 namespace {
 
@@ -49,9 +51,10 @@ Status check_string(const std::string& s, const char* what, const DecoderLimits&
 
 Status check_codec(const CodecDesc& c) {
   const auto id = static_cast<unsigned>(c.codec);
-  if (id == 0 || id > static_cast<unsigned>(CodecId::kTurboQuantEc)) {
+  if (!find_packet_codec(c.codec)) {
     return make_error(ErrorCode::kBadCodecDescriptor,
-                      "codec id " + str(id) + " is not defined by this protocol version (1..6)");
+                      "codec id " + str(id) + " is not one this build knows (" +
+                          packet_codec_names() + ")");
   }
   if (c.codec == CodecId::kRaw && c.bits != 0) {
     return make_error(ErrorCode::kBadCodecDescriptor,

@@ -2,26 +2,10 @@
 
 #include <algorithm>
 
+#include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/validate.hpp"
 
 namespace agp::transport::detail {
-namespace {
-
-// Codecs this build decodes, with the bit widths each accepts (bit b set = b bits per value).
-struct CodecBits {
-  CodecId id;
-  std::uint32_t mask;
-};
-constexpr CodecBits kDecodable[] = {
-    {CodecId::kRaw, 0},
-    {CodecId::kTurboQuantMse, 0x1FE},   // 1..8
-    {CodecId::kTurboQuantProd, 0x1FC},  // 2..8
-    {CodecId::kBlockAbsmaxInt8, 1u << 8},
-    {CodecId::kBlockAbsmax4, 1u << 4},
-    {CodecId::kTurboQuantEc, 0x1FE},  // 1..8
-};
-
-}  // namespace
 
 ptp::DecoderOptions handshake_decoder(const LinkOptions& o) {
   ptp::DecoderOptions d;
@@ -45,9 +29,9 @@ ptp::HelloDesc capabilities(const LinkOptions& o) {
   h.max_protocol = ptp::kProtocolVersion;
   h.max_frame_bytes = o.limits.max_body_bytes;
   h.max_streams = std::clamp<std::uint16_t>(o.streams, 1, kMaxStreams);
-  for (const CodecBits& c : kDecodable) {
+  for (const ptp::PacketCodecEntry& c : ptp::packet_codec_entries()) {
     h.codecs.push_back(static_cast<std::uint16_t>(c.id));
-    h.codec_bits.push_back(c.mask);
+    h.codec_bits.push_back(c.decodable_bits);
   }
   h.flags = kFlagChunking | (o.key.empty() ? 0 : kFlagKey);
   h.peer_name = o.peer_name;
