@@ -448,6 +448,59 @@ TEST(HostilePeer, AnAckBeforeTheLastChunkWentOutEndsTheLinkWithoutACrash) {
   }
 }
 
+// The same lie on a reconnect, with a packet still unacknowledged: the link ends cleanly (it once
+// went on to resend on the connection the refusal had just released, and crashed).
+TEST(HostilePeer, AResumePointBeyondWhatWasSentOnAReconnectEndsTheLink) {
+  SKIP_WITHOUT_THREADS();
+  auto l = Listener::bind("127.0.0.1", 0);
+  ASSERT_TRUE(l);
+  std::thread server([&] {
+    // First connection: take packet 1 without acknowledging it, then hang up.
+    hand_server(*l, [](ptp::HelloDesc&) {}, [](FrameStream& s) {
+      (void)s.receive(5000ms);
+      s.close();
+    });
+    // The reconnect: claim that packet 4 was delivered, of 1 sent.
+    hand_server(*l, [](ptp::HelloDesc& r) { r.delivered_sequence = 4; },
+                [](FrameStream& s) { (void)s.receive(2000ms); });
+  });
+  auto link = Link::connect("127.0.0.1", l->port(), options());
+  ASSERT_TRUE(link) << link.status().to_string();
+  Tensor t = make_tensor(5);
+  auto r = (*link)->send(t.view(), tq_codec(4), {"t", 0, ptp::Layout::kBC1S}, 5000ms);
+  server.join();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.status().code(), ErrorCode::kHeaderInvalid) << r.status().to_string();
+  EXPECT_EQ((*link)->failure().code(), ErrorCode::kHeaderInvalid);
+}
+
+TEST(HostilePeer, SessionsNobodyAcceptsAreCapped) {
+  SKIP_WITHOUT_THREADS();
+  auto server = Server::listen("127.0.0.1", 0, options());
+  ASSERT_TRUE(server);
+  std::atomic<bool> stop{false};
+  std::thread drive([&] {  // runs the server's handshakes, never accepts
+    while (!stop) {
+      (*server)->poll();
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  std::vector<std::unique_ptr<Link>> waiting;
+  Status refused;
+  for (int i = 0; i < 20 && refused.is_ok(); ++i) {
+    auto link = Link::connect("127.0.0.1", (*server)->port(), options());
+    if (link) {
+      waiting.push_back(std::move(link).value());
+    } else {
+      refused = link.status();
+    }
+  }
+  stop = true;
+  drive.join();
+  EXPECT_EQ(waiting.size(), 16u);
+  EXPECT_EQ(refused.code(), ErrorCode::kBadState) << refused.to_string();
+}
+
 TEST(HostilePeer, IdleConnectionsCannotLockOutALegitimatePeer) {
   SKIP_WITHOUT_THREADS();
   auto server = Server::listen("127.0.0.1", 0, options());

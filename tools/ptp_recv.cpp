@@ -112,6 +112,25 @@ Result<ptp::MessageHeader> wait_for_packet(transport::Link& link, transport::Ser
   }
 }
 
+// Receives the due packet into `view`. Serving several sessions, like wait_for_packet: a sender
+// gone in the middle of a packet gives way to a waiting one.
+Result<transport::Delivery> receive_packet(transport::Link& link, transport::Server& server,
+                                           const Options& o, const codec::TensorView& view,
+                                           std::vector<ptp::Frame>* frames) {
+  if (o.sessions == 1) return link.receive(view, Millis(o.idle_timeout_ms), frames);
+  const auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
+    // Calls with the same buffer go on where the last one stopped.
+    auto d = link.receive(view, std::clamp(left, Millis(0), Millis(100)), frames);
+    if (d || d.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return d;
+    if (!link.connected() && server.peer_waiting()) {
+      return make_error(ErrorCode::kPeerLost,
+                        "the sender went away inside a packet and another sender is waiting");
+    }
+  }
+}
+
 int run(const Options& o) {
   auto lo = link_options(o.identity, kTool);
 #ifdef AGP_HAVE_FIDELITY
@@ -247,8 +266,7 @@ int run(const Options& o) {
       out.resize(elements * dtype_size(t.dtype));
       const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
       std::vector<ptp::Frame> frames;
-      auto d = (*link)->receive(view, Millis(o.idle_timeout_ms),
-                                frames_out.is_open() ? &frames : nullptr);
+      auto d = receive_packet(**link, **server, o, view, frames_out.is_open() ? &frames : nullptr);
       const std::uint64_t arrived_ns = wall_clock_ns();
       if (!d) {
         const std::string why = "packet " + std::to_string(next->sequence) + ": " +

@@ -457,7 +457,8 @@ int main(int argc, char** argv) {
   app.add_option("--windows", o.windows, "split-model mode: at most this many windows (cycled)")
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--chunk-vectors", o.chunk_vectors,
-                 "send per-vector codecs in chunks of this many vectors (0: whole packets)");
+                 "send per-vector codecs in chunks of this many vectors (0: whole packets)")
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40));
   app.add_option("--streams", o.streams,
                  "TCP connections to stripe chunks over (1..8; the receiver accepts up to its own "
                  "--streams)")

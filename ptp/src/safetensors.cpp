@@ -236,6 +236,8 @@ Result<SafetensorsModel> SafetensorsModel::open(const std::string& path) {
   };
 
   if (!ends_with(target, ".index.json")) {
+    // A directory's model.safetensors must be the checkpoint's own, like an index's shards.
+    if (target != path) AGP_RETURN_IF_ERROR(check_shard_home(path, target));
     AGP_RETURN_IF_ERROR(add_file(target));
   } else {
     auto idx = MappedFile::open(target);

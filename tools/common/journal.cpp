@@ -1,5 +1,7 @@
 #include "journal.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <fstream>
 #include <sstream>
@@ -9,6 +11,11 @@ namespace agp::tools {
 Result<Journal> Journal::open(const std::string& path) {
   Journal j;
   j.path_ = path;
+  // A journal is a regular file (or not there yet): /dev/zero or a FIFO would never end.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return make_error(ErrorCode::kIoError, "journal '" + path + "' is not a regular file");
+  }
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {

@@ -331,6 +331,7 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   if (restart_at) delivered = *restart_at;
   // What the peer already delivered counts as acknowledged; the rest goes again, in order.
   on_ack(peer_delivered);
+  if (state != State::kUp || !conn) return;  // the resume position was a lie: refused, link ended
   for (Pending& p : unacked) {
     if (p.transmissions > 0) ++counters.retransmits;
     ++p.transmissions;
@@ -699,8 +700,10 @@ void Link::Impl::pause_or_resume_reading() {
   std::size_t complete = 0;
   for (const auto& [seq, p] : inbox) complete += p.complete() ? 1 : 0;
   const InPacket* next = due();
-  const bool pause =
-      complete >= std::max<std::uint32_t>(opts.window_packets, 1) && next && next->complete();
+  // A session the application has not accepted yet reads nothing: peers cannot fill the memory of
+  // links nobody serves.
+  const bool pause = !accepted || (complete >= std::max<std::uint32_t>(opts.window_packets, 1) &&
+                                   next && next->complete());
   if (conn) conn->set_reading(!pause);
   for (const auto& e : extra) {
     if (e) e->set_reading(!pause);
@@ -787,6 +790,7 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   p.wire_bytes += frame.frame_bytes();
   inbox_bytes += frame.frame_bytes();
   p.chunks[chunk.index].frame = std::move(frame);
+  p.to_decode.push_back(chunk.index);
   // Each chunk carries at least one vector, so the chunks still missing need as many vectors.
   const std::uint64_t missing = p.expected_chunks - p.received();
   if (missing > p.vectors - p.covered || (missing == 0 && p.covered != p.vectors)) {
@@ -1038,11 +1042,20 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
     // The caller's buffer is checked first: its mistakes leave the packet queued.
     AGP_RETURN_IF_ERROR(out.validate());
     if (p.decoded_into != out.data) {  // a new buffer: start over
-      for (auto& [index, c] : p.chunks) c.decoded = false;
+      p.to_decode.clear();
+      for (auto& [index, c] : p.chunks) {
+        c.decoded = false;
+        p.to_decode.push_back(index);
+      }
       p.decode_us = 0;
       p.decoded_into = out.data;
     }
-    for (auto& [index, c] : p.chunks) {  // whatever has arrived, in any order
+    // Whatever arrived since the last pass, in any order (no rescan of decoded chunks: a packet
+    // of many small chunks stays linear in their number).
+    std::vector<std::uint32_t> batch;
+    batch.swap(p.to_decode);
+    for (std::uint32_t index : batch) {
+      Impl::InChunk& c = p.chunks[index];
       if (c.decoded) continue;
       const auto t0 = Clock::now();
       Status s = m.reader.read(c.frame.header(), c.frame.body(), out);

@@ -54,6 +54,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     std::uint64_t covered = 0;  // vectors in the chunks received
     std::optional<ptp::MessageHeader> header;  // chunk 0's, else the first to arrive
     std::map<std::uint32_t, InChunk> chunks;
+    std::vector<std::uint32_t> to_decode;  // arrived, not yet decoded into decoded_into
     std::map<std::uint64_t, std::uint64_t> ranges;  // vector offset -> count, disjoint
     std::uint64_t wire_bytes = 0;
     const std::byte* decoded_into = nullptr;
@@ -145,6 +146,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint64_t closed_bytes_out = 0;
   LinkInfo info;
   bool ever_up = false;
+  bool accepted = true;  // server links: false until Server::accept hands them out
   bool peer_said_bye = false;
   bool we_said_bye = false;
 

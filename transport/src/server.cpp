@@ -13,6 +13,8 @@ namespace {
 // dropped: memory stays bounded, and connections that sit idle cannot lock a legitimate peer out
 // (it gets its handshake time unless 64 newer connections arrive within it).
 constexpr std::size_t kMaxPendingHandshakes = 64;
+// New sessions admitted but not yet taken by accept(); they read nothing until taken.
+constexpr std::size_t kMaxWaitingSessions = 16;
 }  // namespace
 
 Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
@@ -134,6 +136,15 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
                               std::to_string(most) + " streams per link"));
       }
     }
+    if (!(hello.flags & detail::kFlagJoin) && ready.size() >= kMaxWaitingSessions) {
+      std::shared_ptr<Link::Impl> known_link;
+      if (auto s = sessions.find(hello.session_id); s != sessions.end()) known_link = s->second.lock();
+      if (!known_link) {  // a returning session is re-attached whatever the queue holds
+        return reject(c, make_error(ErrorCode::kBadState,
+                                    "the server has " + std::to_string(ready.size()) +
+                                        " sessions waiting to be accepted; try later"));
+      }
+    }
     auto nonce = detail::fresh_nonce();
     if (!nonce) return reject(c, nonce.status());
     it->nonce = std::move(nonce).value();
@@ -203,7 +214,17 @@ void Server::Impl::admit(const std::shared_ptr<detail::Connection>& c,
   const bool known = link && link->state != Link::Impl::State::kClosed &&
                      link->state != Link::Impl::State::kFailed;
   if (!known) {
+    if (ready.size() >= kMaxWaitingSessions) {
+      // Not a permanent refusal: the client backs off and tries again.
+      return c->fail_after_telling(
+          make_error(ErrorCode::kBadState, "the server has " + std::to_string(ready.size()) +
+                                               " sessions waiting to be accepted; try later"),
+          detail::error_frame(control, opts,
+                              make_error(ErrorCode::kBadState,
+                                         "too many sessions waiting to be accepted; try later")));
+    }
     link = std::make_shared<Link::Impl>(ctx, Link::Impl::Role::kServer, opts);
+    link->accepted = false;
     link->server = shared_from_this();
     link->session_id = hello.session_id;
     sessions[hello.session_id] = link;
@@ -309,6 +330,8 @@ Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
   }
   std::shared_ptr<Link::Impl> link = std::move(m.ready.front());
   m.ready.pop_front();
+  link->accepted = true;
+  link->pause_or_resume_reading();
   return std::unique_ptr<Link>(new Link(std::move(link)));
 }
 
