@@ -94,39 +94,21 @@ Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) 
   return {};
 }
 
-// The next packet of `link`. Serving several sessions, a session whose sender is gone (its
-// connection down) gives way as soon as another sender has completed its handshake, instead of
-// holding every other sender off until it times out.
-Result<ptp::MessageHeader> wait_for_packet(transport::Link& link, transport::Server& server,
-                                           const Options& o) {
-  if (o.sessions == 1) return link.next_packet(Millis(o.idle_timeout_ms));
+// Runs `wait(timeout)` (a Link call that may be repeated and goes on where it stopped) for up to
+// --idle-timeout-ms. Serving several sessions, it waits in slices: a session whose sender is gone
+// (its connection down) gives way as soon as another sender has completed its handshake, instead
+// of holding every other sender off until it times out.
+template <typename Wait>
+auto wait_in_session(transport::Link& link, transport::Server& server, const Options& o,
+                     const Wait& wait) -> decltype(wait(Millis(0))) {
+  if (o.sessions == 1) return wait(Millis(o.idle_timeout_ms));
   const auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
   for (;;) {
     const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
-    auto next = link.next_packet(std::clamp(left, Millis(0), Millis(100)));
-    if (next || next.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return next;
+    auto r = wait(std::clamp(left, Millis(0), Millis(100)));
+    if (r || r.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return r;
     if (!link.connected() && server.peer_waiting()) {
-      return make_error(ErrorCode::kPeerLost,
-                        "the sender went away and another sender is waiting");
-    }
-  }
-}
-
-// Receives the due packet into `view`. Serving several sessions, like wait_for_packet: a sender
-// gone in the middle of a packet gives way to a waiting one.
-Result<transport::Delivery> receive_packet(transport::Link& link, transport::Server& server,
-                                           const Options& o, const codec::TensorView& view,
-                                           std::vector<ptp::Frame>* frames) {
-  if (o.sessions == 1) return link.receive(view, Millis(o.idle_timeout_ms), frames);
-  const auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
-  for (;;) {
-    const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
-    // Calls with the same buffer go on where the last one stopped.
-    auto d = link.receive(view, std::clamp(left, Millis(0), Millis(100)), frames);
-    if (d || d.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return d;
-    if (!link.connected() && server.peer_waiting()) {
-      return make_error(ErrorCode::kPeerLost,
-                        "the sender went away inside a packet and another sender is waiting");
+      return make_error(ErrorCode::kPeerLost, "the sender went away and another sender is waiting");
     }
   }
 }
@@ -246,7 +228,8 @@ int run(const Options& o) {
         if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
       }
 #endif
-      auto next = wait_for_packet(**link, **server, o);
+      auto next = wait_in_session(**link, **server, o,
+                                  [&](Millis slice) { return (*link)->next_packet(slice); });
       if (!next) {
         if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
         const std::string why = "waiting for packet " + std::to_string(received + 1) + ": " +
@@ -266,7 +249,10 @@ int run(const Options& o) {
       out.resize(elements * dtype_size(t.dtype));
       const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
       std::vector<ptp::Frame> frames;
-      auto d = receive_packet(**link, **server, o, view, frames_out.is_open() ? &frames : nullptr);
+      // Calls with the same buffer go on where the last one stopped.
+      auto d = wait_in_session(**link, **server, o, [&](Millis slice) {
+        return (*link)->receive(view, slice, frames_out.is_open() ? &frames : nullptr);
+      });
       const std::uint64_t arrived_ns = wall_clock_ns();
       if (!d) {
         const std::string why = "packet " + std::to_string(next->sequence) + ": " +
