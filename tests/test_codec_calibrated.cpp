@@ -1,0 +1,149 @@
+// The calibrated codec: round trips against the budget, determinism, chunk independence, and
+// refusal of data no encoder wrote.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "agp/codec/calibrated.hpp"
+
+namespace agp::codec {
+namespace {
+
+// Components with a decaying spectrum (as a PCA basis sorts them), a mean, heavy tails.
+struct Data {
+  Calibration cal;
+  std::vector<float> x;  // [n, dim]
+};
+
+Data make_data(std::size_t n, std::uint32_t dim, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> gauss;
+  std::uniform_real_distribution<double> uni;
+  Data d;
+  d.cal.dim = dim;
+  d.cal.mean.resize(dim);
+  d.cal.scale.resize(dim);
+  for (std::uint32_t j = 0; j < dim; ++j) {
+    d.cal.mean[j] = static_cast<float>(gauss(rng));
+    d.cal.scale[j] = static_cast<float>(4.0 * std::pow(1.0 + j, -0.6));
+  }
+  d.cal.group_starts = make_calibration_groups(d.cal.scale, std::pow(2.0, 0.25), 64);
+  d.cal.id = 0x1234abcd5678ef00ull ^ seed;
+  d.x.resize(n * dim);
+  for (std::size_t v = 0; v < n; ++v) {
+    for (std::uint32_t j = 0; j < dim; ++j) {
+      const double tail = uni(rng) < 0.01 ? 8.0 : 1.0;
+      d.x[v * dim + j] = d.cal.mean[j] + static_cast<float>(gauss(rng) * d.cal.scale[j] * tail);
+    }
+  }
+  return d;
+}
+
+double rel_mse(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& mean) {
+  double e = 0, s = 0;
+  const std::size_t dim = mean.size();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    e += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    const double c = a[i] - mean[i % dim];
+    s += c * c;
+  }
+  return e / s;
+}
+
+TEST(CalibratedCodec, MeetsTheBudgetAndErrorFallsWithBits) {
+  const Data d = make_data(256, 384, 1);
+  const auto in = TensorView::contiguous(d.x.data(), DType::kF32, {256, 384}, 1);
+  double last = 1e9;
+  for (double bits : {2.0, 3.0, 4.0, 5.0, 8.0}) {
+    CalConfig cfg;
+    cfg.bits_per_value = bits;
+    auto chunk = cal_encode(in, 0, 256, d.cal, cfg);
+    ASSERT_TRUE(chunk.is_ok()) << chunk.status().message();
+    const double used = 8.0 * static_cast<double>(chunk->bytes() + cfg.reserved_bytes) / (256.0 * 384);
+    EXPECT_LE(used, bits);
+    EXPECT_GE(used, bits * 0.98) << "the step search leaves budget unused";
+    std::vector<float> y(d.x.size());
+    const auto out = TensorView::contiguous(y.data(), DType::kF32, {256, 384}, 1);
+    ASSERT_TRUE(cal_decode(chunk->side, chunk->codes, d.cal, out, 0, 256).is_ok());
+    const double e = rel_mse(d.x, y, d.cal.mean);
+    EXPECT_LT(e, last) << bits;
+    // Entropy-coded uniform quantization: within about 0.35 bit of the Gaussian bound 2^-2R.
+    EXPECT_LT(e, std::exp2(-2 * (bits - 0.45))) << bits;
+    last = e;
+  }
+}
+
+TEST(CalibratedCodec, DeterministicAndChunksDecodeAlone) {
+  const Data d = make_data(100, 96, 2);
+  const auto in = TensorView::contiguous(d.x.data(), DType::kF32, {100, 96}, 1);
+  CalConfig cfg;
+  auto a = cal_encode(in, 30, 37, d.cal, cfg);
+  auto b = cal_encode(in, 30, 37, d.cal, cfg);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  EXPECT_EQ(a->side, b->side);
+  EXPECT_EQ(a->codes, b->codes);
+  std::vector<float> y(d.x.size(), -7.0f);
+  const auto out = TensorView::contiguous(y.data(), DType::kF32, {100, 96}, 1);
+  ASSERT_TRUE(cal_decode(a->side, a->codes, d.cal, out, 30, 37).is_ok());
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const std::size_t v = i / 96;
+    if (v < 30 || v >= 67) {
+      EXPECT_EQ(y[i], -7.0f);
+    }
+  }
+}
+
+TEST(CalibratedCodec, RefusesAnotherCalibrationAndDamage) {
+  const Data d = make_data(64, 128, 3);
+  const auto in = TensorView::contiguous(d.x.data(), DType::kF32, {64, 128}, 1);
+  auto c = cal_encode(in, 0, 64, d.cal, CalConfig{});
+  ASSERT_TRUE(c.is_ok());
+  std::vector<float> y(d.x.size());
+  const auto out = TensorView::contiguous(y.data(), DType::kF32, {64, 128}, 1);
+  Calibration other = d.cal;
+  other.id ^= 1;
+  EXPECT_EQ(cal_decode(c->side, c->codes, other, out, 0, 64).code(), ErrorCode::kBadEncodedData);
+  // Every single-byte change of the side data or the codes is refused or decodes finitely.
+  for (std::size_t i = 0; i < c->side.size() + c->codes.size(); i += 7) {
+    auto side = c->side;
+    auto codes = c->codes;
+    std::byte& b = i < side.size() ? side[i] : codes[i - side.size()];
+    b ^= std::byte{0x5a};
+    const Status s = cal_decode(side, codes, d.cal, out, 0, 64);
+    if (s.is_ok()) {
+      for (float v : y) ASSERT_TRUE(std::isfinite(v));
+    } else {
+      EXPECT_EQ(s.code(), ErrorCode::kBadEncodedData);
+    }
+  }
+  // Truncated codes.
+  auto codes = c->codes;
+  codes.pop_back();
+  EXPECT_EQ(cal_decode(c->side, codes, d.cal, out, 0, 64).code(), ErrorCode::kBadEncodedData);
+}
+
+TEST(CalibratedCodec, RefusesNonFiniteInputAndTinyBudgets) {
+  Data d = make_data(8, 64, 4);
+  d.x[17] = std::nanf("");
+  const auto in = TensorView::contiguous(d.x.data(), DType::kF32, {8, 64}, 1);
+  CalConfig unframed;
+  unframed.reserved_bytes = 0;
+  EXPECT_EQ(cal_encode(in, 0, 8, d.cal, unframed).status().code(), ErrorCode::kNonFiniteInput);
+  d.x[17] = 0;
+  CalConfig tiny;
+  tiny.bits_per_value = 0.5;
+  EXPECT_EQ(cal_encode(in, 0, 8, d.cal, tiny).status().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(CalibratedCodec, GroupsFollowTheSpectrum) {
+  const std::vector<float> scale = {8, 7.9f, 4, 3.9f, 1, 1, 1, 0.1f};
+  const auto g = make_calibration_groups(scale, 1.1, 16);
+  EXPECT_EQ(g, (std::vector<std::uint32_t>{0, 2, 4, 7}));
+  EXPECT_LE(make_calibration_groups(scale, 1.01, 2).size(), 2u);
+}
+
+}  // namespace
+}  // namespace agp::codec
