@@ -207,7 +207,8 @@ Result<std::unique_ptr<Codec>> make_codec(const CodecConfig& c, std::uint32_t di
       return make_block_absmax(c, dim);
     case CodecId::kTurboQuantProd:
       return make_turboquant_prod(c, dim);
-    case CodecId::kTurboQuantEc:  // packet-level: agp/codec/turboquant_ec.hpp
+    case CodecId::kTurboQuantEc:   // packet-level: agp/codec/turboquant_ec.hpp
+    case CodecId::kTurboQuantCal:  // per chunk: agp/codec/calibrated.hpp
     case CodecId::kUnknown:
       break;
   }

@@ -18,6 +18,8 @@ std::string_view codec_name(CodecId c) {
       return "block_absmax_4";
     case CodecId::kTurboQuantEc:
       return "turboquant_ec";
+    case CodecId::kTurboQuantCal:
+      return "turboquant_cal";
   }
   return "unknown";
 }

@@ -52,6 +52,8 @@ std::string_view error_code_name(ErrorCode code) {
       return "bad_safetensors";
     case ErrorCode::kUnsupportedDtype:
       return "unsupported_dtype";
+    case ErrorCode::kBadCalibration:
+      return "bad_calibration";
     case ErrorCode::kNonFiniteInput:
       return "non_finite_input";
     case ErrorCode::kValueOutOfRange:

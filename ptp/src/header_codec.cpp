@@ -39,7 +39,7 @@ void encode_header(flatbuffers::FlatBufferBuilder& fbb, const MessageHeader& h) 
         fbb, enum_cast<fb::CodecId>(c.codec), c.bits, enum_cast<fb::RotationKind>(c.rotation),
         c.rotation_seed, c.block_size, c.codebook_id, c.codebook_version,
         enum_cast<fb::DType>(c.norm_dtype), enum_cast<fb::LosslessKind>(c.lossless),
-        c.lossless_level, c.original_bytes);
+        c.lossless_level, c.original_bytes, c.calibration_id);
   }
   flatbuffers::Offset<fb::ChunkDesc> chunk;
   if (h.chunk) {
@@ -130,6 +130,7 @@ Result<MessageHeader> decode_header(std::span<const std::byte> region, const Dec
     cd.lossless = enum_cast<LosslessKind>(c->lossless());
     cd.lossless_level = c->lossless_level();
     cd.original_bytes = c->original_bytes();
+    cd.calibration_id = c->calibration_id();
     h.codec = cd;
   }
   if (const fb::ChunkDesc* c = f->chunk()) {

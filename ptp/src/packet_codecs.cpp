@@ -41,6 +41,14 @@ void describe_ec(const PacketCodec& c, CodecDesc& d) {
   if (c.ec.fixed_bits == 0) d.lossless = LosslessKind::kZstd;
 }
 
+// "cal2".."cal8" code to that many bits per value; the descriptor names the calibration.
+void configure_cal(PacketCodec& c, int bits) { c.cal.bits_per_value = bits; }
+
+void describe_cal(const PacketCodec& c, CodecDesc& d) {
+  d.bits = static_cast<std::uint8_t>(c.cal.bits_per_value);
+  d.calibration_id = c.calibration ? c.calibration->id : 0;
+}
+
 constexpr PacketCodecEntry kEntries[] = {
     {CodecId::kRaw, "raw", 0, 0, 0, PacketForm::kTensorBytes, false, 0, nullptr, nullptr},
     {CodecId::kTurboQuantMse, "tq", 1, 8, 0, PacketForm::kPerVector, true, widths(1, 8), nullptr,
@@ -53,6 +61,8 @@ constexpr PacketCodecEntry kEntries[] = {
      nullptr, describe_block},
     {CodecId::kTurboQuantEc, "ec", 2, 8, 0, PacketForm::kWholePacket, true, widths(1, 8),
      configure_ec, describe_ec},
+    {CodecId::kTurboQuantCal, "cal", 2, 8, 0, PacketForm::kPerChunk, false, widths(2, 8),
+     configure_cal, describe_cal},
 };
 
 }  // namespace

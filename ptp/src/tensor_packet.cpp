@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -15,6 +16,12 @@ namespace {
 constexpr std::uint16_t kCodebookLloydMaxExact = 1;  // codec/src/codebook_tables.inc
 constexpr std::uint16_t kCodebookVersion = 1;
 constexpr std::uint32_t kMaxHadamardBlock = 4096;
+
+std::string calibration_hex(std::uint64_t id) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 bool is_c_contiguous(const codec::TensorView& v) {
   std::int64_t stride = 1;
@@ -114,25 +121,29 @@ std::uint64_t TensorPacketWriter::encoded_bytes() const {
   const PacketForm form = entry_of(codec_.config.id).form;
   if (form == PacketForm::kTensorBytes) return raw_bytes_;
   if (form == PacketForm::kWholePacket) return ec_packet_.bytes();
+  if (form == PacketForm::kPerChunk) return cal_chunk_.bytes();
   for (const auto& p : parts_) n += p.size();
   return n;
 }
 
 bool TensorPacketWriter::chunkable(CodecId id) {
   const PacketCodecEntry* e = find_packet_codec(id);
-  return e && e->form == PacketForm::kPerVector;
+  return e && (e->form == PacketForm::kPerVector || e->form == PacketForm::kPerChunk);
 }
 
 std::shared_ptr<const void> TensorPacketWriter::release_buffers() {
   struct Owned {
     std::vector<std::vector<std::byte>> parts;
     codec::EcPacket ec;
+    codec::CalChunk cal;
   };
   auto owned = std::make_shared<Owned>();
   owned->parts = std::move(parts_);
   owned->ec = std::move(ec_packet_);
+  owned->cal = std::move(cal_chunk_);
   parts_.clear();
   ec_packet_ = {};
+  cal_chunk_ = {};
   return owned;
 }
 
@@ -189,6 +200,18 @@ Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
     sections = {{SectionKind::kSideData, ec_packet_.side, std::nullopt},
                 {SectionKind::kNorms, ec_packet_.norms, std::nullopt},
                 {SectionKind::kCodes, ec_packet_.codes, std::nullopt}};
+  } else if (form == PacketForm::kPerChunk) {
+    if (!codec_.calibration) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the calibrated codec needs a calibration (ptp-calibrate makes one)");
+    }
+    const std::uint64_t first = chunk ? chunk->vector_offset : 0;
+    const std::uint64_t n = chunk ? chunk->vector_count : vectors;
+    auto p = codec::cal_encode(view, first, n, *codec_.calibration, codec_.cal);
+    if (!p) return p.status();
+    cal_chunk_ = std::move(p).value();
+    sections = {{SectionKind::kSideData, cal_chunk_.side, std::nullopt},
+                {SectionKind::kCodes, cal_chunk_.codes, std::nullopt}};
   } else {
     if (!cached_ || cached_->dim() != view.dim()) {
       auto made = codec::make_codec(codec_.config, view.dim());
@@ -308,6 +331,27 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
     want = {{SectionKind::kSideData, 0},
             {SectionKind::kNorms, vectors * blocks * 2},
             {SectionKind::kCodes, 0}};
+  } else if (form == PacketForm::kPerChunk) {
+    if (d.bits < 2 || d.bits > 8) {
+      return make_error(ErrorCode::kBadCodecDescriptor, who + "bits must be 2..8");
+    }
+    if (!calibration_) {
+      return make_error(ErrorCode::kBadCodecDescriptor,
+                        who + "needs calibration " + calibration_hex(d.calibration_id) +
+                            "; this receiver holds none (--calibration)");
+    }
+    if (d.calibration_id != calibration_->id) {
+      return make_error(ErrorCode::kBadCodecDescriptor,
+                        who + "needs calibration " + calibration_hex(d.calibration_id) +
+                            "; this receiver holds " + calibration_hex(calibration_->id));
+    }
+    if (dim != calibration_->dim) {
+      return make_error(ErrorCode::kBadTensorDescriptor,
+                        who + "vectors of " + std::to_string(dim) + " values; the calibration is for " +
+                            std::to_string(calibration_->dim));
+    }
+    want = {{SectionKind::kSideData, codec::cal_side_bytes(calibration_->group_count())},
+            {SectionKind::kCodes, 0}};
   } else {
     auto codec = codec_for(d, *c, static_cast<std::uint32_t>(dim));
     if (!codec) return codec.status();
@@ -398,6 +442,11 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
       }
     }
     return codec::ec_decode(side, section(1), section(2), out, c->ec.seed);
+  }
+  if (form == PacketForm::kPerChunk) {
+    const std::uint64_t first = h.chunk ? h.chunk->vector_offset : 0;
+    const std::uint64_t n = h.chunk ? h.chunk->vector_count : out.vector_count();
+    return codec::cal_decode(section(0), section(1), *calibration_, out, first, n);
   }
   auto codec = codec_for(*h.codec, *c, out.dim());
   if (!codec) return codec.status();

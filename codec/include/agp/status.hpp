@@ -44,6 +44,7 @@ enum class ErrorCode : std::uint16_t {
   kBadNpy = 201,            // malformed .npy file
   kBadSafetensors = 202,    // malformed safetensors file or index
   kUnsupportedDtype = 203,  // a valid file whose element type we do not handle
+  kBadCalibration = 204,    // malformed or damaged calibration file
 
   // Codec (4xx).
   kNonFiniteInput = 400,    // a NaN or infinity in a tensor to encode

@@ -15,6 +15,7 @@ enum class CodecId : std::uint16_t {
   kBlockAbsmaxInt8 = 4,
   kBlockAbsmax4 = 5,
   kTurboQuantEc = 6,  // the high-fidelity mode: mean removal, rotation, entropy-coded levels
+  kTurboQuantCal = 7,  // calibrated: a model's basis and mean, entropy-coded, chunkable
 };
 
 enum class RotationKind : std::uint8_t { kNone = 0, kWalshHadamard = 1, kBlockWalshHadamard = 2 };

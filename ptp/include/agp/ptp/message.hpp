@@ -80,6 +80,7 @@ struct CodecDesc {
   LosslessKind lossless = LosslessKind::kNone;
   std::int8_t lossless_level = 0;
   std::uint64_t original_bytes = 0;  // bytes of the source tensor (or chunk) before encoding
+  std::uint64_t calibration_id = 0;  // calibrated codec: the calibration it needs
   friend bool operator==(const CodecDesc&, const CodecDesc&) = default;
 };
 

@@ -21,6 +21,7 @@ enum class PacketForm {
   kTensorBytes,  // the tensor's own bytes, one `raw` section (raw)
   kPerVector,    // a codec::Codec: fixed bytes per vector and part, so packets can be chunked
   kWholePacket,  // the packet coded as one (TurboQuant-EC: side data sized from all vectors)
+  kPerChunk,     // each packet or chunk coded on its own, its size data-dependent (calibrated)
 };
 
 struct PacketCodecEntry {

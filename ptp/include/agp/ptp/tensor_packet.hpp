@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agp/codec/calibrated.hpp"
 #include "agp/codec/codec.hpp"
 #include "agp/codec/turboquant_ec.hpp"
 #include "agp/ptp/frame_builder.hpp"
@@ -21,6 +22,9 @@ namespace agp::ptp {
 struct PacketCodec {
   codec::CodecConfig config;
   codec::EcConfig ec;
+  // The calibrated codec (kTurboQuantCal): its budget, and the calibration both ends hold.
+  codec::CalConfig cal;
+  std::shared_ptr<const codec::Calibration> calibration;
 };
 
 // A codec by the short name the tools use: "raw", "tq1".."tq8" (TurboQuant-MSE), "prod2".."prod8"
@@ -52,7 +56,8 @@ class TensorPacketWriter {
   // Vectors [chunk.vector_offset, + chunk.vector_count) of `view` as chunk `chunk.index` of
   // `chunk.count` of one packet: the tensor descriptor is the whole view's, the codec
   // descriptor's original_bytes the chunk's. Only per-vector codecs can be chunked
-  // (chunkable()); kInvalidArgument otherwise or for a range outside the view.
+  // (chunkable()); kInvalidArgument otherwise or for a range outside the view. The calibrated
+  // codec codes each chunk on its own too.
   Result<GatherList> write_chunk(const codec::TensorView& view, MessageHeader header, Layout layout,
                                  const ChunkDesc& chunk);
   // Bytes of the encoded parts of the last packet (without framing).
@@ -63,7 +68,8 @@ class TensorPacketWriter {
   std::shared_ptr<const void> release_buffers();
 
   // Codecs whose packets can travel as chunks: those that encode each vector on its own
-  // (TurboQuant-MSE/-prod, block-absmax). Raw and TurboQuant-EC packets go whole.
+  // (TurboQuant-MSE/-prod, block-absmax) or each chunk (calibrated). Raw and TurboQuant-EC
+  // packets go whole.
   static bool chunkable(CodecId id);
 
  private:
@@ -72,6 +78,7 @@ class TensorPacketWriter {
   std::unique_ptr<codec::Codec> cached_;  // rebuilt when the vector length changes
   std::vector<std::vector<std::byte>> parts_;
   codec::EcPacket ec_packet_;
+  codec::CalChunk cal_chunk_;
   std::uint64_t raw_bytes_ = 0;
 
   Result<GatherList> write_impl(const codec::TensorView& view, MessageHeader header, Layout layout,
@@ -97,6 +104,11 @@ class TensorPacketReader {
   // (shape, dtype, strides) are kInvalidArgument; everything else is the packet's fault.
   Status read(const MessageHeader& header, std::span<const std::byte> body, codec::TensorView out,
               codec::ThreadPool* pool = nullptr);
+  // The calibration this receiver holds: calibrated packets naming another one (or arriving
+  // when none is set) fail verify() with kBadCodecDescriptor.
+  void set_calibration(std::shared_ptr<const codec::Calibration> calibration) {
+    calibration_ = std::move(calibration);
+  }
 
  private:
   struct Cached {
@@ -104,6 +116,7 @@ class TensorPacketReader {
     std::unique_ptr<codec::Codec> codec;
   };
   std::vector<Cached> cached_;  // most recently used first
+  std::shared_ptr<const codec::Calibration> calibration_;
   // The per-vector codec a descriptor names, for vectors of `dim` values (built or cached).
   Result<const codec::Codec*> codec_for(const CodecDesc& desc, const PacketCodec& c,
                                         std::uint32_t dim);
