@@ -59,4 +59,6 @@ if(AGP_BUILD_FIDELITY)
     set(BLA_VENDOR OpenBLAS)
   endif()
   find_package(BLAS REQUIRED)
+  # The calibration's eigendecomposition (dsyevd); OpenBLAS and Accelerate carry LAPACK too.
+  find_package(LAPACK REQUIRED)
 endif()

@@ -5,12 +5,16 @@
 // free-running greedy continuations (token agreement, mean prefix match).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "agp/fidelity/harness.hpp"
+#include "agp/ptp/calibration_file.hpp"
+#include "agp/ptp/npy.hpp"
 #include "agp/ptp/packet_codecs.hpp"
 #include "common/json_text.hpp"
 #include "common/progress.hpp"
@@ -46,6 +50,8 @@ struct Options {
   bool json = false;
   bool quiet = false;
   std::string report;
+  std::string calibration;
+  std::string basis;
 };
 
 std::string fidelity_svg(const json& rows) {
@@ -75,6 +81,26 @@ int run(const Options& o, const std::string& command) {
     auto c = fidelity::SplitCodec::parse(n);
     if (!c) return fail(kTool, "--codec: " + c.status().message(), kExitUsage);
     codecs.push_back(*c);
+  }
+  if (!o.calibration.empty()) {
+    auto cal = ptp::read_calibration(o.calibration);
+    if (!cal) return fail(kTool, "--calibration: " + cal.status().message());
+    auto shared = std::make_shared<const codec::Calibration>(cal->calibration);
+    std::shared_ptr<const std::vector<float>> basis;
+    if (!o.basis.empty()) {
+      auto b = ptp::read_npy(o.basis);
+      if (!b) return fail(kTool, "--basis: " + b.status().message());
+      const std::uint64_t d = shared->dim;
+      if (b->view.dtype != DType::kF32 || b->view.shape != std::vector<std::uint64_t>{d, d}) {
+        return fail(kTool, "--basis: an f32 array [" + std::to_string(d) + ", " + std::to_string(d) + "] (ptp-calibrate --basis-out)", kExitUsage);
+      }
+      std::vector<float> m(d * d);
+      std::memcpy(m.data(), b->view.data.data(), 4 * d * d);
+      basis = std::make_shared<const std::vector<float>>(std::move(m));
+    }
+    for (auto& c : codecs) c.set_calibration(shared, basis);
+  } else if (!o.basis.empty()) {
+    return fail(kTool, "--basis needs --calibration", kExitUsage);
   }
   auto model = fidelity::LlamaModel::load(o.model);
   if (!model) return fail(kTool, "--model " + o.model + ": " + model.status().message());
@@ -212,6 +238,11 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
   app.add_option("--report", o.report,
                  "write a Markdown report with an SVG of KL and top-1 against bits");
+  app.add_option("--calibration", o.calibration,
+                 "calibration file for the calibrated codecs cal2..cal8 (ptp-calibrate)");
+  app.add_option("--basis", o.basis,
+                 "the calibration's basis (.npy, ptp-calibrate --basis-out) when --model is not "
+                 "folded into it: states are coded in that basis");
   app.add_flag("-q,--quiet", o.quiet, "no progress output");
   if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
   return run(o, command_line(kTool, argc, argv));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/fidelity/calibrate.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 
 namespace agp::fidelity {
@@ -73,6 +74,7 @@ double SplitCodec::nominal_bits() const {
   }
   if (packet_.config.id == CodecId::kRaw) return 16;
   if (packet_.config.id == CodecId::kTurboQuantEc) return packet_.ec.bits_per_value;
+  if (packet_.config.id == CodecId::kTurboQuantCal) return packet_.cal.bits_per_value;
   return packet_.config.bits;
 }
 
@@ -90,6 +92,7 @@ Result<double> SplitCodec::apply(float* x, std::uint64_t vectors, std::uint32_t 
     case Kind::kPacket:
       break;
   }
+  if (basis_) to_basis(*basis_, dim, x, vectors);
   // As a host sends it: the state in fp16, one packet of [vectors, dim], through a real frame.
   std::vector<std::uint16_t> half(n);
   for (std::uint64_t i = 0; i < n; ++i) half[i] = f32_to_f16(x[i]);
@@ -101,8 +104,17 @@ Result<double> SplitCodec::apply(float* x, std::uint64_t vectors, std::uint32_t 
   auto frame = ptp::parse_frame(wire);
   if (!frame) return frame.status();
   const auto out = codec::TensorView::contiguous(x, DType::kF32, {vectors, dim}, 1);
-  AGP_RETURN_IF_ERROR(ptp::read_tensor_packet(frame->header, frame->body, out));
-  return 8.0 * static_cast<double>(writer.encoded_bytes()) / static_cast<double>(n);
+  ptp::TensorPacketReader reader;
+  reader.set_calibration(packet_.calibration);
+  AGP_RETURN_IF_ERROR(reader.read(frame->header, frame->body, out));
+  if (basis_) from_basis(*basis_, dim, x, vectors);
+  return 8.0 * static_cast<double>(wire.size()) / static_cast<double>(n);
+}
+
+void SplitCodec::set_calibration(std::shared_ptr<const codec::Calibration> calibration,
+                                 std::shared_ptr<const std::vector<float>> basis) {
+  packet_.calibration = std::move(calibration);
+  basis_ = std::move(basis);
 }
 
 }  // namespace agp::fidelity

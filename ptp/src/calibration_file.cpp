@@ -87,7 +87,7 @@ Result<CalibrationFile> parse_calibration(std::span<const std::byte> bytes) {
   c.id = sum;
   const Status valid = c.validate();
   if (!valid.is_ok()) return bad(valid.message());
-  if (invalid_utf8_offset(f.info) != f.info.size()) return bad("info text is not UTF-8");
+  if (invalid_utf8_offset(f.info) != std::string::npos) return bad("info text is not UTF-8");
   return f;
 }
 

@@ -4,7 +4,9 @@
 // devmodel fixture defines (so its reference.json can be reproduced).
 #pragma once
 
+#include <memory>
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "agp/ptp/tensor_packet.hpp"
@@ -21,16 +23,24 @@ class SplitCodec {
 
   const std::string& name() const { return name_; }
   // Passes x[vectors * dim] (row-major, one vector per row) through the codec in place and
-  // returns the bits per value it used (encoded parts, without the frame header).
+  // returns the bits per value it used: packet codecs count the whole frame (prefix, header,
+  // sections, padding), the reference quantizers their codes and scales.
   Result<double> apply(float* x, std::uint64_t vectors, std::uint32_t dim) const;
   // Nominal bit width (for sorting tables): the codec's bits, 16 for raw, 32 for none.
   double nominal_bits() const;
+  // The calibration a calibrated codec ("cal4") codes with, and the basis it was computed in
+  // ([dim * dim], calibrate.hpp): the state is taken into the basis before coding and back after,
+  // which is what a checkpoint folded into that basis does exactly. No basis: the state is coded
+  // as it is (a folded checkpoint's state).
+  void set_calibration(std::shared_ptr<const codec::Calibration> calibration,
+                       std::shared_ptr<const std::vector<float>> basis);
 
  private:
   enum class Kind { kNone, kPacket, kInt8Block64, kQ4Block32, kQ3Block32 };
   std::string name_;
   Kind kind_ = Kind::kNone;
   ptp::PacketCodec packet_;
+  std::shared_ptr<const std::vector<float>> basis_;
 };
 
 }  // namespace agp::fidelity

@@ -1,0 +1,155 @@
+// ptp-calibrate: computes what the calibrated codec (cal2..cal8) needs for one model and split:
+// the principal-component basis of the split states (to fold into the checkpoint, or to apply
+// around the codec) and the calibration file (mean and scales in that basis, component groups).
+// States come from running the model over calibration text (--model --split --bytes), or from a
+// saved .npy (--states). Calibration text must not overlap the text a fidelity run scores on.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "agp/fidelity/calibrate.hpp"
+#include "agp/fidelity/harness.hpp"
+#include "agp/ptp/calibration_file.hpp"
+#include "agp/ptp/checksum.hpp"
+#include "agp/ptp/mapped_file.hpp"
+#include "agp/ptp/npy.hpp"
+#include "common/json_text.hpp"
+#include "common/tool_support.hpp"
+
+namespace {
+
+using namespace agp;
+using namespace agp::tools;
+using json = nlohmann::json;
+constexpr const char* kTool = "ptp-calibrate";
+
+struct Options {
+  std::string model;
+  int split = -1;
+  std::string bytes;
+  std::string states;
+  int seq = 256;
+  int windows = 256;
+  std::string out;
+  std::string basis_out;
+  int max_groups = 64;
+  bool json = false;
+  bool quiet = false;
+};
+
+std::string hex64(std::uint64_t v) {
+  char b[20];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+int run(const Options& o) {
+  if (o.out.empty()) return fail(kTool, "-o/--out FILE is required", kExitUsage);
+  if (o.states.empty() == o.bytes.empty()) {
+    return fail(kTool, "give --states FILE.npy, or --model DIR --split L --bytes FILE", kExitUsage);
+  }
+  if (!o.bytes.empty() && o.model.empty()) return fail(kTool, "--bytes needs --model DIR", kExitUsage);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> states;
+  std::uint64_t n = 0;
+  std::uint32_t dim = 0;
+  json source;
+  int split = o.split;
+  if (!o.states.empty()) {
+    auto arr = ptp::read_npy(o.states);
+    if (!arr) return fail(kTool, "--states " + o.states + ": " + arr.status().message());
+    const auto& v = arr->view;
+    if (v.shape.size() < 2 || (v.dtype != DType::kF32 && v.dtype != DType::kF16 && v.dtype != DType::kBF16)) {
+      return fail(kTool, "--states: a float array of at least 2 axes, the last the hidden size", kExitUsage);
+    }
+    dim = static_cast<std::uint32_t>(v.shape.back());
+    n = v.element_count() / dim;
+    states.resize(n * dim);
+    const auto view = codec::TensorView::contiguous(v.data.data(), v.dtype, v.shape,
+                                                    static_cast<std::uint32_t>(v.shape.size() - 1));
+    codec::VectorAccess(view).gather(0, n, states.data());
+    source = {{"states", o.states}, {"states_xxh3", hex64(ptp::xxh3_64(v.data))}};
+  } else {
+    auto model = fidelity::LlamaModel::load(o.model);
+    if (!model) return fail(kTool, "--model " + o.model + ": " + model.status().message());
+    if (split < 1 || split >= model->config().num_layers) {
+      return fail(kTool, "--split must be 1.." + std::to_string(model->config().num_layers - 1), kExitUsage);
+    }
+    auto windows = fidelity::Windows::from_bytes(o.bytes, o.seq, o.windows);
+    if (!windows) return fail(kTool, "--bytes: " + windows.status().message(), kExitUsage);
+    if (!o.quiet && !o.json) {
+      std::fprintf(stderr, "%s: %zu windows of %d tokens through layers [0, %d)...\n", kTool,
+                   windows->windows.size(), o.seq, split);
+    }
+    auto s = fidelity::split_states(*model, split, windows->windows);
+    if (!s) return fail(kTool, s.status().message());
+    states = std::move(s).value();
+    dim = static_cast<std::uint32_t>(model->config().hidden_size);
+    n = states.size() / dim;
+    auto text = ptp::MappedFile::open(o.bytes);
+    source = {{"model", o.model}, {"bytes", o.bytes},
+              {"bytes_xxh3", text ? hex64(ptp::xxh3_64(text->bytes())) : ""},
+              {"windows", windows->windows.size()}, {"tokens_per_window", o.seq}};
+  }
+  fidelity::CalibrateOptions co;
+  co.max_groups = static_cast<std::size_t>(o.max_groups);
+  co.info = json({{"tool", kTool}, {"split", split}, {"dim", dim}, {"vectors", n},
+                  {"basis", "pca"}, {"source", source}})
+                .dump();
+  auto cal = fidelity::calibrate_from_states(states.data(), n, dim, co);
+  if (!cal) return fail(kTool, cal.status().message());
+  if (auto s = ptp::write_calibration(o.out, cal->file); !s) return fail(kTool, "-o: " + s.message());
+  if (!o.basis_out.empty()) {
+    if (auto s = ptp::write_npy(o.basis_out, DType::kF32, {dim, dim},
+                                std::as_bytes(std::span(cal->basis)));
+        !s) {
+      return fail(kTool, "--basis-out: " + s.message());
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto& c = cal->file.calibration;
+  double total = 0, top = 0;
+  for (std::uint32_t j = 0; j < dim; ++j) total += static_cast<double>(c.scale[j]) * c.scale[j];
+  for (std::uint32_t j = 0; j < std::min<std::uint32_t>(dim, 16); ++j) top += static_cast<double>(c.scale[j]) * c.scale[j];
+  json doc = {{"tool", kTool}, {"out", o.out}, {"calibration_id", hex64(c.id)}, {"dim", dim},
+              {"vectors", n}, {"groups", c.group_count()}, {"seconds", seconds},
+              {"top16_variance_share", total > 0 ? top / total : 0.0}, {"source", source}};
+  if (!o.basis_out.empty()) doc["basis"] = o.basis_out;
+  if (o.json) {
+    std::cout << tools::json_text(doc, 2) << "\n";
+  } else {
+    std::printf("%s: calibration %s for %u values from %llu states: %zu groups, %.1f%% of the "
+                "variance in the first 16 components, %.1f s\n",
+                o.out.c_str(), hex64(c.id).c_str(), dim, static_cast<unsigned long long>(n),
+                c.group_count(), 100.0 * doc["top16_variance_share"].get<double>(), seconds);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "ptp-calibrate: computes the calibration of the calibrated codec (cal2..cal8) for one model "
+      "and split: a principal-component basis of the split states (--basis-out; fold it into the "
+      "checkpoint or apply it around the codec) and the calibration file both ends load "
+      "(--calibration of ptp-send, ptp-recv, ptp-fidelity). Calibrate on text other than the "
+      "text you score on."};
+  app.add_option("--model", o.model, "checkpoint directory (config.json, safetensors)");
+  app.add_option("--split", o.split, "split layer: the state entering this layer is coded");
+  app.add_option("--bytes", o.bytes, "calibration text: raw bytes as token ids (byte-level models)");
+  app.add_option("--states", o.states, "or: saved split states, .npy [..., hidden] f32/f16/bf16");
+  app.add_option("--seq", o.seq, "tokens per calibration window")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--windows", o.windows, "at most this many windows")->check(CLI::Range(1, 1 << 20));
+  app.add_option("-o,--out", o.out, "calibration file to write");
+  app.add_option("--basis-out", o.basis_out, "also write the basis, .npy f32 [hidden, hidden]");
+  app.add_option("--max-groups", o.max_groups, "at most this many component groups")
+      ->check(CLI::Range(1, 4096));
+  app.add_flag("--json", o.json, "print one JSON document");
+  app.add_flag("-q,--quiet", o.quiet, "no progress output");
+  if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;
+  return run(o);
+}
