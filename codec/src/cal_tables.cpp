@@ -68,7 +68,7 @@ void build_decode(int t, DecodeEntry* out) {
     DecodeEntry d{};
     d.first_len = one[i].len;
     int used = 0;
-    while (d.count < 3) {
+    while (d.count < 4) {
       const One o = one[(i >> used) & (kEntries - 1)];
       if (o.len == 0 || used + o.len > kMaxCodeBits) break;  // not wholly within the known bits
       d.h[d.count++] = o.h;
@@ -97,6 +97,18 @@ const DecodeEntry* decode_table(int table) {
   return tables[table].get();
 }
 
-const float* round_recon(int table) { return kEntropyRecon[table]; }
+const float* round_recon(int table) {
+  static const auto padded = [] {
+    auto t = std::make_unique<std::array<std::array<float, 64>, kRoundTables>>();
+    for (int i = 0; i < kRoundTables; ++i) {
+      for (int s = 0; s < 63; ++s) (*t)[i][s] = kEntropyRecon[i][s];
+      (*t)[i][63] = 0;
+    }
+    return t;
+  }();
+  return (*padded)[table].data();
+}
+
+float expected_bits(int table) { return kEntropyBits[table]; }
 
 }  // namespace agp::codec::cal

@@ -30,7 +30,7 @@ struct EncodeTable {
   std::uint8_t len[kSymbols];    // 0: the symbol has no code (sent as an escape)
 };
 
-// A decoder entry for the next kMaxCodeBits bits of a stream: up to three symbols that fit in
+// A decoder entry for the next kMaxCodeBits bits of a stream: up to four symbols that fit in
 // them (an escape, if any, is the last), how many, and the bits they take; first_len is the
 // first symbol's length alone (for decoding one symbol at a time near the end).
 struct DecodeEntry {
@@ -45,7 +45,9 @@ static_assert(sizeof(DecodeEntry) == 8);
 const EncodeTable& encode_table(int table);
 // 2^kMaxCodeBits entries, built on first use (thread-safe).
 const DecodeEntry* decode_table(int table);
-// Reconstruction points (in steps) of a round-family table, indexed by h + 31.
+// Reconstruction points (in steps) of a round-family table, indexed by h + 31 (index 63: 0).
 const float* round_recon(int table);
+// Expected bits per value of a table under its own model.
+float expected_bits(int table);
 
 }  // namespace agp::codec::cal

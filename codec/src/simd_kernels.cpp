@@ -6,6 +6,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "agp/codec/dtype.hpp"
@@ -452,6 +453,74 @@ void QuantizeLutRows(const float* z, std::size_t m, float lo, float inv_bin, int
   }
 }
 
+void SubtractRows(const float* x, std::size_t rows, std::size_t dim, const float* mean, float* z) {
+  const hn::ScalableTag<float> d;
+  const std::size_t n = hn::Lanes(d);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* in = x + r * dim;
+    float* out = z + r * dim;
+    std::size_t j = 0;
+    for (; j + n <= dim; j += n) {
+      hn::StoreU(hn::Sub(hn::LoadU(d, in + j), hn::LoadU(d, mean + j)), d, out + j);
+    }
+    for (; j < dim; ++j) out[j] = in[j] - mean[j];
+  }
+}
+
+void QuantizeRound(const float* z, std::size_t count, float inv, std::int32_t* q) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const std::size_t n = hn::Lanes(d);
+  const auto vinv = hn::Set(d, inv);
+  std::size_t i = 0;
+  // roundeven(z * inv): the product in f32, then the nearest integer, ties to even.
+  for (; i + n <= count; i += n) hn::StoreU(hn::NearestInt(hn::Mul(hn::LoadU(d, z + i), vinv)), di, q + i);
+  for (; i < count; ++i) q[i] = static_cast<std::int32_t>(std::nearbyint(z[i] * inv));
+}
+
+void DequantizeLevels(const float* level, std::size_t count, const float* mean, float step,
+                      float* x) {
+  const hn::ScalableTag<float> d;
+  const std::size_t n = hn::Lanes(d);
+  const auto vstep = hn::Set(d, step);
+  std::size_t i = 0;
+  // mean + step * level: a product, then a sum (no fused multiply-add).
+  for (; i + n <= count; i += n) {
+    hn::StoreU(hn::Add(hn::LoadU(d, mean + i), hn::Mul(vstep, hn::LoadU(d, level + i))), d, x + i);
+  }
+  for (; i < count; ++i) x[i] = mean[i] + step * level[i];
+}
+
+void ShiftAddLevels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
+                    float* out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<std::int8_t, decltype(d)> d8;
+  const std::size_t n = hn::Lanes(d);
+  std::size_t i = 0;
+  for (; i + n <= count; i += n) {
+    const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
+    hn::StoreU(hn::ConvertTo(d, hn::Add(hv, hn::LoadU(di, r + i))), d, out + i);
+  }
+  for (; i < count; ++i) {
+    out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+  }
+}
+
+void ReconLevels(const std::int8_t* h, std::size_t count, const float* recon64, float* out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<std::int8_t, decltype(d)> d8;
+  const std::size_t n = hn::Lanes(d);
+  const auto bias = hn::Set(di, 31), mask = hn::Set(di, 63);
+  std::size_t i = 0;
+  for (; i + n <= count; i += n) {
+    const auto idx = hn::And(hn::Add(hn::PromoteTo(di, hn::LoadU(d8, h + i)), bias), mask);
+    hn::StoreU(hn::GatherIndex(d, recon64, idx), d, out + i);
+  }
+  for (; i < count; ++i) out[i] = recon64[(h[i] + 31) & 63];
+}
+
 const char* TargetName() {
   return hwy::TargetName(HWY_TARGET);
 }
@@ -471,6 +540,30 @@ HWY_EXPORT(DecodeBlock);
 HWY_EXPORT(QuantizeLutRows);
 HWY_EXPORT(PackTile);
 HWY_EXPORT(UnpackTile);
+HWY_EXPORT(SubtractRows);
+HWY_EXPORT(QuantizeRound);
+HWY_EXPORT(DequantizeLevels);
+HWY_EXPORT(ShiftAddLevels);
+HWY_EXPORT(ReconLevels);
+
+void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
+                      float* out) {
+  HWY_DYNAMIC_DISPATCH(ShiftAddLevels)(h, r, count, k, out);
+}
+void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out) {
+  HWY_DYNAMIC_DISPATCH(ReconLevels)(h, count, recon64, out);
+}
+
+void subtract_rows(const float* x, std::size_t rows, std::size_t dim, const float* mean, float* z) {
+  HWY_DYNAMIC_DISPATCH(SubtractRows)(x, rows, dim, mean, z);
+}
+void quantize_round(const float* z, std::size_t count, float inv, std::int32_t* q) {
+  HWY_DYNAMIC_DISPATCH(QuantizeRound)(z, count, inv, q);
+}
+void dequantize_levels(const float* level, std::size_t count, const float* mean, float step,
+                       float* x) {
+  HWY_DYNAMIC_DISPATCH(DequantizeLevels)(level, count, mean, step, x);
+}
 
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst) {
   HWY_DYNAMIC_DISPATCH(F16ToF32N)(src, n, dst);

@@ -46,6 +46,19 @@ void decode_block(const std::uint8_t* idx, bool packed4, std::size_t m, const fl
                   int bits, const float* lane_scale, const float* signs, float* x, void* dst,
                   bool dst_f16, std::ptrdiff_t stride);
 
+// The calibrated codec. subtract_rows: z[r * dim + j] = x[r * dim + j] - mean[j].
+// quantize_round: q[i] = roundeven(z[i] * inv) (the product in f32). dequantize_levels:
+// x[i] = mean[i] + step * level[i] (a product, then a sum; x may be level).
+void subtract_rows(const float* x, std::size_t rows, std::size_t dim, const float* mean, float* z);
+void quantize_round(const float* z, std::size_t count, float inv, std::int32_t* q);
+void dequantize_levels(const float* level, std::size_t count, const float* mean, float step,
+                       float* x);
+
+// out[i] = float(h[i] * 2^k + r[i]); out[i] = recon64[(h[i] + 31) & 63].
+void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
+                      float* out);
+void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out);
+
 // Contiguous conversions.
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst);
 void f32_to_f16_n(const float* src, std::size_t n, std::uint16_t* dst);

@@ -149,6 +149,13 @@ int main() {
     }
   }
   std::printf("};\n");
+  std::printf("// Expected bits per value of each table under its own model (escapes at 32 bits).\n");
+  std::printf("inline constexpr float kEntropyBits[] = {\n");
+  for (std::size_t t = 0; t < tables.size(); ++t) {
+    std::printf("%s%#.6gf,", t % 8 == 0 ? "  " : " ", tables[t].bits);
+    if (t % 8 == 7) std::printf("\n");
+  }
+  std::printf("};\n");
   std::printf("// Reconstruction points (in steps) of the round family's tables, symbol order.\n");
   std::printf("inline constexpr float kEntropyRecon[][63] = {\n");
   for (std::size_t t = 0; t < 120; ++t) {

@@ -1,0 +1,275 @@
+// The calibrated codec's decoder: the side data checked against the calibration, four prefix-
+// coded substreams per group decoded side by side (up to four symbols per table lookup), raw
+// low bits, then mean + step * level.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "agp/codec/calibrated.hpp"
+#include "cal_format.hpp"
+#include "cal_tables.hpp"
+#include "simd_kernels.hpp"
+
+namespace agp::codec {
+namespace {
+
+using namespace cal;
+
+#define AGP_CAL_INLINE __attribute__((always_inline))
+
+constexpr std::uint64_t kLookupMask = (1u << kMaxCodeBits) - 1;
+
+Status bad(const std::string& what) {
+  return make_error(ErrorCode::kBadEncodedData, "calibrated codec: " + what);
+}
+
+// One substream being decoded: where its bytes are, how far it got.
+struct Substream {
+  const std::uint8_t* begin;
+  const std::uint8_t* ptr;  // next byte not yet in buf
+  const std::uint8_t* end;
+  std::uint64_t buf = 0;    // LSB-first bits, `avail` of them valid
+  int avail = 0;
+  std::int8_t* out;         // next symbol's slot
+  std::int8_t* out_end;
+  std::uint64_t bits_used() const {
+    return static_cast<std::uint64_t>(ptr - begin) * 8 - static_cast<std::uint64_t>(avail);
+  }
+  // Reads up to 8 bytes without passing `end` (zeros after it).
+  std::uint64_t load(const std::uint8_t* p) const {
+    std::uint64_t w = 0;
+    if (p + 8 <= end) {
+      std::memcpy(&w, p, 8);
+    } else if (p < end) {
+      std::memcpy(&w, p, static_cast<std::size_t>(end - p));
+    }
+    return w;
+  }
+  void refill() {  // to at least 56 valid bits (as if zeros followed the end)
+    buf |= load(ptr) << avail;
+    ptr += (63 - avail) >> 3;
+    avail |= 56;
+  }
+};
+
+// Decodes the substreams' symbols into their output ranges; escapes are recorded as (symbol
+// index within the group, in stream order per substream).
+Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::int8_t* h_base,
+                         std::vector<std::uint64_t>* escape_at) {
+  // Side by side while every substream has 16 symbols to go and 8 bytes to read.
+  if (count == kSubstreams) {
+    // The four substreams' state in locals (byte stores may alias anything in memory).
+    std::uint64_t b0 = s[0].buf, b1 = s[1].buf, b2 = s[2].buf, b3 = s[3].buf;
+    int a0 = s[0].avail, a1 = s[1].avail, a2 = s[2].avail, a3 = s[3].avail;
+    const std::uint8_t *p0 = s[0].ptr, *p1 = s[1].ptr, *p2 = s[2].ptr, *p3 = s[3].ptr;
+    std::int8_t *o0 = s[0].out, *o1 = s[1].out, *o2 = s[2].out, *o3 = s[3].out;
+    bool invalid = false;
+    auto step = [&](std::uint64_t& buf, int& avail, std::int8_t*& out, int i) AGP_CAL_INLINE {
+      const DecodeEntry d = dt[buf & kLookupMask];
+      std::memcpy(out, d.h, 4);
+      out += d.count;
+      buf >>= d.bits;
+      avail -= d.bits;
+      invalid |= d.count == 0;
+      if (d.escape_last) escape_at[i].push_back(static_cast<std::uint64_t>(out - 1 - h_base));
+    };
+    auto refill = [](std::uint64_t& buf, int& avail, const std::uint8_t*& ptr) AGP_CAL_INLINE {
+      std::uint64_t w;
+      std::memcpy(&w, ptr, 8);
+      buf |= w << avail;
+      ptr += (63 - avail) >> 3;
+      avail |= 56;
+    };
+    while (o0 + 16 <= s[0].out_end && o1 + 16 <= s[1].out_end && o2 + 16 <= s[2].out_end &&
+           o3 + 16 <= s[3].out_end && p0 + 8 <= s[0].end && p1 + 8 <= s[1].end &&
+           p2 + 8 <= s[2].end && p3 + 8 <= s[3].end) {
+      refill(b0, a0, p0), refill(b1, a1, p1), refill(b2, a2, p2), refill(b3, a3, p3);
+      for (int u = 0; u < 4; ++u) {
+        step(b0, a0, o0, 0), step(b1, a1, o1, 1), step(b2, a2, o2, 2), step(b3, a3, o3, 3);
+      }
+      if (invalid) return bad("a group stream holds bits that are no code");
+    }
+    s[0].buf = b0, s[1].buf = b1, s[2].buf = b2, s[3].buf = b3;
+    s[0].avail = a0, s[1].avail = a1, s[2].avail = a2, s[3].avail = a3;
+    s[0].ptr = p0, s[1].ptr = p1, s[2].ptr = p2, s[3].ptr = p3;
+    s[0].out = o0, s[1].out = o1, s[2].out = o2, s[3].out = o3;
+  }
+  for (int i = 0; i < count; ++i) {
+    Substream& t = s[i];
+    while (t.out < t.out_end) {
+      t.refill();
+      const DecodeEntry& d = dt[t.buf & kLookupMask];
+      if (d.count == 0) return bad("a group stream holds bits that are no code");
+      // Whole entries while they fit, then one symbol at a time.
+      const bool whole = t.out + d.count <= t.out_end;
+      const int take = whole ? d.count : 1;
+      const int bits = whole ? d.bits : d.first_len;
+      std::memcpy(t.out, d.h, static_cast<std::size_t>(take));
+      if (t.out[take - 1] == kEscapeMark) escape_at[i].push_back(static_cast<std::uint64_t>(t.out + take - 1 - h_base));
+      t.out += take;
+      t.buf >>= bits;
+      t.avail -= bits;
+    }
+  }
+  return Status::ok();
+}
+
+void store_rows(const float* x, const TensorView& out, std::uint64_t first, std::uint64_t n) {
+  const std::uint64_t count = n * out.dim();
+  if (contiguous_rows(out) && out.dtype == DType::kF16) {
+    simd::f32_to_f16_n(x, count, reinterpret_cast<std::uint16_t*>(out.data) + first * out.dim());
+  } else if (contiguous_rows(out) && out.dtype == DType::kF32) {
+    std::memcpy(reinterpret_cast<float*>(out.data) + first * out.dim(), x, 4 * count);
+  } else {
+    VectorAccess(out).scatter(first, n, x);
+  }
+}
+
+}  // namespace
+
+Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> codes,
+                  const Calibration& calibration, const TensorView& out, std::uint64_t first,
+                  std::uint64_t n) {
+  AGP_RETURN_IF_ERROR(calibration.validate());
+  AGP_RETURN_IF_ERROR(out.validate());
+  const std::uint32_t dim = calibration.dim;
+  if (out.dim() != dim) {
+    return make_error(ErrorCode::kInvalidArgument, "calibrated codec: vector length differs from the calibration's");
+  }
+  if (n == 0 || first > out.vector_count() || n > out.vector_count() - first) {
+    return make_error(ErrorCode::kInvalidArgument, "calibrated codec: vector range out of bounds");
+  }
+  const std::size_t groups = calibration.group_count();
+  if (side.size() != cal_side_bytes(groups)) {
+    return bad("side data of " + std::to_string(side.size()) + " bytes, the calibration's groups need " +
+               std::to_string(cal_side_bytes(groups)));
+  }
+  float step;
+  std::memcpy(&step, side.data(), 4);
+  if (!std::isfinite(step) || !(step > 0)) return bad("step is not a positive finite number");
+  if (get_u64(side.data() + 4) != calibration.id) {
+    return bad("the chunk was coded with calibration " + std::to_string(get_u64(side.data() + 4)) +
+               ", this decoder holds " + std::to_string(calibration.id));
+  }
+  if (get_u32(side.data() + 12) != n) return bad("side data names another vector count");
+  const std::uint64_t escape_count = get_u32(side.data() + 16);
+
+  // Lay out the codes section from the side data, checking it is exactly what was sent.
+  std::vector<std::uint64_t> group_offset(groups, 0);
+  std::uint64_t offset = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const std::byte* e = side.data() + kSideHeader + kSidePerGroup * g;
+    const auto mode = static_cast<std::uint8_t>(e[0]);
+    const int k = static_cast<int>(e[1]);
+    const int table = get_u16(e + 2);
+    const std::uint64_t m = calibration.group_end(g) - calibration.group_starts[g];
+    if (mode > 1) return bad("group mode out of range");
+    std::uint64_t streams = 0;
+    for (int i = 0; i < kSubstreams; ++i) {
+      const std::uint64_t bytes = get_u32(e + 4 + 4 * i);
+      const std::uint64_t values = (substream_start(n, i + 1) - substream_start(n, i)) * m;
+      // Every symbol takes 1..kMaxCodeBits bits.
+      if (mode == 1 && (bytes < (values + 7) / 8 || bytes > (values * kMaxCodeBits + 7) / 8)) {
+        return bad("a substream's length is impossible for its values");
+      }
+      if (mode == 0 && bytes != 0) return bad("a zero group carries fields");
+      streams += bytes;
+    }
+    if (mode == 0) {
+      if (k != 0 || table != 0) return bad("a zero group carries fields");
+      continue;
+    }
+    if (k > kMaxRawBits || !table_fits(table, k)) return bad("group raw bits or table out of range");
+    group_offset[g] = offset;
+    offset += streams + raw_bytes(n * m, k);
+  }
+  if (escape_count > n * dim) return bad("more escapes than values");
+  if (offset + 4 * escape_count != codes.size()) {
+    return bad("codes section of " + std::to_string(codes.size()) + " bytes, the side data describes " +
+               std::to_string(offset + 4 * escape_count));
+  }
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(codes.data());
+  const std::uint8_t* escape_data = bytes + offset;
+  std::uint64_t next_escape = 0;
+
+  const std::size_t count = static_cast<std::size_t>(n) * dim;
+  std::unique_ptr<float[]> level(new float[count]);  // in steps, then the values
+  std::vector<std::int8_t> h;
+  std::vector<std::int32_t> r;
+  std::vector<std::uint64_t> escape_at[kSubstreams];
+  std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
+    const std::byte* e = side.data() + kSideHeader + kSidePerGroup * g;
+    if (static_cast<std::uint8_t>(e[0]) == 0) {
+      for (std::uint64_t v = 0; v < n; ++v) std::fill_n(level.get() + v * dim + a, m, 0.0f);
+      continue;
+    }
+    const int k = static_cast<int>(e[1]);
+    const int table = get_u16(e + 2);
+    const std::uint64_t values = n * m;
+    h.resize(values + 8);
+    Substream s[kSubstreams];
+    const std::uint8_t* p = bytes + group_offset[g];
+    for (int i = 0; i < kSubstreams; ++i) {
+      const std::uint64_t len = get_u32(e + 4 + 4 * i);
+      s[i] = Substream{p, p, p + len, 0, 0, h.data() + substream_start(n, i) * m,
+                       h.data() + substream_start(n, i + 1) * m};
+      p += len;
+      escape_at[i].clear();
+    }
+    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(table), h.data(), escape_at));
+    for (int i = 0; i < kSubstreams; ++i) {
+      const std::uint64_t used = s[i].bits_used();
+      const auto len = static_cast<std::uint64_t>(s[i].end - s[i].begin);
+      if ((used + 7) / 8 != len) return bad("a group stream's length does not match its symbols");
+      if (used % 8 && (s[i].begin[len - 1] >> (used % 8)) != 0) return bad("nonzero padding bits after a group stream");
+    }
+    // Escapes in stream order: substream by substream.
+    escaped.clear();
+    for (int i = 0; i < kSubstreams; ++i) {
+      for (std::uint64_t at : escape_at[i]) {
+        if (next_escape >= escape_count) return bad("more escape symbols than escapes");
+        std::int32_t hv;
+        std::memcpy(&hv, escape_data + 4 * next_escape++, 4);
+        if (hv >= -kMaxH && hv <= kMaxH && encode_table(table).len[hv + kMaxH]) {
+          return bad("an escape carries a value that has a code");
+        }
+        if (hv > (static_cast<std::int64_t>(kMaxIndex) >> k) || hv < -(static_cast<std::int64_t>(kMaxIndex) >> k) - 1) {
+          return bad("an escape value out of range");
+        }
+        escaped.emplace_back(at, hv);
+      }
+    }
+    if (k == 0) {
+      // The table's reconstruction points (an escape's marker reads index 31, then is replaced).
+      const float* recon = round_recon(table);
+      for (std::uint64_t v = 0; v < n; ++v) simd::recon_levels(h.data() + v * m, m, recon, level.get() + v * dim + a);
+      for (const auto& [at, hv] : escaped) level[(at / m) * dim + a + at % m] = static_cast<float>(hv);
+    } else {
+      r.resize(values + 8);
+      if (!unpack_raw(p, values, k, r.data())) {  // the raw bits follow the substreams
+        return bad("nonzero padding bits after a group's raw bits");
+      }
+      // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
+      for (const auto& [at, hv] : escaped) {
+        r[at] += static_cast<std::int32_t>(static_cast<std::uint32_t>(hv) << k);
+        h[at] = 0;
+      }
+      for (std::uint64_t v = 0; v < n; ++v) {
+        simd::shift_add_levels(h.data() + v * m, r.data() + v * m, m, k, level.get() + v * dim + a);
+      }
+    }
+  }
+  if (next_escape != escape_count) return bad("fewer escape symbols than escapes");
+  for (std::uint64_t v = 0; v < n; ++v) {
+    float* row = level.get() + v * dim;
+    simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
+  }
+  store_rows(level.get(), out, first, n);
+  return Status::ok();
+}
+
+}  // namespace agp::codec
