@@ -87,6 +87,27 @@ void build_decode(int t, DecodeEntry* out) {
 
 const EncodeTable& encode_table(int table) { return encode_tables()[table]; }
 
+const std::uint32_t* pair_codes(int table) {
+  static std::array<std::once_flag, kTableCount> once;
+  static std::array<std::unique_ptr<std::uint32_t[]>, kTableCount> tables;
+  std::call_once(once[table], [&] {
+    const EncodeTable& e = encode_tables()[table];
+    auto t = std::make_unique<std::uint32_t[]>(kSymbols * kSymbols);
+    for (int a = 0; a < kSymbols; ++a) {
+      const int ea = e.len[a] && a != kEscape ? a : kEscape;
+      for (int b = 0; b < kSymbols; ++b) {
+        const int eb = e.len[b] && b != kEscape ? b : kEscape;
+        const std::uint32_t len = e.len[ea] + e.len[eb];
+        t[a * kSymbols + b] = e.code[ea] | (e.code[eb] << e.len[ea]) |
+                              (ea == kEscape ? 1u << 22 : 0u) | (eb == kEscape ? 1u << 23 : 0u) |
+                              (len << 24);
+      }
+    }
+    tables[table] = std::move(t);
+  });
+  return tables[table].get();
+}
+
 const DecodeEntry* decode_table(int table) {
   static std::array<std::once_flag, kTableCount> once;
   static std::array<std::unique_ptr<DecodeEntry[]>, kTableCount> tables;

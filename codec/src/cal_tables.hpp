@@ -43,6 +43,10 @@ struct DecodeEntry {
 static_assert(sizeof(DecodeEntry) == 8);
 
 const EncodeTable& encode_table(int table);
+// Codes of symbol pairs (a, b) at [a * 64 + b], built on first use (thread-safe): bits 0..21 the
+// two codes (a's first), bit 22 a is sent as an escape, bit 23 b is, bits 24..31 the length.
+// A symbol without a code is sent as the escape.
+const std::uint32_t* pair_codes(int table);
 // 2^kMaxCodeBits entries, built on first use (thread-safe).
 const DecodeEntry* decode_table(int table);
 // Reconstruction points (in steps) of a round-family table, indexed by h + 31 (index 63: 0).

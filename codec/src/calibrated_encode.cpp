@@ -19,13 +19,8 @@ struct GroupPlan {
   bool coded = false;
   int k = 0;
   int table = 0;
-  std::uint64_t bits[kSubstreams] = {};  // prefix-coded bits of each substream
+  std::uint64_t bits[kSubstreams] = {};  // prefix-coded bits of each substream (from a sample)
   std::uint64_t escapes = 0;
-  std::uint64_t stream_bytes() const {
-    std::uint64_t b = 0;
-    for (std::uint64_t s : bits) b += (s + 7) / 8;
-    return b;
-  }
 };
 
 int base_of(int k) { return k == 0 ? 0 : (k == 1 ? kShiftOneBase : kShiftManyBase); }
@@ -82,110 +77,256 @@ void choose_table(const std::uint64_t (*hist)[kSymbols], double s, GroupPlan& pl
   }
 }
 
-struct Chunk {
-  const Calibration& cal;
-  std::uint64_t n;
-  std::unique_ptr<float[]> z;           // [n * dim], x - mean
-  std::unique_ptr<std::int32_t[]> q;    // [n * dim], the indices at the last planned step
-  std::vector<double> group_rms;        // per group, in input units
-  std::vector<int> group_shape;         // per group, the shape (0..2) its kurtosis suggests
-  float max_abs = 0;
+// The chunk's rows as z = x - mean, f32, a few rows at a time (the input is read where it is).
+class RowSource {
+ public:
+  RowSource(const TensorView& in, std::uint64_t first, const Calibration& cal)
+      : in_(in), first_(first), cal_(cal), access_(in), rows_(contiguous_rows(in)) {}
+  // Rows [v, v + rows) into z[rows * dim]; with x_max, the raw values' largest |x| (not finite
+  // if one is not).
+  void load(std::uint64_t v, std::uint64_t rows, float* z, float* x_max) const {
+    const std::uint32_t dim = cal_.dim;
+    const std::uint64_t at = (first_ + v) * dim;
+    if (rows_ && in_.dtype == DType::kF16) {
+      simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(in_.data) + at, rows * dim, z);
+    } else if (rows_ && in_.dtype == DType::kF32) {
+      std::memcpy(z, reinterpret_cast<const float*>(in_.data) + at, 4 * rows * dim);
+    } else {
+      access_.gather(first_ + v, rows, z);
+    }
+    if (x_max) *x_max = simd::max_abs(z, rows * dim);
+    simd::subtract_rows(z, rows, dim, cal_.mean.data(), z);
+  }
+
+ private:
+  const TensorView& in_;
+  std::uint64_t first_;
+  const Calibration& cal_;
+  VectorAccess access_;
+  bool rows_;
 };
 
-std::uint64_t group_bytes(const GroupPlan& p, std::uint64_t values) {
-  return p.stream_bytes() + raw_bytes(values, p.k) + 4 * p.escapes;
-}
+struct Stats {
+  std::vector<double> rms;   // per group, in input units
+  std::vector<int> shape;    // per group, the table shape (0..2) its kurtosis suggests
+  float max_abs = 0;         // of z
+};
 
-// Quantizes every value with `step` and plans every group; returns the codes section's bytes.
-std::uint64_t plan_groups(Chunk& c, float step, std::vector<GroupPlan>& plans) {
-  const Calibration& cal = c.cal;
+constexpr std::uint64_t kTileRows = 16;
+
+// Pass 1: |z| max over every value (it bounds the step) and each group's second and fourth
+// moments from every `stride`-th vector (they guide the step search and the table shapes; the
+// coded size is checked exactly afterwards). Sums in double in index order: every build picks
+// the same step.
+Status gather_stats(const RowSource& src, const Calibration& cal, std::uint64_t n,
+                    std::uint64_t stride, Stats& st) {
   const std::uint32_t dim = cal.dim;
-  simd::quantize_round(c.z.get(), c.n * dim, 1.0f / step, c.q.get());
-  std::uint64_t total = 0;
-  for (std::size_t g = 0; g < cal.group_count(); ++g) {
-    GroupPlan& p = plans[g];
-    p = GroupPlan{};
-    const double s = c.group_rms[g] / step;
-    if (s < kZeroGroupSteps) continue;
-    p.coded = true;
-    p.k = raw_bits_for(s);
-    const std::uint32_t a = cal.group_starts[g], b = cal.group_end(g);
-    std::uint64_t hist[kSubstreams][kSymbols] = {};
-    for (int i = 0; i < kSubstreams; ++i) {
-      for (std::uint64_t v = substream_start(c.n, i); v < substream_start(c.n, i + 1); ++v) {
-        const std::int32_t* row = c.q.get() + v * dim;
-        for (std::uint32_t j = a; j < b; ++j) ++hist[i][symbol_of(row[j] >> p.k)];
+  const std::size_t groups = cal.group_count();
+  std::vector<float> tile(kTileRows * dim);
+  std::vector<double> s2(groups, 0), s4(groups, 0);
+  std::uint64_t sampled = 0;
+  for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
+    const std::uint64_t rows = std::min(kTileRows, n - v0);
+    float x_max;
+    src.load(v0, rows, tile.data(), &x_max);
+    if (!std::isfinite(x_max)) {
+      return make_error(ErrorCode::kNonFiniteInput, "calibrated codec: NaN or infinity in the input");
+    }
+    const float z_max = simd::max_abs(tile.data(), rows * dim);
+    if (!std::isfinite(z_max)) return make_error(ErrorCode::kValueOutOfRange, "calibrated codec: value too large");
+    st.max_abs = std::max(st.max_abs, z_max);
+    for (std::uint64_t r = 0; r < rows; ++r) {
+      if ((v0 + r) % stride) continue;
+      ++sampled;
+      const float* row = tile.data() + r * dim;
+      for (std::size_t g = 0; g < groups; ++g) {
+        double a2 = 0, a4 = 0;
+        for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) {
+          const double z2 = static_cast<double>(row[j]) * row[j];
+          a2 += z2;
+          a4 += z2 * z2;
+        }
+        s2[g] += a2;
+        s4[g] += a4;
       }
     }
-    choose_table(hist, s, p);
-    total += group_bytes(p, c.n * (b - a));
   }
-  return total;
+  st.rms.resize(groups);
+  st.shape.resize(groups);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const double m = static_cast<double>(sampled * (cal.group_end(g) - cal.group_starts[g]));
+    const double m2 = s2[g] / m;
+    st.rms[g] = std::sqrt(m2);
+    const double kurt = m2 > 0 ? (s4[g] / m) / (m2 * m2) : 3.0;
+    st.shape[g] = kurt < 4.25 ? 0 : (kurt < 12.3 ? 1 : 2);  // between 3, 6 and 25.2
+  }
+  return Status::ok();
 }
 
 // Expected bytes of the codes at `step` from each group's rms and shape (no quantizing).
-double model_bytes(const Chunk& c, double step) {
-  const Calibration& cal = c.cal;
+double model_bytes(const Calibration& cal, const Stats& st, std::uint64_t n, double step) {
   double bits = 0;
   for (std::size_t g = 0; g < cal.group_count(); ++g) {
-    const double s = c.group_rms[g] / step;
+    const double s = st.rms[g] / step;
     if (s < kZeroGroupSteps) continue;
     const int k = raw_bits_for(s);
-    const int t = base_of(k) + c.group_shape[g] * (k == 0 ? 40 : 8) + level_of(s, k);
-    bits += static_cast<double>(c.n * (cal.group_end(g) - cal.group_starts[g])) *
+    const int t = base_of(k) + st.shape[g] * (k == 0 ? 40 : 8) + level_of(s, k);
+    bits += static_cast<double>(n * (cal.group_end(g) - cal.group_starts[g])) *
             (static_cast<double>(k) + static_cast<double>(expected_bits(t)));
   }
   return bits / 8;
 }
 
-// The finest step found whose chunk fits `budget` bytes of codes: from the model, then checked
-// and corrected against the exact size; c.q and plans are left at that step.
-float choose_step(Chunk& c, double budget, std::vector<GroupPlan>& plans) {
-  const float min_step = static_cast<float>(std::max<double>(c.max_abs / kMaxIndex, 1e-30));
-  double lo = std::log(static_cast<double>(min_step));
-  double hi = std::log(std::max<double>(c.max_abs, 1e-30) * 8);
-  for (int i = 0; i < 50; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    if (model_bytes(c, std::exp(mid)) > budget * 0.995) lo = mid; else hi = mid;
+// Groups' k and tables for `step` from every `stride`-th vector, and the codes' bytes that
+// sample predicts for all n vectors.
+double plan_from_sample(const RowSource& src, const Calibration& cal, const Stats& st,
+                        std::uint64_t n, std::uint64_t stride, float step,
+                        std::vector<GroupPlan>& plans, std::vector<std::int32_t>& shift) {
+  const std::uint32_t dim = cal.dim;
+  const std::size_t groups = cal.group_count();
+  for (std::size_t g = 0; g < groups; ++g) {
+    GroupPlan& p = plans[g];
+    p = GroupPlan{};
+    const double s = st.rms[g] / step;
+    p.coded = s >= kZeroGroupSteps;
+    p.k = p.coded ? raw_bits_for(s) : 0;
+    std::fill(shift.begin() + cal.group_starts[g], shift.begin() + cal.group_end(g), p.k);
   }
-  float step = std::max(min_step, static_cast<float>(std::exp(hi)));
-  float best = 0, planned = 0;
-  for (int iter = 0; iter < 6; ++iter) {
-    const auto bytes = static_cast<double>(plan_groups(c, step, plans));
-    planned = step;
-    double active = 0;
-    for (std::size_t g = 0; g < c.cal.group_count(); ++g) {
-      if (plans[g].coded) active += static_cast<double>(c.n * (c.cal.group_end(g) - c.cal.group_starts[g]));
+  std::vector<float> z(dim);
+  std::vector<std::int32_t> q(dim);
+  std::vector<std::uint8_t> sym(dim);
+  std::vector<std::uint64_t> hist(groups * kSubstreams * kSymbols, 0);
+  for (std::uint64_t v = 0; v < n; v += stride) {
+    src.load(v, 1, z.data(), nullptr);
+    simd::quantize_symbols(z.data(), 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
+    int sub = 0;
+    while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (!plans[g].coded) continue;
+      std::uint64_t* h = hist.data() + (g * kSubstreams + static_cast<std::size_t>(sub)) * kSymbols;
+      for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) ++h[sym[j]];
     }
-    if (bytes <= budget) {
-      if (best == 0 || step < best) best = step;
-      if (bytes >= budget * 0.99 || active == 0) break;
-    }
-    // About one bit per value more for each halving of the step.
-    const double factor = std::exp2(8 * (bytes - budget * 0.995) / std::max(active, 1.0));
-    const float next = std::max(min_step, static_cast<float>(step * factor));
-    if (next == step) break;
-    step = next;
   }
-  for (int iter = 0; best == 0 && iter < 400; ++iter) {  // still over: coarsen until it fits
-    step *= 1.05f;
-    planned = step;
-    if (static_cast<double>(plan_groups(c, step, plans)) <= budget) best = step;
+  const double scale = static_cast<double>(stride);
+  double bytes = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    GroupPlan& p = plans[g];
+    if (!p.coded) continue;
+    const auto* h = reinterpret_cast<const std::uint64_t(*)[kSymbols]>(hist.data() + g * kSubstreams * kSymbols);
+    choose_table(h, st.rms[g] / step, p);
+    const std::uint64_t values = n * (cal.group_end(g) - cal.group_starts[g]);
+    double code_bits = 0;
+    for (std::uint64_t b : p.bits) code_bits += static_cast<double>(b);
+    bytes += code_bits * scale / 8 + kSubstreams + static_cast<double>(raw_bytes(values, p.k)) +
+             4.0 * static_cast<double>(p.escapes) * scale;
   }
-  if (best == 0) best = std::numeric_limits<float>::max();
-  if (best != planned) plan_groups(c, best, plans);
-  return best;
+  return bytes;
 }
 
-void load_rows(const TensorView& in, std::uint64_t first, std::uint64_t n, float* x) {
-  const std::uint64_t count = n * in.dim();
-  if (contiguous_rows(in) && in.dtype == DType::kF16) {
-    simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(in.data) + first * in.dim(), count, x);
-  } else if (contiguous_rows(in) && in.dtype == DType::kF32) {
-    std::memcpy(x, reinterpret_cast<const float*>(in.data) + first * in.dim(), 4 * count);
-  } else {
-    VectorAccess(in).gather(first, n, x);
+// Writes the codes of symbols gs[0, values) (gs[values] readable) at w, two per table lookup;
+// returns the end of the last byte written. The writer's state stays in locals, stored 32 bits
+// at a time with an 8-byte store that the next one overlaps (w needs 8 bytes of slack).
+// on_escape(t) is called, in order, for each symbol sent as an escape.
+template <class OnEscape>
+std::uint8_t* emit_codes(const std::uint8_t* gs, std::uint64_t values, const std::uint32_t* pairs,
+                         const EncodeTable& table, std::uint8_t* w, const OnEscape& on_escape) {
+  std::uint64_t acc = 0;
+  std::uint32_t fill = 0;
+  std::uint64_t j = 0;
+  for (; j + 2 <= values; j += 2) {
+    const std::uint32_t e = pairs[gs[j] * kSymbols + gs[j + 1]];
+    if (e & (3u << 22)) [[unlikely]] {
+      if (e & (1u << 22)) on_escape(j);
+      if (e & (1u << 23)) on_escape(j + 1);
+    }
+    acc |= static_cast<std::uint64_t>(e & 0x3fffff) << fill;
+    fill += e >> 24;
+    // Flush 32 bits when there are (branch-free: the store happens either way).
+    const std::uint64_t word = acc;
+    std::memcpy(w, &word, 8);
+    const std::uint32_t flush = fill >> 5;
+    w += 4 * flush;
+    acc >>= 32 * flush;
+    fill -= 32 * flush;
   }
+  if (j < values) {  // an odd last symbol
+    const int sym = table.len[gs[j]] && gs[j] != kEscape ? gs[j] : kEscape;
+    if (sym == kEscape) on_escape(j);
+    acc |= static_cast<std::uint64_t>(table.code[sym]) << fill;
+    fill += table.len[sym];
+  }
+  const std::uint64_t word = acc;
+  std::memcpy(w, &word, 8);
+  return w + (fill + 7) / 8;
+}
+
+// Per-thread buffers kept between calls (fresh pages for every packet cost more than coding).
+struct Scratch {
+  std::vector<std::int32_t> q;
+  std::vector<std::uint8_t> sym, codes, gs;
+  std::vector<float> tile;
+  std::vector<std::int32_t> group_q;
+};
+
+// Pass 2 and the coding: every value at `step` with the planned k and tables, written to
+// scratch; returns the codes section's bytes (escapes included) and fills the side entries.
+std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint64_t n,
+                         float step, const std::vector<GroupPlan>& plans,
+                         const std::vector<std::int32_t>& shift, Scratch& w, std::byte* side,
+                         std::vector<std::int32_t>& escapes) {
+  const std::uint32_t dim = cal.dim;
+  const std::size_t groups = cal.group_count();
+  const std::size_t count = static_cast<std::size_t>(n) * dim;
+  if (w.q.size() < count) w.q.resize(count), w.sym.resize(count);
+  w.tile.resize(kTileRows * dim);
+  for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
+    const std::uint64_t rows = std::min(kTileRows, n - v0);
+    src.load(v0, rows, w.tile.data(), nullptr);
+    simd::quantize_symbols(w.tile.data(), rows, dim, 1.0f / step, shift.data(),
+                           w.q.data() + v0 * dim, w.sym.data() + v0 * dim);
+  }
+  std::uint64_t bound = 8;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    const std::uint64_t values = n * (cal.group_end(g) - cal.group_starts[g]);
+    bound += (values * kMaxCodeBits + 7) / 8 + kSubstreams + raw_bytes(values, plans[g].k);
+  }
+  if (w.codes.size() < bound) w.codes.resize(bound);
+  std::uint8_t* at = w.codes.data();
+  escapes.clear();
+  for (std::size_t g = 0; g < groups; ++g) {
+    const GroupPlan& p = plans[g];
+    std::byte* e = side + kSideHeader + kSidePerGroup * g;
+    std::memset(e, 0, kSidePerGroup);
+    if (!p.coded) continue;
+    e[0] = std::byte{1};
+    e[1] = static_cast<std::byte>(p.k);
+    put_u16(e + 2, static_cast<std::uint16_t>(p.table));
+    const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
+    const std::uint32_t* pairs = pair_codes(p.table);
+    const EncodeTable& table = encode_table(p.table);
+    for (int i = 0; i < kSubstreams; ++i) {
+      const std::uint64_t v0 = substream_start(n, i), v1 = substream_start(n, i + 1);
+      const std::uint64_t values = (v1 - v0) * m;
+      w.gs.resize(values + 1);
+      for (std::uint64_t v = v0; v < v1; ++v) std::memcpy(w.gs.data() + (v - v0) * m, w.sym.data() + v * dim + a, m);
+      w.gs[values] = 0;  // pairs an odd last symbol (its half is not written)
+      // Escapes carry their h, in stream order.
+      std::uint8_t* end = emit_codes(w.gs.data(), values, pairs, table, at, [&](std::uint64_t t) {
+        escapes.push_back(w.q[(v0 + t / m) * dim + a + t % m] >> p.k);
+      });
+      put_u32(e + 4 + 4 * i, static_cast<std::uint32_t>(end - at));
+      at = end;
+    }
+    if (p.k > 0) {
+      const std::uint64_t values = n * m;
+      w.group_q.resize(values);
+      for (std::uint64_t v = 0; v < n; ++v) std::memcpy(w.group_q.data() + v * m, w.q.data() + v * dim + a, 4 * m);
+      pack_raw(w.group_q.data(), values, p.k, at);
+      at += raw_bytes(values, p.k);
+    }
+  }
+  return static_cast<std::uint64_t>(at - w.codes.data()) + 4 * escapes.size();
 }
 
 }  // namespace
@@ -212,133 +353,73 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
                       "calibrated codec: a budget of " + std::to_string(config.bits_per_value) +
                           " bits per value cannot hold the side data of " + std::to_string(n) + " vectors");
   }
+  const RowSource src(in, first, calibration);
+  const std::uint64_t stride = n >= 64 ? 4 : 1;
+  Stats st;
+  AGP_RETURN_IF_ERROR(gather_stats(src, calibration, n, stride, st));
 
-  Chunk c{calibration, n, nullptr, nullptr, {}, {}, 0};
-  const std::size_t count = static_cast<std::size_t>(n) * dim;
-  c.z.reset(new float[count]);
-  c.q.reset(new std::int32_t[count]);
-  load_rows(in, first, n, reinterpret_cast<float*>(c.q.get()));  // q holds x until quantized
-  const float* x = reinterpret_cast<const float*>(c.q.get());
-  simd::subtract_rows(x, n, dim, calibration.mean.data(), c.z.get());
-  c.group_rms.assign(groups, 0);
-  c.group_shape.assign(groups, 0);
-  // Moments per group with eight fixed partial sums per row segment (the same additions in the
-  // same order whatever the compiler vectorizes), then those in order: the step depends on them,
-  // and every build must choose the same step.
-  std::vector<double> s2(groups, 0), s4(groups, 0);
-  float amax[8] = {};
-  for (std::uint64_t v = 0; v < n; ++v) {
-    const float* row = c.z.get() + v * dim;
-    for (std::size_t g = 0; g < groups; ++g) {
-      float a2[8] = {}, a4[8] = {};
-      const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
-      const float* seg = row + a;
-      std::uint32_t j = 0;
-      for (; j + 8 <= m; j += 8) {
-        for (int l = 0; l < 8; ++l) {
-          const float z = seg[j + static_cast<std::uint32_t>(l)], z2 = z * z;
-          a2[l] += z2;
-          a4[l] += z2 * z2;
-          amax[l] = std::max(amax[l], std::abs(z));
-        }
-      }
-      for (int l = 0; j < m; ++j, ++l) {
-        const float z = seg[j], z2 = z * z;
-        a2[l] += z2;
-        a4[l] += z2 * z2;
-        amax[l] = std::max(amax[l], std::abs(z));
-      }
-      for (int l = 0; l < 8; ++l) {
-        s2[g] += static_cast<double>(a2[l]);
-        s4[g] += static_cast<double>(a4[l]);
-      }
-    }
+  // The step: from the model, then from samples (aiming a little under the budget, for the
+  // sample's error of about 1%), then from the exact size.
+  const float min_step = static_cast<float>(std::max<double>(st.max_abs / kMaxIndex, 1e-30));
+  double lo = std::log(static_cast<double>(min_step));
+  double hi = std::log(std::max<double>(st.max_abs, 1e-30) * 8);
+  for (int i = 0; i < 50; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    if (model_bytes(calibration, st, n, std::exp(mid)) > budget * 0.993) lo = mid; else hi = mid;
   }
-  for (float m : amax) c.max_abs = std::max(c.max_abs, m);
-  double all = 0;
-  for (double v : s2) all += v;
-  if (!std::isfinite(all) || !std::isfinite(c.max_abs)) {
-    for (std::size_t i = 0; i < count; ++i) {
-      if (!std::isfinite(x[i])) return make_error(ErrorCode::kNonFiniteInput, "calibrated codec: NaN or infinity in the input");
-    }
-    return make_error(ErrorCode::kValueOutOfRange, "calibrated codec: value too large");
-  }
-  for (std::size_t g = 0; g < groups; ++g) {
-    const double m = static_cast<double>(n * (calibration.group_end(g) - calibration.group_starts[g]));
-    c.group_rms[g] = std::sqrt(s2[g] / m);
-    const double m2 = s2[g] / m;
-    const double kurt = m2 > 0 && std::isfinite(s4[g]) ? (s4[g] / m) / (m2 * m2) : 3.0;
-    c.group_shape[g] = kurt < 4.25 ? 0 : (kurt < 12.3 ? 1 : 2);  // between 3, 6 and 25.2
-  }
-
+  float step = std::max(min_step, static_cast<float>(std::exp(hi)));
   std::vector<GroupPlan> plans(groups);
-  const float step = choose_step(c, budget, plans);
+  std::vector<std::int32_t> shift(dim, 0);
+  auto active_values = [&] {
+    double active = 0;
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (plans[g].coded) active += static_cast<double>(n * (calibration.group_end(g) - calibration.group_starts[g]));
+    }
+    return std::max(active, 1.0);
+  };
+  for (int iter = 0;; ++iter) {
+    const double bytes = plan_from_sample(src, calibration, st, n, stride, step, plans, shift);
+    if (iter == 2 || (bytes <= budget * 0.997 && bytes >= budget * 0.989)) break;
+    // About one bit per value more for each halving of the step.
+    step = std::max(min_step, static_cast<float>(step * std::exp2(8 * (bytes - budget * 0.993) / active_values())));
+  }
 
+  // Code, then correct the step while the chunk is over the budget or leaves more than 1.5% of
+  // it unused (at most two corrections of an unused budget), keeping the finest chunk that fits.
+  thread_local Scratch scratch;
   CalChunk out;
-  out.side.resize(cal_side_bytes(groups));
-  std::uint64_t total = 0, escapes_total = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    if (!plans[g].coded) continue;
-    const std::uint64_t values = n * (calibration.group_end(g) - calibration.group_starts[g]);
-    total += plans[g].stream_bytes() + raw_bytes(values, plans[g].k);
-    escapes_total += plans[g].escapes;
-  }
-  out.codes.resize(total + 4 * escapes_total + 8);  // 8 bytes of slack for the bit writers
-  auto* at = reinterpret_cast<std::uint8_t*>(out.codes.data());
+  std::vector<std::byte> side(cal_side_bytes(groups));
   std::vector<std::int32_t> escapes;
-  escapes.reserve(escapes_total);
-  std::vector<std::int32_t> group_q;
-  for (std::size_t g = 0; g < groups; ++g) {
-    const GroupPlan& p = plans[g];
-    std::byte* e = out.side.data() + kSideHeader + kSidePerGroup * g;
-    e[0] = static_cast<std::byte>(p.coded ? 1 : 0);
-    e[1] = static_cast<std::byte>(p.k);
-    put_u16(e + 2, static_cast<std::uint16_t>(p.coded ? p.table : 0));
-    if (!p.coded) continue;
-    const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
-    const EncodeTable& t = encode_table(p.table);
-    for (int i = 0; i < kSubstreams; ++i) {
-      // The writer's state in locals (a byte store may alias anything in memory), 32 bits
-      // stored at a time with an 8-byte store whose upper half the next one rewrites.
-      std::uint8_t* w = at;
-      std::uint64_t acc = 0;
-      int fill = 0;
-      for (std::uint64_t v = substream_start(n, i); v < substream_start(n, i + 1); ++v) {
-        const std::int32_t* row = c.q.get() + v * dim + a;
-        for (std::uint32_t j = 0; j < m; ++j) {
-          const std::int32_t h = row[j] >> p.k;
-          int sym = symbol_of(h);
-          if (!t.len[sym]) sym = kEscape;
-          if (sym == kEscape) escapes.push_back(h);
-          acc |= static_cast<std::uint64_t>(t.code[sym]) << fill;
-          fill += t.len[sym];
-          if (fill >= 32) {
-            std::memcpy(w, &acc, 8);
-            w += 4;
-            acc >>= 32;
-            fill -= 32;
-          }
-        }
-      }
-      std::memcpy(w, &acc, 8);
-      std::uint8_t* end = w + (fill + 7) / 8;
-      put_u32(e + 4 + 4 * i, static_cast<std::uint32_t>(end - at));
-      at = end;
+  std::uint64_t best = 0, best_escapes = 0;
+  float best_step = 0;
+  int refinements = 0;
+  for (int iter = 0; iter < 200; ++iter) {
+    const std::uint64_t bytes = code_chunk(src, calibration, n, step, plans, shift, scratch, side.data(), escapes);
+    const auto b = static_cast<double>(bytes);
+    if (b <= budget && bytes > best) {
+      best = bytes;
+      best_step = step;
+      best_escapes = escapes.size();
+      out.side = side;
+      out.codes.resize(bytes);
+      const std::uint64_t streams = bytes - 4 * escapes.size();
+      std::memcpy(out.codes.data(), scratch.codes.data(), streams);
+      if (!escapes.empty()) std::memcpy(out.codes.data() + streams, escapes.data(), 4 * escapes.size());
     }
-    if (p.k > 0) {
-      const std::uint64_t values = n * m;
-      group_q.resize(values);
-      for (std::uint64_t v = 0; v < n; ++v) std::memcpy(group_q.data() + v * m, c.q.get() + v * dim + a, 4 * m);
-      pack_raw(group_q.data(), values, p.k, at);
-      at += raw_bytes(values, p.k);
-    }
+    if (b <= budget && (b >= budget * 0.985 || refinements == 2)) break;
+    if (b <= budget) ++refinements;
+    if (b > budget && best != 0) break;  // a finer step overshot: keep the one that fit
+    // About one bit per value more for each halving of the step.
+    const double factor = std::exp2(8 * (b - budget * 0.993) / active_values());
+    step = std::max(min_step, static_cast<float>(step * (b > budget ? std::max(1.01, factor) : factor)));
+    plan_from_sample(src, calibration, st, n, stride, step, plans, shift);
   }
-  if (!escapes.empty()) std::memcpy(at, escapes.data(), 4 * escapes.size());
-  out.codes.resize(total + 4 * escapes_total);
+  if (best == 0) return make_error(ErrorCode::kInvalidArgument, "calibrated codec: no step fits the budget");
+  step = best_step;
   std::memcpy(out.side.data(), &step, 4);
   put_u64(out.side.data() + 4, calibration.id);
   put_u32(out.side.data() + 12, static_cast<std::uint32_t>(n));
-  put_u32(out.side.data() + 16, static_cast<std::uint32_t>(escapes_total));
+  put_u32(out.side.data() + 16, static_cast<std::uint32_t>(best_escapes));
   return out;
 }
 

@@ -478,6 +478,55 @@ void QuantizeRound(const float* z, std::size_t count, float inv, std::int32_t* q
   for (; i < count; ++i) q[i] = static_cast<std::int32_t>(std::nearbyint(z[i] * inv));
 }
 
+void QuantizeSymbols(const float* z, std::size_t rows, std::size_t dim, float inv,
+                     const std::int32_t* shift, std::int32_t* q, std::uint8_t* sym) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<std::uint8_t, decltype(d)> d8;
+  const std::size_t n = hn::Lanes(d);
+  const auto vinv = hn::Set(d, inv);
+  const auto lo = hn::Set(di, -32), hi = hn::Set(di, 32), bias = hn::Set(di, 31), esc = hn::Set(di, 63);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* zr = z + r * dim;
+    std::int32_t* qr = q + r * dim;
+    std::uint8_t* sr = sym + r * dim;
+    std::size_t j = 0;
+    for (; j + n <= dim; j += n) {
+      const auto qv = hn::NearestInt(hn::Mul(hn::LoadU(d, zr + j), vinv));
+      hn::StoreU(qv, di, qr + j);
+      const auto h = hn::Shr(qv, hn::LoadU(di, shift + j));
+      const auto inside = hn::And(hn::Gt(h, lo), hn::Lt(h, hi));
+      const auto s = hn::IfThenElse(inside, hn::Add(h, bias), esc);
+      hn::StoreU(hn::DemoteTo(d8, s), d8, sr + j);
+    }
+    for (; j < dim; ++j) {
+      qr[j] = static_cast<std::int32_t>(std::nearbyint(zr[j] * inv));
+      const std::int32_t h = qr[j] >> shift[j];
+      sr[j] = static_cast<std::uint8_t>(h >= -31 && h <= 31 ? h + 31 : 63);
+    }
+  }
+}
+
+float MaxAbs(const float* x, std::size_t count) {
+  const hn::ScalableTag<float> d;
+  const std::size_t n = hn::Lanes(d);
+  // Max drops NaN on some targets, so x * 0 is summed too: NaN when any x is NaN or infinite.
+  auto m = hn::Zero(d), poison = hn::Zero(d);
+  std::size_t i = 0;
+  for (; i + n <= count; i += n) {
+    const auto v = hn::LoadU(d, x + i);
+    m = hn::Max(m, hn::Abs(v));
+    poison = hn::Add(poison, hn::Mul(v, hn::Zero(d)));
+  }
+  float out = hn::GetLane(hn::MaxOfLanes(d, m));
+  float bad = hn::GetLane(hn::SumOfLanes(d, poison));
+  for (; i < count; ++i) {
+    out = std::max(out, std::abs(x[i]));
+    bad += x[i] * 0.0f;
+  }
+  return std::isnan(bad) ? bad : out;
+}
+
 void DequantizeLevels(const float* level, std::size_t count, const float* mean, float step,
                       float* x) {
   const hn::ScalableTag<float> d;
@@ -543,6 +592,15 @@ HWY_EXPORT(UnpackTile);
 HWY_EXPORT(SubtractRows);
 HWY_EXPORT(QuantizeRound);
 HWY_EXPORT(DequantizeLevels);
+HWY_EXPORT(QuantizeSymbols);
+HWY_EXPORT(MaxAbs);
+
+float max_abs(const float* x, std::size_t count) { return HWY_DYNAMIC_DISPATCH(MaxAbs)(x, count); }
+
+void quantize_symbols(const float* z, std::size_t rows, std::size_t dim, float inv,
+                      const std::int32_t* shift, std::int32_t* q, std::uint8_t* sym) {
+  HWY_DYNAMIC_DISPATCH(QuantizeSymbols)(z, rows, dim, inv, shift, q, sym);
+}
 HWY_EXPORT(ShiftAddLevels);
 HWY_EXPORT(ReconLevels);
 

@@ -54,6 +54,12 @@ void quantize_round(const float* z, std::size_t count, float inv, std::int32_t* 
 void dequantize_levels(const float* level, std::size_t count, const float* mean, float step,
                        float* x);
 
+// The largest |x[i]|; not finite when some x[i] is not (NaN or infinity).
+float max_abs(const float* x, std::size_t count);
+// Per row: q = roundeven(z * inv), h = q >> shift[j] (arithmetic), sym = h + 31 for |h| <= 31,
+// else 63 (the escape).
+void quantize_symbols(const float* z, std::size_t rows, std::size_t dim, float inv,
+                      const std::int32_t* shift, std::int32_t* q, std::uint8_t* sym);
 // out[i] = float(h[i] * 2^k + r[i]); out[i] = recon64[(h[i] + 31) & 63].
 void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
                       float* out);
