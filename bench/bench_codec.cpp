@@ -14,6 +14,11 @@
 #include "agp/codec/lossless.hpp"
 #include "agp/codec/thread_pool.hpp"
 #include "agp/codec/turboquant_ec.hpp"
+#if defined(AGP_HAVE_FIDELITY)
+#include "agp/codec/calibrated.hpp"
+#include "agp/fidelity/calibrate.hpp"
+#include "common/tool_support.hpp"
+#endif
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/mapped_file.hpp"
 #include "agp/ptp/npy.hpp"
@@ -178,6 +183,129 @@ std::string json_row(const Row& r) {
                 static_cast<unsigned long long>(r.zstd_codes_bytes));
   return buf;
 }
+
+#if defined(AGP_HAVE_FIDELITY)
+// A data set in a calibration's basis, as a checkpoint folded into it produces its split states:
+// the calibration comes from other states of the same source (`calib`, [vectors, dim] f32).
+struct CalibratedSet {
+  DataSet data;
+  std::shared_ptr<const Calibration> cal;
+};
+
+CalibratedSet in_basis(std::string name, const std::vector<float>& calib, const DataSet& d) {
+  const TensorView v = d.view();
+  const std::uint32_t dim = v.dim();
+  auto c = fidelity::calibrate_from_states(calib.data(), calib.size() / dim, dim, {});
+  if (!c) {
+    std::fprintf(stderr, "bench_codec: calibration: %s\n", c.status().to_string().c_str());
+    std::exit(1);
+  }
+  std::vector<float> x = as_f32(d);
+  fidelity::to_basis(c->basis, dim, x.data(), x.size() / dim);
+  CalibratedSet out{d, std::make_shared<const Calibration>(c->file.calibration)};
+  out.data.name = std::move(name);
+  const TensorView dst = out.data.view();
+  VectorAccess(dst).scatter(0, v.vector_count(), x.data());
+  return out;
+}
+
+// The calibrated codec at each budget on one set, with tq4 on the same data for comparison.
+void run_calibrated(const CalibratedSet& s, int reps, double min_seconds, std::vector<Row>& rows) {
+  const DataSet& d = s.data;
+  const TensorView in = d.view();
+  const auto ref = as_f32(d);
+  const std::uint32_t dim = in.dim();
+  const std::uint64_t nvec = in.vector_count();
+  double ss_ref = 0;
+  for (float v : ref) ss_ref += static_cast<double>(v) * v;
+  std::vector<std::byte> out_bytes(d.bytes.size());
+  TensorView out = in;
+  out.data = out_bytes.data();
+  for (int bits : {2, 3, 4, 5, 8}) {
+    CalConfig cfg;
+    cfg.bits_per_value = bits;
+    auto chunk = cal_encode(in, 0, nvec, *s.cal, cfg);
+    if (!chunk) {
+      std::fprintf(stderr, "bench_codec: calibrated on %s: %s\n", d.name.c_str(), chunk.status().to_string().c_str());
+      std::exit(1);
+    }
+    if (auto st = cal_decode(chunk->side, chunk->codes, *s.cal, out, 0, nvec); !st) {
+      std::fprintf(stderr, "bench_codec: calibrated decode: %s\n", st.to_string().c_str());
+      std::exit(1);
+    }
+    Row r{d.name, "turboquant_cal/" + std::to_string(bits), bits, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    std::vector<float> got(ref.size());
+    VectorAccess(out).gather(0, nvec, got.data());
+    fill_error(ref, got, dim, ss_ref, r);
+    const std::vector<ptp::SectionInput> sections = {
+        {SectionKind::kSideData, chunk->side, std::nullopt},
+        {SectionKind::kCodes, chunk->codes, std::nullopt}};
+    r.packet_bytes = packet_bytes(d, CodecId::kTurboQuantCal, bits, sections);
+    r.bits_per_value = static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
+    r.encode_us = median_us([&] { (void)cal_encode(in, 0, nvec, *s.cal, cfg); }, reps, min_seconds);
+    r.decode_us = median_us([&] { (void)cal_decode(chunk->side, chunk->codes, *s.cal, out, 0, nvec); },
+                            reps, min_seconds);
+    r.encode_us_2t = r.encode_us;  // one chunk is coded by one thread
+    r.decode_us_2t = r.decode_us;
+    std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
+                r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+                static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
+    std::fflush(stdout);
+    rows.push_back(r);
+  }
+  // tq4 on the same data, same run: the speed the calibrated codec is measured against.
+  auto tq = make_codec({CodecId::kTurboQuantMse, 4, DType::kF16, 0x5eed, DType::kF16}, dim);
+  const Codec& c = **tq;
+  std::vector<std::vector<std::byte>> parts;
+  std::vector<std::span<std::byte>> ws;
+  std::vector<std::span<const std::byte>> rs;
+  for (const PartSpec& p : c.parts()) parts.emplace_back(nvec * p.bytes_per_vector);
+  for (auto& p : parts) ws.emplace_back(p), rs.emplace_back(p);
+  (void)c.encode_all(in, ws);
+  (void)c.decode_all(rs, out);
+  Row r{d.name, c.name(), 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  std::vector<float> got(ref.size());
+  VectorAccess(out).gather(0, nvec, got.data());
+  fill_error(ref, got, dim, ss_ref, r);
+  std::vector<ptp::SectionInput> sections;
+  for (std::size_t p = 0; p < parts.size(); ++p) sections.push_back({c.parts()[p].kind, parts[p], std::nullopt});
+  r.packet_bytes = packet_bytes(d, CodecId::kTurboQuantMse, 4, sections);
+  r.bits_per_value = static_cast<double>(r.packet_bytes) * 8.0 / static_cast<double>(ref.size());
+  r.encode_us = median_us([&] { (void)c.encode_all(in, ws); }, reps, min_seconds);
+  r.decode_us = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
+  r.encode_us_2t = median_us([&] { (void)c.encode_all(in, ws); }, reps, min_seconds);
+  r.decode_us_2t = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
+  std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
+              r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+              static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
+  rows.push_back(r);
+}
+
+// The calibrated sets: the llm-like generator's packets (calibrated on 8 others) in the
+// seed's channels-first layout and row-major as MLX and PyTorch hold them, and the devmodel's
+// states (calibrated on its first 8 sequences).
+std::vector<CalibratedSet> calibrated_sets(const DataSet* devmodel_set) {
+  auto gen = tools::Generator::parse("llm-like", 11);
+  std::vector<float> calib;
+  for (std::uint64_t i = 1; i <= 8; ++i) {
+    const auto bytes = gen->make(i, {256, 1280}, DType::kF32, 1);
+    const auto* f = reinterpret_cast<const float*>(bytes.data());
+    calib.insert(calib.end(), f, f + 256 * 1280);
+  }
+  DataSet rows{"llm-rows", DType::kF16, {256, 1280}, 1, ptp::Layout::kSD, gen->make(0, {256, 1280}, DType::kF16, 1)};
+  DataSet cf{"llm-seed", DType::kF16, {1, 1280, 1, 256}, 1, ptp::Layout::kBC1S,
+             gen->make(0, {1, 1280, 1, 256}, DType::kF16, 1)};
+  std::vector<CalibratedSet> out;
+  out.push_back(in_basis("llm-seed-cal", calib, cf));
+  out.push_back(in_basis("llm-rows-cal", calib, rows));
+  if (devmodel_set) {
+    std::vector<float> all = as_f32(*devmodel_set);
+    std::vector<float> first(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2));
+    out.push_back(in_basis("devmodel-cal", first, *devmodel_set));
+  }
+  return out;
+}
+#endif
 
 }  // namespace
 
@@ -358,6 +486,18 @@ int main(int argc, char** argv) {
     std::printf("%-14s memcpy of the %zu input bytes: %.1f us\n", d.name.c_str(), d.bytes.size(),
                 memcpy_us);
   }
+
+#if defined(AGP_HAVE_FIDELITY)
+  {
+    const DataSet* dm_set = nullptr;
+    for (const DataSet& d : sets) {
+      if (d.name == "devmodel") dm_set = &d;
+    }
+    for (const CalibratedSet& s : calibrated_sets(dm_set)) run_calibrated(s, reps, min_seconds, rows);
+  }
+#else
+  std::fprintf(stderr, "bench_codec: built without the fidelity module: no calibrated codec rows\n");
+#endif
 
   if (!out_path.empty()) {
     const std::time_t t = std::time(nullptr);
