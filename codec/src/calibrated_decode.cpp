@@ -123,7 +123,26 @@ void store_rows(const float* x, const TensorView& out, std::uint64_t first, std:
   } else if (contiguous_rows(out) && out.dtype == DType::kF32) {
     std::memcpy(reinterpret_cast<float*>(out.data) + first * out.dim(), x, 4 * count);
   } else {
-    VectorAccess(out).scatter(first, n, x);
+    // Channels-first tiles of 16 vectors are written value by value (16 contiguous elements).
+    const VectorAccess access(out);
+    const std::uint32_t dim = out.dim();
+    constexpr std::size_t kLanes = simd::kTileLanes;
+    std::uint64_t v = 0;
+    for (; v + kLanes <= n; v += kLanes) {
+      const auto lanes = access.lane_rows(first + v, kLanes);
+      if (!lanes) break;
+      float tile[kLanes];
+      for (std::uint32_t j = 0; j < dim; ++j) {
+        for (std::size_t t = 0; t < kLanes; ++t) tile[t] = x[(v + t) * dim + j];
+        std::byte* p = lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * (lanes->f16 ? 2 : 4);
+        if (lanes->f16) {
+          simd::f32_to_f16_n(tile, kLanes, reinterpret_cast<std::uint16_t*>(p));
+        } else {
+          std::memcpy(p, tile, sizeof tile);
+        }
+      }
+    }
+    if (v < n) access.scatter(first + v, n - v, x + v * dim);
   }
 }
 

@@ -77,6 +77,8 @@ void choose_table(const std::uint64_t (*hist)[kSymbols], double s, GroupPlan& pl
   }
 }
 
+constexpr std::size_t kLanes = simd::kTileLanes;
+
 // The chunk's rows as z = x - mean, f32, a few rows at a time (the input is read where it is).
 class RowSource {
  public:
@@ -91,6 +93,19 @@ class RowSource {
       simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(in_.data) + at, rows * dim, z);
     } else if (rows_ && in_.dtype == DType::kF32) {
       std::memcpy(z, reinterpret_cast<const float*>(in_.data) + at, 4 * rows * dim);
+    } else if (auto lanes = access_.lane_rows(first_ + v, rows); lanes && rows == kLanes) {
+      // Channels-first (16 vectors side by side along a unit-stride axis): value j of the 16
+      // vectors is 16 contiguous elements; read them so and transpose.
+      float tile[kLanes];
+      for (std::uint32_t j = 0; j < dim; ++j) {
+        const std::byte* p = lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * (lanes->f16 ? 2 : 4);
+        if (lanes->f16) {
+          simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(p), kLanes, tile);
+        } else {
+          std::memcpy(tile, p, sizeof tile);
+        }
+        for (std::size_t t = 0; t < kLanes; ++t) z[t * dim + j] = tile[t];
+      }
     } else {
       access_.gather(first_ + v, rows, z);
     }
@@ -112,7 +127,7 @@ struct Stats {
   float max_abs = 0;         // of z
 };
 
-constexpr std::uint64_t kTileRows = 16;
+constexpr std::uint64_t kTileRows = kLanes;  // a tile of channels-first vectors
 
 // Pass 1: |z| max over every value (it bounds the step) and each group's second and fourth
 // moments from every `stride`-th vector (they guide the step search and the table shapes; the
@@ -192,19 +207,25 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
     p.k = p.coded ? raw_bits_for(s) : 0;
     std::fill(shift.begin() + cal.group_starts[g], shift.begin() + cal.group_end(g), p.k);
   }
-  std::vector<float> z(dim);
+  std::vector<float> z(kTileRows * dim);
   std::vector<std::int32_t> q(dim);
   std::vector<std::uint8_t> sym(dim);
   std::vector<std::uint64_t> hist(groups * kSubstreams * kSymbols, 0);
-  for (std::uint64_t v = 0; v < n; v += stride) {
-    src.load(v, 1, z.data(), nullptr);
-    simd::quantize_symbols(z.data(), 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
-    int sub = 0;
-    while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
-    for (std::size_t g = 0; g < groups; ++g) {
-      if (!plans[g].coded) continue;
-      std::uint64_t* h = hist.data() + (g * kSubstreams + static_cast<std::size_t>(sub)) * kSymbols;
-      for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) ++h[sym[j]];
+  // Whole tiles are read (the fast paths read 16 vectors at a time), every stride-th row used.
+  for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
+    const std::uint64_t rows = std::min(kTileRows, n - v0);
+    src.load(v0, rows, z.data(), nullptr);
+    for (std::uint64_t r = 0; r < rows; ++r) {
+      const std::uint64_t v = v0 + r;
+      if (v % stride) continue;
+      simd::quantize_symbols(z.data() + r * dim, 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
+      int sub = 0;
+      while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
+      for (std::size_t g = 0; g < groups; ++g) {
+        if (!plans[g].coded) continue;
+        std::uint64_t* h = hist.data() + (g * kSubstreams + static_cast<std::size_t>(sub)) * kSymbols;
+        for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) ++h[sym[j]];
+      }
     }
   }
   const double scale = static_cast<double>(stride);
