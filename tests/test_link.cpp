@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/transport/frame_stream.hpp"
 #include "agp/transport/link.hpp"
@@ -219,6 +220,69 @@ TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
   EXPECT_TRUE(good) << good.status().to_string();
   EXPECT_TRUE(acceptor.finish());
   EXPECT_EQ(server->counters().handshake_rejections, 1u);
+}
+
+// The calibrated codec over a Link: both ends hold the calibration (and it is in their
+// fingerprint); chunks of it arrive decoded exactly as locally. A sender that has it and a
+// receiver that does not disagree on the fingerprint, and fail the handshake.
+TEST(Link, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
+  SKIP_WITHOUT_THREADS();
+  auto cal = std::make_shared<codec::Calibration>();
+  cal->dim = 256;
+  for (std::uint32_t j = 0; j < 256; ++j) {
+    cal->mean.push_back(0.0f);
+    cal->scale.push_back(1.0f + 0.01f * static_cast<float>(255 - j));
+  }
+  cal->group_starts = codec::make_calibration_groups(cal->scale, 1.2, 16);
+  cal->id = 0xca1ca1;
+  LinkOptions o = options();
+  o.calibration = cal;
+  o.fingerprint = ptp::model_fingerprint({"test-model", {}, 2, 256, DType::kF16, 1, cal->id});
+  o.chunk_vectors = 32;  // 64 vectors: 2 chunks, coded on their own
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  ptp::PacketCodec c = *ptp::parse_packet_codec("cal4", DType::kF16);
+  c.calibration = cal;
+  std::thread peer([&] {
+    auto link = server->accept(5000ms);
+    ASSERT_TRUE(link) << link.status().to_string();
+    for (int i = 0; i < 3; ++i) {
+      Tensor t = make_tensor(i);
+      Delivery d;
+      const auto got = receive_one(**link, &d);
+      EXPECT_EQ(d.chunks, 2u);
+      EXPECT_EQ(d.header.codec->calibration_id, cal->id);
+      // Each chunk decodes alone: the whole packet is its two chunks decoded locally.
+      ptp::TensorPacketWriter w(c);
+      ptp::TensorPacketReader r;
+      r.set_calibration(cal);
+      std::vector<std::uint16_t> want(t.data.size());
+      auto out = codec::TensorView::contiguous(want.data(), DType::kF16, t.shape, 1);
+      for (std::uint32_t k = 0; k < 2; ++k) {
+        auto g = w.write_chunk(t.view(), {}, ptp::Layout::kBC1S, ptp::ChunkDesc{k, 2, 32ull * k, 32});
+        ASSERT_TRUE(g);
+        const auto flat = g->flatten();
+        auto f = ptp::parse_frame(flat);
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(r.read(f->header, f->body, out));
+      }
+      EXPECT_EQ(got, want) << "packet " << i;
+    }
+    EXPECT_TRUE((*link)->close(5000ms));
+  });
+  // A peer without the calibration derives another fingerprint and is turned away.
+  auto none = Link::connect("127.0.0.1", server->port(), options());
+  EXPECT_EQ(none.status().code(), ErrorCode::kFingerprintMismatch) << none.status().to_string();
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  for (int i = 0; i < 3; ++i) {
+    Tensor t = make_tensor(i);
+    auto r = (*link)->send(t.view(), c, {"state", 0, ptp::Layout::kBC1S}, 5000ms);
+    ASSERT_TRUE(r) << r.status().to_string();
+  }
+  auto end = (*link)->next_packet(5000ms);
+  EXPECT_EQ(end.status().code(), ErrorCode::kConnectionClosed);
+  peer.join();
 }
 
 TEST(Link, PreSharedKeyMustMatchOnBothEnds) {

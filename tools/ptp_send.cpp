@@ -207,7 +207,9 @@ Status add_error(Lane& lane, const codec::TensorView& view, ptp::Layout layout) 
   std::vector<std::byte> out(view.vector_count() * view.dim() * 4);
   auto decoded =
       codec::TensorView::contiguous(out.data(), DType::kF32, view.shape, view.vector_axis);
-  AGP_RETURN_IF_ERROR(ptp::read_tensor_packet(f->header, f->body, decoded));
+  ptp::TensorPacketReader reader;
+  reader.set_calibration(lane.codec.calibration);
+  AGP_RETURN_IF_ERROR(reader.read(f->header, f->body, decoded));
   lane.error.add(view, decoded);
   return {};
 }
@@ -231,6 +233,13 @@ int run(const Options& o, const std::string& command) {
   if (source->model) lo = model_link_options(o.identity, *source->model, kTool);
 #endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
+  for (Lane& lane : lanes) {
+    if (lane.codec.config.id != CodecId::kTurboQuantCal) continue;
+    if (!lo->calibration) {
+      return fail(kTool, "--codecs " + lane.name + ": the calibrated codec needs --calibration FILE (ptp-calibrate)", kExitUsage);
+    }
+    lane.codec.calibration = lo->calibration;
+  }
   lo->bind_interface = o.interface;
   lo->chunk_vectors = o.chunk_vectors;
   lo->streams = static_cast<std::uint16_t>(o.streams);

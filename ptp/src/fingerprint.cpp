@@ -33,6 +33,7 @@ Hash128 model_fingerprint(const FingerprintInput& in) {
   append_le(buf, in.hidden_size, 8);
   append_le(buf, static_cast<std::uint8_t>(in.dtype), 1);
   append_le(buf, in.codec_family_version, 4);
+  if (in.calibration_id != 0) append_le(buf, in.calibration_id, 8);  // absent: as before
   return xxh3_128(buf);
 }
 
@@ -43,7 +44,8 @@ std::string checkpoint_model_id(const std::string& dir) {
 }
 
 Result<Hash128> checkpoint_fingerprint(const std::string& dir, std::int32_t split_layer,
-                                       std::uint64_t hidden_size, DType dtype) {
+                                       std::uint64_t hidden_size, DType dtype,
+                                       std::uint64_t calibration_id) {
   std::vector<std::string> files = {dir + "/config.json"};
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
@@ -60,7 +62,7 @@ Result<Hash128> checkpoint_fingerprint(const std::string& dir, std::int32_t spli
   const std::uint64_t d = digest.digest();
   const std::string id = checkpoint_model_id(dir);
   return model_fingerprint(
-      {id, std::as_bytes(std::span(&d, 1)), split_layer, hidden_size, dtype, 1});
+      {id, std::as_bytes(std::span(&d, 1)), split_layer, hidden_size, dtype, 1, calibration_id});
 }
 
 }  // namespace agp::ptp

@@ -49,8 +49,8 @@ Result<std::vector<float>> ModelSplit::state(std::size_t w) const {
   return x;
 }
 
-Result<ptp::Hash128> ModelSplit::fingerprint() const {
-  return ptp::checkpoint_fingerprint(dir_, split_, hidden(), DType::kF16);
+Result<ptp::Hash128> ModelSplit::fingerprint(std::uint64_t calibration_id) const {
+  return ptp::checkpoint_fingerprint(dir_, split_, hidden(), DType::kF16, calibration_id);
 }
 
 Status ModelSplit::score(std::size_t w, const float* decoded, fidelity::StateError& state_error,
@@ -93,7 +93,7 @@ Result<transport::LinkOptions> model_link_options(const Identity& id, const Mode
                                                   const std::string& tool) {
   auto o = link_options(id, tool);
   if (!o) return o.status();
-  auto fp = m.fingerprint();
+  auto fp = m.fingerprint(o->calibration ? o->calibration->id : 0);
   if (!fp) return fp.status();
   o->fingerprint = *fp;
   o->model_id = m.model_id();

@@ -27,8 +27,8 @@ class ModelSplit {
   // The fp32 split state of window w [seq * hidden] (layers [0, split)).
   Result<std::vector<float>> state(std::size_t w) const;
   // The fingerprint both ends derive: model id (directory name), a digest of config.json and the
-  // weight files, split layer, hidden size, fp16 states.
-  Result<ptp::Hash128> fingerprint() const;
+  // weight files, split layer, hidden size, fp16 states, and the calibration's id if any.
+  Result<ptp::Hash128> fingerprint(std::uint64_t calibration_id = 0) const;
   // Receiver: continues window w from `decoded` [seq * hidden] and accumulates the error against
   // the uncompressed run into `state` and `logits`.
   Status score(std::size_t w, const float* decoded, fidelity::StateError& state,

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/mapped_file.hpp"
 #include "agp/ptp/validate.hpp"
@@ -200,9 +201,15 @@ Result<transport::LinkOptions> link_options(const Identity& id, const std::strin
   o.split_layer = id.split_layer;
   o.peer_name = tool;
   static constexpr std::string_view kDigest = "synthetic-or-file-states";
+  if (!id.calibration.empty()) {
+    auto cal = ptp::read_calibration(id.calibration);
+    if (!cal) return make_error(ErrorCode::kInvalidArgument, "--calibration: " + cal.status().message());
+    o.calibration = std::make_shared<const codec::Calibration>(cal->calibration);
+  }
   o.fingerprint =
       ptp::model_fingerprint({id.model_id, std::as_bytes(std::span(kDigest.data(), kDigest.size())),
-                              id.split_layer, 0, DType::kF16, 1});
+                              id.split_layer, 0, DType::kF16, 1,
+                              o.calibration ? o.calibration->id : 0});
   if (!id.key_file.empty()) {
     auto f = ptp::MappedFile::open(id.key_file);
     if (!f) return make_error(ErrorCode::kInvalidArgument, "--key-file: " + f.status().message());
@@ -239,6 +246,9 @@ void add_identity_options(CLI::App& app, Identity& id) {
   app.add_option("--split", id.split_layer, "split layer; both ends must give the same");
   app.add_option("--key-file", id.key_file,
                  "file holding a pre-shared key, at least 16 bytes (both ends, or neither)");
+  app.add_option("--calibration", id.calibration,
+                 "calibration file for the calibrated codecs cal2..cal8 (ptp-calibrate; both ends "
+                 "the same, it enters the fingerprint)");
 }
 
 std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,

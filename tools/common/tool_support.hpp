@@ -74,10 +74,11 @@ struct Identity {
   std::string model_id = "ptp-bench";
   std::int32_t split_layer = 2;
   std::string key_file;  // raw bytes of the pre-shared key; "" = no key
+  std::string calibration;  // ptp-calibrate's file; "" = none (no calibrated codecs)
 };
 Result<transport::LinkOptions> link_options(const Identity& id, const std::string& tool);
 
-// --model-id, --split and --key-file, which both ends must give alike.
+// --model-id, --split, --key-file and --calibration, which both ends must give alike.
 void add_identity_options(CLI::App& app, Identity& id);
 
 // How soon a silent peer counts as gone, and how long a lost peer is waited for.

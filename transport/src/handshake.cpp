@@ -30,6 +30,7 @@ ptp::HelloDesc capabilities(const LinkOptions& o) {
   h.max_frame_bytes = o.limits.max_body_bytes;
   h.max_streams = std::clamp<std::uint16_t>(o.streams, 1, kMaxStreams);
   for (const ptp::PacketCodecEntry& c : ptp::packet_codec_entries()) {
+    if (c.id == CodecId::kTurboQuantCal && !o.calibration) continue;  // cannot decode it
     h.codecs.push_back(static_cast<std::uint16_t>(c.id));
     h.codec_bits.push_back(c.decodable_bits);
   }

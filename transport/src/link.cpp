@@ -53,7 +53,9 @@ Millis tick_period(const LinkOptions& o) {
 }  // namespace
 
 Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o)
-    : ctx(std::move(context)), role(r), opts(std::move(o)), tick(*ctx), control(opts.limits) {}
+    : ctx(std::move(context)), role(r), opts(std::move(o)), tick(*ctx), control(opts.limits) {
+  reader.set_calibration(opts.calibration);
+}
 
 Link::Impl::~Impl() {
   // A peer refused for a reason is told the reason: give the error frame a moment to go out.

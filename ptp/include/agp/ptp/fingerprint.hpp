@@ -20,6 +20,9 @@ struct FingerprintInput {
   std::uint64_t hidden_size = 0;
   DType dtype = DType::kF16;               // dtype of the split state
   std::uint32_t codec_family_version = 1;  // bumped when the codec's math changes
+  // The calibration (its id) the ends code with, or 0: ends holding different calibrations
+  // have different fingerprints, so their handshake fails before any packet.
+  std::uint64_t calibration_id = 0;
 };
 
 // XXH3-128 (seed 0) over the canonical encoding of `in` specified in docs/ptp_format.md
@@ -34,7 +37,9 @@ std::string checkpoint_model_id(const std::string& dir);
 // in name order. Every host of a split (ptp-send/ptp-recv --model, the examples, the Python
 // module) derives it the same way, so two ends agree exactly when they load the same files.
 // kIoError when config.json or a weight file cannot be read.
+// With a calibration (ptp-calibrate), its id enters too (FingerprintInput::calibration_id).
 Result<Hash128> checkpoint_fingerprint(const std::string& dir, std::int32_t split_layer,
-                                       std::uint64_t hidden_size, DType dtype = DType::kF16);
+                                       std::uint64_t hidden_size, DType dtype = DType::kF16,
+                                       std::uint64_t calibration_id = 0);
 
 }  // namespace agp::ptp

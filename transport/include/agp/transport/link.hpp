@@ -45,6 +45,10 @@ struct LinkOptions {
   // Identity: both ends must carry the same fingerprint (ptp::model_fingerprint of model, weights,
   // split layer, hidden size, dtype), else the handshake fails with fingerprint_mismatch.
   ptp::Hash128 fingerprint;
+  // The calibration this end codes and decodes calibrated packets with (ptp-calibrate); its id
+  // belongs in the fingerprint (ptp::FingerprintInput::calibration_id). Without one, the hello
+  // offers no calibrated codec and such packets are refused.
+  std::shared_ptr<const codec::Calibration> calibration;
   std::string model_id;
   std::int32_t split_layer = -1;
   std::string peer_name;          // shown to the other end (LinkInfo::peer_name)
