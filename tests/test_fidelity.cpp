@@ -13,6 +13,8 @@
 #include <random>
 
 #include "agp/codec/dtype.hpp"
+#include "agp/fidelity/calibrate.hpp"
+#include "agp/fidelity/fold.hpp"
 #include "agp/fidelity/harness.hpp"
 #include "agp/fidelity/llama.hpp"
 
@@ -359,6 +361,54 @@ TEST(Fidelity, ReproducesTheDevmodelReference) {
     auto got = h->greedy(*codec, 8, 128, 64);
     ASSERT_TRUE(got) << got.status().to_string();
     EXPECT_NEAR(got->token_agree, g[ref_name]["token_agree"].get<double>(), 0.02);
+  }
+}
+
+// Folding a basis into a checkpoint (tied and untied heads, sharded or not): the folded model's
+// state at every layer is the original's times the basis, and its logits are the original's.
+TEST(Fidelity, FoldedCheckpointGivesTheOriginalLogits) {
+  for (bool tied : {false, true}) {
+    const Tiny t = make_tiny(DType::kBF16, tied, 77);
+    const fs::path dir = save(t, DType::kBF16, tied, tied ? "fold-tied" : "fold");
+    auto model = LlamaModel::load(dir.string());
+    ASSERT_TRUE(model) << model.status().to_string();
+    // A basis: the principal components of random states (any orthonormal basis would do).
+    std::mt19937 rng(5);
+    std::normal_distribution<float> n;
+    std::vector<float> states(400 * 12);
+    for (float& v : states) v = n(rng);
+    auto cal = calibrate_from_states(states.data(), 400, 12, {});
+    ASSERT_TRUE(cal);
+    const fs::path out = dir.string() + "-folded";
+    fs::remove_all(out);
+    ASSERT_TRUE(fold_checkpoint(dir.string(), cal->basis, out.string(), DType::kF32, cal->file.calibration.id));
+    auto folded = LlamaModel::load(out.string());
+    ASSERT_TRUE(folded) << folded.status().to_string();
+    EXPECT_FALSE(folded->config().tie_word_embeddings);
+    Windows w;
+    w.windows = {{1, 4, 2, 9, 3, 3, 7, 0, 10, 5}, {6, 6, 1, 2}};
+    auto agree = compare_models(*model, *folded, w);
+    ASSERT_TRUE(agree);
+    EXPECT_LT(agree->max_abs_logit_diff, 1e-4);
+    EXPECT_LT(agree->kl_nats, 1e-9);
+    EXPECT_EQ(agree->top1_agree, 1.0);
+    // The state entering layer 2: the original's times the basis.
+    const std::vector<int> tokens = {3, 1, 4, 1, 5};
+    std::vector<float> a(5 * 12), b(5 * 12);
+    KvCache ca = model->new_cache(), cb = folded->new_cache();
+    ASSERT_TRUE(model->embed(tokens, a.data()));
+    ASSERT_TRUE(folded->embed(tokens, b.data()));
+    ASSERT_TRUE(model->run_layers(0, 2, a.data(), 5, ca));
+    ASSERT_TRUE(folded->run_layers(0, 2, b.data(), 5, cb));
+    to_basis(cal->basis, 12, a.data(), 5);
+    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4) << i;
+    // A second fold into the same (now full) directory is refused; so is a bf16 fold.
+    EXPECT_EQ(fold_checkpoint(dir.string(), cal->basis, out.string(), DType::kF32, 1).code(),
+              ErrorCode::kInvalidArgument);
+    EXPECT_EQ(fold_checkpoint(dir.string(), cal->basis, out.string() + "2", DType::kBF16, 1).code(),
+              ErrorCode::kInvalidArgument);
+    fs::remove_all(out);
+    fs::remove_all(dir);
   }
 }
 

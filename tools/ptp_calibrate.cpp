@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agp/fidelity/calibrate.hpp"
+#include "agp/fidelity/fold.hpp"
 #include "agp/fidelity/harness.hpp"
 #include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/checksum.hpp"
@@ -34,6 +35,10 @@ struct Options {
   int windows = 256;
   std::string out;
   std::string basis_out;
+  std::string fold_into;
+  std::string fold_dtype = "f16";
+  std::string eval_bytes;
+  int eval_windows = 32;
   int max_groups = 64;
   bool json = false;
   bool quiet = false;
@@ -108,6 +113,30 @@ int run(const Options& o) {
       return fail(kTool, "--basis-out: " + s.message());
     }
   }
+  json fold;
+  if (!o.fold_into.empty()) {
+    if (o.model.empty()) return fail(kTool, "--fold-into needs --model DIR", kExitUsage);
+    const DType dt = o.fold_dtype == "f32" ? DType::kF32 : DType::kF16;
+    if (auto s = fidelity::fold_checkpoint(o.model, cal->basis, o.fold_into, dt, cal->file.calibration.id); !s) {
+      return fail(kTool, "--fold-into: " + s.message());
+    }
+    fold = {{"dir", o.fold_into}, {"dtype", o.fold_dtype}};
+    if (!o.eval_bytes.empty()) {
+      // The proof: the folded checkpoint's logits against the original's on held-out text.
+      auto original = fidelity::LlamaModel::load(o.model);
+      auto folded = fidelity::LlamaModel::load(o.fold_into);
+      if (!original || !folded) return fail(kTool, "--fold-into: cannot reload the models");
+      auto windows = fidelity::Windows::from_bytes(o.eval_bytes, o.seq, o.eval_windows);
+      if (!windows) return fail(kTool, "--eval-bytes: " + windows.status().message(), kExitUsage);
+      auto agree = fidelity::compare_models(*original, *folded, *windows);
+      if (!agree) return fail(kTool, agree.status().message());
+      fold["eval_bytes"] = o.eval_bytes;
+      fold["eval_positions"] = agree->positions;
+      fold["max_abs_logit_diff"] = agree->max_abs_logit_diff;
+      fold["kl_nats"] = agree->kl_nats;
+      fold["top1_agree"] = agree->top1_agree;
+    }
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& c = cal->file.calibration;
   double total = 0, top = 0;
@@ -117,6 +146,7 @@ int run(const Options& o) {
               {"vectors", n}, {"groups", c.group_count()}, {"seconds", seconds},
               {"top16_variance_share", total > 0 ? top / total : 0.0}, {"source", source}};
   if (!o.basis_out.empty()) doc["basis"] = o.basis_out;
+  if (!fold.is_null()) doc["fold"] = fold;
   if (o.json) {
     std::cout << tools::json_text(doc, 2) << "\n";
   } else {
@@ -124,6 +154,17 @@ int run(const Options& o) {
                 "variance in the first 16 components, %.1f s\n",
                 o.out.c_str(), hex64(c.id).c_str(), dim, static_cast<unsigned long long>(n),
                 c.group_count(), 100.0 * doc["top16_variance_share"].get<double>(), seconds);
+    if (!fold.is_null()) {
+      std::printf("folded into %s (%s)", o.fold_into.c_str(), o.fold_dtype.c_str());
+      if (fold.contains("kl_nats")) {
+        std::printf(": against the original on %llu positions of %s, max |logit difference| %.3g, "
+                    "KL %.3g nats, top-1 agreement %.4f",
+                    static_cast<unsigned long long>(fold["eval_positions"].get<std::uint64_t>()),
+                    o.eval_bytes.c_str(), fold["max_abs_logit_diff"].get<double>(),
+                    fold["kl_nats"].get<double>(), fold["top1_agree"].get<double>());
+      }
+      std::printf("\n");
+    }
   }
   return 0;
 }
@@ -146,6 +187,15 @@ int main(int argc, char** argv) {
   app.add_option("--windows", o.windows, "at most this many windows")->check(CLI::Range(1, 1 << 20));
   app.add_option("-o,--out", o.out, "calibration file to write");
   app.add_option("--basis-out", o.basis_out, "also write the basis, .npy f32 [hidden, hidden]");
+  app.add_option("--fold-into", o.fold_into,
+                 "write the checkpoint with the basis folded in here (Hugging Face layout): its "
+                 "split state is already in the basis, so hosts run it and send with cal2..cal8");
+  app.add_option("--fold-dtype", o.fold_dtype, "weights of the folded checkpoint: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
+  app.add_option("--eval-bytes", o.eval_bytes,
+                 "with --fold-into: held-out text to compare the folded model's logits with the "
+                 "original's on (max difference, KL, top-1)");
+  app.add_option("--eval-windows", o.eval_windows, "windows of --eval-bytes")->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-groups", o.max_groups, "at most this many component groups")
       ->check(CLI::Range(1, 4096));
   app.add_flag("--json", o.json, "print one JSON document");

@@ -7,6 +7,7 @@
 #include "agp/ptp/mapped_file.hpp"
 #include "agp/ptp/safetensors.hpp"
 #include "blas.hpp"
+#include "weights.hpp"
 
 namespace agp::fidelity {
 
@@ -30,23 +31,6 @@ struct LlamaModel::Impl {
 };
 
 namespace {
-
-// Converts a checked tensor to fp32, appending to `out`.
-void append_f32(const ptp::SafetensorsTensor& t, std::vector<float>& out) {
-  const std::size_t n = t.data.size() / dtype_size(t.dtype);
-  const std::size_t at = out.size();
-  out.resize(at + n);
-  float* dst = out.data() + at;
-  if (t.dtype == DType::kF32) {
-    std::memcpy(dst, t.data.data(), n * 4);
-    return;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, t.data.data() + 2 * i, 2);
-    dst[i] = t.dtype == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h);
-  }
-}
 
 struct Loader {
   const ptp::SafetensorsModel& files;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -291,6 +292,38 @@ Result<SafetensorsModel> SafetensorsModel::open(const std::string& path) {
     }
   }
   return m;
+}
+
+Status write_safetensors(const std::string& path, std::vector<SafetensorsOutput> tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  std::sort(tensors.begin(), tensors.end(),
+            [](const SafetensorsOutput& a, const SafetensorsOutput& b) { return a.name < b.name; });
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const SafetensorsOutput& t : tensors) {
+    const char* dt = t.dtype == DType::kF32 ? "F32" : t.dtype == DType::kF16 ? "F16" : t.dtype == DType::kBF16 ? "BF16" : nullptr;
+    std::uint64_t bytes = dt ? dtype_size(t.dtype) : 0;
+    for (std::uint64_t d : t.shape) bytes *= d;
+    if (!dt || bytes != t.data.size()) {
+      return make_error(ErrorCode::kInvalidArgument, "safetensors: tensor " + t.name + " has " +
+                                                         std::to_string(t.data.size()) + " bytes for its shape and dtype");
+    }
+    header[t.name] = {{"dtype", dt}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8) text += ' ';  // the data area starts 8-byte aligned
+  std::vector<std::byte> out(8 + text.size() + offset);
+  const std::uint64_t n = text.size();
+  std::memcpy(out.data(), &n, 8);
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  std::uint64_t at = 8 + text.size();
+  for (const SafetensorsOutput& t : tensors) {
+    if (!t.data.empty()) std::memcpy(out.data() + at, t.data.data(), t.data.size());
+    at += t.data.size();
+  }
+  return write_file(path, out);
 }
 
 }  // namespace agp::ptp

@@ -1,4 +1,4 @@
-// Read-only safetensors checkpoints, by mmap, with strict validation of headers and offsets:
+// Safetensors checkpoints: read by mmap, by mmap, with strict validation of headers and offsets:
 // a single `.safetensors` file, a sharded `model.safetensors.index.json`, or a directory that holds
 // either (`model.safetensors.index.json` is preferred when both exist).
 #pragma once
@@ -30,6 +30,19 @@ struct SafetensorsTensor {
 // non-overlapping, covering the whole data area (the format's rules). kBadSafetensors otherwise.
 Result<std::vector<SafetensorsTensor>> parse_safetensors(
     std::span<const std::byte> bytes, std::map<std::string, std::string>* metadata = nullptr);
+
+// One tensor to write: its bytes are shape x dtype size, C order.
+struct SafetensorsOutput {
+  std::string name;
+  DType dtype = DType::kF32;  // f16, bf16 or f32
+  std::vector<std::uint64_t> shape;
+  std::span<const std::byte> data;
+};
+
+// Writes a safetensors file (tensors in name order, metadata as string pairs). kInvalidArgument
+// for a tensor whose bytes do not match its shape; kIoError when the file cannot be written.
+Status write_safetensors(const std::string& path, std::vector<SafetensorsOutput> tensors,
+                         const std::map<std::string, std::string>& metadata = {});
 
 class SafetensorsModel {
  public:
