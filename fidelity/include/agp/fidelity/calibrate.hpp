@@ -36,6 +36,20 @@ Result<Calibrated> calibrate_from_states(const float* x, std::uint64_t n, std::u
 Result<std::vector<float>> split_states(const LlamaModel& model, int split,
                                         const std::vector<std::vector<int>>& windows);
 
+// Calibration text for a byte-level model trained on C/C++ headers: `count` windows of `length`
+// bytes from the regular files under `root` (the system's headers), a window at a seeded offset
+// of each file of at least 4 * length bytes, files in a seeded order, leaving out every file that
+// holds one of the evaluation windows' long lines (the three longest complete lines of 30 or more
+// characters of each window, compared stripped), so calibration and scoring text are disjoint.
+struct CalibrationText {
+  std::vector<std::vector<int>> windows;
+  std::uint64_t files_seen = 0, files_excluded = 0;
+  std::uint64_t xxh3 = 0;  // of the windows' bytes, in order: which text this was
+};
+Result<CalibrationText> calibration_text_from_headers(const std::string& root,
+                                                      const std::vector<std::vector<int>>& eval,
+                                                      int count, int length, std::uint64_t seed);
+
 // x[n * dim] times the basis (or its transpose, back to channels), in place.
 void to_basis(const std::vector<float>& basis, std::uint32_t dim, float* x, std::uint64_t n);
 void from_basis(const std::vector<float>& basis, std::uint32_t dim, float* x, std::uint64_t n);
