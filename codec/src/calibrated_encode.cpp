@@ -113,6 +113,8 @@ class RowSource {
     simd::subtract_rows(z, rows, dim, cal_.mean.data(), z);
   }
 
+  bool rows() const { return rows_; }
+
  private:
   const TensorView& in_;
   std::uint64_t first_;
@@ -211,13 +213,16 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
   std::vector<std::int32_t> q(dim);
   std::vector<std::uint8_t> sym(dim);
   std::vector<std::uint64_t> hist(groups * kSubstreams * kSymbols, 0);
-  // Whole tiles are read (the fast paths read 16 vectors at a time), every stride-th row used.
+  // Rows are read one by one where vectors are contiguous rows, else as whole tiles (the
+  // channels-first path reads 16 vectors at a time); every stride-th row is used.
+  const bool by_row = src.rows();
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
     const std::uint64_t rows = std::min(kTileRows, n - v0);
-    src.load(v0, rows, z.data(), nullptr);
+    if (!by_row) src.load(v0, rows, z.data(), nullptr);
     for (std::uint64_t r = 0; r < rows; ++r) {
       const std::uint64_t v = v0 + r;
       if (v % stride) continue;
+      if (by_row) src.load(v, 1, z.data() + r * dim, nullptr);
       simd::quantize_symbols(z.data() + r * dim, 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
       int sub = 0;
       while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
@@ -405,8 +410,8 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
     step = std::max(min_step, static_cast<float>(step * std::exp2(8 * (bytes - budget * 0.993) / active_values())));
   }
 
-  // Code, then correct the step while the chunk is over the budget or leaves more than 1.5% of
-  // it unused (at most two corrections of an unused budget), keeping the finest chunk that fits.
+  // Code, then correct the step while the chunk is over the budget or leaves more than 2% of it
+  // unused (at most one correction of an unused budget), keeping the finest chunk that fits.
   thread_local Scratch scratch;
   CalChunk out;
   std::vector<std::byte> side(cal_side_bytes(groups));
@@ -427,7 +432,7 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
       std::memcpy(out.codes.data(), scratch.codes.data(), streams);
       if (!escapes.empty()) std::memcpy(out.codes.data() + streams, escapes.data(), 4 * escapes.size());
     }
-    if (b <= budget && (b >= budget * 0.985 || refinements == 2)) break;
+    if (b <= budget && (b >= budget * 0.98 || refinements == 1)) break;
     if (b <= budget) ++refinements;
     if (b > budget && best != 0) break;  // a finer step overshot: keep the one that fit
     // About one bit per value more for each halving of the step.
