@@ -1,6 +1,7 @@
 // The C API (agp/agp_ptp.h) over the C++ library: handles own C++ objects, statuses become codes
 // plus a per-thread message, and no exception crosses the boundary.
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "agp/agp_ptp.h"
 #include "agp/ptp/aligned_buffer.hpp"
+#include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
@@ -21,6 +23,10 @@ using agp::Status;
 
 struct agp_codec {
   agp::ptp::PacketCodec codec;
+};
+
+struct agp_calibration {
+  std::shared_ptr<const agp::codec::Calibration> calibration;
 };
 
 struct agp_encoder {
@@ -167,13 +173,18 @@ agp::Result<agp::ptp::MessageHeader> header_of(const agp_packet_meta* meta) {
 }
 
 agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
-  if (c && c->struct_size < sizeof(agp_link_config)) {
+  // Callers built against an older header pass a shorter struct: its fields end before
+  // `calibration`, which then keeps its default.
+  constexpr std::size_t kVersion1Size = offsetof(agp_link_config, calibration);
+  if (c && c->struct_size < kVersion1Size) {
     return agp::make_error(ErrorCode::kInvalidArgument,
                            "agp_link_config.struct_size is too small: call agp_link_config_init");
   }
   agp_link_config defaults;
   agp_link_config_init(&defaults);
-  const agp_link_config& cfg = c ? *c : defaults;
+  agp_link_config cfg = defaults;
+  if (c) std::memcpy(&cfg, c, std::min<std::size_t>(c->struct_size, sizeof cfg));
+  cfg.struct_size = sizeof cfg;
   if (cfg.key_size > 0 && !cfg.key) {
     return agp::make_error(ErrorCode::kInvalidArgument, "agp_link_config.key is NULL");
   }
@@ -193,6 +204,7 @@ agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
   o.bind_interface = cfg.bind_interface ? cfg.bind_interface : "";
   o.ack_on_receive = cfg.ack_on_receive != 0;
   o.busy_poll_us = cfg.busy_poll_us;
+  if (cfg.calibration) o.calibration = cfg.calibration->calibration;
   return o;
 }
 
@@ -266,6 +278,51 @@ agp_status agp_codec_create(const char* name, int32_t dtype, agp_codec** out) {
 
 void agp_codec_free(agp_codec* codec) {
   delete codec;
+}
+
+agp_status agp_codec_set_calibration(agp_codec* codec, const agp_calibration* calibration) {
+  return guarded([&] {
+    if (!codec || !calibration) return fail(ErrorCode::kInvalidArgument, "codec or calibration is NULL");
+    codec->codec.calibration = calibration->calibration;
+    return AGP_OK;
+  });
+}
+
+agp_status agp_calibration_load(const char* path, agp_calibration** out) {
+  return guarded([&] {
+    if (!out) return fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (!path) return fail(ErrorCode::kInvalidArgument, "path is NULL");
+    auto f = agp::ptp::read_calibration(path);
+    if (!f) return fail(f.status());
+    *out = new agp_calibration{std::make_shared<const agp::codec::Calibration>(f->calibration)};
+    return AGP_OK;
+  });
+}
+
+void agp_calibration_free(agp_calibration* calibration) {
+  delete calibration;
+}
+
+uint64_t agp_calibration_id(const agp_calibration* calibration) {
+  return calibration ? calibration->calibration->id : 0;
+}
+
+uint32_t agp_calibration_dim(const agp_calibration* calibration) {
+  return calibration ? calibration->calibration->dim : 0;
+}
+
+agp_status agp_checkpoint_fingerprint_calibrated(const char* dir, int32_t split_layer,
+                                                 uint64_t hidden_size, uint64_t calibration_id,
+                                                 uint8_t out[16]) {
+  return guarded([&] {
+    if (!dir || !out) return fail(ErrorCode::kInvalidArgument, "dir or out is NULL");
+    auto fp = agp::ptp::checkpoint_fingerprint(dir, split_layer, hidden_size, agp::DType::kF16,
+                                               calibration_id);
+    if (!fp) return fail(fp.status());
+    from_hash(*fp, out);
+    return AGP_OK;
+  });
 }
 
 void agp_packet_meta_init(agp_packet_meta* meta) {
@@ -353,11 +410,18 @@ agp_status agp_frame_info(const agp_frame* frame, agp_packet_info* info) {
 }
 
 agp_status agp_frame_decode(const agp_frame* frame, const agp_tensor* out) {
+  return agp_frame_decode_calibrated(frame, nullptr, out);
+}
+
+agp_status agp_frame_decode_calibrated(const agp_frame* frame, const agp_calibration* calibration,
+                                       const agp_tensor* out) {
   return guarded([&] {
     if (!frame) return fail(ErrorCode::kInvalidArgument, "frame is NULL");
     auto view = to_view(out, "out");
     if (!view) return fail(view.status());
-    const Status s = agp::ptp::read_tensor_packet(frame->view.header, frame->view.body, *view);
+    agp::ptp::TensorPacketReader reader;
+    if (calibration) reader.set_calibration(calibration->calibration);
+    const Status s = reader.read(frame->view.header, frame->view.body, *view);
     return s ? AGP_OK : fail(s);
   });
 }

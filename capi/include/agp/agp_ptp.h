@@ -95,12 +95,29 @@ AGP_C_API const char* agp_version(void);               /* "0.1.0" */
 AGP_C_API agp_status agp_checkpoint_fingerprint(const char* dir, int32_t split_layer,
                                                 uint64_t hidden_size, uint8_t out[16]);
 
+/* --- calibrations (the calibrated codec, cal2..cal8) --- */
+typedef struct agp_calibration agp_calibration;
+/* Loads a calibration file written by ptp-calibrate (version and checksum checked). */
+AGP_C_API agp_status agp_calibration_load(const char* path, agp_calibration** out);
+AGP_C_API void agp_calibration_free(agp_calibration* calibration);
+/* Its id (the file's checksum: packets name it, fingerprints include it) and vector length. */
+AGP_C_API uint64_t agp_calibration_id(const agp_calibration* calibration);
+AGP_C_API uint32_t agp_calibration_dim(const agp_calibration* calibration);
+/* agp_checkpoint_fingerprint for hosts that code with a calibration (its id enters). */
+AGP_C_API agp_status agp_checkpoint_fingerprint_calibrated(const char* dir, int32_t split_layer,
+                                                           uint64_t hidden_size,
+                                                           uint64_t calibration_id,
+                                                           uint8_t out[16]);
+
 /* --- codecs --- */
 typedef struct agp_codec agp_codec;
 /* "raw", "tq1".."tq8" (TurboQuant), "prod2".."prod8", "int8", "int4", "ec2".."ec8" (the
- * high-fidelity entropy-coded mode). `dtype` is the tensors' (raw packets carry it). */
+ * high-fidelity entropy-coded mode), "cal2".."cal8" (calibrated: give it a calibration with
+ * agp_codec_set_calibration). `dtype` is the tensors' (raw packets carry it). */
 AGP_C_API agp_status agp_codec_create(const char* name, int32_t dtype, agp_codec** out);
 AGP_C_API void agp_codec_free(agp_codec* codec);
+/* The calibration a calibrated codec codes with (the codec keeps its own reference). */
+AGP_C_API agp_status agp_codec_set_calibration(agp_codec* codec, const agp_calibration* calibration);
 
 /* --- encoding: tensor -> frame bytes --- */
 typedef struct agp_packet_meta {
@@ -140,6 +157,11 @@ AGP_C_API void agp_frame_free(agp_frame* frame);
 AGP_C_API agp_status agp_frame_info(const agp_frame* frame, agp_packet_info* info);
 /* Decodes into `out`, whose shape must be the packet's (any float dtype and strides). */
 AGP_C_API agp_status agp_frame_decode(const agp_frame* frame, const agp_tensor* out);
+/* The same for calibrated packets: decoded with `calibration` (a packet naming another one, or
+ * any calibrated packet when it is NULL, is refused with bad_codec_descriptor). */
+AGP_C_API agp_status agp_frame_decode_calibrated(const agp_frame* frame,
+                                                 const agp_calibration* calibration,
+                                                 const agp_tensor* out);
 
 /* --- transport: reliable links --- */
 typedef struct agp_link_config {
@@ -160,6 +182,9 @@ typedef struct agp_link_config {
   const char* bind_interface; /* connect from this interface (NULL: routing picks) */
   int32_t ack_on_receive;     /* 1 (default); 0: call agp_link_acknowledge after recording */
   uint32_t busy_poll_us;      /* poll this long before blocking in waits (0: block at once) */
+  /* Added in API version 1.1: the calibration this end decodes calibrated packets with (NULL:
+   * none, and its hello offers no calibrated codec). Its id belongs in `fingerprint`. */
+  const agp_calibration* calibration;
 } agp_link_config;
 AGP_C_API void agp_link_config_init(agp_link_config* config);
 
