@@ -338,7 +338,7 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
     if (!calibration_) {
       return make_error(ErrorCode::kBadCodecDescriptor,
                         who + "needs calibration " + calibration_hex(d.calibration_id) +
-                            "; this receiver holds none (--calibration)");
+                            "; this receiver holds none");
     }
     if (d.calibration_id != calibration_->id) {
       return make_error(ErrorCode::kBadCodecDescriptor,

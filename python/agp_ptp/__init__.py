@@ -14,22 +14,25 @@ They are read and written in place. Every failure raises :class:`Error`.
 """
 
 from ._errors import Error
-from ._agp_ptp import (Encoder, Frame, Link, PacketInfo, Receipt, Server,
+from ._agp_ptp import (Calibration, Encoder, Frame, Link, PacketInfo, Receipt, Server,
                        checkpoint_fingerprint)
 
-__all__ = ["Error", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server", "encode",
-           "decode", "inspect", "checkpoint_fingerprint"]
+__all__ = ["Error", "Calibration", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server",
+           "encode", "decode", "inspect", "checkpoint_fingerprint"]
 
 
-def encode(tensor, codec: str, **kwargs) -> bytes:
+def encode(tensor, codec: str, *, calibration=None, **kwargs) -> bytes:
     """Encodes ``tensor`` with ``codec`` into one frame (see :meth:`Encoder.encode` for the
-    keyword arguments). Keep an :class:`Encoder` instead when encoding many tensors."""
-    return Encoder(codec).encode(tensor, **kwargs)
+    keyword arguments; ``calibration`` for cal2..cal8). Keep an :class:`Encoder` instead when
+    encoding many tensors."""
+    return Encoder(codec, calibration=calibration).encode(tensor, **kwargs)
 
 
-def decode(frame, out=None, *, dtype: str = "", expected_fingerprint: bytes = b""):
-    """Verifies ``frame`` and decodes it into ``out`` or a new NumPy array, which it returns."""
-    return Frame(frame, expected_fingerprint).decode(out, dtype)
+def decode(frame, out=None, *, dtype: str = "", expected_fingerprint: bytes = b"",
+           calibration=None):
+    """Verifies ``frame`` and decodes it into ``out`` or a new NumPy array, which it returns
+    (calibrated packets need the :class:`Calibration` they were coded with)."""
+    return Frame(frame, expected_fingerprint).decode(out, dtype, calibration)
 
 
 def inspect(frame, *, expected_fingerprint: bytes = b"") -> PacketInfo:

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agp/ptp/aligned_buffer.hpp"
+#include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
@@ -232,12 +233,42 @@ py::array new_array_for(const agp::ptp::MessageHeader& h, const std::string& dty
   return py::array(py::dtype(name), shape);
 }
 
+// --- calibrations
+
+// A calibration file (ptp-calibrate) for the calibrated codecs cal2..cal8.
+struct Calibration {
+  std::shared_ptr<const agp::codec::Calibration> cal;
+  std::string info;
+  static Calibration load(const std::string& path) {
+    auto f = check(agp::ptp::read_calibration(path));
+    return Calibration{std::make_shared<const agp::codec::Calibration>(f.calibration), f.info};
+  }
+};
+
+std::shared_ptr<const agp::codec::Calibration> calibration_arg(const py::object& o) {
+  if (o.is_none()) return nullptr;
+  if (!py::isinstance<Calibration>(o)) invalid("calibration must be an agp_ptp.Calibration or None");
+  return o.cast<const Calibration&>().cal;
+}
+
+// A codec by name, with the calibration the calibrated codecs need.
+agp::ptp::PacketCodec packet_codec(const std::string& name, DType d,
+                                   const std::shared_ptr<const agp::codec::Calibration>& cal) {
+  agp::ptp::PacketCodec c = check(agp::ptp::parse_packet_codec(name, d));
+  if (c.config.id == agp::CodecId::kTurboQuantCal && !cal) {
+    invalid("codec '" + name + "' needs a calibration (agp_ptp.Calibration(path))");
+  }
+  c.calibration = cal;
+  return c;
+}
+
 // --- encoding
 
 class Encoder {
  public:
-  explicit Encoder(std::string codec) : name_(std::move(codec)) {
-    check(agp::ptp::parse_packet_codec(name_, DType::kF16));  // reject bad names up front
+  Encoder(std::string codec, const py::object& calibration)
+      : name_(std::move(codec)), calibration_(calibration_arg(calibration)) {
+    packet_codec(name_, DType::kF16, calibration_);  // reject bad names up front
   }
 
   const std::string& codec() const { return name_; }
@@ -312,15 +343,13 @@ class Encoder {
   agp::ptp::TensorPacketWriter& writer_for(DType d) {
     auto it = writers_.find(d);
     if (it == writers_.end()) {
-      it = writers_
-               .emplace(d,
-                        agp::ptp::TensorPacketWriter(check(agp::ptp::parse_packet_codec(name_, d))))
-               .first;
+      it = writers_.emplace(d, agp::ptp::TensorPacketWriter(packet_codec(name_, d, calibration_))).first;
     }
     return it->second;
   }
 
   std::string name_;
+  std::shared_ptr<const agp::codec::Calibration> calibration_;
   std::map<DType, agp::ptp::TensorPacketWriter> writers_;  // raw packets carry the dtype
 };
 
@@ -348,13 +377,17 @@ class Frame {
 
   PacketInfo info() const { return info_of(view_.header, view_.frame_bytes); }
 
-  py::object decode(const py::object& out, const std::string& dtype) const {
+  py::object decode(const py::object& out, const std::string& dtype,
+                    const py::object& calibration) const {
+    const auto cal = calibration_arg(calibration);
     py::object target = out.is_none() ? py::object(new_array_for(view_.header, dtype)) : out;
     BufferView b = view_of(target, view_.header.tensor->vector_axis, "", true);
     Status s;
     {
       py::gil_scoped_release unlocked;
-      s = agp::ptp::read_tensor_packet(view_.header, view_.body, b.view);
+      agp::ptp::TensorPacketReader reader;
+      reader.set_calibration(cal);
+      s = reader.read(view_.header, view_.body, b.view);
     }
     check(s);
     return target;
@@ -373,7 +406,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          const py::object& streams,
                                          const py::object& encode_threads,
                                          const py::object& dead_peer_timeout_ms,
-                                         bool ack_on_receive, const py::object& busy_poll_us) {
+                                         bool ack_on_receive, const py::object& busy_poll_us,
+                                         const py::object& calibration) {
   agp::transport::LinkOptions o;
   o.fingerprint = hash_of(fingerprint);
   o.model_id = model_id;
@@ -389,6 +423,7 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
       int_arg(dead_peer_timeout_ms, "dead_peer_timeout_ms", 1, kMaxTimeoutMs));
   o.ack_on_receive = ack_on_receive;
   o.busy_poll_us = static_cast<std::uint32_t>(int_arg(busy_poll_us, "busy_poll_us", 0, 10'000'000));
+  o.calibration = calibration_arg(calibration);
   check(agp::transport::validate(o));
   return o;
 }
@@ -401,13 +436,14 @@ struct Receipt {
 
 class Link {
  public:
-  explicit Link(std::unique_ptr<agp::transport::Link> l) : link_(std::move(l)) {}
+  Link(std::unique_ptr<agp::transport::Link> l, std::shared_ptr<const agp::codec::Calibration> cal)
+      : link_(std::move(l)), calibration_(std::move(cal)) {}
 
   Receipt send(const py::object& tensor, const std::string& codec, int vector_axis,
                const std::string& dtype, const std::string& name, const py::object& stream_id,
                const std::string& layout, const py::object& timeout_ms) {
     BufferView b = view_of(tensor, vector_axis, dtype, false);
-    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);  // with the link's calibration
     const agp::transport::PacketMeta meta{
         name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
         layout_of(layout)};
@@ -490,17 +526,19 @@ class Link {
     auto key = std::make_pair(name, d);
     auto it = codecs_.find(key);
     if (it == codecs_.end()) {
-      it = codecs_.emplace(key, check(agp::ptp::parse_packet_codec(name, d))).first;
+      it = codecs_.emplace(key, packet_codec(name, d, calibration_)).first;
     }
     return it->second;
   }
   std::unique_ptr<agp::transport::Link> link_;
+  std::shared_ptr<const agp::codec::Calibration> calibration_;  // the link's, for cal codecs
   std::map<std::pair<std::string, DType>, agp::ptp::PacketCodec> codecs_;
 };
 
 class Server {
  public:
-  explicit Server(std::unique_ptr<agp::transport::Server> s) : server_(std::move(s)) {}
+  Server(std::unique_ptr<agp::transport::Server> s, std::shared_ptr<const agp::codec::Calibration> cal)
+      : server_(std::move(s)), calibration_(std::move(cal)) {}
   std::uint16_t port() const { return server_->port(); }
   Link accept(const py::object& timeout_ms) {
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
@@ -510,11 +548,12 @@ class Server {
       l = server_->accept(timeout);
     }
     if (!l) raise(l.status());
-    return Link(std::move(l).value());
+    return Link(std::move(l).value(), calibration_);
   }
 
  private:
   std::unique_ptr<agp::transport::Server> server_;
+  std::shared_ptr<const agp::codec::Calibration> calibration_;
 };
 
 }  // namespace
@@ -526,12 +565,32 @@ PYBIND11_MODULE(_agp_ptp, m) {
   Py_INCREF(g_error);
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error);
 
+  py::class_<Calibration>(m, "Calibration",
+                          "A calibration file (ptp-calibrate) for the calibrated codecs cal2..cal8: "
+                          "both ends load the same one; its id enters the fingerprint.")
+      .def(py::init(&Calibration::load), py::arg("path"),
+           "Loads and checks (version, checksum, fields) a calibration file.")
+      .def_property_readonly("id", [](const Calibration& c) { return c.cal->id; })
+      .def_property_readonly("dim", [](const Calibration& c) { return c.cal->dim; })
+      .def_property_readonly("groups", [](const Calibration& c) { return c.cal->group_count(); })
+      .def_property_readonly("info", [](const Calibration& c) { return c.info; },
+                             "JSON text: what was calibrated on what")
+      .def("__repr__", [](const Calibration& c) {
+        char id[20];
+        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(c.cal->id));
+        return std::string("Calibration(id=") + id + ", dim=" + std::to_string(c.cal->dim) + ")";
+      });
+
   m.def(
       "checkpoint_fingerprint",
-      [](const std::string& dir, int split_layer, std::uint64_t hidden_size) {
-        return bytes_of(check(agp::ptp::checkpoint_fingerprint(dir, split_layer, hidden_size)));
+      [](const std::string& dir, int split_layer, std::uint64_t hidden_size,
+         const py::object& calibration) {
+        const auto cal = calibration_arg(calibration);
+        return bytes_of(check(agp::ptp::checkpoint_fingerprint(
+            dir, split_layer, hidden_size, DType::kF16, cal ? cal->id : 0)));
       },
-      py::arg("dir"), py::arg("split_layer"), py::arg("hidden_size"),
+      py::arg("dir"), py::arg("split_layer"), py::arg("hidden_size"), py::kw_only(),
+      py::arg("calibration") = py::none(),
       "The 16-byte fingerprint of a Hugging Face checkpoint directory split at split_layer with "
       "float16 states, derived as every AGP-PTP host derives it (config.json and the "
       "*.safetensors files), so Python and C++ ends of one split agree.");
@@ -570,9 +629,10 @@ PYBIND11_MODULE(_agp_ptp, m) {
   py::class_<Encoder>(m, "Encoder",
                       "Encodes tensors into verified frames with one codec, keeping its tables "
                       "and buffers between calls.")
-      .def(py::init<std::string>(), py::arg("codec"),
+      .def(py::init<std::string, const py::object&>(), py::arg("codec"), py::kw_only(),
+           py::arg("calibration") = py::none(),
            "codec: 'raw', 'tq1'..'tq8' (TurboQuant), 'prod2'..'prod8', 'int8', 'int4', "
-           "'ec2'..'ec8'")
+           "'ec2'..'ec8', 'cal2'..'cal8' (calibrated: give the Calibration)")
       .def_property_readonly("codec", &Encoder::codec)
       .def("encode", &Encoder::encode, py::arg("tensor"), py::kw_only(),
            py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
@@ -591,6 +651,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "packet of another model is refused.")
       .def_property_readonly("info", &Frame::info)
       .def("decode", &Frame::decode, py::arg("out") = py::none(), py::arg("dtype") = "",
+           py::arg("calibration") = py::none(),
            "Decodes into `out` (a writable float16/float32 buffer of the packet's shape, any "
            "strides) or into a new NumPy array (dtype: the packet's by default); returns it.");
 
@@ -601,25 +662,27 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const std::string& model_id, int split_layer, const std::string& peer_name,
              const py::bytes& key, const py::object& chunk_vectors, const py::object& streams,
              const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
-             const py::object& busy_poll_us) {
+             const py::object& busy_poll_us, const py::object& calibration) {
             const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
-                             streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us);
+                             streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us,
+                             calibration);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
               l = agp::transport::Link::connect(host, to, o);
             }
             if (!l) raise(l.status());
-            return Link(std::move(l).value());
+            return Link(std::move(l).value(), o.calibration);
           },
           py::arg("host"), py::arg("port"), py::kw_only(), py::arg("fingerprint") = py::bytes(),
           py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
           py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
           py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
-          py::arg("busy_poll_us") = 0,
-          "Connects to a Server and completes the handshake (fingerprint, version, key).")
+          py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(),
+          "Connects to a Server and completes the handshake (fingerprint, version, key). With a "
+          "calibration, cal codecs can be sent and received (its id belongs in the fingerprint).")
       .def("send", &Link::send, py::arg("tensor"), py::arg("codec"), py::kw_only(),
            py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
            py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
@@ -641,18 +704,21 @@ PYBIND11_MODULE(_agp_ptp, m) {
                        const py::bytes& fingerprint, const std::string& model_id, int split_layer,
                        const py::bytes& key, const py::object& chunk_vectors,
                        const py::object& streams, const py::object& dead_peer_timeout_ms,
-                       bool ack_on_receive, const py::object& busy_poll_us) {
+                       bool ack_on_receive, const py::object& busy_poll_us,
+                       const py::object& calibration) {
              const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
-                              py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us);
-             return Server(check(agp::transport::Server::listen(address, at, o)));
+                              py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us,
+                              calibration);
+             return Server(check(agp::transport::Server::listen(address, at, o)), o.calibration);
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
            py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
            py::arg("split_layer") = -1, py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0,
            py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
-           py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0)
+           py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
+           py::arg("calibration") = py::none())
       .def_property_readonly("port", &Server::port)
       .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
            "Waits for a peer to complete the handshake; returns its Link.");

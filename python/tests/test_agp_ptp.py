@@ -280,3 +280,78 @@ def test_bad_arguments_are_agp_errors_not_python_ones():
         server.accept(timeout_ms=1.5)
     with pytest.raises(agp.Error, match="stream_id"):
         agp.encode(x, "tq4", stream_id=2 ** 40)
+
+
+def write_calibration(path, mean, scale, group_starts, info="{}"):
+    """A calibration file written from docs/codec.md alone; returns its id (the XXH3-64)."""
+    xxhash = pytest.importorskip("xxhash")
+    import struct
+    dim, groups = len(mean), len(group_starts)
+    info_bytes = info.encode()
+    body = (b"AGPCAL\r\n" + struct.pack("<IIII", 1, dim, groups, len(info_bytes)) +
+            np.asarray(mean, "<f4").tobytes() + np.asarray(scale, "<f4").tobytes() +
+            np.asarray(group_starts, "<u4").tobytes() + info_bytes)
+    digest = xxhash.xxh3_64_intdigest(body)
+    with open(path, "wb") as f:
+        f.write(body + struct.pack("<Q", digest))
+    return digest
+
+
+def test_calibrated_codec_with_a_calibration_file_written_from_the_docs(tmp_path):
+    dim = 128
+    scale = 3.0 / np.sqrt(1.0 + np.arange(dim))
+    mean = np.linspace(-1, 1, dim)
+    path = str(tmp_path / "test.agpcal")
+    digest = write_calibration(path, mean, scale, [0, 4, 16, 48], '{"source":"pytest"}')
+    cal = agp.Calibration(path)
+    assert cal.id == digest and cal.dim == dim and cal.groups == 4 and "pytest" in cal.info
+    x = (gaussian((96, dim), seed=3) * scale + mean).astype(np.float32)
+    with pytest.raises(agp.Error) as e:
+        agp.Encoder("cal4")  # no calibration
+    assert e.value.name == "invalid_argument"
+    frame = agp.encode(x, "cal4", calibration=cal)
+    assert len(frame) * 8 <= 4 * x.size
+    with pytest.raises(agp.Error) as e:
+        agp.decode(frame)  # the receiver holds none
+    assert e.value.name == "bad_codec_descriptor"
+    y = agp.decode(frame, calibration=cal)
+    assert rel_mse(x - mean, y - mean) < 0.02
+    # A damaged file is a typed error.
+    raw = bytearray(open(path, "rb").read())
+    raw[40] ^= 1
+    open(path, "wb").write(bytes(raw))
+    with pytest.raises(agp.Error) as e:
+        agp.Calibration(path)
+    assert e.value.name == "bad_calibration"
+
+
+def test_calibrated_codec_over_a_link_needs_the_calibration_on_both_ends(tmp_path):
+    dim = 64
+    path = str(tmp_path / "link.agpcal")
+    write_calibration(path, np.zeros(dim), np.ones(dim), [0])
+    cal = agp.Calibration(path)
+    fp = b"\x03" * 16
+    server = agp.Server("127.0.0.1", 0, fingerprint=fp, calibration=cal)
+    got = []
+
+    def receive():
+        link = server.accept(5000)
+        got.append(link.receive(timeout_ms=5000))
+        link.close()
+
+    th = threading.Thread(target=receive)
+    th.start()
+    link = agp.Link.connect("127.0.0.1", server.port, fingerprint=fp, calibration=cal)
+    x = gaussian((64, dim), seed=4)
+    link.send(x, "cal5")
+    link.close()
+    th.join(10)
+    assert len(got) == 1 and rel_mse(x, got[0]) < 0.01
+    other = agp.Server("127.0.0.1", 0, fingerprint=fp)
+    accepting = threading.Thread(target=lambda: other.accept(5000))
+    accepting.start()
+    plain = agp.Link.connect("127.0.0.1", other.port, fingerprint=fp)
+    with pytest.raises(agp.Error) as e:
+        plain.send(x, "cal5")  # this end holds no calibration
+    assert e.value.name == "invalid_argument"
+    accepting.join(10)
