@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   for (const auto& name : names) {
     auto codec = SplitCodec::parse(name);
     if (!codec) die(codec.status().to_string());
-    codec->set_calibration(shared_cal, shared_basis);
+    if (codec->calibrated()) codec->set_calibration(shared_cal, shared_basis);
     auto tf = harness->teacher_forced(*codec);
     if (!tf) die(name + ": " + tf.status().to_string());
     auto g = harness->greedy(*codec, 8, 128, 64);

@@ -82,6 +82,11 @@ int run(const Options& o, const std::string& command) {
     if (!c) return fail(kTool, "--codec: " + c.status().message(), kExitUsage);
     codecs.push_back(*c);
   }
+  for (const auto& c : codecs) {
+    if (c.calibrated() && o.calibration.empty()) {
+      return fail(kTool, "--codec " + c.name() + " needs --calibration FILE (ptp-calibrate)", kExitUsage);
+    }
+  }
   if (!o.calibration.empty()) {
     auto cal = ptp::read_calibration(o.calibration);
     if (!cal) return fail(kTool, "--calibration: " + cal.status().message());
@@ -98,7 +103,9 @@ int run(const Options& o, const std::string& command) {
       std::memcpy(m.data(), b->view.data.data(), 4 * d * d);
       basis = std::make_shared<const std::vector<float>>(std::move(m));
     }
-    for (auto& c : codecs) c.set_calibration(shared, basis);
+    for (auto& c : codecs) {
+      if (c.calibrated()) c.set_calibration(shared, basis);  // the others code the state as it is
+    }
   } else if (!o.basis.empty()) {
     return fail(kTool, "--basis needs --calibration", kExitUsage);
   }

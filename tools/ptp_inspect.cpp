@@ -78,6 +78,11 @@ json describe(const ptp::FrameInspection& f, std::size_t offset) {
         {"norm_dtype", std::string(dtype_name(c.norm_dtype))},
         {"lossless", lossless_label(c.lossless)},
         {"original_bytes", c.original_bytes}};
+    if (c.calibration_id != 0) {  // the calibration a receiver needs (ptp-calibrate's file id)
+      char id[20];
+      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(c.calibration_id));
+      j["codec"]["calibration_id"] = id;
+    }
   }
   if (h.chunk) {
     j["chunk"] = {{"index", h.chunk->index},

@@ -34,6 +34,10 @@ class SplitCodec {
   // as it is (a folded checkpoint's state).
   void set_calibration(std::shared_ptr<const codec::Calibration> calibration,
                        std::shared_ptr<const std::vector<float>> basis);
+  // Whether this is a calibrated codec (cal2..cal8), the only ones a calibration applies to.
+  bool calibrated() const {
+    return kind_ == Kind::kPacket && packet_.config.id == CodecId::kTurboQuantCal;
+  }
 
  private:
   enum class Kind { kNone, kPacket, kInt8Block64, kQ4Block32, kQ3Block32 };
