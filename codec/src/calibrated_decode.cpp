@@ -131,14 +131,15 @@ void store_rows(const float* x, const TensorView& out, std::uint64_t first, std:
     for (; v + kLanes <= n; v += kLanes) {
       const auto lanes = access.lane_rows(first + v, kLanes);
       if (!lanes) break;
-      float tile[kLanes];
+      std::vector<float> tile(kLanes * dim);
       for (std::uint32_t j = 0; j < dim; ++j) {
-        for (std::size_t t = 0; t < kLanes; ++t) tile[t] = x[(v + t) * dim + j];
-        std::byte* p = lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * (lanes->f16 ? 2 : 4);
-        if (lanes->f16) {
-          simd::f32_to_f16_n(tile, kLanes, reinterpret_cast<std::uint16_t*>(p));
-        } else {
-          std::memcpy(p, tile, sizeof tile);
+        for (std::size_t t = 0; t < kLanes; ++t) tile[j * kLanes + t] = x[(v + t) * dim + j];
+      }
+      if (lanes->f16) {
+        simd::f32_to_f16_strided(tile.data(), dim, kLanes, reinterpret_cast<std::uint16_t*>(lanes->base), lanes->stride);
+      } else {
+        for (std::uint32_t j = 0; j < dim; ++j) {
+          std::memcpy(lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * 4, tile.data() + j * kLanes, 4 * kLanes);
         }
       }
     }

@@ -96,15 +96,19 @@ class RowSource {
     } else if (auto lanes = access_.lane_rows(first_ + v, rows); lanes && rows == kLanes) {
       // Channels-first (16 vectors side by side along a unit-stride axis): value j of the 16
       // vectors is 16 contiguous elements; read them so and transpose.
-      float tile[kLanes];
-      for (std::uint32_t j = 0; j < dim; ++j) {
-        const std::byte* p = lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * (lanes->f16 ? 2 : 4);
-        if (lanes->f16) {
-          simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(p), kLanes, tile);
-        } else {
-          std::memcpy(tile, p, sizeof tile);
+      thread_local std::vector<float> lane_tile;
+      lane_tile.resize(kLanes * dim);
+      if (lanes->f16) {
+        simd::f16_strided_to_f32(reinterpret_cast<const std::uint16_t*>(lanes->base), lanes->stride, dim, kLanes,
+                                 lane_tile.data());
+      } else {
+        for (std::uint32_t j = 0; j < dim; ++j) {
+          std::memcpy(lane_tile.data() + j * kLanes,
+                      lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * 4, 4 * kLanes);
         }
-        for (std::size_t t = 0; t < kLanes; ++t) z[t * dim + j] = tile[t];
+      }
+      for (std::uint32_t j = 0; j < dim; ++j) {
+        for (std::size_t t = 0; t < kLanes; ++t) z[t * dim + j] = lane_tile[j * kLanes + t];
       }
     } else {
       access_.gather(first_ + v, rows, z);
@@ -249,110 +253,182 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
   return bytes;
 }
 
-// Writes the codes of symbols gs[0, values) (gs[values] readable) at w, two per table lookup;
-// returns the end of the last byte written. The writer's state stays in locals, stored 32 bits
-// at a time with an 8-byte store that the next one overlaps (w needs 8 bytes of slack).
-// on_escape(t) is called, in order, for each symbol sent as an escape.
-template <class OnEscape>
-std::uint8_t* emit_codes(const std::uint8_t* gs, std::uint64_t values, const std::uint32_t* pairs,
-                         const EncodeTable& table, std::uint8_t* w, const OnEscape& on_escape) {
+// One substream being written: LSB-first into its own region (sized for the longest codes,
+// plus 8 bytes of slack for the 8-byte stores), two codes per table lookup; a symbol left over
+// at the end of a row waits for the next row's first (the codes are the same either way).
+struct SubWriter {
+  std::uint8_t* begin = nullptr;
+  std::uint8_t* w = nullptr;
   std::uint64_t acc = 0;
   std::uint32_t fill = 0;
-  std::uint64_t j = 0;
-  for (; j + 2 <= values; j += 2) {
-    const std::uint32_t e = pairs[gs[j] * kSymbols + gs[j + 1]];
-    if (e & (3u << 22)) [[unlikely]] {
-      if (e & (1u << 22)) on_escape(j);
-      if (e & (1u << 23)) on_escape(j + 1);
-    }
-    acc |= static_cast<std::uint64_t>(e & 0x3fffff) << fill;
-    fill += e >> 24;
-    // Flush 32 bits when there are (branch-free: the store happens either way).
+  int pending = -1;          // a symbol waiting for its pair
+  std::int32_t pending_h = 0;
+  std::vector<std::int32_t> escapes;  // h of each escape, in order
+
+  void put(std::uint32_t code, std::uint32_t len) {
+    acc |= static_cast<std::uint64_t>(code) << fill;
+    fill += len;
     const std::uint64_t word = acc;
-    std::memcpy(w, &word, 8);
+    std::memcpy(w, &word, 8);  // either way; kept if 32 bits are complete
     const std::uint32_t flush = fill >> 5;
     w += 4 * flush;
     acc >>= 32 * flush;
     fill -= 32 * flush;
   }
-  if (j < values) {  // an odd last symbol
-    const int sym = table.len[gs[j]] && gs[j] != kEscape ? gs[j] : kEscape;
-    if (sym == kEscape) on_escape(j);
-    acc |= static_cast<std::uint64_t>(table.code[sym]) << fill;
-    fill += table.len[sym];
+  // Symbols seg[0, m) whose values are q[0, m) >> k.
+  void row(const std::uint8_t* seg, const std::int32_t* q, std::uint32_t m, int k,
+           const std::uint32_t* pairs) {
+    std::uint32_t j = 0;
+    if (pending >= 0 && m > 0) {
+      pair(static_cast<std::uint8_t>(pending), seg[0], pending_h, q[0] >> k, pairs);
+      pending = -1;
+      j = 1;
+    }
+    for (; j + 2 <= m; j += 2) {
+      const std::uint32_t e = pairs[seg[j] * kSymbols + seg[j + 1]];
+      if (e & (3u << 22)) [[unlikely]] {
+        if (e & (1u << 22)) escapes.push_back(q[j] >> k);
+        if (e & (1u << 23)) escapes.push_back(q[j + 1] >> k);
+      }
+      put(e & 0x3fffff, e >> 24);
+    }
+    if (j < m) {
+      pending = seg[j];
+      pending_h = q[j] >> k;
+    }
   }
-  const std::uint64_t word = acc;
-  std::memcpy(w, &word, 8);
-  return w + (fill + 7) / 8;
-}
+  void pair(std::uint8_t a, std::uint8_t b, std::int32_t ha, std::int32_t hb, const std::uint32_t* pairs) {
+    const std::uint32_t e = pairs[a * kSymbols + b];
+    if (e & (1u << 22)) escapes.push_back(ha);
+    if (e & (1u << 23)) escapes.push_back(hb);
+    put(e & 0x3fffff, e >> 24);
+  }
+  // The last symbol alone, then the partial word; returns the bytes written.
+  std::uint64_t finish(const EncodeTable& table) {
+    if (pending >= 0) {
+      const int sym = table.len[pending] && pending != kEscape ? pending : kEscape;
+      if (sym == kEscape) escapes.push_back(pending_h);
+      put(table.code[sym], table.len[sym]);
+      pending = -1;
+    }
+    const std::uint64_t word = acc;
+    std::memcpy(w, &word, 8);
+    return static_cast<std::uint64_t>(w - begin) + (fill + 7) / 8;
+  }
+};
 
 // Per-thread buffers kept between calls (fresh pages for every packet cost more than coding).
 struct Scratch {
-  std::vector<std::int32_t> q;
-  std::vector<std::uint8_t> sym, codes, gs;
+  std::vector<std::uint8_t> regions, raw;
   std::vector<float> tile;
-  std::vector<std::int32_t> group_q;
+  std::vector<std::int32_t> q, gq;
+  std::vector<std::uint8_t> sym;
+  std::vector<SubWriter> writers;
 };
 
-// Pass 2 and the coding: every value at `step` with the planned k and tables, written to
-// scratch; returns the codes section's bytes (escapes included) and fills the side entries.
+// Pass 2 and the coding in one: tiles of rows are quantized and each group's symbols and raw
+// bits appended to its substreams as they come. Writes the codes section into `codes` and the
+// side entries; returns the codes' bytes (escapes included).
 std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint64_t n,
                          float step, const std::vector<GroupPlan>& plans,
                          const std::vector<std::int32_t>& shift, Scratch& w, std::byte* side,
-                         std::vector<std::int32_t>& escapes) {
+                         std::vector<std::byte>& codes) {
   const std::uint32_t dim = cal.dim;
   const std::size_t groups = cal.group_count();
-  const std::size_t count = static_cast<std::size_t>(n) * dim;
-  if (w.q.size() < count) w.q.resize(count), w.sym.resize(count);
+  // Regions: per coded group its four substreams (room for the longest codes) and raw bits.
+  std::vector<std::uint64_t> raw_at(groups, 0);
+  std::uint64_t stream_room = 0, raw_room = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
+    for (int i = 0; i < kSubstreams; ++i) {
+      stream_room += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
+    }
+    raw_at[g] = raw_room;
+    raw_room += raw_bytes(n * m, plans[g].k);
+  }
+  if (w.regions.size() < stream_room) w.regions.resize(stream_room);
+  if (w.raw.size() < raw_room + 8) w.raw.resize(raw_room + 8);
+  w.writers.assign(groups * kSubstreams, SubWriter{});
+  std::uint64_t at = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
+    for (int i = 0; i < kSubstreams; ++i) {
+      SubWriter& sw = w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
+      sw.begin = sw.w = w.regions.data() + at;
+      at += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
+    }
+  }
   w.tile.resize(kTileRows * dim);
+  w.q.resize(kTileRows * dim);
+  w.sym.resize(kTileRows * dim);
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
     const std::uint64_t rows = std::min(kTileRows, n - v0);
     src.load(v0, rows, w.tile.data(), nullptr);
-    simd::quantize_symbols(w.tile.data(), rows, dim, 1.0f / step, shift.data(),
-                           w.q.data() + v0 * dim, w.sym.data() + v0 * dim);
+    simd::quantize_symbols(w.tile.data(), rows, dim, 1.0f / step, shift.data(), w.q.data(), w.sym.data());
+    for (std::size_t g = 0; g < groups; ++g) {
+      const GroupPlan& p = plans[g];
+      if (!p.coded) continue;
+      const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
+      const std::uint32_t* pairs = pair_codes(p.table);
+      int sub = 0;
+      for (std::uint64_t r = 0; r < rows; ++r) {
+        while (sub + 1 < kSubstreams && v0 + r >= substream_start(n, sub + 1)) ++sub;
+        w.writers[g * kSubstreams + static_cast<std::size_t>(sub)].row(
+            w.sym.data() + r * dim + a, w.q.data() + r * dim + a, m, p.k, pairs);
+      }
+      if (p.k > 0) {  // this tile's values of the group start on an 8-value block
+        w.gq.resize(rows * m);
+        for (std::uint64_t r = 0; r < rows; ++r) std::memcpy(w.gq.data() + r * m, w.q.data() + r * dim + a, 4 * m);
+        pack_raw(w.gq.data(), rows * m, p.k, w.raw.data() + raw_at[g] + v0 * m / 8 * static_cast<std::uint64_t>(p.k));
+      }
+    }
   }
-  std::uint64_t bound = 8;
+  // The codes section: per group its substreams and raw bits, then every escape.
+  std::uint64_t total = 0, escapes = 0;
+  std::vector<std::uint64_t> lengths(groups * kSubstreams, 0);
   for (std::size_t g = 0; g < groups; ++g) {
-    if (!plans[g].coded) continue;
-    const std::uint64_t values = n * (cal.group_end(g) - cal.group_starts[g]);
-    bound += (values * kMaxCodeBits + 7) / 8 + kSubstreams + raw_bytes(values, plans[g].k);
-  }
-  if (w.codes.size() < bound) w.codes.resize(bound);
-  std::uint8_t* at = w.codes.data();
-  escapes.clear();
-  for (std::size_t g = 0; g < groups; ++g) {
-    const GroupPlan& p = plans[g];
     std::byte* e = side + kSideHeader + kSidePerGroup * g;
     std::memset(e, 0, kSidePerGroup);
-    if (!p.coded) continue;
+    if (!plans[g].coded) continue;
     e[0] = std::byte{1};
-    e[1] = static_cast<std::byte>(p.k);
-    put_u16(e + 2, static_cast<std::uint16_t>(p.table));
-    const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
-    const std::uint32_t* pairs = pair_codes(p.table);
-    const EncodeTable& table = encode_table(p.table);
+    e[1] = static_cast<std::byte>(plans[g].k);
+    put_u16(e + 2, static_cast<std::uint16_t>(plans[g].table));
+    const EncodeTable& table = encode_table(plans[g].table);
     for (int i = 0; i < kSubstreams; ++i) {
-      const std::uint64_t v0 = substream_start(n, i), v1 = substream_start(n, i + 1);
-      const std::uint64_t values = (v1 - v0) * m;
-      w.gs.resize(values + 1);
-      for (std::uint64_t v = v0; v < v1; ++v) std::memcpy(w.gs.data() + (v - v0) * m, w.sym.data() + v * dim + a, m);
-      w.gs[values] = 0;  // pairs an odd last symbol (its half is not written)
-      // Escapes carry their h, in stream order.
-      std::uint8_t* end = emit_codes(w.gs.data(), values, pairs, table, at, [&](std::uint64_t t) {
-        escapes.push_back(w.q[(v0 + t / m) * dim + a + t % m] >> p.k);
-      });
-      put_u32(e + 4 + 4 * i, static_cast<std::uint32_t>(end - at));
-      at = end;
+      SubWriter& sw = w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
+      const std::uint64_t len = sw.finish(table);
+      lengths[g * kSubstreams + static_cast<std::size_t>(i)] = len;
+      put_u32(e + 4 + 4 * i, static_cast<std::uint32_t>(len));
+      total += len;
+      escapes += sw.escapes.size();
     }
-    if (p.k > 0) {
-      const std::uint64_t values = n * m;
-      w.group_q.resize(values);
-      for (std::uint64_t v = 0; v < n; ++v) std::memcpy(w.group_q.data() + v * m, w.q.data() + v * dim + a, 4 * m);
-      pack_raw(w.group_q.data(), values, p.k, at);
-      at += raw_bytes(values, p.k);
+    total += raw_bytes(n * (cal.group_end(g) - cal.group_starts[g]), plans[g].k);
+  }
+  codes.resize(total + 4 * escapes);
+  auto* out = reinterpret_cast<std::uint8_t*>(codes.data());
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    for (int i = 0; i < kSubstreams; ++i) {
+      const SubWriter& sw = w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
+      const std::uint64_t len = lengths[g * kSubstreams + static_cast<std::size_t>(i)];
+      std::memcpy(out, sw.begin, len);
+      out += len;
+    }
+    const std::uint64_t rb = raw_bytes(n * (cal.group_end(g) - cal.group_starts[g]), plans[g].k);
+    std::memcpy(out, w.raw.data() + raw_at[g], rb);
+    out += rb;
+  }
+  for (std::size_t g = 0; g < groups; ++g) {
+    for (int i = 0; i < kSubstreams && plans[g].coded; ++i) {
+      const auto& esc = w.writers[g * kSubstreams + static_cast<std::size_t>(i)].escapes;
+      if (!esc.empty()) std::memcpy(out, esc.data(), 4 * esc.size());
+      out += 4 * esc.size();
     }
   }
-  return static_cast<std::uint64_t>(at - w.codes.data()) + 4 * escapes.size();
+  put_u32(side + 16, static_cast<std::uint32_t>(escapes));
+  return total + 4 * escapes;
 }
 
 }  // namespace
@@ -414,23 +490,18 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
   // unused (at most one correction of an unused budget), keeping the finest chunk that fits.
   thread_local Scratch scratch;
   CalChunk out;
-  std::vector<std::byte> side(cal_side_bytes(groups));
-  std::vector<std::int32_t> escapes;
-  std::uint64_t best = 0, best_escapes = 0;
+  std::vector<std::byte> side(cal_side_bytes(groups)), codes;
+  std::uint64_t best = 0;
   float best_step = 0;
   int refinements = 0;
   for (int iter = 0; iter < 200; ++iter) {
-    const std::uint64_t bytes = code_chunk(src, calibration, n, step, plans, shift, scratch, side.data(), escapes);
+    const std::uint64_t bytes = code_chunk(src, calibration, n, step, plans, shift, scratch, side.data(), codes);
     const auto b = static_cast<double>(bytes);
     if (b <= budget && bytes > best) {
       best = bytes;
       best_step = step;
-      best_escapes = escapes.size();
       out.side = side;
-      out.codes.resize(bytes);
-      const std::uint64_t streams = bytes - 4 * escapes.size();
-      std::memcpy(out.codes.data(), scratch.codes.data(), streams);
-      if (!escapes.empty()) std::memcpy(out.codes.data() + streams, escapes.data(), 4 * escapes.size());
+      out.codes = codes;
     }
     if (b <= budget && (b >= budget * 0.98 || refinements == 1)) break;
     if (b <= budget) ++refinements;
@@ -445,7 +516,6 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
   std::memcpy(out.side.data(), &step, 4);
   put_u64(out.side.data() + 4, calibration.id);
   put_u32(out.side.data() + 12, static_cast<std::uint32_t>(n));
-  put_u32(out.side.data() + 16, static_cast<std::uint32_t>(best_escapes));
   return out;
 }
 

@@ -478,6 +478,16 @@ void QuantizeRound(const float* z, std::size_t count, float inv, std::int32_t* q
   for (; i < count; ++i) q[i] = static_cast<std::int32_t>(std::nearbyint(z[i] * inv));
 }
 
+void F16StridedToF32(const std::uint16_t* base, std::ptrdiff_t stride, std::size_t rows,
+                     std::size_t width, float* dst) {
+  for (std::size_t r = 0; r < rows; ++r) F16ToF32N(base + static_cast<std::ptrdiff_t>(r) * stride, width, dst + r * width);
+}
+
+void F32ToF16Strided(const float* src, std::size_t rows, std::size_t width, std::uint16_t* base,
+                     std::ptrdiff_t stride) {
+  for (std::size_t r = 0; r < rows; ++r) F32ToF16N(src + r * width, width, base + static_cast<std::ptrdiff_t>(r) * stride);
+}
+
 void QuantizeSymbols(const float* z, std::size_t rows, std::size_t dim, float inv,
                      const std::int32_t* shift, std::int32_t* q, std::uint8_t* sym) {
   const hn::ScalableTag<float> d;
@@ -594,6 +604,17 @@ HWY_EXPORT(QuantizeRound);
 HWY_EXPORT(DequantizeLevels);
 HWY_EXPORT(QuantizeSymbols);
 HWY_EXPORT(MaxAbs);
+HWY_EXPORT(F16StridedToF32);
+HWY_EXPORT(F32ToF16Strided);
+
+void f16_strided_to_f32(const std::uint16_t* base, std::ptrdiff_t stride, std::size_t rows,
+                        std::size_t width, float* dst) {
+  HWY_DYNAMIC_DISPATCH(F16StridedToF32)(base, stride, rows, width, dst);
+}
+void f32_to_f16_strided(const float* src, std::size_t rows, std::size_t width, std::uint16_t* base,
+                        std::ptrdiff_t stride) {
+  HWY_DYNAMIC_DISPATCH(F32ToF16Strided)(src, rows, width, base, stride);
+}
 
 float max_abs(const float* x, std::size_t count) { return HWY_DYNAMIC_DISPATCH(MaxAbs)(x, count); }
 

@@ -65,6 +65,13 @@ void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t c
                       float* out);
 void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out);
 
+// Rows of `width` f16 values `stride` elements apart <-> rows * width contiguous f32 (one call for
+// a tile of channels-first vectors).
+void f16_strided_to_f32(const std::uint16_t* base, std::ptrdiff_t stride, std::size_t rows,
+                        std::size_t width, float* dst);
+void f32_to_f16_strided(const float* src, std::size_t rows, std::size_t width, std::uint16_t* base,
+                        std::ptrdiff_t stride);
+
 // Contiguous conversions.
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst);
 void f32_to_f16_n(const float* src, std::size_t n, std::uint16_t* dst);
