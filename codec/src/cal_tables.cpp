@@ -47,7 +47,7 @@ const std::array<EncodeTable, kTableCount>& encode_tables() {
   return *tables;
 }
 
-constexpr std::uint32_t kEntries = 1u << kMaxCodeBits;
+constexpr std::uint32_t kEntries = 1u << kLookupBits;
 
 void build_decode(int t, DecodeEntry* out) {
   const EncodeTable& e = encode_tables()[t];
@@ -70,7 +70,7 @@ void build_decode(int t, DecodeEntry* out) {
     int used = 0;
     while (d.count < 4) {
       const One o = one[(i >> used) & (kEntries - 1)];
-      if (o.len == 0 || used + o.len > kMaxCodeBits) break;  // not wholly within the known bits
+      if (o.len == 0 || used + o.len > kLookupBits) break;  // not wholly within the known bits
       d.h[d.count++] = o.h;
       used += o.len;
       if (o.h == kEscapeMark) {

@@ -14,6 +14,8 @@ constexpr int kShiftManyBase = 144;  // family 2: k >= 2
 constexpr int kSymbols = 64;
 constexpr int kEscape = 63;
 constexpr int kMaxCodeBits = 11;
+// Bits a decoder table is indexed with (more than a code's length: more symbols per lookup).
+constexpr int kLookupBits = 11;
 constexpr int kMaxH = 31;  // symbols 0..62 are h = -31..31
 constexpr std::int8_t kEscapeMark = -128;
 
@@ -30,7 +32,7 @@ struct EncodeTable {
   std::uint8_t len[kSymbols];    // 0: the symbol has no code (sent as an escape)
 };
 
-// A decoder entry for the next kMaxCodeBits bits of a stream: up to four symbols that fit in
+// A decoder entry for the next kLookupBits bits of a stream: up to four symbols that fit in
 // them (an escape, if any, is the last), how many, and the bits they take; first_len is the
 // first symbol's length alone (for decoding one symbol at a time near the end).
 struct DecodeEntry {
@@ -47,7 +49,7 @@ const EncodeTable& encode_table(int table);
 // two codes (a's first), bit 22 a is sent as an escape, bit 23 b is, bits 24..31 the length.
 // A symbol without a code is sent as the escape.
 const std::uint32_t* pair_codes(int table);
-// 2^kMaxCodeBits entries, built on first use (thread-safe).
+// 2^kLookupBits entries, built on first use (thread-safe).
 const DecodeEntry* decode_table(int table);
 // Reconstruction points (in steps) of a round-family table, indexed by h + 31 (index 63: 0).
 const float* round_recon(int table);

@@ -19,7 +19,7 @@ using namespace cal;
 
 #define AGP_CAL_INLINE __attribute__((always_inline))
 
-constexpr std::uint64_t kLookupMask = (1u << kMaxCodeBits) - 1;
+constexpr std::uint64_t kLookupMask = (1u << kLookupBits) - 1;
 
 Status bad(const std::string& what) {
   return make_error(ErrorCode::kBadEncodedData, "calibrated codec: " + what);
@@ -215,115 +215,80 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
   std::uint64_t next_escape = 0;
 
   const std::size_t count = static_cast<std::size_t>(n) * dim;
-  // Every group's symbols first (h for the whole chunk, one byte per value, and the escapes);
-  // then tiles of rows: each group's levels into the tile, then mean + step * level over whole
-  // rows, converted and stored straight into the caller's rows when they are contiguous f16 or
-  // f32 (else through a whole-chunk array and the generic writer).
-  struct GroupState {
-    int k = 0, table = 0;
-    bool coded = false;
-    std::vector<std::int8_t> h;
-    std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;  // increasing positions
-    std::size_t next = 0;                                         // the first not yet placed
-    const std::uint8_t* raw = nullptr;                            // after the substreams
-  };
-  std::vector<GroupState> gs(groups);
+  std::unique_ptr<float[]> level(new float[count]);  // in steps, then the values
+  std::vector<std::int8_t> h;
+  std::vector<std::int32_t> r;
   std::vector<std::uint64_t> escape_at[kSubstreams];
+  std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;
   for (std::size_t g = 0; g < groups; ++g) {
-    const std::uint32_t m = calibration.group_end(g) - calibration.group_starts[g];
+    const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
     const std::byte* e = side.data() + kSideHeader + kSidePerGroup * g;
-    GroupState& st = gs[g];
-    st.coded = static_cast<std::uint8_t>(e[0]) == 1;
-    if (!st.coded) continue;
-    st.k = static_cast<int>(e[1]);
-    st.table = get_u16(e + 2);
+    if (static_cast<std::uint8_t>(e[0]) == 0) {
+      for (std::uint64_t v = 0; v < n; ++v) std::fill_n(level.get() + v * dim + a, m, 0.0f);
+      continue;
+    }
+    const int k = static_cast<int>(e[1]);
+    const int table = get_u16(e + 2);
     const std::uint64_t values = n * m;
-    st.h.resize(values + 8);
+    h.resize(values + 8);
     Substream s[kSubstreams];
     const std::uint8_t* p = bytes + group_offset[g];
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t len = get_u32(e + 4 + 4 * i);
-      s[i] = Substream{p, p, p + len, 0, 0, st.h.data() + substream_start(n, i) * m,
-                       st.h.data() + substream_start(n, i + 1) * m};
+      s[i] = Substream{p, p, p + len, 0, 0, h.data() + substream_start(n, i) * m,
+                       h.data() + substream_start(n, i + 1) * m};
       p += len;
       escape_at[i].clear();
     }
-    st.raw = p;
-    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(st.table), st.h.data(), escape_at));
+    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(table), h.data(), escape_at));
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t used = s[i].bits_used();
       const auto len = static_cast<std::uint64_t>(s[i].end - s[i].begin);
       if ((used + 7) / 8 != len) return bad("a group stream's length does not match its symbols");
       if (used % 8 && (s[i].begin[len - 1] >> (used % 8)) != 0) return bad("nonzero padding bits after a group stream");
     }
-    // Escapes in stream order (substream by substream: increasing positions).
+    // Escapes in stream order: substream by substream.
+    escaped.clear();
     for (int i = 0; i < kSubstreams; ++i) {
       for (std::uint64_t at : escape_at[i]) {
         if (next_escape >= escape_count) return bad("more escape symbols than escapes");
         std::int32_t hv;
         std::memcpy(&hv, escape_data + 4 * next_escape++, 4);
-        if (hv >= -kMaxH && hv <= kMaxH && encode_table(st.table).len[hv + kMaxH]) {
+        if (hv >= -kMaxH && hv <= kMaxH && encode_table(table).len[hv + kMaxH]) {
           return bad("an escape carries a value that has a code");
         }
-        if (hv > (static_cast<std::int64_t>(kMaxIndex) >> st.k) || hv < -(static_cast<std::int64_t>(kMaxIndex) >> st.k) - 1) {
+        if (hv > (static_cast<std::int64_t>(kMaxIndex) >> k) || hv < -(static_cast<std::int64_t>(kMaxIndex) >> k) - 1) {
           return bad("an escape value out of range");
         }
-        st.escaped.emplace_back(at, hv);
+        escaped.emplace_back(at, hv);
+      }
+    }
+    if (k == 0) {
+      // The table's reconstruction points (an escape's marker reads index 31, then is replaced).
+      const float* recon = round_recon(table);
+      for (std::uint64_t v = 0; v < n; ++v) simd::recon_levels(h.data() + v * m, m, recon, level.get() + v * dim + a);
+      for (const auto& [at, hv] : escaped) level[(at / m) * dim + a + at % m] = static_cast<float>(hv);
+    } else {
+      r.resize(values + 8);
+      if (!unpack_raw(p, values, k, r.data())) {  // the raw bits follow the substreams
+        return bad("nonzero padding bits after a group's raw bits");
+      }
+      // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
+      for (const auto& [at, hv] : escaped) {
+        r[at] += static_cast<std::int32_t>(static_cast<std::uint32_t>(hv) << k);
+        h[at] = 0;
+      }
+      for (std::uint64_t v = 0; v < n; ++v) {
+        simd::shift_add_levels(h.data() + v * m, r.data() + v * m, m, k, level.get() + v * dim + a);
       }
     }
   }
   if (next_escape != escape_count) return bad("fewer escape symbols than escapes");
-
-  const bool direct = contiguous_rows(out) && (out.dtype == DType::kF16 || out.dtype == DType::kF32);
-  std::unique_ptr<float[]> all(direct ? nullptr : new float[count]);
-  constexpr std::uint64_t kTile = 32;  // rows: a tile's values of a group start on an 8-value block
-  std::vector<float> rows_buf(kTile * dim), seg;
-  std::vector<std::int32_t> r;
-  for (std::uint64_t v0 = 0; v0 < n; v0 += kTile) {
-    const std::uint64_t rows = std::min(kTile, n - v0);
-    float* tile = direct ? rows_buf.data() : all.get() + v0 * dim;
-    for (std::size_t g = 0; g < groups; ++g) {
-      const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
-      GroupState& st = gs[g];
-      const std::uint64_t off = v0 * m, cnt = rows * m;
-      seg.resize(cnt);
-      if (!st.coded) {
-        std::fill(seg.begin(), seg.end(), 0.0f);
-      } else if (st.k == 0) {
-        // The table's reconstruction points (an escape's marker reads index 31, then is set).
-        simd::recon_levels(st.h.data() + off, cnt, round_recon(st.table), seg.data());
-        for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
-          seg[st.escaped[st.next].first - off] = static_cast<float>(st.escaped[st.next].second);
-        }
-      } else {
-        // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
-        r.resize(cnt + 8);
-        if (!unpack_raw(st.raw + off / 8 * static_cast<std::uint64_t>(st.k), cnt, st.k, r.data())) {
-          return bad("nonzero padding bits after a group's raw bits");
-        }
-        for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
-          const std::uint64_t at = st.escaped[st.next].first;
-          r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
-          st.h[at] = 0;
-        }
-        simd::shift_add_levels(st.h.data() + off, r.data(), cnt, st.k, seg.data());
-      }
-      for (std::uint64_t q = 0; q < rows; ++q) std::memcpy(tile + q * dim + a, seg.data() + q * m, 4 * m);
-    }
-    for (std::uint64_t q = 0; q < rows; ++q) {
-      float* row = tile + q * dim;
-      const std::uint64_t v = first + v0 + q;
-      if (!direct) {
-        simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
-      } else if (out.dtype == DType::kF32) {
-        simd::dequantize_levels(row, dim, calibration.mean.data(), step, reinterpret_cast<float*>(out.data) + v * dim);
-      } else {
-        simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
-        simd::f32_to_f16_n(row, dim, reinterpret_cast<std::uint16_t*>(out.data) + v * dim);
-      }
-    }
+  for (std::uint64_t v = 0; v < n; ++v) {
+    float* row = level.get() + v * dim;
+    simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
   }
-  if (!direct) store_rows(all.get(), out, first, n);
+  store_rows(level.get(), out, first, n);
   return Status::ok();
 }
 
