@@ -184,6 +184,14 @@ std::string json_row(const Row& r) {
   return buf;
 }
 
+// One table line of a single-threaded row (packet size, error, encode and decode times).
+void print_row(const Row& r) {
+  std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
+              r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
+              static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
+  std::fflush(stdout);
+}
+
 #if defined(AGP_HAVE_FIDELITY)
 // A data set in a calibration's basis, as a checkpoint folded into it produces its split states:
 // the calibration comes from other states of the same source (`calib`, [vectors, dim] f32).
@@ -247,10 +255,7 @@ void run_calibrated(const CalibratedSet& s, int reps, double min_seconds, std::v
                             reps, min_seconds);
     r.encode_us_2t = r.encode_us;  // one chunk is coded by one thread
     r.decode_us_2t = r.decode_us;
-    std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
-                r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
-                static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
-    std::fflush(stdout);
+    print_row(r);
     rows.push_back(r);
   }
   // tq4 on the same data, same run: the speed the calibrated codec is measured against.
@@ -275,9 +280,7 @@ void run_calibrated(const CalibratedSet& s, int reps, double min_seconds, std::v
   r.decode_us = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
   r.encode_us_2t = median_us([&] { (void)c.encode_all(in, ws); }, reps, min_seconds);
   r.decode_us_2t = median_us([&] { (void)c.decode_all(rs, out); }, reps, min_seconds);
-  std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
-              r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
-              static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
+  print_row(r);
   rows.push_back(r);
 }
 
@@ -477,10 +480,7 @@ int main(int argc, char** argv) {
           ec_reps, 0.0);
       r.encode_us_2t = r.encode_us;  // a single-threaded mode
       r.decode_us_2t = r.decode_us;
-      std::printf("%-14s %-20s %6.3f %9.3g %11.4g %9.5f %10llu %10.1f %10.1f\n", r.data.c_str(),
-                  r.codec.c_str(), r.bits_per_value, r.rel_mse, r.mse, r.cosine,
-                  static_cast<unsigned long long>(r.packet_bytes), r.encode_us, r.decode_us);
-      std::fflush(stdout);
+      print_row(r);
       rows.push_back(r);
     }
     std::printf("%-14s memcpy of the %zu input bytes: %.1f us\n", d.name.c_str(), d.bytes.size(),

@@ -207,3 +207,57 @@ TEST(CalibratedCodec, EverySimdLevelMatchesTheReference) {
 
 }  // namespace
 }  // namespace agp::codec
+
+namespace agp::codec {
+namespace {
+
+// Hand-made chunks for one 1-value vector: group 0 coded with table 0 (two codes: h = 0 is bit 0,
+// the escape bit 1), k = 0, substreams 0-2 empty, substream 3 `stream`; then the escapes.
+struct HandChunk {
+  std::vector<std::byte> side, codes;
+};
+HandChunk hand_chunk(const Calibration& cal, std::vector<std::uint8_t> stream,
+                     std::vector<std::int32_t> escapes, std::uint32_t announced) {
+  HandChunk c;
+  c.side.resize(cal_side_bytes(1));
+  const float step = 1.0f;
+  const std::uint32_t n = 1;
+  std::memcpy(c.side.data(), &step, 4);
+  std::memcpy(c.side.data() + 4, &cal.id, 8);
+  std::memcpy(c.side.data() + 12, &n, 4);
+  std::memcpy(c.side.data() + 16, &announced, 4);
+  c.side[20] = std::byte{1};
+  const auto len = static_cast<std::uint32_t>(stream.size());
+  std::memcpy(c.side.data() + 24 + 12, &len, 4);
+  for (std::uint8_t b : stream) c.codes.push_back(static_cast<std::byte>(b));
+  for (std::int32_t e : escapes) {
+    const auto* p = reinterpret_cast<const std::byte*>(&e);
+    c.codes.insert(c.codes.end(), p, p + 4);
+  }
+  return c;
+}
+
+TEST(CalibratedCodec, EscapesOutOfRangeOrBeyondTheAnnouncedCountAreRefused) {
+  Calibration cal;
+  cal.dim = 1;
+  cal.mean = {0.0f};
+  cal.scale = {1.0f};
+  cal.group_starts = {0};
+  cal.id = 99;
+  float y = 0;
+  const auto out = TensorView::contiguous(&y, DType::kF32, {1, 1}, 1);
+  // The largest level allowed: |h * 2^k| < 2^29.
+  auto ok = hand_chunk(cal, {0x01}, {(1 << 29) - 1}, 1);
+  ASSERT_TRUE(cal_decode(ok.side, ok.codes, cal, out, 0, 1).is_ok());
+  EXPECT_EQ(y, static_cast<float>((1 << 29) - 1));
+  for (std::int32_t h : {1 << 29, -(1 << 29), -(1 << 29) - 1}) {
+    auto bad = hand_chunk(cal, {0x01}, {h}, 1);
+    EXPECT_EQ(cal_decode(bad.side, bad.codes, cal, out, 0, 1).code(), ErrorCode::kBadEncodedData) << h;
+  }
+  // An escape the side data did not announce is refused as it is met.
+  auto flood = hand_chunk(cal, {0x01}, {}, 0);
+  EXPECT_EQ(cal_decode(flood.side, flood.codes, cal, out, 0, 1).code(), ErrorCode::kBadEncodedData);
+}
+
+}  // namespace
+}  // namespace agp::codec

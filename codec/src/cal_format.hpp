@@ -18,8 +18,10 @@ constexpr int kMaxRawBits = 24;
 // A group whose values have an rms below this many steps is sent as zero: coding it would cost
 // about a bit per value (a prefix code's minimum) to remove less error than it leaves.
 constexpr double kZeroGroupSteps = 0.3;
-// Steps keep |q| below 2^29 so that q and h fit int32 with room.
-constexpr double kMaxIndex = 536870912.0;
+// Encoders keep |q| <= 2^28 (the step is at least max|z| / 2^28), so every level h * 2^k + r
+// stays below 2^29 in magnitude, the bound a decoder enforces on escapes.
+constexpr double kMaxIndex = 268435456.0;
+constexpr std::int64_t kMaxLevel = std::int64_t{1} << 29;
 
 inline void put_u16(std::byte* p, std::uint16_t v) { std::memcpy(p, &v, 2); }
 inline void put_u32(std::byte* p, std::uint32_t v) { std::memcpy(p, &v, 4); }

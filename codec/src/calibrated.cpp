@@ -32,6 +32,8 @@ Status Calibration::validate() const {
 
 std::vector<std::uint32_t> make_calibration_groups(std::span<const float> scale, double ratio,
                                                    std::size_t max_groups) {
+  if (!(ratio >= 1.0)) ratio = 1.0;  // below 1 (or NaN) every component is its own group anyway
+  if (!std::isfinite(ratio)) ratio = 1e300;
   for (;; ratio *= std::sqrt(2.0)) {
     std::vector<std::uint32_t> starts;
     std::size_t start = 0;

@@ -28,44 +28,55 @@ Status bad(const std::string& what) {
 // One substream being decoded: where its bytes are, how far it got.
 struct Substream {
   const std::uint8_t* begin;
-  const std::uint8_t* ptr;  // next byte not yet in buf
-  const std::uint8_t* end;
+  std::uint64_t len;        // bytes
+  std::uint64_t pos = 0;    // next byte not yet in buf (may pass len: zeros are read there)
   std::uint64_t buf = 0;    // LSB-first bits, `avail` of them valid
   int avail = 0;
   std::int8_t* out;         // next symbol's slot
   std::int8_t* out_end;
-  std::uint64_t bits_used() const {
-    return static_cast<std::uint64_t>(ptr - begin) * 8 - static_cast<std::uint64_t>(avail);
-  }
-  // Reads up to 8 bytes without passing `end` (zeros after it).
-  std::uint64_t load(const std::uint8_t* p) const {
+  std::uint64_t bits_used() const { return pos * 8 - static_cast<std::uint64_t>(avail); }
+  // Reads up to 8 bytes at `at` without passing the end (zeros after it).
+  std::uint64_t load(std::uint64_t at) const {
     std::uint64_t w = 0;
-    if (p + 8 <= end) {
-      std::memcpy(&w, p, 8);
-    } else if (p < end) {
-      std::memcpy(&w, p, static_cast<std::size_t>(end - p));
+    if (at + 8 <= len) {
+      std::memcpy(&w, begin + at, 8);
+    } else if (at < len) {
+      std::memcpy(&w, begin + at, static_cast<std::size_t>(len - at));
     }
     return w;
   }
   void refill() {  // to at least 56 valid bits (as if zeros followed the end)
-    buf |= load(ptr) << avail;
-    ptr += (63 - avail) >> 3;
+    buf |= load(pos) << avail;
+    pos += static_cast<std::uint64_t>((63 - avail) >> 3);
     avail |= 56;
+  }
+};
+
+// Escape positions found so far, bounded by what the side data announced: a stream of escapes
+// cannot make the decoder hold more than that.
+struct EscapeSink {
+  std::vector<std::uint64_t>* at;  // per substream
+  std::uint64_t left;
+  bool add(int i, std::uint64_t position) {
+    if (left == 0) return false;
+    --left;
+    at[i].push_back(position);
+    return true;
   }
 };
 
 // Decodes the substreams' symbols into their output ranges; escapes are recorded as (symbol
 // index within the group, in stream order per substream).
 Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::int8_t* h_base,
-                         std::vector<std::uint64_t>* escape_at) {
+                         EscapeSink& escapes) {
   // Side by side while every substream has 16 symbols to go and 8 bytes to read.
   if (count == kSubstreams) {
     // The four substreams' state in locals (byte stores may alias anything in memory).
     std::uint64_t b0 = s[0].buf, b1 = s[1].buf, b2 = s[2].buf, b3 = s[3].buf;
     int a0 = s[0].avail, a1 = s[1].avail, a2 = s[2].avail, a3 = s[3].avail;
-    const std::uint8_t *p0 = s[0].ptr, *p1 = s[1].ptr, *p2 = s[2].ptr, *p3 = s[3].ptr;
+    std::uint64_t p0 = s[0].pos, p1 = s[1].pos, p2 = s[2].pos, p3 = s[3].pos;
     std::int8_t *o0 = s[0].out, *o1 = s[1].out, *o2 = s[2].out, *o3 = s[3].out;
-    bool invalid = false;
+    bool invalid = false, flood = false;
     auto step = [&](std::uint64_t& buf, int& avail, std::int8_t*& out, int i) AGP_CAL_INLINE {
       const DecodeEntry d = dt[buf & kLookupMask];
       std::memcpy(out, d.h, 4);
@@ -73,27 +84,29 @@ Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::in
       buf >>= d.bits;
       avail -= d.bits;
       invalid |= d.count == 0;
-      if (d.escape_last) escape_at[i].push_back(static_cast<std::uint64_t>(out - 1 - h_base));
+      if (d.escape_last && !escapes.add(i, static_cast<std::uint64_t>(out - 1 - h_base))) flood = true;
     };
-    auto refill = [](std::uint64_t& buf, int& avail, const std::uint8_t*& ptr) AGP_CAL_INLINE {
+    auto refill = [](std::uint64_t& buf, int& avail, std::uint64_t& pos, const std::uint8_t* base) AGP_CAL_INLINE {
       std::uint64_t w;
-      std::memcpy(&w, ptr, 8);
+      std::memcpy(&w, base + pos, 8);
       buf |= w << avail;
-      ptr += (63 - avail) >> 3;
+      pos += static_cast<std::uint64_t>((63 - avail) >> 3);
       avail |= 56;
     };
     while (o0 + 16 <= s[0].out_end && o1 + 16 <= s[1].out_end && o2 + 16 <= s[2].out_end &&
-           o3 + 16 <= s[3].out_end && p0 + 8 <= s[0].end && p1 + 8 <= s[1].end &&
-           p2 + 8 <= s[2].end && p3 + 8 <= s[3].end) {
-      refill(b0, a0, p0), refill(b1, a1, p1), refill(b2, a2, p2), refill(b3, a3, p3);
+           o3 + 16 <= s[3].out_end && p0 + 8 <= s[0].len && p1 + 8 <= s[1].len &&
+           p2 + 8 <= s[2].len && p3 + 8 <= s[3].len) {
+      refill(b0, a0, p0, s[0].begin), refill(b1, a1, p1, s[1].begin);
+      refill(b2, a2, p2, s[2].begin), refill(b3, a3, p3, s[3].begin);
       for (int u = 0; u < 4; ++u) {
         step(b0, a0, o0, 0), step(b1, a1, o1, 1), step(b2, a2, o2, 2), step(b3, a3, o3, 3);
       }
       if (invalid) return bad("a group stream holds bits that are no code");
+      if (flood) return bad("more escape symbols than escapes");
     }
     s[0].buf = b0, s[1].buf = b1, s[2].buf = b2, s[3].buf = b3;
     s[0].avail = a0, s[1].avail = a1, s[2].avail = a2, s[3].avail = a3;
-    s[0].ptr = p0, s[1].ptr = p1, s[2].ptr = p2, s[3].ptr = p3;
+    s[0].pos = p0, s[1].pos = p1, s[2].pos = p2, s[3].pos = p3;
     s[0].out = o0, s[1].out = o1, s[2].out = o2, s[3].out = o3;
   }
   for (int i = 0; i < count; ++i) {
@@ -107,7 +120,10 @@ Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::in
       const int take = whole ? d.count : 1;
       const int bits = whole ? d.bits : d.first_len;
       std::memcpy(t.out, d.h, static_cast<std::size_t>(take));
-      if (t.out[take - 1] == kEscapeMark) escape_at[i].push_back(static_cast<std::uint64_t>(t.out + take - 1 - h_base));
+      if (t.out[take - 1] == kEscapeMark &&
+          !escapes.add(i, static_cast<std::uint64_t>(t.out + take - 1 - h_base))) {
+        return bad("more escape symbols than escapes");
+      }
       t.out += take;
       t.buf >>= bits;
       t.avail -= bits;
@@ -214,81 +230,116 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
   const std::uint8_t* escape_data = bytes + offset;
   std::uint64_t next_escape = 0;
 
-  const std::size_t count = static_cast<std::size_t>(n) * dim;
-  std::unique_ptr<float[]> level(new float[count]);  // in steps, then the values
-  std::vector<std::int8_t> h;
-  std::vector<std::int32_t> r;
+  // Every group's symbols first (h for the whole chunk, one byte per value, and the escapes);
+  // then tiles of rows: each group's levels into the tile, then mean + step * level over whole
+  // rows, converted and stored straight into the caller's rows when they are contiguous f16 or
+  // f32 (else through a whole-chunk array and the generic writer).
+  struct GroupState {
+    int k = 0, table = 0;
+    bool coded = false;
+    std::vector<std::int8_t> h;
+    std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;  // increasing positions
+    std::size_t next = 0;                                         // the first not yet placed
+    const std::uint8_t* raw = nullptr;                            // after the substreams
+  };
+  std::vector<GroupState> gs(groups);
   std::vector<std::uint64_t> escape_at[kSubstreams];
-  std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;
   for (std::size_t g = 0; g < groups; ++g) {
-    const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
+    const std::uint32_t m = calibration.group_end(g) - calibration.group_starts[g];
     const std::byte* e = side.data() + kSideHeader + kSidePerGroup * g;
-    if (static_cast<std::uint8_t>(e[0]) == 0) {
-      for (std::uint64_t v = 0; v < n; ++v) std::fill_n(level.get() + v * dim + a, m, 0.0f);
-      continue;
-    }
-    const int k = static_cast<int>(e[1]);
-    const int table = get_u16(e + 2);
+    GroupState& st = gs[g];
+    st.coded = static_cast<std::uint8_t>(e[0]) == 1;
+    if (!st.coded) continue;
+    st.k = static_cast<int>(e[1]);
+    st.table = get_u16(e + 2);
     const std::uint64_t values = n * m;
-    h.resize(values + 8);
+    st.h.resize(values + 8);
     Substream s[kSubstreams];
     const std::uint8_t* p = bytes + group_offset[g];
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t len = get_u32(e + 4 + 4 * i);
-      s[i] = Substream{p, p, p + len, 0, 0, h.data() + substream_start(n, i) * m,
-                       h.data() + substream_start(n, i + 1) * m};
+      s[i] = Substream{p, len, 0, 0, 0, st.h.data() + substream_start(n, i) * m,
+                       st.h.data() + substream_start(n, i + 1) * m};
       p += len;
       escape_at[i].clear();
     }
-    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(table), h.data(), escape_at));
+    st.raw = p;
+    EscapeSink sink{escape_at, escape_count - next_escape};
+    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(st.table), st.h.data(), sink));
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t used = s[i].bits_used();
-      const auto len = static_cast<std::uint64_t>(s[i].end - s[i].begin);
+      const std::uint64_t len = s[i].len;
       if ((used + 7) / 8 != len) return bad("a group stream's length does not match its symbols");
       if (used % 8 && (s[i].begin[len - 1] >> (used % 8)) != 0) return bad("nonzero padding bits after a group stream");
     }
-    // Escapes in stream order: substream by substream.
-    escaped.clear();
+    // Escapes in stream order (substream by substream: increasing positions).
     for (int i = 0; i < kSubstreams; ++i) {
       for (std::uint64_t at : escape_at[i]) {
         if (next_escape >= escape_count) return bad("more escape symbols than escapes");
         std::int32_t hv;
         std::memcpy(&hv, escape_data + 4 * next_escape++, 4);
-        if (hv >= -kMaxH && hv <= kMaxH && encode_table(table).len[hv + kMaxH]) {
+        if (hv >= -kMaxH && hv <= kMaxH && encode_table(st.table).len[hv + kMaxH]) {
           return bad("an escape carries a value that has a code");
         }
-        if (hv > (static_cast<std::int64_t>(kMaxIndex) >> k) || hv < -(static_cast<std::int64_t>(kMaxIndex) >> k) - 1) {
-          return bad("an escape value out of range");
-        }
-        escaped.emplace_back(at, hv);
-      }
-    }
-    if (k == 0) {
-      // The table's reconstruction points (an escape's marker reads index 31, then is replaced).
-      const float* recon = round_recon(table);
-      for (std::uint64_t v = 0; v < n; ++v) simd::recon_levels(h.data() + v * m, m, recon, level.get() + v * dim + a);
-      for (const auto& [at, hv] : escaped) level[(at / m) * dim + a + at % m] = static_cast<float>(hv);
-    } else {
-      r.resize(values + 8);
-      if (!unpack_raw(p, values, k, r.data())) {  // the raw bits follow the substreams
-        return bad("nonzero padding bits after a group's raw bits");
-      }
-      // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
-      for (const auto& [at, hv] : escaped) {
-        r[at] += static_cast<std::int32_t>(static_cast<std::uint32_t>(hv) << k);
-        h[at] = 0;
-      }
-      for (std::uint64_t v = 0; v < n; ++v) {
-        simd::shift_add_levels(h.data() + v * m, r.data() + v * m, m, k, level.get() + v * dim + a);
+        const std::int64_t level = static_cast<std::int64_t>(hv) * (std::int64_t{1} << st.k);
+        if (level >= kMaxLevel || level <= -kMaxLevel) return bad("an escape value out of range");
+        st.escaped.emplace_back(at, hv);
       }
     }
   }
   if (next_escape != escape_count) return bad("fewer escape symbols than escapes");
-  for (std::uint64_t v = 0; v < n; ++v) {
-    float* row = level.get() + v * dim;
-    simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
+
+  // Memory stays proportional to the codes (h) and a tile, never to the tensor: a small chunk of
+  // zero groups cannot make a receiver allocate more than its output.
+  const bool direct = contiguous_rows(out) && (out.dtype == DType::kF16 || out.dtype == DType::kF32);
+  constexpr std::uint64_t kTile = 32;  // rows: a tile's values of a group start on an 8-value block
+  std::vector<float> rows_buf(kTile * dim), seg;
+  std::vector<std::int32_t> r;
+  for (std::uint64_t v0 = 0; v0 < n; v0 += kTile) {
+    const std::uint64_t rows = std::min(kTile, n - v0);
+    float* tile = rows_buf.data();
+    for (std::size_t g = 0; g < groups; ++g) {
+      const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
+      GroupState& st = gs[g];
+      const std::uint64_t off = v0 * m, cnt = rows * m;
+      seg.resize(cnt);
+      if (!st.coded) {
+        std::fill(seg.begin(), seg.end(), 0.0f);
+      } else if (st.k == 0) {
+        // The table's reconstruction points (an escape's marker reads index 31, then is set).
+        simd::recon_levels(st.h.data() + off, cnt, round_recon(st.table), seg.data());
+        for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
+          seg[st.escaped[st.next].first - off] = static_cast<float>(st.escaped[st.next].second);
+        }
+      } else {
+        // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
+        r.resize(cnt + 8);
+        if (!unpack_raw(st.raw + off / 8 * static_cast<std::uint64_t>(st.k), cnt, st.k, r.data())) {
+          return bad("nonzero padding bits after a group's raw bits");
+        }
+        for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
+          const std::uint64_t at = st.escaped[st.next].first;
+          r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
+          st.h[at] = 0;
+        }
+        simd::shift_add_levels(st.h.data() + off, r.data(), cnt, st.k, seg.data());
+      }
+      for (std::uint64_t q = 0; q < rows; ++q) std::memcpy(tile + q * dim + a, seg.data() + q * m, 4 * m);
+    }
+    for (std::uint64_t q = 0; q < rows; ++q) {
+      float* row = tile + q * dim;
+      const std::uint64_t v = first + v0 + q;
+      if (!direct) {
+        simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
+      } else if (out.dtype == DType::kF32) {
+        simd::dequantize_levels(row, dim, calibration.mean.data(), step, reinterpret_cast<float*>(out.data) + v * dim);
+      } else {
+        simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
+        simd::f32_to_f16_n(row, dim, reinterpret_cast<std::uint16_t*>(out.data) + v * dim);
+      }
+    }
+    if (!direct) store_rows(tile, out, first + v0, rows);  // other dtypes and layouts
   }
-  store_rows(level.get(), out, first, n);
   return Status::ok();
 }
 

@@ -1,7 +1,7 @@
 // The calibrated codec's inputs from outside: calibration files (parsed; damage must be a typed
 // error) and calibrated chunks (a genuine chunk of the input's choosing, then any side data or
-// code bytes overwritten) decoded as a receiver does. Nothing may crash, read out of bounds or
-// decode to non-finite values without an error.
+// code bytes overwritten) decoded as a receiver does. Nothing may crash or read out of bounds,
+// and every refusal is typed.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cmath>
@@ -58,14 +58,10 @@ void fuzz_chunk(FuzzedDataProvider& in) {
   }
   std::vector<float> y(n * dim);
   const auto out = codec::TensorView::contiguous(y.data(), DType::kF32, {n, dim}, 1);
+  // Any decode error is bad_encoded_data (a huge but finite step may decode to infinities: the
+  // format allows it, so values are not checked).
   const Status s = codec::cal_decode(chunk->side, chunk->codes, cal, out, 0, n);
-  if (s.is_ok()) {
-    for (float v : y) {
-      if (!std::isfinite(v) && std::isfinite(v * 0.0f)) __builtin_trap();
-    }
-  } else if (s.code() != ErrorCode::kBadEncodedData) {
-    __builtin_trap();
-  }
+  if (!s.is_ok() && s.code() != ErrorCode::kBadEncodedData) __builtin_trap();
 }
 
 }  // namespace
