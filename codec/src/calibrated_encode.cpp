@@ -284,14 +284,28 @@ struct SubWriter {
       pending = -1;
       j = 1;
     }
+    // The writer's state in locals for the loop (its byte stores may alias any member).
+    std::uint8_t* out = w;
+    std::uint64_t bits = acc;
+    std::uint32_t n = fill;
     for (; j + 2 <= m; j += 2) {
       const std::uint32_t e = pairs[seg[j] * kSymbols + seg[j + 1]];
       if (e & (3u << 22)) [[unlikely]] {
         if (e & (1u << 22)) escapes.push_back(q[j] >> k);
         if (e & (1u << 23)) escapes.push_back(q[j + 1] >> k);
       }
-      put(e & 0x3fffff, e >> 24);
+      bits |= static_cast<std::uint64_t>(e & 0x3fffff) << n;
+      n += e >> 24;
+      const std::uint64_t word = bits;
+      std::memcpy(out, &word, 8);  // either way; kept if 32 bits are complete
+      const std::uint32_t flush = n >> 5;
+      out += 4 * flush;
+      bits >>= 32 * flush;
+      n -= 32 * flush;
     }
+    w = out;
+    acc = bits;
+    fill = n;
     if (j < m) {
       pending = seg[j];
       pending_h = q[j] >> k;
