@@ -64,7 +64,8 @@ def ideal_bits(Z, step):
     return tot
 
 if __name__ == "__main__":
-    L, Rc = load_tables(sys.argv[1] if len(sys.argv) > 1 else "/tmp/et.inc")
+    L, Rc = load_tables(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--")
+                        else os.path.join(ROOT, "codec", "src", "entropy_tables.inc"))
     cs = np.load(STUDY + "/calib_states.npy").reshape(-1, D).astype(np.float64)
     ev = np.load(STUDY + "/eval_states.npy").astype(np.float32)
     mu = cs.mean(0); C = np.cov((cs - mu).T); lam, Q = np.linalg.eigh(C); o = np.argsort(lam)[::-1]
