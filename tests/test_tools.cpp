@@ -342,6 +342,50 @@ TEST(Tools, InspectReportsFramesWithBrokenStrings) {
 
 namespace {
 
+#if defined(AGP_PTP_CALIBRATE)
+// ptp-calibrate from saved states, then the calibrated codec between ptp-send and ptp-recv holding
+// that calibration; a receiver without it turns the sender away (fingerprint); usage errors.
+TEST(Tools, CalibrateThenSendTheCalibratedCodec) {
+  SKIP_UNDER_EMULATOR();
+  const std::string cal = (fs::temp_directory_path() / ("agp-cal-" + std::to_string(::getpid()) + ".agpcal")).string();
+  const std::string calibrate = AGP_PTP_CALIBRATE;
+  // rows_f32.npy: 4 states of 384 values.
+  const ToolRun made = run(calibrate + " --states " + std::string(AGP_GOLDEN_DIR) +
+                           "/codec/rows_f32.npy -o " + cal + " --json");
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const json doc = json::parse(made.out);
+  EXPECT_EQ(doc["dim"], 384);
+  EXPECT_EQ(doc["vectors"], 4);
+  EXPECT_EQ(doc["calibration_id"].get<std::string>().size(), 16u);
+  {
+    Receiver rx("--calibration " + cal + " --json --quiet");
+    ASSERT_GT(rx.port, 0);
+    const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --port " + std::to_string(rx.port) +
+                           " --calibration " + cal + " --codecs cal4 --shape 64,384 -n 3 --json");
+    EXPECT_EQ(tx.exit_code, 0) << tx.err;
+    const std::string got = rx.finish();
+    EXPECT_EQ(rx.exit_code, 0) << rx.err;
+    EXPECT_NE(got.find("turboquant_cal"), std::string::npos) << got;
+  }
+  {
+    Receiver rx("--idle-timeout-ms 3000 --quiet");  // holds no calibration
+    ASSERT_GT(rx.port, 0);
+    expect_one_line_error(run(std::string(AGP_PTP_SEND) + " --port " + std::to_string(rx.port) +
+                              " --calibration " + cal + " --codecs cal4 --shape 64,384 -n 1"),
+                          1, "fingerprint_mismatch");
+    rx.finish();
+  }
+  expect_one_line_error(run(std::string(AGP_PTP_SEND) + " --codecs cal4"), 2, "--calibration");
+  expect_one_line_error(run(calibrate + " -o " + cal), 2, "--states");
+  expect_one_line_error(run(calibrate + " --states x.npy --bytes y -o " + cal), 2, "one of");
+  {
+    std::ofstream(cal, std::ios::app) << "x";  // damaged: one byte too many
+    expect_one_line_error(run(std::string(AGP_PTP_SEND) + " --calibration " + cal), 2, "calibration file");
+  }
+  fs::remove(cal);
+}
+#endif
+
 // Split-model mode: the sender runs the first half of the devmodel, the receiver continues it from
 // each decoded state and reports the continuation's fidelity.
 TEST(Tools, SplitModelOverLoopbackReportsContinuationFidelity) {

@@ -31,6 +31,8 @@ struct Options {
   int split = -1;
   std::string bytes;
   std::string states;
+  std::string headers;  // calibration text from the files under this folder
+  std::string exclude_bytes;  // ... leaving out files that share a long line with this text
   int seq = 256;
   int windows = 256;
   std::string out;
@@ -52,10 +54,17 @@ std::string hex64(std::uint64_t v) {
 
 int run(const Options& o) {
   if (o.out.empty()) return fail(kTool, "-o/--out FILE is required", kExitUsage);
-  if (o.states.empty() == o.bytes.empty()) {
-    return fail(kTool, "give --states FILE.npy, or --model DIR --split L --bytes FILE", kExitUsage);
+  if (static_cast<int>(!o.states.empty()) + static_cast<int>(!o.bytes.empty()) +
+          static_cast<int>(!o.headers.empty()) != 1) {
+    return fail(kTool,
+                "give one of --states FILE.npy, --bytes FILE or --headers DIR (with --model DIR "
+                "--split L)",
+                kExitUsage);
   }
-  if (!o.bytes.empty() && o.model.empty()) return fail(kTool, "--bytes needs --model DIR", kExitUsage);
+  if (o.states.empty() && o.model.empty()) return fail(kTool, "--bytes and --headers need --model DIR", kExitUsage);
+  if (!o.exclude_bytes.empty() && o.headers.empty()) {
+    return fail(kTool, "--exclude-bytes goes with --headers", kExitUsage);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<float> states;
   std::uint64_t n = 0;
@@ -82,8 +91,32 @@ int run(const Options& o) {
     if (split < 1 || split >= model->config().num_layers) {
       return fail(kTool, "--split must be 1.." + std::to_string(model->config().num_layers - 1), kExitUsage);
     }
-    auto windows = fidelity::Windows::from_bytes(o.bytes, o.seq, o.windows);
-    if (!windows) return fail(kTool, "--bytes: " + windows.status().message(), kExitUsage);
+    fidelity::Windows calib;
+    std::string text_hash;
+    if (!o.headers.empty()) {
+      // Files of the folder, in a seeded order, leaving out any that share a long line with the
+      // evaluation text (so calibration and scoring text are disjoint).
+      std::vector<std::vector<int>> eval;
+      if (!o.exclude_bytes.empty()) {
+        auto e = fidelity::Windows::from_bytes(o.exclude_bytes, o.seq, 1 << 20);
+        if (!e) return fail(kTool, "--exclude-bytes: " + e.status().message(), kExitUsage);
+        eval = std::move(e->windows);
+      }
+      auto t = fidelity::calibration_text_from_headers(o.headers, eval, o.windows, o.seq, 1234);
+      if (!t) return fail(kTool, "--headers: " + t.status().message());
+      calib.windows = std::move(t->windows);
+      text_hash = hex64(t->xxh3);
+      source = {{"headers", o.headers}, {"exclude_bytes", o.exclude_bytes},
+                {"files_seen", t->files_seen}, {"files_excluded", t->files_excluded}};
+    } else {
+      auto w = fidelity::Windows::from_bytes(o.bytes, o.seq, o.windows);
+      if (!w) return fail(kTool, "--bytes: " + w.status().message(), kExitUsage);
+      calib = std::move(w).value();
+      auto text = ptp::MappedFile::open(o.bytes);
+      text_hash = text ? hex64(ptp::xxh3_64(text->bytes())) : "";
+      source = {{"bytes", o.bytes}};
+    }
+    const auto* windows = &calib;
     if (!o.quiet && !o.json) {
       std::fprintf(stderr, "%s: %zu windows of %d tokens through layers [0, %d)...\n", kTool,
                    windows->windows.size(), o.seq, split);
@@ -93,10 +126,10 @@ int run(const Options& o) {
     states = std::move(s).value();
     dim = static_cast<std::uint32_t>(model->config().hidden_size);
     n = states.size() / dim;
-    auto text = ptp::MappedFile::open(o.bytes);
-    source = {{"model", o.model}, {"bytes", o.bytes},
-              {"bytes_xxh3", text ? hex64(ptp::xxh3_64(text->bytes())) : ""},
-              {"windows", windows->windows.size()}, {"tokens_per_window", o.seq}};
+    source["model"] = o.model;
+    source["text_xxh3"] = text_hash;
+    source["windows"] = windows->windows.size();
+    source["tokens_per_window"] = o.seq;
   }
   fidelity::CalibrateOptions co;
   co.max_groups = static_cast<std::size_t>(o.max_groups);
@@ -182,6 +215,11 @@ int main(int argc, char** argv) {
   app.add_option("--model", o.model, "checkpoint directory (config.json, safetensors)");
   app.add_option("--split", o.split, "split layer: the state entering this layer is coded");
   app.add_option("--bytes", o.bytes, "calibration text: raw bytes as token ids (byte-level models)");
+  app.add_option("--headers", o.headers,
+                 "or: calibration text cut from the files under this folder (for models trained "
+                 "on code, e.g. /usr/include), in a fixed seeded order");
+  app.add_option("--exclude-bytes", o.exclude_bytes,
+                 "with --headers: leave out files sharing a long line with this (evaluation) text");
   app.add_option("--states", o.states, "or: saved split states, .npy [..., hidden] f32/f16/bf16");
   app.add_option("--seq", o.seq, "tokens per calibration window")->check(CLI::Range(2, 1 << 20));
   app.add_option("--windows", o.windows, "at most this many windows")->check(CLI::Range(1, 1 << 20));
