@@ -31,8 +31,6 @@ int level_of(double s, int k) {
   return std::clamp(static_cast<int>(std::floor((std::log2(s) - k - 1) * 8)), 0, 7);
 }
 
-inline int symbol_of(std::int32_t h) { return (h >= -kMaxH && h <= kMaxH) ? h + kMaxH : kEscape; }
-
 // The cheapest table for per-substream histograms of symbols (an escape costs its code plus 32
 // bits) among the scales near the group's (k = 0) or all of its family (k > 0), every shape.
 void choose_table(const std::uint64_t (*hist)[kSymbols], double s, GroupPlan& plan) {
