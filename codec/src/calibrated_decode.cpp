@@ -237,12 +237,24 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
   struct GroupState {
     int k = 0, table = 0;
     bool coded = false;
-    std::vector<std::int8_t> h;
+    std::int8_t* h = nullptr;  // n * m symbols (+ 8 slack) in the thread's buffer
     std::vector<std::pair<std::uint64_t, std::int32_t>> escaped;  // increasing positions
     std::size_t next = 0;                                         // the first not yet placed
     const std::uint8_t* raw = nullptr;                            // after the substreams
   };
   std::vector<GroupState> gs(groups);
+  // The symbols of every coded group, in one buffer kept per thread between calls (its size is
+  // bounded by the codes: every symbol takes at least a bit).
+  thread_local std::vector<std::int8_t> h_all;
+  std::uint64_t h_need = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (static_cast<std::uint8_t>(side[kSideHeader + kSidePerGroup * g]) == 1) {
+      h_need += n * (calibration.group_end(g) - calibration.group_starts[g]) + 8;
+    }
+  }
+  if (h_all.size() > 4 * h_need + (std::uint64_t{16} << 20)) std::vector<std::int8_t>().swap(h_all);
+  if (h_all.size() < h_need) h_all.resize(h_need);  // (one huge chunk is not kept for good)
+  std::uint64_t h_used = 0;
   std::vector<std::uint64_t> escape_at[kSubstreams];
   for (std::size_t g = 0; g < groups; ++g) {
     const std::uint32_t m = calibration.group_end(g) - calibration.group_starts[g];
@@ -253,19 +265,20 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
     st.k = static_cast<int>(e[1]);
     st.table = get_u16(e + 2);
     const std::uint64_t values = n * m;
-    st.h.resize(values + 8);
+    st.h = h_all.data() + h_used;
+    h_used += values + 8;
     Substream s[kSubstreams];
     const std::uint8_t* p = bytes + group_offset[g];
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t len = get_u32(e + 4 + 4 * i);
-      s[i] = Substream{p, len, 0, 0, 0, st.h.data() + substream_start(n, i) * m,
-                       st.h.data() + substream_start(n, i + 1) * m};
+      s[i] = Substream{p, len, 0, 0, 0, st.h + substream_start(n, i) * m,
+                       st.h + substream_start(n, i + 1) * m};
       p += len;
       escape_at[i].clear();
     }
     st.raw = p;
     EscapeSink sink{escape_at, escape_count - next_escape};
-    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(st.table), st.h.data(), sink));
+    AGP_RETURN_IF_ERROR(decode_substreams(s, kSubstreams, decode_table(st.table), st.h, sink));
     for (int i = 0; i < kSubstreams; ++i) {
       const std::uint64_t used = s[i].bits_used();
       const std::uint64_t len = s[i].len;
@@ -307,7 +320,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
         std::fill(seg.begin(), seg.end(), 0.0f);
       } else if (st.k == 0) {
         // The table's reconstruction points (an escape's marker reads index 31, then is set).
-        simd::recon_levels(st.h.data() + off, cnt, round_recon(st.table), seg.data());
+        simd::recon_levels(st.h + off, cnt, round_recon(st.table), seg.data());
         for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
           seg[st.escaped[st.next].first - off] = static_cast<float>(st.escaped[st.next].second);
         }
@@ -322,7 +335,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
           r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
           st.h[at] = 0;
         }
-        simd::shift_add_levels(st.h.data() + off, r.data(), cnt, st.k, seg.data());
+        simd::shift_add_levels(st.h + off, r.data(), cnt, st.k, seg.data());
       }
       for (std::uint64_t q = 0; q < rows; ++q) std::memcpy(tile + q * dim + a, seg.data() + q * m, 4 * m);
     }
