@@ -49,6 +49,8 @@ inline std::uint64_t raw_bytes(std::uint64_t values, int k) {
 void pack_raw(const std::int32_t* q, std::uint64_t values, int k, std::uint8_t* out);
 // r[i] for the values (8 slots of slack); false if the last block's padding values are not 0.
 bool unpack_raw(const std::uint8_t* in, std::uint64_t values, int k, std::int32_t* r);
+// The same for k <= 8, one byte per value.
+bool unpack_raw8(const std::uint8_t* in, std::uint64_t values, int k, std::uint8_t* r);
 
 // Whether the view's vectors are contiguous rows (the vector axis last, C order): they load
 // and store as one run.

@@ -111,6 +111,21 @@ void pack_raw(const std::int32_t* q, std::uint64_t values, int k, std::uint8_t* 
   }
 }
 
+bool unpack_raw8(const std::uint8_t* in, std::uint64_t values, int k, std::uint8_t* r) {
+  const std::uint64_t* spread = spread_table();
+  const std::uint64_t blocks = (values + 7) / 8;
+  for (std::uint64_t b = 0; b < blocks; ++b) {
+    const std::uint8_t* planes = in + b * static_cast<std::uint64_t>(k);
+    std::uint64_t part = 0;  // byte i: value i's bits
+    for (int p = 0; p < k; ++p) part |= spread[planes[p]] << p;
+    std::memcpy(r + b * 8, &part, 8);  // little-endian: byte i is value 8b + i
+  }
+  for (std::uint64_t i = values; i < blocks * 8; ++i) {
+    if (r[i] != 0) return false;
+  }
+  return true;
+}
+
 bool unpack_raw(const std::uint8_t* in, std::uint64_t values, int k, std::int32_t* r) {
   const std::uint64_t* spread = spread_table();
   const std::uint64_t blocks = (values + 7) / 8;

@@ -308,6 +308,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
   constexpr std::uint64_t kTile = 32;  // rows: a tile's values of a group start on an 8-value block
   std::vector<float> rows_buf(kTile * dim), seg;
   std::vector<std::int32_t> r;
+  std::vector<std::uint8_t> r8;
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTile) {
     const std::uint64_t rows = std::min(kTile, n - v0);
     float* tile = rows_buf.data();
@@ -326,16 +327,28 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
         }
       } else {
         // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
-        r.resize(cnt + 8);
-        if (!unpack_raw(st.raw + off / 8 * static_cast<std::uint64_t>(st.k), cnt, st.k, r.data())) {
-          return bad("nonzero padding bits after a group's raw bits");
+        const std::uint8_t* planes = st.raw + off / 8 * static_cast<std::uint64_t>(st.k);
+        if (st.k <= 8) {
+          r8.resize(cnt + 8);
+          if (!unpack_raw8(planes, cnt, st.k, r8.data())) return bad("nonzero padding bits after a group's raw bits");
+          // Escapes: their h goes in as 0, their level is set after.
+          std::size_t first_escape = st.next;
+          for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) st.h[st.escaped[st.next].first] = 0;
+          simd::shift_add_levels_u8(st.h + off, r8.data(), cnt, st.k, seg.data());
+          for (; first_escape < st.next; ++first_escape) {
+            const std::uint64_t at = st.escaped[first_escape].first;
+            seg[at - off] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[first_escape].second) << st.k) + r8[at - off]);
+          }
+        } else {
+          r.resize(cnt + 8);
+          if (!unpack_raw(planes, cnt, st.k, r.data())) return bad("nonzero padding bits after a group's raw bits");
+          for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
+            const std::uint64_t at = st.escaped[st.next].first;
+            r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
+            st.h[at] = 0;
+          }
+          simd::shift_add_levels(st.h + off, r.data(), cnt, st.k, seg.data());
         }
-        for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
-          const std::uint64_t at = st.escaped[st.next].first;
-          r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
-          st.h[at] = 0;
-        }
-        simd::shift_add_levels(st.h + off, r.data(), cnt, st.k, seg.data());
       }
       for (std::uint64_t q = 0; q < rows; ++q) std::memcpy(tile + q * dim + a, seg.data() + q * m, 4 * m);
     }

@@ -566,6 +566,24 @@ void ShiftAddLevels(const std::int8_t* h, const std::int32_t* r, std::size_t cou
   }
 }
 
+void ShiftAddLevelsU8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
+                      float* out) {
+  const hn::ScalableTag<float> d;
+  const hn::RebindToSigned<decltype(d)> di;
+  const hn::Rebind<std::int8_t, decltype(d)> d8;
+  const hn::Rebind<std::uint8_t, decltype(d)> du8;
+  const std::size_t n = hn::Lanes(d);
+  std::size_t i = 0;
+  for (; i + n <= count; i += n) {
+    const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
+    const auto rv = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<decltype(di)>(), hn::LoadU(du8, r + i)));
+    hn::StoreU(hn::ConvertTo(d, hn::Add(hv, rv)), d, out + i);
+  }
+  for (; i < count; ++i) {
+    out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+  }
+}
+
 void ReconLevels(const std::int8_t* h, std::size_t count, const float* recon64, float* out) {
   const hn::ScalableTag<float> d;
   const hn::RebindToSigned<decltype(d)> di;
@@ -624,6 +642,12 @@ void quantize_symbols(const float* z, std::size_t rows, std::size_t dim, float i
 }
 HWY_EXPORT(ShiftAddLevels);
 HWY_EXPORT(ReconLevels);
+HWY_EXPORT(ShiftAddLevelsU8);
+
+void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
+                         float* out) {
+  HWY_DYNAMIC_DISPATCH(ShiftAddLevelsU8)(h, r, count, k, out);
+}
 
 void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
                       float* out) {

@@ -64,6 +64,9 @@ void quantize_symbols(const float* z, std::size_t rows, std::size_t dim, float i
 void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
                       float* out);
 void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out);
+// The same as shift_add_levels for raw parts of at most 8 bits.
+void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
+                         float* out);
 
 // Rows of `width` f16 values `stride` elements apart <-> rows * width contiguous f32 (one call for
 // a tile of channels-first vectors).
