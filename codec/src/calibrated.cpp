@@ -94,14 +94,15 @@ void pack_raw(const std::int32_t* q, std::uint64_t values, int k, std::uint8_t* 
   constexpr std::uint64_t kLow = 0x0101010101010101ull;
   // Gathers bit 8i of a word to bit 56 + i (no two partial products meet).
   constexpr std::uint64_t kGather = 0x0102040810204080ull;
+  const int parts = (k + 7) / 8;
   for (std::uint64_t b = 0; b * 8 < values; ++b) {
     std::uint64_t part[3] = {0, 0, 0};  // bytes i of the eight values' bits 0-7, 8-15, 16-23
     const std::uint64_t in_block = std::min<std::uint64_t>(8, values - b * 8);
-    for (std::uint64_t i = 0; i < in_block; ++i) {
-      const std::uint32_t r = static_cast<std::uint32_t>(q[b * 8 + i]) & mask;
-      part[0] |= static_cast<std::uint64_t>(r & 0xff) << (8 * i);
-      part[1] |= static_cast<std::uint64_t>((r >> 8) & 0xff) << (8 * i);
-      part[2] |= static_cast<std::uint64_t>((r >> 16) & 0xff) << (8 * i);
+    for (int w = 0; w < parts; ++w) {
+      for (std::uint64_t i = 0; i < in_block; ++i) {
+        const std::uint32_t r = static_cast<std::uint32_t>(q[b * 8 + i]) & mask;
+        part[w] |= static_cast<std::uint64_t>((r >> (8 * w)) & 0xff) << (8 * i);
+      }
     }
     std::uint8_t* planes = out + b * static_cast<std::uint64_t>(k);
     for (int p = 0; p < k; ++p) {
