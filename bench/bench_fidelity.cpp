@@ -15,6 +15,7 @@
 #include "agp/fidelity/fold.hpp"
 #include "agp/fidelity/harness.hpp"
 #include "agp/ptp/calibration_file.hpp"
+#include "agp/ptp/message.hpp"
 #include "common/report.hpp"
 
 namespace {
@@ -72,8 +73,7 @@ int main(int argc, char** argv) {
   const auto calibration_bytes = agp::ptp::serialize_calibration(cal->file).size();
   auto shared_cal = std::make_shared<const agp::codec::Calibration>(cal->file.calibration);
   auto shared_basis = std::make_shared<const std::vector<float>>(cal->basis);
-  char text_hash[20];
-  std::snprintf(text_hash, sizeof text_hash, "%016llx", static_cast<unsigned long long>(text->xxh3));
+  const std::string text_hash = agp::ptp::to_hex(text->xxh3);
   json calibration = {{"text", "256 windows of 256 bytes from " + headers},
                       {"text_xxh3", text_hash},
                       {"files_seen", text->files_seen},

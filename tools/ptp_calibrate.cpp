@@ -15,6 +15,7 @@
 #include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/checksum.hpp"
 #include "agp/ptp/mapped_file.hpp"
+#include "agp/ptp/message.hpp"
 #include "agp/ptp/npy.hpp"
 #include "common/json_text.hpp"
 #include "common/tool_support.hpp"
@@ -45,12 +46,6 @@ struct Options {
   bool json = false;
   bool quiet = false;
 };
-
-std::string hex64(std::uint64_t v) {
-  char b[20];
-  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 int run(const Options& o) {
   if (o.out.empty()) return fail(kTool, "-o/--out FILE is required", kExitUsage);
@@ -84,7 +79,7 @@ int run(const Options& o) {
     const auto view = codec::TensorView::contiguous(v.data.data(), v.dtype, v.shape,
                                                     static_cast<std::uint32_t>(v.shape.size() - 1));
     codec::VectorAccess(view).gather(0, n, states.data());
-    source = {{"states", o.states}, {"states_xxh3", hex64(ptp::xxh3_64(v.data))}};
+    source = {{"states", o.states}, {"states_xxh3", ptp::to_hex(ptp::xxh3_64(v.data))}};
   } else {
     auto model = fidelity::LlamaModel::load(o.model);
     if (!model) return fail(kTool, "--model " + o.model + ": " + model.status().message());
@@ -105,7 +100,7 @@ int run(const Options& o) {
       auto t = fidelity::calibration_text_from_headers(o.headers, eval, o.windows, o.seq, 1234);
       if (!t) return fail(kTool, "--headers: " + t.status().message());
       calib.windows = std::move(t->windows);
-      text_hash = hex64(t->xxh3);
+      text_hash = ptp::to_hex(t->xxh3);
       source = {{"headers", o.headers}, {"exclude_bytes", o.exclude_bytes},
                 {"files_seen", t->files_seen}, {"files_excluded", t->files_excluded}};
     } else {
@@ -113,7 +108,7 @@ int run(const Options& o) {
       if (!w) return fail(kTool, "--bytes: " + w.status().message(), kExitUsage);
       calib = std::move(w).value();
       auto text = ptp::MappedFile::open(o.bytes);
-      text_hash = text ? hex64(ptp::xxh3_64(text->bytes())) : "";
+      text_hash = text ? ptp::to_hex(ptp::xxh3_64(text->bytes())) : "";
       source = {{"bytes", o.bytes}};
     }
     const auto* windows = &calib;
@@ -175,7 +170,7 @@ int run(const Options& o) {
   double total = 0, top = 0;
   for (std::uint32_t j = 0; j < dim; ++j) total += static_cast<double>(c.scale[j]) * c.scale[j];
   for (std::uint32_t j = 0; j < std::min<std::uint32_t>(dim, 16); ++j) top += static_cast<double>(c.scale[j]) * c.scale[j];
-  json doc = {{"tool", kTool}, {"out", o.out}, {"calibration_id", hex64(c.id)}, {"dim", dim},
+  json doc = {{"tool", kTool}, {"out", o.out}, {"calibration_id", ptp::to_hex(c.id)}, {"dim", dim},
               {"vectors", n}, {"groups", c.group_count()}, {"seconds", seconds},
               {"top16_variance_share", total > 0 ? top / total : 0.0}, {"source", source}};
   if (!o.basis_out.empty()) doc["basis"] = o.basis_out;
@@ -185,7 +180,7 @@ int run(const Options& o) {
   } else {
     std::printf("%s: calibration %s for %u values from %llu states: %zu groups, %.1f%% of the "
                 "variance in the first 16 components, %.1f s\n",
-                o.out.c_str(), hex64(c.id).c_str(), dim, static_cast<unsigned long long>(n),
+                o.out.c_str(), ptp::to_hex(c.id).c_str(), dim, static_cast<unsigned long long>(n),
                 c.group_count(), 100.0 * doc["top16_variance_share"].get<double>(), seconds);
     if (!fold.is_null()) {
       std::printf("folded into %s (%s)", o.fold_into.c_str(), o.fold_dtype.c_str());

@@ -17,12 +17,6 @@ using namespace agp;
 using json = nlohmann::json;
 constexpr const char* kTool = "ptp-inspect";
 
-std::string hex64(std::uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 std::string rotation_label(RotationKind r) {
   switch (r) {
     case RotationKind::kNone:
@@ -49,7 +43,7 @@ json describe(const ptp::FrameInspection& f, std::size_t offset) {
   j["prefix"] = {{"format_version", f.prefix.format_version},
                  {"flags", f.prefix.flags},
                  {"header_length", f.prefix.header_length},
-                 {"header_checksum", hex64(f.prefix.header_checksum)},
+                 {"header_checksum", ptp::to_hex(f.prefix.header_checksum)},
                  {"header_checksum_ok", true}};
   j["kind"] = std::string(ptp::message_kind_name(h.kind));
   j["protocol_version"] = h.protocol_version;
@@ -79,9 +73,7 @@ json describe(const ptp::FrameInspection& f, std::size_t offset) {
         {"lossless", lossless_label(c.lossless)},
         {"original_bytes", c.original_bytes}};
     if (c.calibration_id != 0) {  // the calibration a receiver needs (ptp-calibrate's file id)
-      char id[20];
-      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(c.calibration_id));
-      j["codec"]["calibration_id"] = id;
+      j["codec"]["calibration_id"] = ptp::to_hex(c.calibration_id);
     }
   }
   if (h.chunk) {
@@ -105,9 +97,9 @@ json describe(const ptp::FrameInspection& f, std::size_t offset) {
     sections.push_back({{"kind", std::string(section_kind_name(s.entry.kind))},
                         {"offset", s.entry.offset},
                         {"length", s.entry.length},
-                        {"xxh3", hex64(s.entry.checksum)},
+                        {"xxh3", ptp::to_hex(s.entry.checksum)},
                         {"checksum_ok", s.checksum_ok},
-                        {"actual_xxh3", hex64(s.actual_checksum)},
+                        {"actual_xxh3", ptp::to_hex(s.actual_checksum)},
                         {"padding_ok", s.padding_ok}});
   }
   j["sections"] = sections;

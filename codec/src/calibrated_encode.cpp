@@ -254,6 +254,21 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
 // One substream being written: LSB-first into its own region (sized for the longest codes,
 // plus 8 bytes of slack for the 8-byte stores), two codes per table lookup; a symbol left over
 // at the end of a row waits for the next row's first (the codes are the same either way).
+//
+// Appends `len` bits of `code` to the LSB-first stream at w holding `fill` bits in `acc`: the
+// 8-byte store happens either way, and is kept once 32 bits are complete.
+inline void append_bits(std::uint8_t*& w, std::uint64_t& acc, std::uint32_t& fill,
+                        std::uint32_t code, std::uint32_t len) {
+  acc |= static_cast<std::uint64_t>(code) << fill;
+  fill += len;
+  const std::uint64_t word = acc;
+  std::memcpy(w, &word, 8);
+  const std::uint32_t flush = fill >> 5;
+  w += 4 * flush;
+  acc >>= 32 * flush;
+  fill -= 32 * flush;
+}
+
 struct SubWriter {
   std::uint8_t* begin = nullptr;
   std::uint8_t* w = nullptr;
@@ -263,16 +278,7 @@ struct SubWriter {
   std::int32_t pending_h = 0;
   std::vector<std::int32_t> escapes;  // h of each escape, in order
 
-  void put(std::uint32_t code, std::uint32_t len) {
-    acc |= static_cast<std::uint64_t>(code) << fill;
-    fill += len;
-    const std::uint64_t word = acc;
-    std::memcpy(w, &word, 8);  // either way; kept if 32 bits are complete
-    const std::uint32_t flush = fill >> 5;
-    w += 4 * flush;
-    acc >>= 32 * flush;
-    fill -= 32 * flush;
-  }
+  void put(std::uint32_t code, std::uint32_t len) { append_bits(w, acc, fill, code, len); }
   // Symbols seg[0, m) whose values are q[0, m) >> k.
   void row(const std::uint8_t* seg, const std::int32_t* q, std::uint32_t m, int k,
            const std::uint32_t* pairs) {
@@ -292,14 +298,7 @@ struct SubWriter {
         if (e & (1u << 22)) escapes.push_back(q[j] >> k);
         if (e & (1u << 23)) escapes.push_back(q[j + 1] >> k);
       }
-      bits |= static_cast<std::uint64_t>(e & 0x3fffff) << n;
-      n += e >> 24;
-      const std::uint64_t word = bits;
-      std::memcpy(out, &word, 8);  // either way; kept if 32 bits are complete
-      const std::uint32_t flush = n >> 5;
-      out += 4 * flush;
-      bits >>= 32 * flush;
-      n -= 32 * flush;
+      append_bits(out, bits, n, e & 0x3fffff, e >> 24);
     }
     w = out;
     acc = bits;

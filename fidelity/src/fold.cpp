@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "agp/ptp/mapped_file.hpp"
+#include "agp/ptp/message.hpp"
 #include "agp/ptp/safetensors.hpp"
 #include "blas.hpp"
 #include "weights.hpp"
@@ -144,9 +145,7 @@ Status fold_checkpoint(const std::string& in_dir, const std::vector<float>& basi
   if (config.is_discarded()) return make_error(ErrorCode::kInvalidArgument, "fold: config.json is not JSON");
   config["tie_word_embeddings"] = false;
   config["torch_dtype"] = dtype == DType::kF16 ? "float16" : "float32";
-  char id[20];
-  std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(calibration_id));
-  config["agp_calibration_id"] = id;
+  config["agp_calibration_id"] = ptp::to_hex(calibration_id);
   const std::string config_out = config.dump(1) + "\n";
   AGP_RETURN_IF_ERROR(ptp::write_file(out_dir + "/config.json", std::as_bytes(std::span(config_out.data(), config_out.size()))));
   // Everything else (tokenizer, generation config, ...) as it is; not the old weights.

@@ -49,6 +49,12 @@ std::string to_hex(const Hash128& h) {
   return buf;
 }
 
+std::string to_hex(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 std::optional<std::uint64_t> shape_element_count(const std::vector<std::uint64_t>& shape) {
   if (shape.empty()) return std::nullopt;
   std::uint64_t n = 1;

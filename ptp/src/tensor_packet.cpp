@@ -17,12 +17,6 @@ constexpr std::uint16_t kCodebookLloydMaxExact = 1;  // codec/src/codebook_table
 constexpr std::uint16_t kCodebookVersion = 1;
 constexpr std::uint32_t kMaxHadamardBlock = 4096;
 
-std::string calibration_hex(std::uint64_t id) {
-  char buf[20];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 bool is_c_contiguous(const codec::TensorView& v) {
   std::int64_t stride = 1;
   for (std::size_t i = v.shape.size(); i-- > 0;) {
@@ -337,13 +331,13 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
     }
     if (!calibration_) {
       return make_error(ErrorCode::kBadCodecDescriptor,
-                        who + "needs calibration " + calibration_hex(d.calibration_id) +
+                        who + "needs calibration " + to_hex(d.calibration_id) +
                             "; this receiver holds none");
     }
     if (d.calibration_id != calibration_->id) {
       return make_error(ErrorCode::kBadCodecDescriptor,
-                        who + "needs calibration " + calibration_hex(d.calibration_id) +
-                            "; this receiver holds " + calibration_hex(calibration_->id));
+                        who + "needs calibration " + to_hex(d.calibration_id) +
+                            "; this receiver holds " + to_hex(calibration_->id));
     }
     if (dim != calibration_->dim) {
       return make_error(ErrorCode::kBadTensorDescriptor,

@@ -576,9 +576,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def_property_readonly("info", [](const Calibration& c) { return c.info; },
                              "JSON text: what was calibrated on what")
       .def("__repr__", [](const Calibration& c) {
-        char id[20];
-        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(c.cal->id));
-        return std::string("Calibration(id=") + id + ", dim=" + std::to_string(c.cal->dim) + ")";
+        return "Calibration(id=" + agp::ptp::to_hex(c.cal->id) + ", dim=" + std::to_string(c.cal->dim) + ")";
       });
 
   m.def(

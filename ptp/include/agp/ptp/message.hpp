@@ -58,6 +58,8 @@ struct Hash128 {
 };
 // 32 lowercase hex digits, hi then lo.
 std::string to_hex(const Hash128& h);
+// 16 lowercase hex digits (checksums, calibration ids).
+std::string to_hex(std::uint64_t v);
 
 struct TensorDesc {
   std::string name;
