@@ -459,13 +459,12 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
     return make_error(ErrorCode::kInvalidArgument, "calibrated codec: bits_per_value must be positive");
   }
   const std::size_t groups = calibration.group_count();
-  const double budget = config.bits_per_value * static_cast<double>(n) * dim / 8 -
-                        static_cast<double>(config.reserved_bytes + cal_side_bytes(groups));
-  if (budget < 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "calibrated codec: a budget of " + std::to_string(config.bits_per_value) +
-                          " bits per value cannot hold the side data of " + std::to_string(n) + " vectors");
-  }
+  // The codes get the budget less the frame and side data; a chunk whose overhead would take more
+  // than half of it (the last of a packet cut in chunks that do not divide it) gets the whole
+  // budget for its codes and goes over by its overhead, instead of failing or sending nothing.
+  const double nominal = config.bits_per_value * static_cast<double>(n) * dim / 8;
+  const double net = nominal - static_cast<double>(config.reserved_bytes + cal_side_bytes(groups));
+  const double budget = net >= nominal / 2 ? net : nominal;
   const RowSource src(in, first, calibration);
   const std::uint64_t stride = n >= 64 ? 4 : 1;
   Stats st;
@@ -522,7 +521,17 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
     step = std::max(min_step, static_cast<float>(step * (b > budget ? std::max(1.01, factor) : factor)));
     plan_from_sample(src, calibration, st, n, stride, step, plans, shift);
   }
-  if (best == 0) return make_error(ErrorCode::kInvalidArgument, "calibrated codec: no step fits the budget");
+  if (best == 0) {
+    // Nothing fit: the step that sends every group as zero (no codes) always does.
+    double rms = 0;
+    for (double r : st.rms) rms = std::max(rms, r);
+    step = std::max(min_step, static_cast<float>(rms / kZeroGroupSteps * 1.01 + 1e-30));
+    plan_from_sample(src, calibration, st, n, stride, step, plans, shift);
+    best = code_chunk(src, calibration, n, step, plans, shift, scratch, side.data(), codes);
+    best_step = step;
+    out.side = side;
+    out.codes = codes;
+  }
   step = best_step;
   std::memcpy(out.side.data(), &step, 4);
   put_u64(out.side.data() + 4, calibration.id);

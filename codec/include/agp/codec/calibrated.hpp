@@ -46,6 +46,8 @@ std::vector<std::uint32_t> make_calibration_groups(std::span<const float> scale,
 
 struct CalConfig {
   // Budget for everything the chunk writes (side data and codes) plus `reserved_bytes`, per value.
+  // A chunk whose overhead would take more than half of it gets it all for its codes (exceeding
+  // the budget by its overhead).
   double bits_per_value = 4.0;
   // Bytes of the budget left for the frame around the chunk (prefix, header, section table).
   std::uint64_t reserved_bytes = 448;
@@ -61,7 +63,7 @@ struct CalChunk {
 std::uint64_t cal_side_bytes(std::size_t groups);
 
 // Encodes vectors [first, first + n) of `in` (dim = calibration.dim). kInvalidArgument for a bad
-// view or range, or a budget that cannot hold the side data; kNonFiniteInput for NaN/Inf.
+// view, range or budget; kNonFiniteInput for NaN/Inf.
 Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint64_t n,
                             const Calibration& calibration, const CalConfig& config);
 // Decodes a chunk into vectors [first, first + n) of `out`. kBadEncodedData for data an encoder
