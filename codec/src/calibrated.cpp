@@ -95,7 +95,19 @@ void pack_raw(const std::int32_t* q, std::uint64_t values, int k, std::uint8_t* 
   // Gathers bit 8i of a word to bit 56 + i (no two partial products meet).
   constexpr std::uint64_t kGather = 0x0102040810204080ull;
   const int parts = (k + 7) / 8;
-  for (std::uint64_t b = 0; b * 8 < values; ++b) {
+  std::uint64_t b = 0;
+  if (k <= 8) {
+    // Whole blocks of values with at most 8 raw bits: their low bytes, one per value, as a word.
+    for (; b + 1 <= values / 8; ++b) {
+      std::uint8_t low[8];
+      for (int i = 0; i < 8; ++i) low[i] = static_cast<std::uint8_t>(q[b * 8 + static_cast<std::uint64_t>(i)]);
+      std::uint64_t part;
+      std::memcpy(&part, low, 8);  // little-endian: byte i is value 8b + i
+      std::uint8_t* planes = out + b * static_cast<std::uint64_t>(k);
+      for (int p = 0; p < k; ++p) planes[p] = static_cast<std::uint8_t>((((part >> p) & kLow) * kGather) >> 56);
+    }
+  }
+  for (; b * 8 < values; ++b) {
     std::uint64_t part[3] = {0, 0, 0};  // bytes i of the eight values' bits 0-7, 8-15, 16-23
     const std::uint64_t in_block = std::min<std::uint64_t>(8, values - b * 8);
     for (int w = 0; w < parts; ++w) {

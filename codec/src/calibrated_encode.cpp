@@ -115,6 +115,16 @@ class RowSource {
     simd::subtract_rows(z, rows, dim, cal_.mean.data(), z);
   }
 
+  // The chunk's z kept whole after the first pass (every later pass reads it instead of
+  // converting the input again), when it is at most CalConfig::max_cached_values values.
+  void keep(float* cache) { cache_ = cache; }
+  float* cache() const { return cache_; }
+  // Rows [v, v + rows) of z: in the cache when there is one, else loaded into `tile`.
+  const float* rows_at(std::uint64_t v, std::uint64_t rows, float* tile) const {
+    if (cache_) return cache_ + v * cal_.dim;
+    load(v, rows, tile, nullptr);
+    return tile;
+  }
   bool rows() const { return rows_; }
 
  private:
@@ -123,6 +133,7 @@ class RowSource {
   const Calibration& cal_;
   VectorAccess access_;
   bool rows_;
+  float* cache_ = nullptr;
 };
 
 struct Stats {
@@ -141,23 +152,24 @@ Status gather_stats(const RowSource& src, const Calibration& cal, std::uint64_t 
                     std::uint64_t stride, Stats& st) {
   const std::uint32_t dim = cal.dim;
   const std::size_t groups = cal.group_count();
-  std::vector<float> tile(kTileRows * dim);
+  std::vector<float> own_tile(src.cache() ? 0 : kTileRows * dim);
   std::vector<double> s2(groups, 0), s4(groups, 0);
   std::uint64_t sampled = 0;
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
     const std::uint64_t rows = std::min(kTileRows, n - v0);
+    float* tile = src.cache() ? src.cache() + v0 * dim : own_tile.data();
     float x_max;
-    src.load(v0, rows, tile.data(), &x_max);
+    src.load(v0, rows, tile, &x_max);
     if (!std::isfinite(x_max)) {
       return make_error(ErrorCode::kNonFiniteInput, "calibrated codec: NaN or infinity in the input");
     }
-    const float z_max = simd::max_abs(tile.data(), rows * dim);
+    const float z_max = simd::max_abs(tile, rows * dim);
     if (!std::isfinite(z_max)) return make_error(ErrorCode::kValueOutOfRange, "calibrated codec: value too large");
     st.max_abs = std::max(st.max_abs, z_max);
     for (std::uint64_t r = 0; r < rows; ++r) {
       if ((v0 + r) % stride) continue;
       ++sampled;
-      const float* row = tile.data() + r * dim;
+      const float* row = tile + r * dim;
       for (std::size_t g = 0; g < groups; ++g) {
         double a2 = 0, a4 = 0;
         for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) {
@@ -215,17 +227,17 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
   std::vector<std::int32_t> q(dim);
   std::vector<std::uint8_t> sym(dim);
   std::vector<std::uint64_t> hist(groups * kSubstreams * kSymbols, 0);
-  // Rows are read one by one where vectors are contiguous rows, else as whole tiles (the
-  // channels-first path reads 16 vectors at a time); every stride-th row is used.
-  const bool by_row = src.rows();
+  // Without the cache, rows are read one by one where vectors are contiguous rows, else as
+  // whole tiles (the channels-first path reads 16 vectors at a time); every stride-th row is used.
+  const bool by_row = src.rows() || src.cache();
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
     const std::uint64_t rows = std::min(kTileRows, n - v0);
-    if (!by_row) src.load(v0, rows, z.data(), nullptr);
+    const float* tile = by_row ? nullptr : src.rows_at(v0, rows, z.data());
     for (std::uint64_t r = 0; r < rows; ++r) {
       const std::uint64_t v = v0 + r;
       if (v % stride) continue;
-      if (by_row) src.load(v, 1, z.data() + r * dim, nullptr);
-      simd::quantize_symbols(z.data() + r * dim, 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
+      const float* row = by_row ? src.rows_at(v, 1, z.data() + r * dim) : tile + r * dim;
+      simd::quantize_symbols(row, 1, dim, 1.0f / step, shift.data(), q.data(), sym.data());
       int sub = 0;
       while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
       for (std::size_t g = 0; g < groups; ++g) {
@@ -255,18 +267,17 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
 // plus 8 bytes of slack for the 8-byte stores), two codes per table lookup; a symbol left over
 // at the end of a row waits for the next row's first (the codes are the same either way).
 //
-// Appends `len` bits of `code` to the LSB-first stream at w holding `fill` bits in `acc`: the
-// 8-byte store happens either way, and is kept once 32 bits are complete.
+// Appends `len` bits of `code` to the LSB-first stream at w holding `fill` (< 8) bits in `acc`:
+// the 8-byte store happens either way, and the bytes it completed are kept.
 inline void append_bits(std::uint8_t*& w, std::uint64_t& acc, std::uint32_t& fill,
                         std::uint32_t code, std::uint32_t len) {
   acc |= static_cast<std::uint64_t>(code) << fill;
   fill += len;
   const std::uint64_t word = acc;
   std::memcpy(w, &word, 8);
-  const std::uint32_t flush = fill >> 5;
-  w += 4 * flush;
-  acc >>= 32 * flush;
-  fill -= 32 * flush;
+  w += fill >> 3;
+  acc >>= fill & ~7u;
+  fill &= 7;
 }
 
 struct SubWriter {
@@ -279,40 +290,62 @@ struct SubWriter {
   std::vector<std::int32_t> escapes;  // h of each escape, in order
 
   void put(std::uint32_t code, std::uint32_t len) { append_bits(w, acc, fill, code, len); }
-  // Symbols seg[0, m) whose values are q[0, m) >> k.
-  void row(const std::uint8_t* seg, const std::int32_t* q, std::uint32_t m, int k,
-           const std::uint32_t* pairs) {
-    std::uint32_t j = 0;
-    if (pending >= 0 && m > 0) {
-      pair(static_cast<std::uint8_t>(pending), seg[0], pending_h, q[0] >> k, pairs);
-      pending = -1;
-      j = 1;
-    }
-    // The writer's state in locals for the loop (its byte stores may alias any member).
+  // `count` rows of m symbols, row r's at seg[r * stride] with values q[r * stride] >> k. The
+  // writer's state stays in locals for the whole call (its byte stores may alias any member).
+  void rows(const std::uint8_t* seg, const std::int32_t* q, std::size_t stride, std::uint64_t count,
+            std::uint32_t m, int k, const std::uint32_t* pairs) {
     std::uint8_t* out = w;
     std::uint64_t bits = acc;
     std::uint32_t n = fill;
-    for (; j + 2 <= m; j += 2) {
-      const std::uint32_t e = pairs[seg[j] * kSymbols + seg[j + 1]];
-      if (e & (3u << 22)) [[unlikely]] {
+    int held = pending;
+    std::int32_t held_h = pending_h;
+    for (std::uint64_t r = 0; r < count; ++r, seg += stride, q += stride) {
+      std::uint32_t j = 0;
+      if (held >= 0) {
+        const std::uint32_t e = pairs[static_cast<std::uint32_t>(held) * kSymbols + seg[0]];
+        if (e & (1u << 22)) escapes.push_back(held_h);
+        if (e & (1u << 23)) escapes.push_back(q[0] >> k);
+        append_bits(out, bits, n, e & 0x3fffff, e >> 24);
+        held = -1;
+        j = 1;
+      }
+      // Two pairs (at most 44 bits) per store: with fewer than 8 bits held they fit the word,
+      // and the chain through the fill is half as long as storing each.
+      for (; j + 4 <= m; j += 4) {
+        const std::uint32_t e1 = pairs[seg[j] * kSymbols + seg[j + 1]];
+        const std::uint32_t e2 = pairs[seg[j + 2] * kSymbols + seg[j + 3]];
+        if ((e1 | e2) & (3u << 22)) [[unlikely]] {
+          if (e1 & (1u << 22)) escapes.push_back(q[j] >> k);
+          if (e1 & (1u << 23)) escapes.push_back(q[j + 1] >> k);
+          if (e2 & (1u << 22)) escapes.push_back(q[j + 2] >> k);
+          if (e2 & (1u << 23)) escapes.push_back(q[j + 3] >> k);
+        }
+        bits |= static_cast<std::uint64_t>(e1 & 0x3fffff) << n;
+        n += e1 >> 24;
+        bits |= static_cast<std::uint64_t>(e2 & 0x3fffff) << n;
+        n += e2 >> 24;
+        std::memcpy(out, &bits, 8);
+        out += n >> 3;
+        bits >>= n & ~7u;
+        n &= 7;
+      }
+      if (j + 2 <= m) {
+        const std::uint32_t e = pairs[seg[j] * kSymbols + seg[j + 1]];
         if (e & (1u << 22)) escapes.push_back(q[j] >> k);
         if (e & (1u << 23)) escapes.push_back(q[j + 1] >> k);
+        append_bits(out, bits, n, e & 0x3fffff, e >> 24);
+        j += 2;
       }
-      append_bits(out, bits, n, e & 0x3fffff, e >> 24);
+      if (j < m) {
+        held = seg[j];
+        held_h = q[j] >> k;
+      }
     }
     w = out;
     acc = bits;
     fill = n;
-    if (j < m) {
-      pending = seg[j];
-      pending_h = q[j] >> k;
-    }
-  }
-  void pair(std::uint8_t a, std::uint8_t b, std::int32_t ha, std::int32_t hb, const std::uint32_t* pairs) {
-    const std::uint32_t e = pairs[a * kSymbols + b];
-    if (e & (1u << 22)) escapes.push_back(ha);
-    if (e & (1u << 23)) escapes.push_back(hb);
-    put(e & 0x3fffff, e >> 24);
+    pending = held;
+    pending_h = held_h;
   }
   // The last symbol alone, then the partial word; returns the bytes written.
   std::uint64_t finish(const EncodeTable& table) {
@@ -331,6 +364,7 @@ struct SubWriter {
 // Per-thread buffers kept between calls (fresh pages for every packet cost more than coding).
 struct Scratch {
   std::vector<std::uint8_t> regions, raw;
+  std::vector<float> z;  // the chunk's z, when it is small enough to keep
   std::vector<float> tile;
   std::vector<std::int32_t> q, gq;
   std::vector<std::uint8_t> sym;
@@ -376,18 +410,22 @@ std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint
   w.sym.resize(kTileRows * dim);
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
     const std::uint64_t rows = std::min(kTileRows, n - v0);
-    src.load(v0, rows, w.tile.data(), nullptr);
-    simd::quantize_symbols(w.tile.data(), rows, dim, 1.0f / step, shift.data(), w.q.data(), w.sym.data());
+    const float* z = src.rows_at(v0, rows, w.tile.data());
+    simd::quantize_symbols(z, rows, dim, 1.0f / step, shift.data(), w.q.data(), w.sym.data());
     for (std::size_t g = 0; g < groups; ++g) {
       const GroupPlan& p = plans[g];
       if (!p.coded) continue;
       const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
       const std::uint32_t* pairs = pair_codes(p.table);
-      int sub = 0;
-      for (std::uint64_t r = 0; r < rows; ++r) {
+      // The tile's rows in runs that stay in one substream.
+      for (std::uint64_t r = 0; r < rows;) {
+        int sub = 0;
         while (sub + 1 < kSubstreams && v0 + r >= substream_start(n, sub + 1)) ++sub;
-        w.writers[g * kSubstreams + static_cast<std::size_t>(sub)].row(
-            w.sym.data() + r * dim + a, w.q.data() + r * dim + a, m, p.k, pairs);
+        const std::uint64_t end =
+            std::min(rows, (sub + 1 < kSubstreams ? substream_start(n, sub + 1) : n) - v0);
+        w.writers[g * kSubstreams + static_cast<std::size_t>(sub)].rows(
+            w.sym.data() + r * dim + a, w.q.data() + r * dim + a, dim, end - r, m, p.k, pairs);
+        r = end;
       }
       if (p.k > 0) {  // this tile's values of the group start on an 8-value block
         w.gq.resize(rows * m);
@@ -465,7 +503,12 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
   const double nominal = config.bits_per_value * static_cast<double>(n) * dim / 8;
   const double net = nominal - static_cast<double>(config.reserved_bytes + cal_side_bytes(groups));
   const double budget = net >= nominal / 2 ? net : nominal;
-  const RowSource src(in, first, calibration);
+  thread_local Scratch scratch;
+  RowSource src(in, first, calibration);
+  if (n * dim <= config.max_cached_values) {
+    if (scratch.z.size() < n * dim) scratch.z.resize(n * dim);
+    src.keep(scratch.z.data());
+  }
   const std::uint64_t stride = n >= 64 ? 4 : 1;
   Stats st;
   AGP_RETURN_IF_ERROR(gather_stats(src, calibration, n, stride, st));
@@ -498,7 +541,6 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
 
   // Code, then correct the step while the chunk is over the budget or leaves more than 2% of it
   // unused (at most one correction of an unused budget), keeping the finest chunk that fits.
-  thread_local Scratch scratch;
   CalChunk out;
   std::vector<std::byte> side(cal_side_bytes(groups)), codes;
   std::uint64_t best = 0;
@@ -511,7 +553,7 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
       best = bytes;
       best_step = step;
       out.side = side;
-      out.codes = codes;
+      std::swap(out.codes, codes);
     }
     if (b <= budget && (b >= budget * 0.98 || refinements == 1)) break;
     if (b <= budget) ++refinements;

@@ -51,6 +51,10 @@ struct CalConfig {
   double bits_per_value = 4.0;
   // Bytes of the budget left for the frame around the chunk (prefix, header, section table).
   std::uint64_t reserved_bytes = 448;
+  // A chunk of at most this many values is converted to f32 once and kept while the step is
+  // searched (4 bytes per value, per encoding thread); a larger one is read from the input again
+  // in each pass, slower. The chunk's bytes are the same either way.
+  std::uint64_t max_cached_values = std::uint64_t{1} << 22;
 };
 
 struct CalChunk {
