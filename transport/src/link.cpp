@@ -31,12 +31,6 @@ bool is_checksum_error(ErrorCode c) {
   return c == ErrorCode::kHeaderChecksumMismatch || c == ErrorCode::kSectionChecksumMismatch;
 }
 
-// A server that did not know our session (it restarted) starts its own stream afresh.
-std::optional<std::uint64_t> fresh_stream(const ptp::HelloDesc& reply) {
-  if ((reply.flags & detail::kFlagNewSession) == 0) return std::nullopt;
-  return reply.next_sequence > 0 ? reply.next_sequence - 1 : 0;
-}
-
 bool same_codec(const ptp::PacketCodec& a, const ptp::PacketCodec& b) {
   return a.config.id == b.config.id && a.config.bits == b.config.bits &&
          a.config.norm_dtype == b.config.norm_dtype && a.config.seed == b.config.seed &&
@@ -176,14 +170,9 @@ void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::
   deadline = Clock::now() + opts.handshake_timeout;
   auto nonce = detail::fresh_nonce();
   if (!nonce) return fail(nonce.status());
-  my_nonce = std::move(nonce).value();
-  ptp::MessageHeader h = detail::base_header(opts, ptp::MessageKind::kHello);
-  h.hello = detail::capabilities(opts);
-  h.hello->nonce = my_nonce;
-  h.hello->session_id = session_id;
-  h.hello->delivered_sequence = delivered;
-  h.hello->next_sequence = unacked.empty() ? next_seq : unacked.front().seq;
-  send_control(std::move(h));
+  handshake.emplace(opts, detail::ClientHandshake::Start{session_id, std::move(nonce).value(), delivered,
+                                                         unacked.empty() ? next_seq : unacked.front().seq, 0});
+  send_control(handshake->hello());
 }
 
 void Link::Impl::attach(std::shared_ptr<detail::Connection> c) {
@@ -232,17 +221,7 @@ void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
   }
   switch (state) {
     case State::kHandshaking:
-      if (h.kind != ptp::MessageKind::kHelloReply) {
-        return tell_and_fail(
-            make_error(ErrorCode::kHeaderInvalid,
-                       "expected hello_reply, got " + std::string(ptp::message_kind_name(h.kind))));
-      }
-      return on_hello_reply(h);
-    case State::kAwaitAccept:
-      if (h.kind != ptp::MessageKind::kAck) {
-        return tell_and_fail(make_error(ErrorCode::kHeaderInvalid, "expected the server's ack"));
-      }
-      return become_up(*pending_reply, h.ack->cumulative_sequence, fresh_stream(*pending_reply));
+      return on_handshake_frame(h);
     case State::kUp:
     case State::kClosing:
       break;
@@ -273,36 +252,13 @@ void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
   }
 }
 
-void Link::Impl::on_hello_reply(const ptp::MessageHeader& h) {
-  const ptp::HelloDesc& r = *h.hello;
-  if (detail::common_protocol(r) == 0) {
-    return tell_and_fail(make_error(ErrorCode::kProtocolVersionMismatch,
-                                    "the server offers protocol " + std::to_string(r.min_protocol) +
-                                        ".." + std::to_string(r.max_protocol) +
-                                        "; this end speaks 1"));
-  }
-  if (r.session_id != session_id) {
-    return tell_and_fail(
-        make_error(ErrorCode::kHeaderInvalid, "the server answered another session"));
-  }
-  if (!opts.key.empty()) {
-    const auto expect = detail::auth_tag(opts.key, detail::kServerProof, my_nonce, r.nonce,
-                                         session_id, opts.fingerprint);
-    if (!detail::tags_equal(expect, r.auth_tag)) {
-      return tell_and_fail(make_error(ErrorCode::kAuthenticationFailed,
-                                      "the server did not prove the pre-shared key"));
-    }
-    pending_reply = r;
-    ptp::MessageHeader proof = detail::base_header(opts, ptp::MessageKind::kHello);
-    proof.hello = detail::capabilities(opts);
-    proof.hello->flags |= detail::kFlagProof;
-    proof.hello->session_id = session_id;
-    proof.hello->auth_tag = detail::auth_tag(opts.key, detail::kClientProof, r.nonce, my_nonce,
-                                             session_id, opts.fingerprint);
-    state = State::kAwaitAccept;
-    return send_control(std::move(proof));
-  }
-  become_up(r, r.delivered_sequence, fresh_stream(r));
+void Link::Impl::on_handshake_frame(const ptp::MessageHeader& h) {
+  detail::ClientHandshake::Step step = handshake->on_header(h);
+  if (!step.failure) return tell_and_fail(step.failure);
+  if (step.send) send_control(std::move(*step.send));
+  if (!step.done) return;
+  handshake.reset();
+  become_up(step.peer, step.peer_delivered, step.restart_at);
 }
 
 void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delivered,
@@ -364,7 +320,7 @@ void Link::Impl::connection_lost(const Status& why) {
   }
   if (!ever_up) return fail(why);  // the first connect reports its error to connect()
   const bool was_down = state == State::kDown || state == State::kConnecting ||
-                        state == State::kHandshaking || state == State::kAwaitAccept;
+                        state == State::kHandshaking;
   if (!was_down || state == State::kUp) down_since = Clock::now();
   if (state == State::kUp && handlers.on_connection) handlers.on_connection(false, why);
   state = State::kDown;
@@ -443,7 +399,6 @@ void Link::Impl::on_tick() {
     }
     case State::kConnecting:
     case State::kHandshaking:
-    case State::kAwaitAccept:
       if (now >= deadline) {
         return connection_lost(
             make_error(ErrorCode::kTimeout, state == State::kConnecting
@@ -516,7 +471,7 @@ void Link::Impl::on_join_connected(std::uint16_t index, const asio::error_code& 
   if (ec) return drop_join(index);
   auto nonce = detail::fresh_nonce();
   if (!nonce) return drop_join(index);
-  it->nonce = std::move(nonce).value();
+  it->handshake.emplace(opts, detail::ClientHandshake::Start{session_id, std::move(nonce).value(), 0, 0, index});
   it->conn =
       std::make_shared<detail::Connection>(std::move(*it->socket), detail::handshake_decoder(opts));
   it->socket.reset();
@@ -527,48 +482,23 @@ void Link::Impl::on_join_connected(std::uint16_t index, const asio::error_code& 
                    [weak, index](const Status&) {
                      if (auto self = weak.lock()) self->drop_join(index);
                    }});
-  ptp::MessageHeader h = detail::base_header(opts, ptp::MessageKind::kHello);
-  h.hello = detail::capabilities(opts);
-  h.hello->flags |= detail::kFlagJoin;
-  h.hello->nonce = it->nonce;
-  h.hello->session_id = session_id;
-  h.hello->stream_index = index;
-  if (auto f = detail::control_frame(control, std::move(h))) it->conn->send(std::move(f), true);
+  if (auto f = detail::control_frame(control, it->handshake->hello())) it->conn->send(std::move(f), true);
 }
 
 void Link::Impl::on_join_frame(std::uint16_t index, ptp::Frame&& frame) {
   auto it = std::find_if(joining.begin(), joining.end(),
                          [&](const Joining& j) { return j.index == index; });
   if (it == joining.end() || state != State::kUp) return drop_join(index);
-  const ptp::MessageHeader& h = frame.header();
-  if (!it->proving && h.kind == ptp::MessageKind::kHelloReply &&
-      h.hello->session_id == session_id) {
-    if (opts.key.empty()) {
-      auto c = it->conn;
-      joining.erase(it);
-      return attach_extra(index, std::move(c));
-    }
-    const auto expect = detail::auth_tag(opts.key, detail::kServerProof, it->nonce, h.hello->nonce,
-                                         session_id, opts.fingerprint);
-    if (!detail::tags_equal(expect, h.hello->auth_tag)) return drop_join(index);
-    ptp::MessageHeader proof = detail::base_header(opts, ptp::MessageKind::kHello);
-    proof.hello = detail::capabilities(opts);
-    proof.hello->flags |= detail::kFlagJoin | detail::kFlagProof;
-    proof.hello->session_id = session_id;
-    proof.hello->stream_index = index;
-    proof.hello->auth_tag = detail::auth_tag(opts.key, detail::kClientProof, h.hello->nonce,
-                                             it->nonce, session_id, opts.fingerprint);
-    it->proving = true;
-    if (auto f = detail::control_frame(control, std::move(proof)))
-      it->conn->send(std::move(f), true);
-    return;
+  detail::ClientHandshake::Step step = it->handshake->on_header(frame.header());
+  // A stream that cannot join is dropped; the session goes on with the streams it has.
+  if (!step.failure) return drop_join(index);
+  if (step.send) {
+    if (auto f = detail::control_frame(control, std::move(*step.send))) it->conn->send(std::move(f), true);
   }
-  if (it->proving && h.kind == ptp::MessageKind::kAck) {
-    auto c = it->conn;
-    joining.erase(it);
-    return attach_extra(index, std::move(c));
-  }
-  drop_join(index);  // an error frame or anything out of place: this stream is not to be
+  if (!step.done) return;
+  auto c = it->conn;
+  joining.erase(it);
+  attach_extra(index, std::move(c));
 }
 
 void Link::Impl::drop_join(std::uint16_t index) {

@@ -12,7 +12,9 @@
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
 #include "asio_util.hpp"
+#include "client_handshake.hpp"
 #include "connection.hpp"
+#include "server_handshake.hpp"
 
 namespace agp::transport {
 
@@ -21,7 +23,6 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   enum class State {
     kConnecting,
     kHandshaking,
-    kAwaitAccept,
     kUp,
     kDown,
     kClosing,
@@ -74,7 +75,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   void attach(std::shared_ptr<detail::Connection> c);  // route a connection's events here
   void on_frame(const detail::Connection* from, ptp::Frame&& frame);
   void on_connection_failure(const detail::Connection* from, const Status& why);
-  void on_hello_reply(const ptp::MessageHeader& h);
+  void on_handshake_frame(const ptp::MessageHeader& h);
   // Both roles: the handshake passed; resume from the peer's positions.
   // `restart_at`: where this end's record of the peer's stream restarts (a peer or a session this
   // end did not know); nullopt keeps it.
@@ -94,8 +95,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     std::uint16_t index = 0;
     std::shared_ptr<detail::tcp::socket> socket;
     std::shared_ptr<detail::Connection> conn;
-    std::vector<std::uint8_t> nonce;
-    bool proving = false;
+    std::optional<detail::ClientHandshake> handshake;
     detail::Clock::time_point deadline;
   };
   std::uint16_t wanted_streams() const;
@@ -151,8 +151,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   bool we_said_bye = false;
 
   // handshake (client side)
-  std::vector<std::uint8_t> my_nonce;
-  std::optional<ptp::HelloDesc> pending_reply;
+  std::optional<detail::ClientHandshake> handshake;
   detail::Clock::time_point deadline;  // of the current connect or handshake
   std::shared_ptr<detail::tcp::socket> dialing;
 
@@ -190,13 +189,12 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint64_t delivered = 0;  // highest peer sequence handed to the application
 };
 
-struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::SessionDirectory {
   // A connection that has not finished its handshake yet.
   struct Pending {
     std::shared_ptr<detail::Connection> conn;
     detail::Clock::time_point deadline;
-    std::optional<ptp::HelloDesc> hello;  // the client's first hello
-    std::vector<std::uint8_t> nonce;      // ours
+    detail::ServerHandshake handshake;
   };
 
   Impl(std::shared_ptr<asio::io_context> context, LinkOptions o);
@@ -204,10 +202,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   void on_accepted(const asio::error_code& ec, std::shared_ptr<detail::tcp::socket> socket);
   void on_pending_frame(const std::shared_ptr<detail::Connection>& c, ptp::Frame&& frame);
   void reject(const std::shared_ptr<detail::Connection>& c, const Status& why);
-  void admit(const std::shared_ptr<detail::Connection>& c, const ptp::HelloDesc& hello);
-  // Where a session's stream resumes when this server has no link for it: a recorded position
-  // (LinkOptions::known_sessions), else just before the client's next packet.
-  std::uint64_t resume_point(const ptp::HelloDesc& hello) const;
+  void admit(const std::shared_ptr<detail::Connection>& c, const detail::ServerHandshake::Step& step);
+  // detail::SessionDirectory
+  std::optional<Known> find(std::uint64_t session_id) const override;
+  std::size_t waiting() const override { return ready.size(); }
   void schedule_tick();
   void on_tick();
   void drop_pending(const detail::Connection* c);

@@ -13,8 +13,6 @@ namespace {
 // dropped: memory stays bounded, and connections that sit idle cannot lock a legitimate peer out
 // (it gets its handshake time unless 64 newer connections arrive within it).
 constexpr std::size_t kMaxPendingHandshakes = 64;
-// New sessions admitted but not yet taken by accept(); they read nothing until taken.
-constexpr std::size_t kMaxWaitingSessions = 16;
 }  // namespace
 
 Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
@@ -42,7 +40,7 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
       // Pending is in arrival order; a peer that has said hello is passed over while one that
       // has said nothing waits.
       auto victim = std::find_if(pending.begin(), pending.end(),
-                                 [](const Pending& p) { return !p.hello; });
+                                 [](const Pending& p) { return !p.handshake.greeted(); });
       if (victim == pending.end()) victim = pending.begin();
       auto dropped = victim->conn;
       pending.erase(victim);
@@ -51,7 +49,13 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
     detail::apply_socket_options(*socket, opts.socket);
     auto c =
         std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
-    pending.push_back({c, Clock::now() + opts.handshake_timeout, std::nullopt, {}});
+    auto nonce = detail::fresh_nonce();
+    if (!nonce) {
+      c->close();
+      return start_accept();
+    }
+    pending.push_back({c, Clock::now() + opts.handshake_timeout,
+                       detail::ServerHandshake(opts, std::move(nonce).value())});
     std::weak_ptr<Impl> weak = weak_from_this();
     std::weak_ptr<detail::Connection> wc = c;
     c->start({[weak, wc](ptp::Frame&& f) {
@@ -95,159 +99,45 @@ void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c
   auto it =
       std::find_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.conn == c; });
   if (it == pending.end()) return;
-  const ptp::MessageHeader& h = frame.header();
-  if (h.kind != ptp::MessageKind::kHello) {
-    return reject(c,
-                  make_error(ErrorCode::kHeaderInvalid,
-                             "expected hello, got " + std::string(ptp::message_kind_name(h.kind))));
+  detail::ServerHandshake::Step step = it->handshake.on_header(frame.header(), *this);
+  if (!step.failure) return reject(c, step.failure);
+  if (step.send) {
+    if (auto f = detail::control_frame(control, std::move(*step.send))) c->send(std::move(f), true);
   }
-  const ptp::HelloDesc& hello = *h.hello;
-  if (!it->hello) {  // the client's first hello
-    if (hello.flags & detail::kFlagProof) {
-      return reject(c, make_error(ErrorCode::kHeaderInvalid, "a proof before the challenge"));
-    }
-    if (detail::common_protocol(hello) == 0) {
-      return reject(
-          c, make_error(ErrorCode::kProtocolVersionMismatch,
-                        "the client speaks protocol " + std::to_string(hello.min_protocol) + ".." +
-                            std::to_string(hello.max_protocol) + "; this server speaks 1"));
-    }
-    const bool client_has_key = (hello.flags & detail::kFlagKey) != 0;
-    if (!opts.key.empty() && !client_has_key) {
-      return reject(
-          c, make_error(ErrorCode::kAuthenticationFailed, "this server requires a pre-shared key"));
-    }
-    if (opts.key.empty() && client_has_key) {
-      return reject(c, make_error(ErrorCode::kAuthenticationFailed,
-                                  "this server has no pre-shared key configured"));
-    }
-    if (hello.flags & detail::kFlagJoin) {  // another stream for a session that is up
-      std::shared_ptr<Link::Impl> link;
-      if (auto sit = sessions.find(hello.session_id); sit != sessions.end())
-        link = sit->second.lock();
-      const auto most = std::clamp<std::uint16_t>(opts.streams, 1, detail::kMaxStreams);
-      if (!link || link->state != Link::Impl::State::kUp) {
-        return reject(c, make_error(ErrorCode::kBadState, "no session of this id is up to join"));
-      }
-      if (hello.stream_index == 0 || hello.stream_index >= most) {
-        return reject(
-            c, make_error(ErrorCode::kCapabilityMismatch,
-                          "stream " + std::to_string(hello.stream_index) + ": this server takes " +
-                              std::to_string(most) + " streams per link"));
-      }
-    }
-    if (!(hello.flags & detail::kFlagJoin) && ready.size() >= kMaxWaitingSessions) {
-      std::shared_ptr<Link::Impl> known_link;
-      if (auto s = sessions.find(hello.session_id); s != sessions.end()) known_link = s->second.lock();
-      if (!known_link) {  // a returning session is re-attached whatever the queue holds
-        return reject(c, make_error(ErrorCode::kBadState,
-                                    "the server has " + std::to_string(ready.size()) +
-                                        " sessions waiting to be accepted; try later"));
-      }
-    }
-    auto nonce = detail::fresh_nonce();
-    if (!nonce) return reject(c, nonce.status());
-    it->nonce = std::move(nonce).value();
-    it->hello = hello;
-    ptp::MessageHeader r = detail::base_header(opts, ptp::MessageKind::kHelloReply);
-    r.hello = detail::capabilities(opts);
-    r.hello->nonce = it->nonce;
-    r.hello->session_id = hello.session_id;
-    // Resume positions. Reading them before the key is proven reveals two counters at most;
-    // nothing is attached until then.
-    std::shared_ptr<Link::Impl> known;
-    if (auto s = sessions.find(hello.session_id); s != sessions.end()) known = s->second.lock();
-    if (known && known->state != Link::Impl::State::kClosed &&
-        known->state != Link::Impl::State::kFailed) {
-      r.hello->delivered_sequence = known->delivered;
-      r.hello->next_sequence =
-          known->unacked.empty() ? known->next_seq : known->unacked.front().seq;
-    } else {
-      r.hello->flags |= detail::kFlagNewSession;
-      r.hello->delivered_sequence = resume_point(hello);
-      r.hello->next_sequence = 1;
-    }
-    if (!opts.key.empty()) {
-      r.hello->auth_tag = detail::auth_tag(opts.key, detail::kServerProof, hello.nonce, it->nonce,
-                                           hello.session_id, opts.fingerprint);
-    }
-    auto f = detail::control_frame(control, std::move(r));
-    if (f) c->send(std::move(f), true);
-    if (opts.key.empty()) {
-      const ptp::HelloDesc first = *it->hello;
-      drop_pending(c.get());
-      admit(c, first);
-    }
-    return;
-  }
-  const bool join = (it->hello->flags & detail::kFlagJoin) != 0;
-  // The client's proof.
-  if (!(hello.flags & detail::kFlagProof) || hello.session_id != it->hello->session_id) {
-    return reject(c, make_error(ErrorCode::kHeaderInvalid, "expected the client's proof"));
-  }
-  const auto expect = detail::auth_tag(opts.key, detail::kClientProof, it->nonce, it->hello->nonce,
-                                       it->hello->session_id, opts.fingerprint);
-  if (!detail::tags_equal(expect, hello.auth_tag)) {
-    return reject(c, make_error(ErrorCode::kAuthenticationFailed,
-                                "the client did not prove the pre-shared key"));
-  }
-  const ptp::HelloDesc first = *it->hello;
+  if (!step.admitted) return;
   drop_pending(c.get());
-  if (join) {  // the proof is accepted: say so on this connection, then it carries data
-    ptp::MessageHeader a = detail::base_header(opts, ptp::MessageKind::kAck);
-    a.ack = ptp::AckDesc{0};
-    if (auto f = detail::control_frame(control, std::move(a))) c->send(std::move(f), true);
+  admit(c, step);
+}
+
+std::optional<detail::SessionDirectory::Known> Server::Impl::find(std::uint64_t session_id) const {
+  const auto s = sessions.find(session_id);
+  if (s == sessions.end()) return std::nullopt;
+  const std::shared_ptr<Link::Impl> link = s->second.lock();
+  if (!link || link->state == Link::Impl::State::kClosed || link->state == Link::Impl::State::kFailed) {
+    return std::nullopt;
   }
-  admit(c, first);
+  Known k;
+  k.up = link->state == Link::Impl::State::kUp;
+  k.delivered = link->delivered;
+  k.next_sequence = link->unacked.empty() ? link->next_seq : link->unacked.front().seq;
+  return k;
 }
 
 void Server::Impl::admit(const std::shared_ptr<detail::Connection>& c,
-                         const ptp::HelloDesc& hello) {
-  if (hello.flags & detail::kFlagJoin) {
-    std::shared_ptr<Link::Impl> link;
-    if (auto s = sessions.find(hello.session_id); s != sessions.end()) link = s->second.lock();
-    if (!link || link->state != Link::Impl::State::kUp) return c->close();
-    return link->attach_extra(hello.stream_index, c);
-  }
+                         const detail::ServerHandshake::Step& step) {
   std::shared_ptr<Link::Impl> link;
-  if (auto s = sessions.find(hello.session_id); s != sessions.end()) link = s->second.lock();
-  const bool known = link && link->state != Link::Impl::State::kClosed &&
-                     link->state != Link::Impl::State::kFailed;
-  if (!known) {
-    if (ready.size() >= kMaxWaitingSessions) {
-      // Not a permanent refusal: the client backs off and tries again.
-      return c->fail_after_telling(
-          make_error(ErrorCode::kBadState, "the server has " + std::to_string(ready.size()) +
-                                               " sessions waiting to be accepted; try later"),
-          detail::error_frame(control, opts,
-                              make_error(ErrorCode::kBadState,
-                                         "too many sessions waiting to be accepted; try later")));
-    }
+  if (auto s = sessions.find(step.hello.session_id); s != sessions.end()) link = s->second.lock();
+  if (step.join) return link->attach_extra(step.hello.stream_index, c);  // found up just now
+  if (!step.known) {
     link = std::make_shared<Link::Impl>(ctx, Link::Impl::Role::kServer, opts);
     link->accepted = false;
     link->server = shared_from_this();
-    link->session_id = hello.session_id;
-    sessions[hello.session_id] = link;
+    link->session_id = step.hello.session_id;
+    sessions[step.hello.session_id] = link;
     ready.push_back(link);
   }
   link->attach(c);
-  if (!opts.key.empty()) {  // confirm the proof; carries where the client's stream resumes
-    ptp::MessageHeader a = detail::base_header(opts, ptp::MessageKind::kAck);
-    a.ack = ptp::AckDesc{known ? link->delivered : resume_point(hello)};
-    link->send_control(std::move(a));
-  }
-  // A new session adopts the client's numbering; a known one resumes where it was. (What the
-  // client delivered of a stream this process never sent is not ours to count.)
-  link->become_up(hello, known ? hello.delivered_sequence : 0,
-                  known ? std::nullopt : std::optional<std::uint64_t>(resume_point(hello)));
-}
-
-std::uint64_t Server::Impl::resume_point(const ptp::HelloDesc& hello) const {
-  std::uint64_t at = hello.next_sequence > 0 ? hello.next_sequence - 1 : 0;
-  for (const auto& k : opts.known_sessions) {
-    if (k.session_id == hello.session_id) at = std::max(at, k.delivered);
-  }
-  return at;
+  link->become_up(step.hello, step.peer_delivered, step.restart_at);
 }
 
 void Server::Impl::schedule_tick() {
