@@ -22,6 +22,19 @@ void apply_socket_options(tcp::socket& s, const SocketOptions& o);
 
 std::string endpoint_text(const tcp::endpoint& e);
 
+// host:port as an endpoint (IP addresses only: the transport resolves no names); `code` when
+// `host` is not one.
+Result<tcp::endpoint> ip_endpoint(const std::string& host, std::uint16_t port, ErrorCode code);
+
+// Opens `socket` for connecting to `peer` from o.bind_address, else from the address of
+// `bind_interface` (both empty: any), with the socket options. kConnectFailed saying why.
+Status open_socket(tcp::socket& socket, const tcp::endpoint& peer, const SocketOptions& o,
+                   const std::string& bind_interface);
+
+// Opens `acceptor` on address:port (port 0 picks a free one), reusing the address, and listens.
+// kAddressInUse, kNetworkError.
+Status listen_on(tcp::acceptor& acceptor, const std::string& address, std::uint16_t port);
+
 // Runs `ctx` until `done()` or the deadline. Returns done().
 template <typename Done>
 bool run_until(asio::io_context& ctx, Done&& done, Clock::time_point deadline) {

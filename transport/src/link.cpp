@@ -112,40 +112,16 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
 
 // ---------------------------------------------------------------- connecting (client)
 
-Status Link::Impl::prepare_socket(detail::tcp::socket& socket, const detail::tcp::endpoint& peer) {
-  asio::error_code ec;
-  socket.open(peer.protocol(), ec);
-  if (ec) return make_error(ErrorCode::kConnectFailed, "socket: " + ec.message());
-  std::string local = opts.socket.bind_address;
-  if (local.empty() && !opts.bind_interface.empty()) {
-    auto a = address_of(opts.bind_interface);
-    if (!a) return a.status();
-    local = *a;
-  }
-  if (!local.empty()) {
-    const auto la = asio::ip::make_address(local, ec);
-    if (!ec) socket.bind(detail::tcp::endpoint(la, 0), ec);
-    if (ec) {
-      return make_error(ErrorCode::kConnectFailed,
-                        "cannot use local address " + local + ": " + ec.message());
-    }
-  }
-  detail::apply_socket_options(socket, opts.socket);
-  return {};
-}
-
 void Link::Impl::start_connect() {
   state = State::kConnecting;
   deadline = Clock::now() + opts.connect_timeout;
-  asio::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) return fail(make_error(ErrorCode::kConnectFailed, "'" + host + "' is not an IP address"));
-  const detail::tcp::endpoint peer(address, port);
+  const auto peer = detail::ip_endpoint(host, port, ErrorCode::kConnectFailed);
+  if (!peer) return fail(peer.status());
   auto socket = std::make_shared<detail::tcp::socket>(*ctx);
-  if (Status s = prepare_socket(*socket, peer); !s) return fail(s);
+  if (Status s = detail::open_socket(*socket, *peer, opts.socket, opts.bind_interface); !s) return fail(s);
   dialing = socket;
   std::weak_ptr<Impl> weak = weak_from_this();
-  socket->async_connect(peer, [weak, socket](const asio::error_code& e) {
+  socket->async_connect(*peer, [weak, socket](const asio::error_code& e) {
     if (auto self = weak.lock()) self->on_connected(e, socket);
   });
 }
@@ -164,7 +140,7 @@ void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::
             : make_error(ErrorCode::kConnectFailed, "connect to " + where + ": " + ec.message()));
   }
   auto c =
-      std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
+      std::make_shared<detail::TcpChannel>(std::move(*socket), detail::handshake_decoder(opts));
   attach(c);
   state = State::kHandshaking;
   deadline = Clock::now() + opts.handshake_timeout;
@@ -175,13 +151,13 @@ void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::
   send_control(handshake->hello());
 }
 
-void Link::Impl::attach(std::shared_ptr<detail::Connection> c) {
+void Link::Impl::attach(std::shared_ptr<detail::Channel> c) {
   if (conn != c) {
     if (auto old = release_connection()) old->close();
   }
   conn = std::move(c);
   std::weak_ptr<Impl> weak = weak_from_this();
-  const detail::Connection* raw = conn.get();
+  const detail::Channel* raw = conn.get();
   conn->start({[weak, raw](ptp::Frame&& f) {
                  if (auto self = weak.lock()) self->on_frame(raw, std::move(f));
                },
@@ -190,7 +166,7 @@ void Link::Impl::attach(std::shared_ptr<detail::Connection> c) {
                }});
 }
 
-void Link::Impl::on_connection_failure(const detail::Connection* from, const Status& why) {
+void Link::Impl::on_connection_failure(const detail::Channel* from, const Status& why) {
   if (from != conn.get()) return;
   if (is_checksum_error(why.code())) {
     ++counters.checksum_failures;
@@ -209,7 +185,7 @@ void Link::Impl::on_connection_failure(const detail::Connection* from, const Sta
   connection_lost(why);
 }
 
-void Link::Impl::on_frame(const detail::Connection* from, ptp::Frame&& frame) {
+void Link::Impl::on_frame(const detail::Channel* from, ptp::Frame&& frame) {
   if (from != conn.get()) return;
   ++counters.frames_received;
   const ptp::MessageHeader& h = frame.header();
@@ -353,7 +329,7 @@ void Link::Impl::tell_and_fail(const Status& why) {
   fail(why);
 }
 
-std::shared_ptr<detail::Connection> Link::Impl::release_connection() {
+std::shared_ptr<detail::Channel> Link::Impl::release_connection() {
   if (conn) {
     closed_bytes_in += conn->bytes_read();
     closed_bytes_out += conn->bytes_written();
@@ -441,19 +417,17 @@ void Link::Impl::open_extra_streams() {
 }
 
 void Link::Impl::start_join(std::uint16_t index) {
-  asio::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) return;
-  const detail::tcp::endpoint peer(address, port);
+  const auto peer = detail::ip_endpoint(host, port, ErrorCode::kConnectFailed);
+  if (!peer) return;
   Joining j;
   j.index = index;
   j.socket = std::make_shared<detail::tcp::socket>(*ctx);
   j.deadline = Clock::now() + opts.connect_timeout + opts.handshake_timeout;
-  if (!prepare_socket(*j.socket, peer)) return;
+  if (!detail::open_socket(*j.socket, *peer, opts.socket, opts.bind_interface)) return;
   auto socket = j.socket;
   joining.push_back(std::move(j));
   std::weak_ptr<Impl> weak = weak_from_this();
-  socket->async_connect(peer, [weak, index, socket](const asio::error_code& e) {
+  socket->async_connect(*peer, [weak, index, socket](const asio::error_code& e) {
     auto self = weak.lock();
     if (!self) return;
     for (const Joining& attempt : self->joining) {
@@ -473,7 +447,7 @@ void Link::Impl::on_join_connected(std::uint16_t index, const asio::error_code& 
   if (!nonce) return drop_join(index);
   it->handshake.emplace(opts, detail::ClientHandshake::Start{session_id, std::move(nonce).value(), 0, 0, index});
   it->conn =
-      std::make_shared<detail::Connection>(std::move(*it->socket), detail::handshake_decoder(opts));
+      std::make_shared<detail::TcpChannel>(std::move(*it->socket), detail::handshake_decoder(opts));
   it->socket.reset();
   std::weak_ptr<Impl> weak = weak_from_this();
   it->conn->start({[weak, index](ptp::Frame&& f) {
@@ -514,7 +488,7 @@ void Link::Impl::drop_join(std::uint16_t index) {
   }
 }
 
-void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Connection> c) {
+void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Channel> c) {
   if (index == 0 || index > detail::kMaxStreams) return c->close();
   if (extra.size() < index) extra.resize(index);
   if (auto& old = extra[index - 1u]) {
@@ -525,7 +499,7 @@ void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Conne
   extra[index - 1u] = c;
   c->set_decoder(detail::session_decoder(opts));
   std::weak_ptr<Impl> weak = weak_from_this();
-  const detail::Connection* raw = c.get();
+  const detail::Channel* raw = c.get();
   c->start({[weak, raw](ptp::Frame&& f) {
               if (auto self = weak.lock()) self->on_extra_frame(raw, std::move(f));
             },
@@ -540,7 +514,7 @@ void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Conne
       1 + std::count_if(extra.begin(), extra.end(), [](const auto& e) { return e != nullptr; }));
 }
 
-void Link::Impl::on_extra_frame(const detail::Connection* from, ptp::Frame&& frame) {
+void Link::Impl::on_extra_frame(const detail::Channel* from, ptp::Frame&& frame) {
   if (std::none_of(extra.begin(), extra.end(), [&](const auto& e) { return e.get() == from; })) {
     return;
   }
@@ -568,8 +542,8 @@ void Link::Impl::close_extras() {
   info.streams = conn ? 1 : 0;
 }
 
-detail::Connection* Link::Impl::stream_for(std::uint32_t chunk) const {
-  std::vector<detail::Connection*> up;
+detail::Channel* Link::Impl::stream_for(std::uint32_t chunk) const {
+  std::vector<detail::Channel*> up;
   if (conn) up.push_back(conn.get());
   for (const auto& e : extra) {
     if (e && e->is_open()) up.push_back(e.get());
@@ -843,7 +817,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
     m.unacked_bytes += frame->bytes;
     p_now.encode_us += encode_us;
     p_now.frames.push_back(frame);
-    detail::Connection* stream = m.stream_for(k);
+    detail::Channel* stream = m.stream_for(k);
     if (m.state == Impl::State::kUp && stream && p_now.transmissions > 0) {
       stream->send(frame);
       ++m.counters.frames_sent;

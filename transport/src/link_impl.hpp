@@ -13,7 +13,7 @@
 #include "agp/transport/link.hpp"
 #include "asio_util.hpp"
 #include "client_handshake.hpp"
-#include "connection.hpp"
+#include "tcp_channel.hpp"
 #include "server_handshake.hpp"
 
 namespace agp::transport {
@@ -69,12 +69,10 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
 
   // --- connection life
   void start_connect();  // client: dial, then hello
-  // Opens the socket and binds it to the configured local address or interface.
-  Status prepare_socket(detail::tcp::socket& socket, const detail::tcp::endpoint& peer);
   void on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket);
-  void attach(std::shared_ptr<detail::Connection> c);  // route a connection's events here
-  void on_frame(const detail::Connection* from, ptp::Frame&& frame);
-  void on_connection_failure(const detail::Connection* from, const Status& why);
+  void attach(std::shared_ptr<detail::Channel> c);  // route a connection's events here
+  void on_frame(const detail::Channel* from, ptp::Frame&& frame);
+  void on_connection_failure(const detail::Channel* from, const Status& why);
   void on_handshake_frame(const ptp::MessageHeader& h);
   // Both roles: the handshake passed; resume from the peer's positions.
   // `restart_at`: where this end's record of the peer's stream restarts (a peer or a session this
@@ -86,7 +84,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   void tell_and_fail(const Status& why);
   // Takes the connection out of the link (its byte counts stay counted); events from it are
   // ignored from then on.
-  std::shared_ptr<detail::Connection> release_connection();
+  std::shared_ptr<detail::Channel> release_connection();
   void schedule_tick();
   void on_tick();
 
@@ -94,7 +92,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   struct Joining {
     std::uint16_t index = 0;
     std::shared_ptr<detail::tcp::socket> socket;
-    std::shared_ptr<detail::Connection> conn;
+    std::shared_ptr<detail::Channel> conn;
     std::optional<detail::ClientHandshake> handshake;
     detail::Clock::time_point deadline;
   };
@@ -105,11 +103,11 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   void on_join_frame(std::uint16_t index, ptp::Frame&& frame);
   void drop_join(std::uint16_t index);
   // Both sides: a verified extra connection becomes stream `index`.
-  void attach_extra(std::uint16_t index, std::shared_ptr<detail::Connection> c);
-  void on_extra_frame(const detail::Connection* from, ptp::Frame&& frame);
+  void attach_extra(std::uint16_t index, std::shared_ptr<detail::Channel> c);
+  void on_extra_frame(const detail::Channel* from, ptp::Frame&& frame);
   void close_extras();
   // The connection for chunk k of a packet: striped over the streams that are up.
-  detail::Connection* stream_for(std::uint32_t chunk) const;
+  detail::Channel* stream_for(std::uint32_t chunk) const;
 
   // --- data
   void on_tensor_frame(ptp::Frame&& frame);
@@ -133,9 +131,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint64_t session_id = 0;
   std::string host;
   std::uint16_t port = 0;
-  std::shared_ptr<detail::Connection> conn;
-  std::shared_ptr<detail::Connection> telling;  // released, its error frame still to go out
-  std::vector<std::shared_ptr<detail::Connection>> extra;  // stream k at extra[k - 1]
+  std::shared_ptr<detail::Channel> conn;
+  std::shared_ptr<detail::Channel> telling;  // released, its error frame still to go out
+  std::vector<std::shared_ptr<detail::Channel>> extra;  // stream k at extra[k - 1]
   std::vector<Joining> joining;
   std::uint16_t peer_max_streams = 1;
   asio::steady_timer tick;
@@ -192,7 +190,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
 struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::SessionDirectory {
   // A connection that has not finished its handshake yet.
   struct Pending {
-    std::shared_ptr<detail::Connection> conn;
+    std::shared_ptr<detail::Channel> conn;
     detail::Clock::time_point deadline;
     detail::ServerHandshake handshake;
   };
@@ -200,15 +198,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::Sessio
   Impl(std::shared_ptr<asio::io_context> context, LinkOptions o);
   void start_accept();
   void on_accepted(const asio::error_code& ec, std::shared_ptr<detail::tcp::socket> socket);
-  void on_pending_frame(const std::shared_ptr<detail::Connection>& c, ptp::Frame&& frame);
-  void reject(const std::shared_ptr<detail::Connection>& c, const Status& why);
-  void admit(const std::shared_ptr<detail::Connection>& c, const detail::ServerHandshake::Step& step);
+  void on_pending_frame(const std::shared_ptr<detail::Channel>& c, ptp::Frame&& frame);
+  void reject(const std::shared_ptr<detail::Channel>& c, const Status& why);
+  void admit(const std::shared_ptr<detail::Channel>& c, const detail::ServerHandshake::Step& step);
   // detail::SessionDirectory
   std::optional<Known> find(std::uint64_t session_id) const override;
   std::size_t waiting() const override { return ready.size(); }
   void schedule_tick();
   void on_tick();
-  void drop_pending(const detail::Connection* c);
+  void drop_pending(const detail::Channel* c);
 
   std::shared_ptr<asio::io_context> ctx;
   LinkOptions opts;

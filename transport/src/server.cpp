@@ -48,7 +48,7 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
     }
     detail::apply_socket_options(*socket, opts.socket);
     auto c =
-        std::make_shared<detail::Connection>(std::move(*socket), detail::handshake_decoder(opts));
+        std::make_shared<detail::TcpChannel>(std::move(*socket), detail::handshake_decoder(opts));
     auto nonce = detail::fresh_nonce();
     if (!nonce) {
       c->close();
@@ -57,7 +57,7 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
     pending.push_back({c, Clock::now() + opts.handshake_timeout,
                        detail::ServerHandshake(opts, std::move(nonce).value())});
     std::weak_ptr<Impl> weak = weak_from_this();
-    std::weak_ptr<detail::Connection> wc = c;
+    std::weak_ptr<detail::Channel> wc = c;
     c->start({[weak, wc](ptp::Frame&& f) {
                 auto self = weak.lock();
                 auto conn = wc.lock();
@@ -75,13 +75,13 @@ void Server::Impl::on_accepted(const asio::error_code& ec,
   start_accept();  // errors such as too many open files must not stop the listener
 }
 
-void Server::Impl::drop_pending(const detail::Connection* c) {
+void Server::Impl::drop_pending(const detail::Channel* c) {
   pending.erase(std::remove_if(pending.begin(), pending.end(),
                                [&](const Pending& p) { return p.conn.get() == c; }),
                 pending.end());
 }
 
-void Server::Impl::reject(const std::shared_ptr<detail::Connection>& c, const Status& why) {
+void Server::Impl::reject(const std::shared_ptr<detail::Channel>& c, const Status& why) {
   const auto it =
       std::find_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.conn == c; });
   if (it == pending.end()) return;  // already refused (telling the peer can fail it again)
@@ -94,7 +94,7 @@ void Server::Impl::reject(const std::shared_ptr<detail::Connection>& c, const St
   c->fail_after_telling(why, detail::error_frame(control, opts, why));
 }
 
-void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Connection>& c,
+void Server::Impl::on_pending_frame(const std::shared_ptr<detail::Channel>& c,
                                     ptp::Frame&& frame) {
   auto it =
       std::find_if(pending.begin(), pending.end(), [&](const Pending& p) { return p.conn == c; });
@@ -123,7 +123,7 @@ std::optional<detail::SessionDirectory::Known> Server::Impl::find(std::uint64_t 
   return k;
 }
 
-void Server::Impl::admit(const std::shared_ptr<detail::Connection>& c,
+void Server::Impl::admit(const std::shared_ptr<detail::Channel>& c,
                          const detail::ServerHandshake::Step& step) {
   std::shared_ptr<Link::Impl> link;
   if (auto s = sessions.find(step.hello.session_id); s != sessions.end()) link = s->second.lock();
@@ -151,7 +151,7 @@ void Server::Impl::schedule_tick() {
 
 void Server::Impl::on_tick() {
   const auto now = Clock::now();
-  std::vector<std::shared_ptr<detail::Connection>> late;
+  std::vector<std::shared_ptr<detail::Channel>> late;
   for (const Pending& p : pending) {
     if (now >= p.deadline) late.push_back(p.conn);
   }
@@ -183,23 +183,7 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::
                                                const LinkOptions& options) {
   AGP_RETURN_IF_ERROR(validate(options));
   auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), options);
-  asio::error_code ec;
-  const auto addr = asio::ip::make_address(address, ec);
-  if (ec) return make_error(ErrorCode::kNetworkError, "'" + address + "' is not an IP address");
-  const detail::tcp::endpoint where(addr, port);
-  auto& a = impl->acceptor;
-  a.open(where.protocol(), ec);
-  if (!ec) a.set_option(detail::tcp::acceptor::reuse_address(true), ec);
-  if (!ec) a.bind(where, ec);
-  if (ec == asio::error::address_in_use) {
-    return make_error(ErrorCode::kAddressInUse,
-                      detail::endpoint_text(where) + " is already in use");
-  }
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return make_error(ErrorCode::kNetworkError,
-                      "listen on " + detail::endpoint_text(where) + ": " + ec.message());
-  }
+  AGP_RETURN_IF_ERROR(detail::listen_on(impl->acceptor, address, port));
   impl->start_accept();
   impl->schedule_tick();
   return std::unique_ptr<Server>(new Server(std::move(impl)));

@@ -1,4 +1,4 @@
-#include "connection.hpp"
+#include "tcp_channel.hpp"
 
 #include <cstring>
 #include <utility>
@@ -19,18 +19,18 @@ std::vector<asio::const_buffer> buffers_of(const OutgoingFrame& f) {
 
 }  // namespace
 
-Connection::Connection(tcp::socket socket, ptp::DecoderOptions decoder)
+TcpChannel::TcpChannel(tcp::socket socket, ptp::DecoderOptions decoder)
     : socket_(std::move(socket)),
       decoder_(std::move(decoder)),
       staging_(kStagingBytes),
       last_read_(Clock::now()),
       last_write_(Clock::now()) {}
 
-Connection::~Connection() {
+TcpChannel::~TcpChannel() {
   close();
 }
 
-void Connection::start(Events events) {
+void TcpChannel::start(Events events) {
   started_ = true;
   if (dispatching_) {
     deferred_events_ = std::move(events);
@@ -41,7 +41,7 @@ void Connection::start(Events events) {
   read_more();
 }
 
-void Connection::dispatch(ptp::Frame&& frame) {
+void TcpChannel::dispatch(ptp::Frame&& frame) {
   dispatching_ = true;
   events_.on_frame(std::move(frame));
   dispatching_ = false;
@@ -51,11 +51,11 @@ void Connection::dispatch(ptp::Frame&& frame) {
   }
 }
 
-void Connection::set_decoder(ptp::DecoderOptions decoder) {
+void TcpChannel::set_decoder(ptp::DecoderOptions decoder) {
   decoder_ = ptp::FrameDecoder(std::move(decoder));
 }
 
-void Connection::set_reading(bool on) {
+void TcpChannel::set_reading(bool on) {
   const bool was_paused = paused_;
   paused_ = !on;
   // From inside a frame callback the feeding loop goes on by itself; starting it again here
@@ -63,7 +63,7 @@ void Connection::set_reading(bool on) {
   if (on && was_paused && started_ && !dispatching_) read_more();
 }
 
-void Connection::read_more() {
+void TcpChannel::read_more() {
   if (closed_ || paused_ || reading_) return;
   feed_staged();
   if (closed_ || paused_) return;
@@ -83,7 +83,7 @@ void Connection::read_more() {
   });
 }
 
-void Connection::on_read(const asio::error_code& ec, std::size_t n, bool direct) {
+void TcpChannel::on_read(const asio::error_code& ec, std::size_t n, bool direct) {
   reading_ = false;
   if (closed_) return;
   if (n > 0) {
@@ -104,7 +104,7 @@ void Connection::on_read(const asio::error_code& ec, std::size_t n, bool direct)
   read_more();
 }
 
-void Connection::feed_staged() {
+void TcpChannel::feed_staged() {
   while (staged_begin_ < staged_end_ && !closed_ && !paused_) {
     auto used = decoder_.consume(
         std::span<const std::byte>(staging_.data() + staged_begin_, staged_end_ - staged_begin_));
@@ -117,7 +117,7 @@ void Connection::feed_staged() {
   if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
 }
 
-void Connection::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
+void TcpChannel::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
   if (closed_) return;
   if (urgent) {
     queue_.push_front(std::move(frame));
@@ -127,7 +127,7 @@ void Connection::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
   if (!writing_) write_next();
 }
 
-void Connection::write_next() {
+void TcpChannel::write_next() {
   if (closed_ || queue_.empty()) return;
   std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
   queue_.pop_front();
@@ -147,7 +147,7 @@ void Connection::write_next() {
                     });
 }
 
-void Connection::fail_after_telling(const Status& why,
+void TcpChannel::fail_after_telling(const Status& why,
                                     const std::shared_ptr<OutgoingFrame>& frame) {
   if (closed_) return;
   if (writing_ && frame && !failing_) {
@@ -166,7 +166,7 @@ void Connection::fail_after_telling(const Status& why,
   fail(why);
 }
 
-void Connection::fail(const Status& why) {
+void TcpChannel::fail(const Status& why) {
   if (closed_ || failing_) return;
   failing_ = true;
   auto keep = shared_from_this();  // the handler may drop its reference to us
@@ -174,7 +174,7 @@ void Connection::fail(const Status& why) {
   close();
 }
 
-void Connection::close() {
+void TcpChannel::close() {
   if (closed_) return;
   closed_ = true;
   queue_.clear();
@@ -183,25 +183,25 @@ void Connection::close() {
   socket_.close(ignored);
 }
 
-std::size_t Connection::unread_bytes() const {
+std::size_t TcpChannel::unread_bytes() const {
   asio::error_code ec;
   const std::size_t n = closed_ ? 0 : socket_.available(ec);
   return (ec ? 0 : n) + (staged_end_ - staged_begin_);
 }
 
-std::string Connection::local_address() const {
+std::string TcpChannel::local_address() const {
   asio::error_code ec;
   const auto e = socket_.local_endpoint(ec);
   return ec ? std::string() : e.address().to_string();
 }
 
-std::string Connection::local_endpoint() const {
+std::string TcpChannel::local_endpoint() const {
   asio::error_code ec;
   const auto e = socket_.local_endpoint(ec);
   return ec ? std::string("?") : endpoint_text(e);
 }
 
-std::string Connection::remote_endpoint() const {
+std::string TcpChannel::remote_endpoint() const {
   asio::error_code ec;
   const auto e = socket_.remote_endpoint(ec);
   return ec ? std::string("?") : endpoint_text(e);
