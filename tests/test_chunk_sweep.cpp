@@ -10,7 +10,6 @@
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
 #include "link_test_helpers.hpp"
-#include "test_threads.hpp"
 
 namespace agp::transport::testing {
 namespace {
@@ -48,7 +47,6 @@ std::vector<std::uint16_t> decoded_whole(std::vector<std::uint16_t> in, const Sh
 }
 
 TEST(ChunkSweep, EveryChunkSizeDeliversTheWholePacketsDecode) {
-  SKIP_WITHOUT_THREADS();
   const std::vector<Shape> shapes = {{{1, 256, 1, 64}, 1}, {{2, 3, 7}, 2}, {{5, 4097}, 1}};
   const std::vector<std::uint64_t> chunk_sizes = {1, 2, 3, 4, 7, 63, 64, 65, 100};
   const std::vector<std::string> codecs = {"tq1", "tq4", "tq8", "prod3", "int8", "int4"};

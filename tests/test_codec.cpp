@@ -14,7 +14,6 @@
 #include "codebooks.hpp"
 #include "lloyd_max.hpp"
 #include "rotation.hpp"
-#include "test_threads.hpp"
 
 namespace agp::codec {
 namespace {
@@ -331,7 +330,6 @@ TEST(TurboQuantMse, RangesGiveTheSameBytes) {
 }
 
 TEST(ThreadPool, RunsEveryTaskExactlyOnceAcrossManyBatches) {
-  SKIP_WITHOUT_THREADS();
   ThreadPool pool(3);
   EXPECT_EQ(pool.size(), 3);
   for (std::size_t batch = 0; batch < 200; ++batch) {
@@ -343,7 +341,6 @@ TEST(ThreadPool, RunsEveryTaskExactlyOnceAcrossManyBatches) {
 }
 
 TEST(ThreadPool, TwoThreadsGiveTheSameBytes) {
-  SKIP_WITHOUT_THREADS();
   const std::size_t n = 300;
   const auto x = unit_vectors(n, 768, 9);
   const TensorView in = TensorView::contiguous(x.data(), DType::kF32, {n, 768}, 1);

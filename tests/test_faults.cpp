@@ -10,7 +10,6 @@
 
 #include "fault_proxy.hpp"
 #include "link_test_helpers.hpp"
-#include "test_threads.hpp"
 
 namespace agp::transport {
 namespace {
@@ -71,7 +70,6 @@ std::vector<std::size_t> differences(const std::string& a, const std::string& b)
 }
 
 TEST(FaultProxy, PlacesFaultsBySeedWhateverTheSegmentation) {
-  SKIP_WITHOUT_THREADS();
   const std::string sent = pattern(2 << 20);
   FaultPlan plan;
   plan.seed = 11;
@@ -92,7 +90,6 @@ TEST(FaultProxy, PlacesFaultsBySeedWhateverTheSegmentation) {
 }
 
 TEST(FaultProxy, LatencyAndRateLimitSlowTheStreamDown) {
-  SKIP_WITHOUT_THREADS();
   const std::string sent = pattern(256 << 10);
   FaultPlan plan;
   plan.rate_mbit = 40;  // 256 KiB at 40 Mbit/s: about 52 ms
@@ -152,7 +149,6 @@ RunResult run_through(const FaultPlan& plan, int packets, LinkOptions o) {
 }
 
 TEST(FaultProxy, ResetsAndFlippedBytesLoseNothingAndDeliverNothingCorrupted) {
-  SKIP_WITHOUT_THREADS();
   FaultPlan plan;
   plan.seed = 5;
   plan.corrupt_per_byte = 2e-5;
@@ -176,7 +172,6 @@ TEST(FaultProxy, ResetsAndFlippedBytesLoseNothingAndDeliverNothingCorrupted) {
 }
 
 TEST(FaultProxy, HalfOpenConnectionsAreNoticedAndReplaced) {
-  SKIP_WITHOUT_THREADS();
   FaultPlan plan;
   plan.seed = 3;
   plan.half_open_mean_bytes = 120 * 2500;

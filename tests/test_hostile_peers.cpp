@@ -19,7 +19,6 @@
 #include "agp/transport/frame_stream.hpp"
 #include "agp/transport/link.hpp"
 #include "link_test_helpers.hpp"
-#include "test_threads.hpp"
 
 namespace agp::transport::testing {
 namespace {
@@ -212,7 +211,6 @@ void expect_refused(const Outcome& r, ErrorCode code) {
 }
 
 TEST(HostilePeer, ShapeFarBeyondTheBodyIsRefusedBeforeAnyBufferIsSized) {
-  SKIP_WITHOUT_THREADS();
   // A 4-bit body of 64 vectors claiming 2^19 of them (1.3 GB of f16): above max_tensor_bytes.
   auto r = run_attack([](HandClient& c) {
     Parts p = tq4_packet(1);
@@ -224,7 +222,6 @@ TEST(HostilePeer, ShapeFarBeyondTheBodyIsRefusedBeforeAnyBufferIsSized) {
 }
 
 TEST(HostilePeer, ShapeThatTheSectionsDoNotCoverIsRefused) {
-  SKIP_WITHOUT_THREADS();
   // Under the size cap, but the sections hold 64 vectors where the shape says 2^16.
   auto r = run_attack([](HandClient& c) {
     Parts p = tq4_packet(1);
@@ -236,7 +233,6 @@ TEST(HostilePeer, ShapeThatTheSectionsDoNotCoverIsRefused) {
 }
 
 TEST(HostilePeer, AbsurdChunkCountsAreRefused) {
-  SKIP_WITHOUT_THREADS();
   for (std::uint32_t count : {1000000u, 0xffffffffu}) {
     auto r = run_attack([count](HandClient& c) {
       const ptp::ChunkDesc chunk{0, 4, 0, 16};
@@ -249,7 +245,6 @@ TEST(HostilePeer, AbsurdChunkCountsAreRefused) {
 }
 
 TEST(HostilePeer, ChunksCoveringTheSameVectorsAreRefusedOnArrival) {
-  SKIP_WITHOUT_THREADS();
   auto r = run_attack([](HandClient& c) {
     const ptp::ChunkDesc first{0, 4, 0, 16};
     EXPECT_TRUE(c.send(tq4_packet(1, &first)));
@@ -264,7 +259,6 @@ TEST(HostilePeer, ChunksCoveringTheSameVectorsAreRefusedOnArrival) {
 }
 
 TEST(HostilePeer, ChunksThatLeaveAGapAreRefused) {
-  SKIP_WITHOUT_THREADS();
   auto r = run_attack([](HandClient& c) {
     const ptp::ChunkDesc a{0, 2, 0, 16}, b{1, 2, 32, 16};  // vectors [16, 32) never come
     EXPECT_TRUE(c.send(tq4_packet(1, &a)));
@@ -274,7 +268,6 @@ TEST(HostilePeer, ChunksThatLeaveAGapAreRefused) {
 }
 
 TEST(HostilePeer, UndecodableContentsAreNeverAcknowledged) {
-  SKIP_WITHOUT_THREADS();
   struct Case {
     const char* name;
     std::function<void(Parts&)> spoil;
@@ -319,7 +312,6 @@ TEST(HostilePeer, UndecodableContentsAreNeverAcknowledged) {
 }
 
 TEST(HostilePeer, ShortRawSectionAndChunkedEcAreRefused) {
-  SKIP_WITHOUT_THREADS();
   auto raw = run_attack([](HandClient& c) {
     Parts p = tq4_packet(1, nullptr, raw_codec());
     p.sections[0].resize(p.sections[0].size() - 2);
@@ -336,7 +328,6 @@ TEST(HostilePeer, ShortRawSectionAndChunkedEcAreRefused) {
 }
 
 TEST(HostilePeer, UndeliveredBytesAreBoundedPerLink) {
-  SKIP_WITHOUT_THREADS();
   // First chunks of many packets, none ever completed: the receiver holds at most
   // receive_buffer_bytes of them, then refuses the peer.
   LinkOptions o = options();
@@ -355,7 +346,6 @@ TEST(HostilePeer, UndeliveredBytesAreBoundedPerLink) {
 }
 
 TEST(HostilePeer, AGenuineChunkedPacketStillPasses) {
-  SKIP_WITHOUT_THREADS();
   // The control: the same hand client, telling the truth, gets its packet acknowledged.
   auto r = run_attack([](HandClient& c) {
     for (std::uint32_t k = 0; k < 4; ++k) {
@@ -406,7 +396,6 @@ void send_ack(FrameStream& s, std::uint64_t cumulative) {
 }
 
 TEST(HostilePeer, AResumePointBeyondWhatWasSentIsRefused) {
-  SKIP_WITHOUT_THREADS();
   auto l = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(l);
   std::thread server([&] {
@@ -421,7 +410,6 @@ TEST(HostilePeer, AResumePointBeyondWhatWasSentIsRefused) {
 }
 
 TEST(HostilePeer, AnAckBeforeTheLastChunkWentOutEndsTheLinkWithoutACrash) {
-  SKIP_WITHOUT_THREADS();
   auto l = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(l);
   std::thread server([&] {
@@ -451,7 +439,6 @@ TEST(HostilePeer, AnAckBeforeTheLastChunkWentOutEndsTheLinkWithoutACrash) {
 // The same lie on a reconnect, with a packet still unacknowledged: the link ends cleanly (it once
 // went on to resend on the connection the refusal had just released, and crashed).
 TEST(HostilePeer, AResumePointBeyondWhatWasSentOnAReconnectEndsTheLink) {
-  SKIP_WITHOUT_THREADS();
   auto l = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(l);
   std::thread server([&] {
@@ -475,7 +462,6 @@ TEST(HostilePeer, AResumePointBeyondWhatWasSentOnAReconnectEndsTheLink) {
 }
 
 TEST(HostilePeer, SessionsNobodyAcceptsAreCapped) {
-  SKIP_WITHOUT_THREADS();
   auto server = Server::listen("127.0.0.1", 0, options());
   ASSERT_TRUE(server);
   std::atomic<bool> stop{false};
@@ -502,7 +488,6 @@ TEST(HostilePeer, SessionsNobodyAcceptsAreCapped) {
 }
 
 TEST(HostilePeer, IdleConnectionsCannotLockOutALegitimatePeer) {
-  SKIP_WITHOUT_THREADS();
   auto server = Server::listen("127.0.0.1", 0, options());
   ASSERT_TRUE(server);
   std::atomic<bool> stop{false};

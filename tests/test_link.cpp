@@ -16,7 +16,6 @@
 #include "agp/transport/link.hpp"
 #include "link_test_helpers.hpp"
 #include "netns_pair.hpp"
-#include "test_threads.hpp"
 
 namespace agp::transport {
 namespace {
@@ -83,22 +82,18 @@ void many_packets_both_ways(std::uint16_t encode_threads, std::uint32_t busy_pol
 }
 
 TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
-  SKIP_WITHOUT_THREADS();
   many_packets_both_ways(1);
 }
 
 TEST(Link, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
-  SKIP_WITHOUT_THREADS();
   many_packets_both_ways(3);
 }
 
 TEST(Link, BusyPollingEndsDeliverTheSame) {
-  SKIP_WITHOUT_THREADS();
   many_packets_both_ways(1, 300);
 }
 
 TEST(Link, ManualAcknowledgementWaitsForTheApplication) {
-  SKIP_WITHOUT_THREADS();
   LinkOptions o = options();
   LinkOptions ro = o;
   ro.ack_on_receive = false;  // the receiver records each packet before acknowledging it
@@ -128,7 +123,6 @@ TEST(Link, ManualAcknowledgementWaitsForTheApplication) {
 }
 
 TEST(Link, PostPipelinesWithinTheWindow) {
-  SKIP_WITHOUT_THREADS();
   LinkOptions o = options();
   o.window_packets = 4;
   auto server = listen(o);
@@ -159,7 +153,6 @@ TEST(Link, PostPipelinesWithinTheWindow) {
 }
 
 TEST(Link, StalledReceiverBoundsTheSender) {
-  SKIP_WITHOUT_THREADS();
   LinkOptions o = options();
   o.window_packets = 3;
   auto server = listen(o);
@@ -208,7 +201,6 @@ class AcceptFirst {
 };
 
 TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
-  SKIP_WITHOUT_THREADS();
   auto server = listen(options());
   ASSERT_TRUE(server);
   AcceptFirst acceptor(*server);
@@ -226,7 +218,6 @@ TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
 // fingerprint); chunks of it arrive decoded exactly as locally. A sender that has it and a
 // receiver that does not disagree on the fingerprint, and fail the handshake.
 TEST(Link, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
-  SKIP_WITHOUT_THREADS();
   auto cal = std::make_shared<codec::Calibration>();
   cal->dim = 256;
   for (std::uint32_t j = 0; j < 256; ++j) {
@@ -286,7 +277,6 @@ TEST(Link, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
 }
 
 TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
-  SKIP_WITHOUT_THREADS();
   LinkOptions keyed = options();
   const std::string secret = "a-secret-of-24-bytes-xyz";
   keyed.key.assign(secret.begin(), secret.end());
@@ -308,7 +298,6 @@ TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
 }
 
 TEST(Link, UnsupportedProtocolVersionGetsATypedError) {
-  SKIP_WITHOUT_THREADS();
   auto server = listen(options());
   ASSERT_TRUE(server);
   std::atomic<bool> stop{false};
@@ -336,7 +325,6 @@ TEST(Link, UnsupportedProtocolVersionGetsATypedError) {
 }
 
 TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
-  SKIP_WITHOUT_THREADS();
   auto server = listen(options());
   ASSERT_TRUE(server);
   AcceptFirst acceptor(*server);
@@ -363,7 +351,6 @@ TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
 // Several TCP connections per link: the chunks of each packet are striped over them and arrive in
 // any order; every packet is still delivered whole and in order, with or without a key.
 TEST(Link, StripesChunksOverSeveralConnections) {
-  SKIP_WITHOUT_THREADS();
   for (bool keyed : {false, true}) {
     SCOPED_TRACE(keyed ? "with a key" : "without a key");
     LinkOptions o = options();
@@ -409,7 +396,6 @@ TEST(Link, StripesChunksOverSeveralConnections) {
 }
 
 TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
-  SKIP_WITHOUT_THREADS();
   LinkOptions o = options();
   o.chunk_vectors = 8;
   o.reconnect_initial = 5ms;
@@ -480,7 +466,6 @@ using namespace agp::transport::testing;
 // longer than the dead-peer timeout, then up. The sender notices, redials until the link is back,
 // and resumes; the receiver gets every packet once, in order.
 TEST(LinkNetns, CablePulledAndPluggedBackLosesNothing) {
-  SKIP_WITHOUT_THREADS();
   if (!support::netns_available()) {
     GTEST_SKIP() << "network namespaces need root and iproute2 (ip netns)";
   }

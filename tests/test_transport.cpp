@@ -11,7 +11,6 @@
 
 #include "agp/transport/frame_stream.hpp"
 #include "sample_messages.hpp"
-#include "test_threads.hpp"
 
 namespace agp::transport {
 namespace {
@@ -19,7 +18,6 @@ namespace {
 using namespace std::chrono_literals;
 
 TEST(FrameStream, EveryMessageKindCrossesLoopbackIntact) {
-  SKIP_WITHOUT_THREADS();
   auto listener = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(listener) << listener.status().to_string();
   const auto msgs = test::sample_messages();
@@ -55,7 +53,6 @@ TEST(FrameStream, EveryMessageKindCrossesLoopbackIntact) {
 }
 
 TEST(FrameStream, ReceiveTimesOutAndPeerCloseIsReported) {
-  SKIP_WITHOUT_THREADS();
   auto listener = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   auto client = FrameStream::connect("127.0.0.1", listener->port(), 2000ms);
@@ -78,7 +75,6 @@ TEST(FrameStream, ReceiveTimesOutAndPeerCloseIsReported) {
 }
 
 TEST(FrameStream, GarbageFromARawSocketGivesTheDecoderError) {
-  SKIP_WITHOUT_THREADS();
   auto listener = Listener::bind("127.0.0.1", 0);
   ASSERT_TRUE(listener);
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
