@@ -24,6 +24,10 @@ class Channel {
     // Called once, before the channel closes, so the handler can still tell the peer why
     // (fail_after_telling).
     std::function<void(const Status&)> on_failure;
+    // Optional. When set, a failed write stops the writing only and is reported here: reading
+    // goes on, so what the peer sent before it closed (its error frame, say) is still delivered,
+    // and on_failure comes when the reading ends. Unset, a failed write fails the channel.
+    std::function<void(const Status&)> on_write_failure;
   };
 
   virtual ~Channel() = default;

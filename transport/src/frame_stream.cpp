@@ -21,6 +21,7 @@ struct FrameStream::Impl {
   std::shared_ptr<detail::TcpChannel> channel;
   std::deque<ptp::Frame> arrived;  // at most one: reading pauses while a frame waits
   std::optional<Status> failure;   // the channel's first failure (it is closed then)
+  std::optional<Status> write_failure;  // a failed send; what arrived before can still be read
 
   // Starts the channel on `socket`; frames are read only while receive() waits for one.
   void attach(tcp::socket socket, ptp::DecoderOptions decoder) {
@@ -30,7 +31,8 @@ struct FrameStream::Impl {
                       arrived.push_back(std::move(f));
                       channel->set_reading(false);
                     },
-                    [this](const Status& why) { failure = why; }});
+                    [this](const Status& why) { failure = why; },
+                    [this](const Status& why) { write_failure = why; }});
   }
 };
 
@@ -77,6 +79,7 @@ Result<FrameStream> FrameStream::connect(const std::string& host, std::uint16_t 
 Status FrameStream::send(const ptp::GatherList& frame, std::chrono::milliseconds timeout) {
   if (!is_open()) return make_error(ErrorCode::kBadState, "send on a closed stream");
   Impl& m = *impl_;
+  if (m.write_failure) return *m.write_failure;
   // The pieces are the caller's, referenced (no copy): this call returns only once they are
   // written or the stream is closed.
   auto out = std::make_shared<detail::OutgoingFrame>();
@@ -84,8 +87,9 @@ Status FrameStream::send(const ptp::GatherList& frame, std::chrono::milliseconds
   for (const auto& p : frame.pieces) out->bytes += p.size();
   m.channel->send(out, false);
   const bool written = detail::run_until(
-      m.ctx, [&] { return m.failure.has_value() || m.channel->queued_frames() == 0; },
+      m.ctx, [&] { return m.failure || m.write_failure || m.channel->queued_frames() == 0; },
       Clock::now() + timeout);
+  if (m.write_failure) return *m.write_failure;
   if (m.failure) return *m.failure;
   if (!written) {
     close();  // a frame half on the wire: the stream cannot go on

@@ -5,6 +5,7 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
+#include "tcp_backend.hpp"
 
 namespace agp::transport {
 
@@ -47,7 +48,12 @@ Millis tick_period(const LinkOptions& o) {
 }  // namespace
 
 Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o)
-    : ctx(std::move(context)), role(r), opts(std::move(o)), tick(*ctx), control(opts.limits) {
+    : ctx(std::move(context)),
+      role(r),
+      opts(std::move(o)),
+      backend(detail::make_tcp_backend(*ctx, opts)),
+      tick(*ctx),
+      control(opts.limits) {
   reader.set_calibration(opts.calibration);
 }
 
@@ -59,10 +65,7 @@ Link::Impl::~Impl() {
     while (telling->telling() && Clock::now() < until) ctx->run_one_for(std::chrono::milliseconds(10));
   }
   if (conn) conn->close();
-  if (dialing) {
-    asio::error_code ignored;
-    dialing->close(ignored);
-  }
+  if (dialing) dialing->cancel();
   tick.cancel();
 }
 
@@ -115,33 +118,20 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
 void Link::Impl::start_connect() {
   state = State::kConnecting;
   deadline = Clock::now() + opts.connect_timeout;
-  const auto peer = detail::ip_endpoint(host, port, ErrorCode::kConnectFailed);
-  if (!peer) return fail(peer.status());
-  auto socket = std::make_shared<detail::tcp::socket>(*ctx);
-  if (Status s = detail::open_socket(*socket, *peer, opts.socket, opts.bind_interface); !s) return fail(s);
-  dialing = socket;
   std::weak_ptr<Impl> weak = weak_from_this();
-  socket->async_connect(*peer, [weak, socket](const asio::error_code& e) {
-    if (auto self = weak.lock()) self->on_connected(e, socket);
-  });
+  auto attempt = backend->dial(host, port, detail::handshake_decoder(opts),
+                               [weak](Result<std::shared_ptr<detail::Channel>> c) {
+                                 if (auto self = weak.lock()) self->on_connected(std::move(c));
+                               });
+  if (!attempt) return fail(attempt.status());
+  dialing = std::move(attempt).value();
 }
 
-void Link::Impl::on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket) {
-  if (socket != dialing) return;  // a stale attempt
+void Link::Impl::on_connected(Result<std::shared_ptr<detail::Channel>> channel) {
   dialing.reset();
   if (state != State::kConnecting) return;
-  if (ec) {
-    const std::string where = host + ":" + std::to_string(port);
-    return connection_lost(
-        ec == asio::error::operation_aborted
-            ? make_error(ErrorCode::kTimeout, "connect to " + where + ": no answer within " +
-                                                  std::to_string(opts.connect_timeout.count()) +
-                                                  " ms")
-            : make_error(ErrorCode::kConnectFailed, "connect to " + where + ": " + ec.message()));
-  }
-  auto c =
-      std::make_shared<detail::TcpChannel>(std::move(*socket), detail::handshake_decoder(opts));
-  attach(c);
+  if (!channel) return connection_lost(channel.status());
+  attach(std::move(channel).value());
   state = State::kHandshaking;
   deadline = Clock::now() + opts.handshake_timeout;
   auto nonce = detail::fresh_nonce();
@@ -163,7 +153,8 @@ void Link::Impl::attach(std::shared_ptr<detail::Channel> c) {
                },
                [weak, raw](const Status& why) {
                  if (auto self = weak.lock()) self->on_connection_failure(raw, why);
-               }});
+               },
+               nullptr});
 }
 
 void Link::Impl::on_connection_failure(const detail::Channel* from, const Status& why) {
@@ -283,8 +274,7 @@ void Link::Impl::connection_lost(const Status& why) {
   if (auto c = release_connection()) c->close();
   close_extras();
   if (dialing) {
-    asio::error_code ignored;
-    dialing->close(ignored);
+    dialing->cancel();
     dialing.reset();
   }
   info.connected = false;
@@ -417,45 +407,37 @@ void Link::Impl::open_extra_streams() {
 }
 
 void Link::Impl::start_join(std::uint16_t index) {
-  const auto peer = detail::ip_endpoint(host, port, ErrorCode::kConnectFailed);
-  if (!peer) return;
   Joining j;
   j.index = index;
-  j.socket = std::make_shared<detail::tcp::socket>(*ctx);
   j.deadline = Clock::now() + opts.connect_timeout + opts.handshake_timeout;
-  if (!detail::open_socket(*j.socket, *peer, opts.socket, opts.bind_interface)) return;
-  auto socket = j.socket;
-  joining.push_back(std::move(j));
   std::weak_ptr<Impl> weak = weak_from_this();
-  socket->async_connect(*peer, [weak, index, socket](const asio::error_code& e) {
-    auto self = weak.lock();
-    if (!self) return;
-    for (const Joining& attempt : self->joining) {
-      if (attempt.index == index && attempt.socket == socket) {
-        return self->on_join_connected(index, e);
-      }
-    }
-  });
+  auto attempt = backend->dial(host, port, detail::handshake_decoder(opts),
+                               [weak, index](Result<std::shared_ptr<detail::Channel>> c) {
+                                 if (auto self = weak.lock()) self->on_join_connected(index, std::move(c));
+                               });
+  if (!attempt) return;
+  j.dial = std::move(attempt).value();
+  joining.push_back(std::move(j));
 }
 
-void Link::Impl::on_join_connected(std::uint16_t index, const asio::error_code& ec) {
+void Link::Impl::on_join_connected(std::uint16_t index, Result<std::shared_ptr<detail::Channel>> channel) {
   auto it = std::find_if(joining.begin(), joining.end(),
                          [&](const Joining& j) { return j.index == index; });
   if (it == joining.end()) return;
-  if (ec) return drop_join(index);
+  it->dial.reset();
+  if (!channel) return drop_join(index);
   auto nonce = detail::fresh_nonce();
   if (!nonce) return drop_join(index);
   it->handshake.emplace(opts, detail::ClientHandshake::Start{session_id, std::move(nonce).value(), 0, 0, index});
-  it->conn =
-      std::make_shared<detail::TcpChannel>(std::move(*it->socket), detail::handshake_decoder(opts));
-  it->socket.reset();
+  it->conn = std::move(channel).value();
   std::weak_ptr<Impl> weak = weak_from_this();
   it->conn->start({[weak, index](ptp::Frame&& f) {
                      if (auto self = weak.lock()) self->on_join_frame(index, std::move(f));
                    },
                    [weak, index](const Status&) {
                      if (auto self = weak.lock()) self->drop_join(index);
-                   }});
+                   },
+                   nullptr});
   if (auto f = detail::control_frame(control, it->handshake->hello())) it->conn->send(std::move(f), true);
 }
 
@@ -482,10 +464,7 @@ void Link::Impl::drop_join(std::uint16_t index) {
   Joining j = std::move(*it);
   joining.erase(it);
   if (j.conn) j.conn->close();
-  if (j.socket) {
-    asio::error_code ignored;
-    j.socket->close(ignored);
-  }
+  if (j.dial) j.dial->cancel();
 }
 
 void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Channel> c) {
@@ -509,7 +488,8 @@ void Link::Impl::attach_extra(std::uint16_t index, std::shared_ptr<detail::Chann
               for (const auto& e : self->extra) {
                 if (e.get() == raw) return self->connection_lost(why);
               }
-            }});
+            },
+            nullptr});
   info.streams = static_cast<std::uint16_t>(
       1 + std::count_if(extra.begin(), extra.end(), [](const auto& e) { return e != nullptr; }));
 }
@@ -1043,8 +1023,7 @@ Status Link::close(Millis timeout) {
   if (auto c = m.release_connection()) c->close();
   m.close_extras();
   if (m.dialing) {
-    asio::error_code ignored;
-    m.dialing->close(ignored);
+    m.dialing->cancel();
     m.dialing.reset();
   }
   m.we_said_bye = true;

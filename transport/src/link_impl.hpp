@@ -13,6 +13,7 @@
 #include "agp/transport/link.hpp"
 #include "asio_util.hpp"
 #include "client_handshake.hpp"
+#include "backend.hpp"
 #include "tcp_channel.hpp"
 #include "server_handshake.hpp"
 
@@ -69,7 +70,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
 
   // --- connection life
   void start_connect();  // client: dial, then hello
-  void on_connected(asio::error_code ec, std::shared_ptr<detail::tcp::socket> socket);
+  void on_connected(Result<std::shared_ptr<detail::Channel>> channel);
   void attach(std::shared_ptr<detail::Channel> c);  // route a connection's events here
   void on_frame(const detail::Channel* from, ptp::Frame&& frame);
   void on_connection_failure(const detail::Channel* from, const Status& why);
@@ -91,7 +92,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   // --- extra streams (LinkOptions::streams > 1)
   struct Joining {
     std::uint16_t index = 0;
-    std::shared_ptr<detail::tcp::socket> socket;
+    std::shared_ptr<detail::Dial> dial;  // while connecting
     std::shared_ptr<detail::Channel> conn;
     std::optional<detail::ClientHandshake> handshake;
     detail::Clock::time_point deadline;
@@ -99,7 +100,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::uint16_t wanted_streams() const;
   void open_extra_streams();  // client: dial the missing ones
   void start_join(std::uint16_t index);
-  void on_join_connected(std::uint16_t index, const asio::error_code& ec);
+  void on_join_connected(std::uint16_t index, Result<std::shared_ptr<detail::Channel>> channel);
   void on_join_frame(std::uint16_t index, ptp::Frame&& frame);
   void drop_join(std::uint16_t index);
   // Both sides: a verified extra connection becomes stream `index`.
@@ -126,6 +127,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::shared_ptr<Server::Impl> server;   // server links: keeps the shared context alive
   Role role;
   LinkOptions opts;
+  std::unique_ptr<detail::Backend> backend;  // dials; after opts, which it reads
   State state = State::kConnecting;
   Status failure_;
   std::uint64_t session_id = 0;
@@ -151,7 +153,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   // handshake (client side)
   std::optional<detail::ClientHandshake> handshake;
   detail::Clock::time_point deadline;  // of the current connect or handshake
-  std::shared_ptr<detail::tcp::socket> dialing;
+  std::shared_ptr<detail::Dial> dialing;
 
   // reconnect (client side) and give-up (both)
   Millis backoff{0};
@@ -196,8 +198,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::Sessio
   };
 
   Impl(std::shared_ptr<asio::io_context> context, LinkOptions o);
-  void start_accept();
-  void on_accepted(const asio::error_code& ec, std::shared_ptr<detail::tcp::socket> socket);
+  void on_accepted(std::shared_ptr<detail::Channel> c);
   void on_pending_frame(const std::shared_ptr<detail::Channel>& c, ptp::Frame&& frame);
   void reject(const std::shared_ptr<detail::Channel>& c, const Status& why);
   void admit(const std::shared_ptr<detail::Channel>& c, const detail::ServerHandshake::Step& step);
@@ -210,7 +211,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::Sessio
 
   std::shared_ptr<asio::io_context> ctx;
   LinkOptions opts;
-  detail::tcp::acceptor acceptor;
+  std::unique_ptr<detail::Backend> backend;  // listens; after opts, which it reads
   asio::steady_timer tick;
   ptp::FrameBuilder control;
   std::vector<Pending> pending;

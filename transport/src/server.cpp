@@ -3,6 +3,7 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
+#include "tcp_backend.hpp"
 
 namespace agp::transport {
 
@@ -18,61 +19,43 @@ constexpr std::size_t kMaxPendingHandshakes = 64;
 Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
     : ctx(std::move(context)),
       opts(std::move(o)),
-      acceptor(*ctx),
+      backend(detail::make_tcp_backend(*ctx, opts)),
       tick(*ctx),
       control(opts.limits) {}
 
-void Server::Impl::start_accept() {
-  if (closed) return;
-  auto socket = std::make_shared<detail::tcp::socket>(*ctx);
-  std::weak_ptr<Impl> weak = weak_from_this();
-  acceptor.async_accept(*socket, [weak, socket](const asio::error_code& ec) {
-    if (auto self = weak.lock()) self->on_accepted(ec, socket);
-  });
-}
-
-void Server::Impl::on_accepted(const asio::error_code& ec,
-                               std::shared_ptr<detail::tcp::socket> socket) {
-  if (closed || ec == asio::error::operation_aborted) return;
-  if (!ec) {
-    if (pending.size() >= kMaxPendingHandshakes) {
-      ++counters.handshake_rejections;
-      // Pending is in arrival order; a peer that has said hello is passed over while one that
-      // has said nothing waits.
-      auto victim = std::find_if(pending.begin(), pending.end(),
-                                 [](const Pending& p) { return !p.handshake.greeted(); });
-      if (victim == pending.end()) victim = pending.begin();
-      auto dropped = victim->conn;
-      pending.erase(victim);
-      dropped->close();
-    }
-    detail::apply_socket_options(*socket, opts.socket);
-    auto c =
-        std::make_shared<detail::TcpChannel>(std::move(*socket), detail::handshake_decoder(opts));
-    auto nonce = detail::fresh_nonce();
-    if (!nonce) {
-      c->close();
-      return start_accept();
-    }
-    pending.push_back({c, Clock::now() + opts.handshake_timeout,
-                       detail::ServerHandshake(opts, std::move(nonce).value())});
-    std::weak_ptr<Impl> weak = weak_from_this();
-    std::weak_ptr<detail::Channel> wc = c;
-    c->start({[weak, wc](ptp::Frame&& f) {
-                auto self = weak.lock();
-                auto conn = wc.lock();
-                if (self && conn) self->on_pending_frame(conn, std::move(f));
-              },
-              [weak, wc](const Status& why) {
-                auto self = weak.lock();
-                auto conn = wc.lock();
-                if (!self || !conn) return;
-                // A bad frame during the handshake: say why, count it, forget the peer.
-                if (why.code() < ErrorCode::kIoError) self->reject(conn, why);
-                self->drop_pending(conn.get());
-              }});
+void Server::Impl::on_accepted(std::shared_ptr<detail::Channel> c) {
+  if (closed) return c->close();
+  if (pending.size() >= kMaxPendingHandshakes) {
+    ++counters.handshake_rejections;
+    // Pending is in arrival order; a peer that has said hello is passed over while one that
+    // has said nothing waits.
+    auto victim = std::find_if(pending.begin(), pending.end(),
+                               [](const Pending& p) { return !p.handshake.greeted(); });
+    if (victim == pending.end()) victim = pending.begin();
+    auto dropped = victim->conn;
+    pending.erase(victim);
+    dropped->close();
   }
-  start_accept();  // errors such as too many open files must not stop the listener
+  auto nonce = detail::fresh_nonce();
+  if (!nonce) return c->close();
+  pending.push_back({c, Clock::now() + opts.handshake_timeout,
+                     detail::ServerHandshake(opts, std::move(nonce).value())});
+  std::weak_ptr<Impl> weak = weak_from_this();
+  std::weak_ptr<detail::Channel> wc = c;
+  c->start({[weak, wc](ptp::Frame&& f) {
+              auto self = weak.lock();
+              auto conn = wc.lock();
+              if (self && conn) self->on_pending_frame(conn, std::move(f));
+            },
+            [weak, wc](const Status& why) {
+              auto self = weak.lock();
+              auto conn = wc.lock();
+              if (!self || !conn) return;
+              // A bad frame during the handshake: say why, count it, forget the peer.
+              if (why.code() < ErrorCode::kIoError) self->reject(conn, why);
+              self->drop_pending(conn.get());
+            },
+            nullptr});
 }
 
 void Server::Impl::drop_pending(const detail::Channel* c) {
@@ -171,8 +154,7 @@ Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() {
   if (!impl_) return;
   impl_->closed = true;
-  asio::error_code ignored;
-  impl_->acceptor.close(ignored);
+  impl_->backend->stop_listening();
   impl_->tick.cancel();
   for (auto& p : impl_->pending) p.conn->close();
   impl_->pending.clear();
@@ -183,15 +165,17 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::
                                                const LinkOptions& options) {
   AGP_RETURN_IF_ERROR(validate(options));
   auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), options);
-  AGP_RETURN_IF_ERROR(detail::listen_on(impl->acceptor, address, port));
-  impl->start_accept();
+  std::weak_ptr<Impl> weak = impl;
+  AGP_RETURN_IF_ERROR(impl->backend->listen(address, port, detail::handshake_decoder(options),
+                                            [weak](std::shared_ptr<detail::Channel> c) {
+                                              if (auto self = weak.lock()) self->on_accepted(std::move(c));
+                                            }));
   impl->schedule_tick();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 std::uint16_t Server::port() const {
-  asio::error_code ec;
-  return impl_->acceptor.local_endpoint(ec).port();
+  return impl_->backend->port();
 }
 
 Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {

@@ -117,8 +117,15 @@ void TcpChannel::feed_staged() {
   if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
 }
 
+void TcpChannel::write_failed(const Status& why) {
+  if (!events_.on_write_failure) return fail(why);
+  write_failed_ = true;
+  queue_.clear();
+  events_.on_write_failure(why);
+}
+
 void TcpChannel::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
-  if (closed_) return;
+  if (closed_ || write_failed_) return;
   if (urgent) {
     queue_.push_front(std::move(frame));
   } else {
@@ -139,7 +146,7 @@ void TcpChannel::write_next() {
                       if (self->closed_) return;
                       self->bytes_written_ += n;
                       self->last_write_ = Clock::now();
-                      if (ec) return self->fail(from_asio(ec, "send"));
+                      if (ec) return self->write_failed(from_asio(ec, "send"));
                       if (self->telling_ && self->queue_.empty()) {
                         return self->fail(*std::exchange(self->telling_, std::nullopt));
                       }

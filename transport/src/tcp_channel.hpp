@@ -48,6 +48,7 @@ class TcpChannel final : public Channel, public std::enable_shared_from_this<Tcp
   void dispatch(ptp::Frame&& frame);
   void write_next();
   void fail(const Status& why);
+  void write_failed(const Status& why);
 
   tcp::socket socket_;
   ptp::FrameDecoder decoder_;
@@ -63,6 +64,7 @@ class TcpChannel final : public Channel, public std::enable_shared_from_this<Tcp
   bool paused_ = false;
   bool writing_ = false;
   bool closed_ = false;
+  bool write_failed_ = false;  // with Events::on_write_failure: reading goes on
   std::optional<Status> telling_;  // fail with this once the queue (the error frame) is out
   bool failing_ = false;
   bool started_ = false;
