@@ -3,11 +3,11 @@
 // hostile or mismatched peer meets is the typed error the Link reports.
 #include <gtest/gtest.h>
 
-#include <map>
 
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "client_handshake.hpp"
+#include "fake_sessions.hpp"
 #include "handshake.hpp"
 #include "server_handshake.hpp"
 
@@ -36,17 +36,7 @@ ptp::MessageHeader over_the_wire(const LinkOptions& o, const ptp::MessageHeader&
   return decoder.take_frame().header();
 }
 
-class Sessions : public SessionDirectory {
- public:
-  std::optional<Known> find(std::uint64_t id) const override {
-    const auto it = known.find(id);
-    if (it == known.end()) return std::nullopt;
-    return it->second;
-  }
-  std::size_t waiting() const override { return waiting_count; }
-  std::map<std::uint64_t, Known> known;
-  std::size_t waiting_count = 0;
-};
+using Sessions = agp::test::FakeSessions;
 
 std::vector<std::uint8_t> nonce(std::uint8_t fill) { return std::vector<std::uint8_t>(32, fill); }
 

@@ -9,11 +9,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <map>
 #include <span>
 
 #include "agp/ptp/frame_decoder.hpp"
 #include "client_handshake.hpp"
+#include "fake_sessions.hpp"
 #include "handshake.hpp"
 #include "server_handshake.hpp"
 
@@ -32,17 +32,7 @@ LinkOptions make_options(bool key) {
   return o;
 }
 
-class Sessions : public detail::SessionDirectory {
- public:
-  std::optional<Known> find(std::uint64_t id) const override {
-    const auto it = known.find(id);
-    if (it == known.end()) return std::nullopt;
-    return it->second;
-  }
-  std::size_t waiting() const override { return waiting_count; }
-  std::map<std::uint64_t, Known> known;
-  std::size_t waiting_count = 0;
-};
+using Sessions = agp::test::FakeSessions;
 
 // Decodes `bytes` into frames and hands each header to `feed` until it returns false.
 template <typename Feed>

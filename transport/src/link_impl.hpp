@@ -19,6 +19,10 @@
 
 namespace agp::transport {
 
+inline double micros_since(detail::Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(detail::Clock::now() - t0).count();
+}
+
 struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   enum class Role { kClient, kServer };
   enum class State {
