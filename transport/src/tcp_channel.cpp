@@ -24,7 +24,10 @@ TcpChannel::TcpChannel(tcp::socket socket, ptp::DecoderOptions decoder)
       decoder_(std::move(decoder)),
       staging_(kStagingBytes),
       last_read_(Clock::now()),
-      last_write_(Clock::now()) {}
+      last_write_(Clock::now()) {
+  asio::error_code ignored;
+  socket_.non_blocking(true, ignored);  // write_next() tries each frame at once
+}
 
 TcpChannel::~TcpChannel() {
   close();
@@ -101,7 +104,12 @@ void TcpChannel::on_read(const asio::error_code& ec, std::size_t n, bool direct)
     }
   }
   if (ec) return fail(from_asio(ec, "receive"));
-  read_more();
+  // Frames already here are delivered now; the next read is started after the handlers that run
+  // next (an acknowledgement sent in reply, the caller's return): asio tries a read at once, which
+  // right after a small frame usually finds nothing and would cost a system call on the round trip.
+  feed_staged();
+  if (closed_ || paused_) return;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read_more(); });
 }
 
 void TcpChannel::feed_staged() {
@@ -135,23 +143,50 @@ void TcpChannel::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
 }
 
 void TcpChannel::write_next() {
-  if (closed_ || queue_.empty()) return;
-  std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
-  queue_.pop_front();
-  writing_ = true;
-  auto buffers = buffers_of(*f);
-  asio::async_write(socket_, buffers,
-                    [self = shared_from_this(), f](const asio::error_code& ec, std::size_t n) {
-                      self->writing_ = false;
-                      if (self->closed_) return;
-                      self->bytes_written_ += n;
-                      self->last_write_ = Clock::now();
-                      if (ec) return self->write_failed(from_asio(ec, "send"));
-                      if (self->telling_ && self->queue_.empty()) {
-                        return self->fail(*std::exchange(self->telling_, std::nullopt));
-                      }
-                      self->write_next();
-                    });
+  while (!closed_ && !write_failed_ && !writing_ && !queue_.empty()) {
+    std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
+    queue_.pop_front();
+    auto buffers = buffers_of(*f);
+    // First at once (the socket is non-blocking): a frame the socket takes whole needs no
+    // completion handler, and the event loop no extra turn to run one.
+    asio::error_code ec;
+    const std::size_t total = asio::buffer_size(buffers);
+    const std::size_t n = socket_.write_some(buffers, ec);
+    if (n > 0) {
+      bytes_written_ += n;
+      last_write_ = Clock::now();
+    }
+    if (!ec && n == total) {
+      if (telling_ && queue_.empty()) return fail(*std::exchange(telling_, std::nullopt));
+      continue;
+    }
+    // The rest (or the error, reported from the handler, never from inside send()) goes
+    // through the event loop.
+    std::size_t skip = ec ? 0 : n;
+    std::vector<asio::const_buffer> rest;
+    for (const auto& b : buffers) {
+      if (skip >= b.size()) {
+        skip -= b.size();
+        continue;
+      }
+      rest.push_back(b + skip);
+      skip = 0;
+    }
+    writing_ = true;
+    asio::async_write(socket_, rest,
+                      [self = shared_from_this(), f](const asio::error_code& e, std::size_t m) {
+                        self->writing_ = false;
+                        if (self->closed_) return;
+                        self->bytes_written_ += m;
+                        self->last_write_ = Clock::now();
+                        if (e) return self->write_failed(from_asio(e, "send"));
+                        if (self->telling_ && self->queue_.empty()) {
+                          return self->fail(*std::exchange(self->telling_, std::nullopt));
+                        }
+                        self->write_next();
+                      });
+    return;
+  }
 }
 
 void TcpChannel::fail_after_telling(const Status& why,
