@@ -23,6 +23,18 @@ namespace {
 using namespace std::chrono_literals;
 using namespace agp::transport::testing;
 
+// The suite runs once per backend; a build without UCX skips the UCX runs, saying so.
+class LinkOver : public ::testing::TestWithParam<TransportBackend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == TransportBackend::kUcx && !ucx_available()) {
+      GTEST_SKIP() << "this build has no UCX backend (-DAGP_WITH_UCX=ON with UCX installed)";
+    }
+    test_backend() = GetParam();
+  }
+  void TearDown() override { test_backend() = TransportBackend::kTcp; }
+};
+
 // Both ends send, with the chunks encoded by the caller alone or by 3 threads (rounds of 3 and 1),
 // waiting by blocking or by busy polling first.
 void many_packets_both_ways(std::uint16_t encode_threads, std::uint32_t busy_poll_us = 0) {
@@ -81,19 +93,19 @@ void many_packets_both_ways(std::uint16_t encode_threads, std::uint32_t busy_pol
   EXPECT_GT(c.bytes_sent, 0u);
 }
 
-TEST(Link, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
+TEST_P(LinkOver, ManyPacketsBothWaysArriveExactlyAsDecodedLocally) {
   many_packets_both_ways(1);
 }
 
-TEST(Link, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
+TEST_P(LinkOver, ChunksEncodedBySeveralThreadsArriveExactlyAsDecodedLocally) {
   many_packets_both_ways(3);
 }
 
-TEST(Link, BusyPollingEndsDeliverTheSame) {
+TEST_P(LinkOver, BusyPollingEndsDeliverTheSame) {
   many_packets_both_ways(1, 300);
 }
 
-TEST(Link, ManualAcknowledgementWaitsForTheApplication) {
+TEST_P(LinkOver, ManualAcknowledgementWaitsForTheApplication) {
   LinkOptions o = options();
   LinkOptions ro = o;
   ro.ack_on_receive = false;  // the receiver records each packet before acknowledging it
@@ -122,7 +134,7 @@ TEST(Link, ManualAcknowledgementWaitsForTheApplication) {
   receiver.join();
 }
 
-TEST(Link, PostPipelinesWithinTheWindow) {
+TEST_P(LinkOver, PostPipelinesWithinTheWindow) {
   LinkOptions o = options();
   o.window_packets = 4;
   auto server = listen(o);
@@ -152,7 +164,7 @@ TEST(Link, PostPipelinesWithinTheWindow) {
   peer.join();
 }
 
-TEST(Link, StalledReceiverBoundsTheSender) {
+TEST_P(LinkOver, StalledReceiverBoundsTheSender) {
   LinkOptions o = options();
   o.window_packets = 3;
   auto server = listen(o);
@@ -200,7 +212,7 @@ class AcceptFirst {
   std::thread thread_;
 };
 
-TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
+TEST_P(LinkOver, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
   auto server = listen(options());
   ASSERT_TRUE(server);
   AcceptFirst acceptor(*server);
@@ -217,7 +229,7 @@ TEST(Link, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
 // The calibrated codec over a Link: both ends hold the calibration (and it is in their
 // fingerprint); chunks of it arrive decoded exactly as locally. A sender that has it and a
 // receiver that does not disagree on the fingerprint, and fail the handshake.
-TEST(Link, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
+TEST_P(LinkOver, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
   auto cal = std::make_shared<codec::Calibration>();
   cal->dim = 256;
   for (std::uint32_t j = 0; j < 256; ++j) {
@@ -276,7 +288,7 @@ TEST(Link, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
   peer.join();
 }
 
-TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
+TEST_P(LinkOver, PreSharedKeyMustMatchOnBothEnds) {
   LinkOptions keyed = options();
   const std::string secret = "a-secret-of-24-bytes-xyz";
   keyed.key.assign(secret.begin(), secret.end());
@@ -297,7 +309,7 @@ TEST(Link, PreSharedKeyMustMatchOnBothEnds) {
   EXPECT_EQ(server->counters().handshake_rejections, 2u);
 }
 
-TEST(Link, UnsupportedProtocolVersionGetsATypedError) {
+TEST(LinkTcp, UnsupportedProtocolVersionGetsATypedError) {
   auto server = listen(options());
   ASSERT_TRUE(server);
   std::atomic<bool> stop{false};
@@ -324,7 +336,7 @@ TEST(Link, UnsupportedProtocolVersionGetsATypedError) {
   peer.join();
 }
 
-TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
+TEST(LinkTcp, GarbageFromARawSocketDoesNotStopTheServer) {
   auto server = listen(options());
   ASSERT_TRUE(server);
   AcceptFirst acceptor(*server);
@@ -350,7 +362,7 @@ TEST(Link, GarbageFromARawSocketDoesNotStopTheServer) {
 
 // Several TCP connections per link: the chunks of each packet are striped over them and arrive in
 // any order; every packet is still delivered whole and in order, with or without a key.
-TEST(Link, StripesChunksOverSeveralConnections) {
+TEST_P(LinkOver, StripesChunksOverSeveralConnections) {
   for (bool keyed : {false, true}) {
     SCOPED_TRACE(keyed ? "with a key" : "without a key");
     LinkOptions o = options();
@@ -395,7 +407,7 @@ TEST(Link, StripesChunksOverSeveralConnections) {
   }
 }
 
-TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
+TEST_P(LinkOver, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
   LinkOptions o = options();
   o.chunk_vectors = 8;
   o.reconnect_initial = 5ms;
@@ -461,6 +473,13 @@ TEST(Link, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
 namespace agp::transport {
 namespace {
 using namespace agp::transport::testing;
+
+INSTANTIATE_TEST_SUITE_P(Backends, LinkOver,
+                         ::testing::Values(TransportBackend::kTcp, TransportBackend::kUcx),
+                         [](const ::testing::TestParamInfo<TransportBackend>& i) {
+                           return std::string(i.param == TransportBackend::kTcp ? "tcp" : "ucx");
+                         });
+
 
 // The cable pulled and plugged back: a veth pair between two network namespaces goes down for
 // longer than the dead-peer timeout, then up. The sender notices, redials until the link is back,

@@ -10,6 +10,8 @@
 
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/status.hpp"
+#include "agp/transport/link.hpp"
+#include "asio_util.hpp"
 #include "channel.hpp"
 
 namespace agp::transport::detail {
@@ -43,5 +45,9 @@ class Backend {
   virtual std::uint16_t port() const = 0;
   virtual void stop_listening() = 0;
 };
+
+// The backend LinkOptions::backend names. `options` must outlive it (the owner's). Errors: a backend
+// this build lacks, or one that cannot start (UCX without a usable transport).
+Result<std::unique_ptr<Backend>> make_backend(asio::io_context& ctx, const LinkOptions& options);
 
 }  // namespace agp::transport::detail

@@ -61,6 +61,9 @@ Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16
   AGP_RETURN_IF_ERROR(validate(options));
   auto impl =
       std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient, options);
+  auto backend = detail::make_backend(*impl->ctx, impl->opts);
+  if (!backend) return backend.status();
+  impl->backend = std::move(backend).value();
   auto sid = detail::random_u64();
   if (!sid) return sid.status();
   impl->session_id = *sid;

@@ -131,7 +131,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::shared_ptr<Server::Impl> server;   // server links: keeps the shared context alive
   Role role;
   LinkOptions opts;
-  std::unique_ptr<detail::Backend> backend;  // dials; after opts, which it reads
+  std::unique_ptr<detail::Backend> backend;  // dials (client links); after opts, which it reads
   State state = State::kConnecting;
   Status failure_;
   std::uint64_t session_id = 0;

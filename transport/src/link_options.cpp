@@ -24,7 +24,22 @@ Status check_text(const std::string& s, const char* name, std::uint32_t max_byte
 
 }  // namespace
 
+bool ucx_available() {
+#ifdef AGP_HAVE_UCX
+  return true;
+#else
+  return false;
+#endif
+}
+
 Status validate(const LinkOptions& o) {
+  if (o.backend == TransportBackend::kUcx && !ucx_available()) {
+    return bad("backend ucx: this build has no UCX backend (configure with -DAGP_WITH_UCX=ON "
+               "where UCX is installed, e.g. Debian's libucx-dev; Homebrew has no UCX)");
+  }
+  if (o.backend != TransportBackend::kTcp && o.backend != TransportBackend::kUcx) {
+    return bad("backend is neither tcp nor ucx");
+  }
   AGP_RETURN_IF_ERROR(check_text(o.model_id, "model_id", o.limits.max_string_bytes));
   AGP_RETURN_IF_ERROR(check_text(o.peer_name, "peer_name", o.limits.max_string_bytes));
   if (o.streams < 1 || o.streams > detail::kMaxStreams) {

@@ -6,7 +6,6 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
-#include "tcp_backend.hpp"
 
 namespace agp::transport {
 
@@ -29,7 +28,6 @@ Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions 
     : ctx(std::move(context)),
       role(r),
       opts(std::move(o)),
-      backend(detail::make_tcp_backend(*ctx, opts)),
       tick(*ctx),
       control(opts.limits) {
   reader.set_calibration(opts.calibration);

@@ -3,7 +3,6 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
-#include "tcp_backend.hpp"
 
 namespace agp::transport {
 
@@ -19,7 +18,6 @@ constexpr std::size_t kMaxPendingHandshakes = 64;
 Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
     : ctx(std::move(context)),
       opts(std::move(o)),
-      backend(detail::make_tcp_backend(*ctx, opts)),
       tick(*ctx),
       control(opts.limits) {}
 
@@ -165,6 +163,9 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::
                                                const LinkOptions& options) {
   AGP_RETURN_IF_ERROR(validate(options));
   auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), options);
+  auto backend = detail::make_backend(*impl->ctx, impl->opts);
+  if (!backend) return backend.status();
+  impl->backend = std::move(backend).value();
   std::weak_ptr<Impl> weak = impl;
   AGP_RETURN_IF_ERROR(impl->backend->listen(address, port, detail::handshake_decoder(options),
                                             [weak](std::shared_ptr<detail::Channel> c) {

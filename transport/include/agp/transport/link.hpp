@@ -38,6 +38,14 @@ namespace agp::transport {
 
 using Millis = std::chrono::milliseconds;
 
+// What carries a Link's frames. kTcp: Asio TCP sockets (every build). kUcx: UCX, which picks
+// RDMA, shared memory or TCP by itself (builds that found UCX: ucx_available()); the session above
+// (handshake, fingerprint, key, acknowledgements, resume) is the same. docs/transport.md.
+enum class TransportBackend : std::uint8_t { kTcp, kUcx };
+
+// Whether this build has the UCX backend.
+bool ucx_available();
+
 struct LinkOptions {
   SocketOptions socket;        // TCP_NODELAY, buffer sizes, local address to connect from
   std::string bind_interface;  // connect from this interface's address ("" = let routing pick)
@@ -80,6 +88,11 @@ struct LinkOptions {
   // them (a single TCP flow may not fill a fast link); the connecting side opens them, the
   // listening side accepts up to its own number. Control messages use the first.
   std::uint16_t streams = 1;
+  // Both ends must use the same backend (a TCP client cannot reach a UCX server).
+  TransportBackend backend = TransportBackend::kTcp;
+  // UCX only: the transports it may use, as UCX_TLS names them ("tcp", "shm", "rc,sm", ...;
+  // empty = UCX's own choice, or the UCX_TLS environment variable).
+  std::string ucx_transports;
 
   // Listening side, after a restart: where the application had got to in sessions of its previous
   // life (LinkInfo::session_id and the last Delivery's sequence, recorded durably by the

@@ -1,0 +1,612 @@
+#include "ucx_backend.hpp"
+
+#include <ucp/api/ucp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+namespace agp::transport::detail {
+namespace {
+
+// Bytes arrive in a staging buffer and are fed to the frame decoder from there. The buffer is
+// shared with the receive request: UCX may still write into it after the channel has gone (a
+// cancelled receive completes later), so it lives until the request is done.
+constexpr std::size_t kStagingBytes = 256 * 1024;
+
+Status ucx_error(ErrorCode code, const std::string& what, ucs_status_t s) {
+  return make_error(code, what + ": " + ucs_status_string(s));
+}
+
+std::string sockaddr_text(const sockaddr_storage& ss) {
+  tcp::endpoint e;
+  const std::size_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  std::memcpy(e.data(), &ss, len);
+  return endpoint_text(e);
+}
+
+class UcxChannel;
+
+// One UCP context and worker, progressed on the io_context: whenever the worker's wake-up
+// descriptor is readable, and soon after every operation posted (kick()).
+class Worker : public std::enable_shared_from_this<Worker> {
+ public:
+  static Result<std::shared_ptr<Worker>> create(asio::io_context& ctx, const std::string& transports) {
+    auto w = std::shared_ptr<Worker>(new Worker(ctx));
+    // A restarted server listens on its old port again, as with the TCP backend. (A transport
+    // setting ucp_config_modify does not reach; an explicit UCX_TCP_CM_REUSEADDR wins.)
+    ::setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+    ucp_config_t* config = nullptr;
+    ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX configuration", s);
+    if (!transports.empty()) s = ucp_config_modify(config, "TLS", transports.c_str());
+    if (s != UCS_OK) {
+      ucp_config_release(config);
+      return ucx_error(ErrorCode::kInvalidArgument, "UCX transports '" + transports + "'", s);
+    }
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_STREAM | UCP_FEATURE_WAKEUP;
+    s = ucp_init(&params, config, &w->context_);
+    ucp_config_release(config);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX initialisation", s);
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    // One io_context drives it, from whichever thread runs the Link at the time (never two).
+    wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    s = ucp_worker_create(w->context_, &wp, &w->worker_);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX worker", s);
+    int fd = -1;
+    s = ucp_worker_get_efd(w->worker_, &fd);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX wake-up descriptor", s);
+    const int own = ::dup(fd);  // the stream descriptor closes its own copy
+    if (own < 0) return make_error(ErrorCode::kNetworkError, "UCX wake-up descriptor: dup failed");
+    w->wakeup_ = std::make_unique<asio::posix::stream_descriptor>(ctx, own);
+    w->progress();
+    w->backstop();
+    return w;
+  }
+
+  ~Worker() {
+    timer_.cancel();
+    wakeup_.reset();
+    // Endpoints still closing are finished first (UCX refuses to destroy a worker with a flush
+    // pending); a peer that never answers is given up on after a bounded wait.
+    const auto until = Clock::now() + std::chrono::milliseconds(200);
+    while (!closing_.empty() && Clock::now() < until) {
+      ucp_worker_progress(worker_);
+      reap();
+    }
+    for (void* r : closing_) ucp_request_free(r);  // released: UCX finishes them as it can
+    closing_.clear();
+    if (worker_) ucp_worker_destroy(worker_);
+    if (context_) ucp_cleanup(context_);
+  }
+
+  // An endpoint's close request, kept until UCX completes it.
+  void closing(void* request) { closing_.push_back(request); }
+
+  ucp_worker_h handle() const { return worker_; }
+  asio::io_context& io() { return ctx_; }
+
+  // Runs UCX's progress until it has nothing more, then arms the wake-up and waits for it.
+  void progress() {
+    for (int round = 0; round < 64; ++round) {
+      while (ucp_worker_progress(worker_) != 0) {
+      }
+      reap();
+      const ucs_status_t s = ucp_worker_arm(worker_);
+      if (s == UCS_OK) return wait();
+      if (s != UCS_ERR_BUSY) break;
+    }
+    kick();  // still busy: come back after the other handlers
+  }
+
+  void kick() {
+    if (kicked_) return;
+    kicked_ = true;
+    asio::post(ctx_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->kicked_ = false;
+        self->progress();
+      }
+    });
+  }
+
+  // Error reports of endpoints find their channel here.
+  std::unordered_map<ucp_ep_h, std::weak_ptr<UcxChannel>> channels;
+
+  static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+ private:
+  explicit Worker(asio::io_context& ctx) : ctx_(ctx), timer_(ctx) {}
+
+  // Progress also runs every few milliseconds: UCX's connection manager works from its own
+  // thread and does not always signal the wake-up descriptor.
+  void backstop() {
+    timer_.expires_after(std::chrono::milliseconds(5));
+    timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec) return;
+      self->progress();
+      self->backstop();
+    });
+  }
+
+  void wait() {
+    if (waiting_ || !wakeup_) return;
+    // Asio watches descriptors edge-triggered: one that is readable already (UCX signalled after
+    // the arm) would never wake us. Look first.
+    pollfd pfd{wakeup_->native_handle(), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) > 0) return kick();
+    waiting_ = true;
+    wakeup_->async_wait(asio::posix::stream_descriptor::wait_read,
+                        [weak = weak_from_this()](const asio::error_code& ec) {
+                          auto self = weak.lock();
+                          if (!self) return;
+                          self->waiting_ = false;
+                          if (!ec) self->progress();
+                        });
+  }
+
+  void reap() {
+    std::erase_if(closing_, [](void* r) {
+      if (ucp_request_check_status(r) == UCS_INPROGRESS) return false;
+      ucp_request_free(r);
+      return true;
+    });
+  }
+
+  asio::io_context& ctx_;
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<void*> closing_;  // endpoint close requests in progress
+
+  std::unique_ptr<asio::posix::stream_descriptor> wakeup_;
+  asio::steady_timer timer_;
+  bool waiting_ = false;
+  bool kicked_ = false;
+};
+
+class UcxChannel final : public Channel, public std::enable_shared_from_this<UcxChannel> {
+ public:
+  UcxChannel(std::shared_ptr<Worker> worker, ucp_ep_h ep, ptp::DecoderOptions decoder)
+      : worker_(std::move(worker)),
+        ep_(ep),
+        decoder_(std::move(decoder)),
+        staging_(std::make_shared<std::vector<std::byte>>(kStagingBytes)),
+        last_read_(Clock::now()),
+        last_write_(Clock::now()) {}
+  ~UcxChannel() override { close(); }
+
+  // Entry points hold a reference while they run: UCX may report an endpoint error from inside
+  // a send or receive call, and the session may drop the channel in its failure handler.
+  void start(Events events) override {
+    auto keep = shared_from_this();
+    started_ = true;
+    if (dispatching_) {
+      deferred_events_ = std::move(events);
+      has_deferred_ = true;
+      return;
+    }
+    events_ = std::move(events);
+    if (early_failure_) {  // the endpoint failed before anyone listened
+      asio::post(ctx(), [self = shared_from_this()] { self->fail(*self->early_failure_); });
+      return;
+    }
+    read_more();
+  }
+  void set_decoder(ptp::DecoderOptions decoder) override { decoder_ = ptp::FrameDecoder(std::move(decoder)); }
+  void recycle(ptp::AlignedBuffer body) override { decoder_.recycle(std::move(body)); }
+  void set_reading(bool on) override {
+    auto keep = shared_from_this();
+    const bool was_paused = paused_;
+    paused_ = !on;
+    if (on && was_paused && started_ && !dispatching_) read_more();
+  }
+
+  void send(std::shared_ptr<OutgoingFrame> frame, bool urgent) override {
+    auto keep = shared_from_this();
+    if (closed_) return;
+    if (urgent) {
+      queue_.push_front(std::move(frame));
+    } else {
+      queue_.push_back(std::move(frame));
+    }
+    send_next();
+  }
+  void fail_after_telling(const Status& why, const std::shared_ptr<OutgoingFrame>& frame) override {
+    auto keep = shared_from_this();
+    if (closed_) return;
+    // The error frame goes on the stream now, behind the frame in flight (queued ones are
+    // dropped); the close that follows flushes it to the peer.
+    queue_.clear();
+    if (frame) {
+      post(frame, true);
+      told_ = true;
+    }
+    if (!failing_) fail(why);
+  }
+  bool telling() const override { return false; }  // the close flushes the error frame
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    queue_.clear();
+    worker_->channels.erase(ep_);
+    if (recv_request_) {  // its callback sees the channel closed (or gone) and only frees it
+      void* r = std::exchange(recv_request_, nullptr);
+      ucp_request_cancel(worker_->handle(), r);
+    }
+    // After an error frame the endpoint is flushed first, so the frame still arrives; otherwise
+    // (the session already said goodbye, or the peer is gone) it is dropped at once.
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = told_ && !ep_failed_ ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+    void* r = ucp_ep_close_nbx(ep_, &p);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) worker_->closing(r);
+    worker_->kick();
+  }
+
+  bool is_open() const override { return !closed_; }
+  std::size_t queued_frames() const override { return queue_.size() + (sending_ ? 1 : 0); }
+  Clock::time_point last_read() const override { return last_read_; }
+  Clock::time_point last_write() const override { return last_write_; }
+  std::size_t unread_bytes() const override { return staged_end_ - staged_begin_; }
+  std::uint64_t bytes_read() const override { return bytes_read_; }
+  std::uint64_t bytes_written() const override { return bytes_written_; }
+  std::string local_address() const override {
+    const auto e = query(UCP_EP_ATTR_FIELD_LOCAL_SOCKADDR);
+    if (!e) return {};
+    const std::string text = *e;
+    const auto colon = text.rfind(':');
+    std::string host = text.substr(0, colon);
+    if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    return host;
+  }
+  std::string local_endpoint() const override { return query(UCP_EP_ATTR_FIELD_LOCAL_SOCKADDR).value_or("?"); }
+  std::string remote_endpoint() const override { return query(UCP_EP_ATTR_FIELD_REMOTE_SOCKADDR).value_or("?"); }
+
+  // The endpoint failed (the peer went away, or the dial was refused).
+  void on_error(ucs_status_t status) {
+    ep_failed_ = true;
+    const Status why = status == UCS_ERR_UNREACHABLE || status == UCS_ERR_REJECTED
+                           ? ucx_error(ErrorCode::kConnectFailed, "UCX connect", status)
+                           : ucx_error(ErrorCode::kConnectionClosed, "UCX endpoint", status);
+    if (!started_) {
+      early_failure_ = why;
+      return;
+    }
+    fail(why);
+  }
+
+ private:
+  struct SendOp {
+    std::weak_ptr<UcxChannel> channel;
+    std::shared_ptr<OutgoingFrame> frame;  // its bytes stay until UCX is done with them
+    std::vector<ucp_dt_iov_t> iov;
+    bool last = false;  // posted beside the queue (an error frame before closing)
+  };
+  struct RecvOp {
+    std::weak_ptr<UcxChannel> channel;
+    std::shared_ptr<std::vector<std::byte>> buffer;  // the staging buffer, kept for UCX
+  };
+
+  asio::io_context& ctx() { return worker_->io(); }
+
+  std::optional<std::string> query(std::uint64_t field) const {
+    ucp_ep_attr_t attr{};
+    attr.field_mask = field;
+    if (closed_ || ucp_ep_query(ep_, &attr) != UCS_OK) return std::nullopt;
+    return sockaddr_text(field == UCP_EP_ATTR_FIELD_LOCAL_SOCKADDR ? attr.local_sockaddr : attr.remote_sockaddr);
+  }
+
+  // One frame at a time on the endpoint's stream (urgent frames overtake the queue, as on TCP).
+  void send_next() {
+    while (!closed_ && !sending_ && !queue_.empty()) {
+      std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
+      queue_.pop_front();
+      if (post(f, false)) return;
+    }
+  }
+
+  // Posts `frame` on the stream; true while UCX still holds it. `last` frames (an error before
+  // closing) do not hold the queue.
+  bool post(const std::shared_ptr<OutgoingFrame>& frame, bool last) {
+    auto* op = new SendOp{weak_from_this(), frame, {}, last};
+    for (const auto& piece : frame->pieces) {
+      op->iov.push_back({const_cast<std::byte*>(piece.data()), piece.size()});
+    }
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+    p.cb.send = &UcxChannel::on_sent;
+    p.user_data = op;
+    p.datatype = ucp_dt_make_iov();
+    void* r = ucp_stream_send_nbx(ep_, op->iov.data(), op->iov.size(), &p);
+    if (closed_) {  // failed from inside the call; a request, if any, completes on its own
+      if (r == nullptr || UCS_PTR_IS_ERR(r)) delete op;
+      return true;
+    }
+    if (r == nullptr) {  // done at once
+      sent(frame->bytes);
+      delete op;
+      return false;
+    }
+    if (UCS_PTR_IS_ERR(r)) {
+      delete op;
+      const Status why = ucx_error(ErrorCode::kNetworkError, "UCX send", UCS_PTR_STATUS(r));
+      // Never from inside send(): the session may be iterating over its channels.
+      asio::post(ctx(), [self = shared_from_this(), why] { self->fail(why); });
+      return true;
+    }
+    if (!last) sending_ = true;
+    worker_->kick();
+    return true;
+  }
+
+  void sent(std::uint64_t bytes) {
+    bytes_written_ += bytes;
+    last_write_ = Clock::now();
+  }
+
+  static void on_sent(void* request, ucs_status_t status, void* user_data) {
+    auto* op = static_cast<SendOp*>(user_data);
+    ucp_request_free(request);
+    if (auto self = op->channel.lock(); self && !self->closed_ && !op->last) {
+      self->sending_ = false;
+      if (status != UCS_OK) {
+        self->fail(ucx_error(ErrorCode::kConnectionClosed, "UCX send", status));
+      } else {
+        self->sent(op->frame->bytes);
+        self->send_next();
+      }
+    }
+    delete op;
+  }
+
+  void read_more() {
+    if (closed_ || paused_ || reading_) return;
+    feed_staged();
+    while (!closed_ && !paused_) {
+      auto* op = new RecvOp{weak_from_this(), staging_};
+      ucp_request_param_t p{};
+      p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      p.cb.recv_stream = &UcxChannel::on_received;
+      p.user_data = op;
+      std::size_t length = 0;
+      void* r = ucp_stream_recv_nbx(ep_, staging_->data(), staging_->size(), &length, &p);
+      if (closed_) {  // failed from inside the call
+        if (r == nullptr || UCS_PTR_IS_ERR(r)) delete op;
+        return;
+      }
+      if (r == nullptr) {  // bytes were waiting
+        delete op;
+        received(length);
+        continue;
+      }
+      if (UCS_PTR_IS_ERR(r)) {
+        delete op;
+        const Status why = ucx_error(ErrorCode::kConnectionClosed, "UCX receive", UCS_PTR_STATUS(r));
+        asio::post(ctx(), [self = shared_from_this(), why] { self->fail(why); });
+        return;
+      }
+      recv_request_ = r;
+      reading_ = true;
+      worker_->kick();
+      return;
+    }
+  }
+
+  static void on_received(void* request, ucs_status_t status, std::size_t length, void* user_data) {
+    auto* op = static_cast<RecvOp*>(user_data);
+    ucp_request_free(request);
+    if (auto self = op->channel.lock(); self && !self->closed_) {
+      self->recv_request_ = nullptr;
+      self->reading_ = false;
+      if (status != UCS_OK) {
+        self->fail(ucx_error(ErrorCode::kConnectionClosed, "UCX receive", status));
+      } else {
+        self->received(length);
+        self->read_more();
+      }
+    }
+    delete op;
+  }
+
+  void received(std::size_t n) {
+    if (n == 0) return;
+    last_read_ = Clock::now();
+    bytes_read_ += n;
+    staged_begin_ = 0;
+    staged_end_ = n;
+    feed_staged();
+  }
+
+  void feed_staged() {
+    while (staged_begin_ < staged_end_ && !closed_ && !paused_) {
+      auto used = decoder_.consume(
+          std::span<const std::byte>(staging_->data() + staged_begin_, staged_end_ - staged_begin_));
+      if (!used) return fail(used.status());
+      staged_begin_ += *used;
+      if (decoder_.frame_ready()) dispatch(decoder_.take_frame());
+    }
+    if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
+  }
+
+  void dispatch(ptp::Frame&& frame) {
+    dispatching_ = true;
+    if (events_.on_frame) events_.on_frame(std::move(frame));
+    dispatching_ = false;
+    if (has_deferred_) {
+      events_ = std::move(deferred_events_);
+      has_deferred_ = false;
+    }
+  }
+
+  void fail(const Status& why) {
+    if (closed_ || failing_) return;
+    failing_ = true;
+    auto keep = shared_from_this();  // the handler may drop its reference to us
+    if (events_.on_failure) events_.on_failure(why);
+    close();
+  }
+
+  std::shared_ptr<Worker> worker_;
+  ucp_ep_h ep_;
+  ptp::FrameDecoder decoder_;
+  Events events_;
+  Events deferred_events_;
+  bool dispatching_ = false;
+  bool has_deferred_ = false;
+  std::shared_ptr<std::vector<std::byte>> staging_;
+  std::size_t staged_begin_ = 0;
+  std::size_t staged_end_ = 0;
+  std::deque<std::shared_ptr<OutgoingFrame>> queue_;
+  void* recv_request_ = nullptr;
+  bool reading_ = false;
+  bool paused_ = false;
+  bool sending_ = false;
+  bool closed_ = false;
+  bool failing_ = false;
+  bool started_ = false;
+  bool ep_failed_ = false;  // UCX reported the endpoint broken: close without flushing
+  bool told_ = false;       // an error frame is on its way: flush it before closing
+  std::optional<Status> early_failure_;
+  Clock::time_point last_read_;
+  Clock::time_point last_write_;
+  std::uint64_t bytes_read_ = 0;
+  std::uint64_t bytes_written_ = 0;
+};
+
+void Worker::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  auto* w = static_cast<Worker*>(arg);
+  const auto it = w->channels.find(ep);
+  if (it == w->channels.end()) return;
+  if (auto c = it->second.lock()) c->on_error(status);
+}
+
+class UcxDial final : public Dial {
+ public:
+  void cancel() override {
+    cancelled = true;
+    if (channel) channel->close();
+  }
+  std::shared_ptr<UcxChannel> channel;
+  bool cancelled = false;
+};
+
+class UcxBackend final : public Backend {
+ public:
+  UcxBackend(asio::io_context& ctx, std::shared_ptr<Worker> worker)
+      : ctx_(ctx), worker_(std::move(worker)) {}
+  ~UcxBackend() override { stop_listening(); }
+
+  Result<std::shared_ptr<Dial>> dial(const std::string& host, std::uint16_t port,
+                                     ptp::DecoderOptions decoder, Dialed done) override {
+    const auto peer = ip_endpoint(host, port, ErrorCode::kConnectFailed);
+    if (!peer) return peer.status();
+    ucp_ep_params_t p{};
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = peer->data();
+    p.sockaddr.addrlen = static_cast<socklen_t>(peer->size());
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_handler.cb = &Worker::on_ep_error;
+    p.err_handler.arg = worker_.get();
+    ucp_ep_h ep = nullptr;
+    const ucs_status_t s = ucp_ep_create(worker_->handle(), &p, &ep);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kConnectFailed, "UCX connect to " + endpoint_text(*peer), s);
+    auto attempt = std::make_shared<UcxDial>();
+    attempt->channel = std::make_shared<UcxChannel>(worker_, ep, std::move(decoder));
+    worker_->channels[ep] = attempt->channel;
+    worker_->kick();
+    // UCX connects in the background; the session's handshake is what proves the peer is there
+    // (a refused connection fails the channel).
+    asio::post(ctx_, [attempt, done = std::move(done)] {
+      if (!attempt->cancelled) done(std::shared_ptr<Channel>(attempt->channel));
+    });
+    return std::shared_ptr<Dial>(attempt);
+  }
+
+  Status listen(const std::string& address, std::uint16_t port, ptp::DecoderOptions decoder,
+                Accepted on_accept) override {
+    const auto where = ip_endpoint(address, port, ErrorCode::kNetworkError);
+    if (!where) return where.status();
+    decoder_ = std::move(decoder);
+    on_accept_ = std::move(on_accept);
+    ucp_listener_params_t p{};
+    p.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
+    p.sockaddr.addr = where->data();
+    p.sockaddr.addrlen = static_cast<socklen_t>(where->size());
+    p.conn_handler.cb = &UcxBackend::on_connection_request;
+    p.conn_handler.arg = this;
+    const ucs_status_t s = ucp_listener_create(worker_->handle(), &p, &listener_);
+    if (s == UCS_ERR_BUSY) return make_error(ErrorCode::kAddressInUse, endpoint_text(*where) + " is already in use");
+    if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX listen on " + endpoint_text(*where), s);
+    worker_->kick();
+    return {};
+  }
+
+  std::uint16_t port() const override {
+    if (!listener_) return 0;
+    ucp_listener_attr_t attr{};
+    attr.field_mask = UCP_LISTENER_ATTR_FIELD_SOCKADDR;
+    if (ucp_listener_query(listener_, &attr) != UCS_OK) return 0;
+    tcp::endpoint e;
+    const std::size_t len = attr.sockaddr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    std::memcpy(e.data(), &attr.sockaddr, len);
+    return e.port();
+  }
+
+  void stop_listening() override {
+    if (listener_) ucp_listener_destroy(std::exchange(listener_, nullptr));
+  }
+
+ private:
+  static void on_connection_request(ucp_conn_request_h request, void* arg) {
+    static_cast<UcxBackend*>(arg)->accept(request);
+  }
+
+  void accept(ucp_conn_request_h request) {
+    ucp_ep_params_t p{};
+    p.field_mask = UCP_EP_PARAM_FIELD_CONN_REQUEST | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.conn_request = request;
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_handler.cb = &Worker::on_ep_error;
+    p.err_handler.arg = worker_.get();
+    ucp_ep_h ep = nullptr;
+    if (ucp_ep_create(worker_->handle(), &p, &ep) != UCS_OK) return;
+    auto channel = std::make_shared<UcxChannel>(worker_, ep, decoder_);
+    worker_->channels[ep] = channel;
+    // Handed over after the progress call that brought it (posting from inside UCX's callback is
+    // not ours to rely on).
+    asio::post(ctx_, [this, alive = std::weak_ptr<int>(token_), channel] {
+      if (alive.lock() && listener_) on_accept_(channel);
+    });
+  }
+
+  asio::io_context& ctx_;
+  std::shared_ptr<Worker> worker_;
+  ucp_listener_h listener_ = nullptr;
+  ptp::DecoderOptions decoder_;
+  Accepted on_accept_;
+  std::shared_ptr<int> token_ = std::make_shared<int>(0);  // gone with the backend
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Backend>> make_ucx_backend(asio::io_context& ctx, const LinkOptions& options) {
+  auto worker = Worker::create(ctx, options.ucx_transports);
+  if (!worker) return worker.status();
+  return std::unique_ptr<Backend>(std::make_unique<UcxBackend>(ctx, std::move(worker).value()));
+}
+
+}  // namespace agp::transport::detail
