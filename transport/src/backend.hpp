@@ -26,7 +26,8 @@ class Dial {
 
 class Backend {
  public:
-  // The channel (not yet started), or why there is none (kConnectFailed, kTimeout, ...).
+  // The channel (not yet started), or why there is none (kConnectFailed). Timeouts are the
+  // caller's: it cancels the attempt.
   using Dialed = std::function<void(Result<std::shared_ptr<Channel>>)>;
   using Accepted = std::function<void(std::shared_ptr<Channel>)>;
 

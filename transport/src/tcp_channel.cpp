@@ -41,7 +41,13 @@ void TcpChannel::start(Events events) {
     return;
   }
   events_ = std::move(events);
-  read_more();
+  resume_soon();
+}
+
+// Reading starts or resumes from the event loop, never inside the caller: staged bytes may hold
+// a frame whose handling ends the session, and the caller (start, set_reading) is the session.
+void TcpChannel::resume_soon() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read_more(); });
 }
 
 void TcpChannel::dispatch(ptp::Frame&& frame) {
@@ -63,7 +69,7 @@ void TcpChannel::set_reading(bool on) {
   paused_ = !on;
   // From inside a frame callback the feeding loop goes on by itself; starting it again here
   // would feed the same staged bytes twice.
-  if (on && was_paused && started_ && !dispatching_) read_more();
+  if (on && was_paused && started_ && !dispatching_) resume_soon();
 }
 
 void TcpChannel::read_more() {
@@ -199,7 +205,8 @@ void TcpChannel::fail_after_telling(const Status& why,
     telling_ = why;
     return;
   }
-  if (frame) {
+  // (Not while a frame is half on the wire: the error would land inside it.)
+  if (frame && !writing_) {
     asio::error_code ec;
     socket_.non_blocking(true, ec);
     if (!ec) asio::write(socket_, buffers_of(*frame), ec);

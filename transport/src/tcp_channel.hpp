@@ -43,6 +43,7 @@ class TcpChannel final : public Channel, public std::enable_shared_from_this<Tcp
 
  private:
   void read_more();
+  void resume_soon();
   void feed_staged();
   void on_read(const asio::error_code& ec, std::size_t n, bool direct);
   void dispatch(ptp::Frame&& frame);

@@ -200,7 +200,11 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
       asio::post(ctx(), [self = shared_from_this()] { self->fail(*self->early_failure_); });
       return;
     }
-    read_more();
+    resume_soon();
+  }
+  // As on TCP: reading starts or resumes from the event loop, never inside the session's call.
+  void resume_soon() {
+    asio::post(ctx(), [self = shared_from_this()] { self->read_more(); });
   }
   void set_decoder(ptp::DecoderOptions decoder) override { decoder_ = ptp::FrameDecoder(std::move(decoder)); }
   void recycle(ptp::AlignedBuffer body) override { decoder_.recycle(std::move(body)); }
@@ -208,7 +212,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     auto keep = shared_from_this();
     const bool was_paused = paused_;
     paused_ = !on;
-    if (on && was_paused && started_ && !dispatching_) read_more();
+    if (on && was_paused && started_ && !dispatching_) resume_soon();
   }
 
   void send(std::shared_ptr<OutgoingFrame> frame, bool urgent) override {

@@ -1,9 +1,14 @@
 // Whole PTP frames over a TCP connection, with a deadline on every wait.
 //
-// This is the transport's lowest layer: a connected socket that writes a frame's gather list with
-// one scatter/gather write (no copy of the body) and reads straight into the push decoder's
-// buffers (ptp::FrameDecoder::prepare/commit), so a frame is verified before anyone sees it.
-// Handshake, acks, resume and chunking are built on top of it.
+// The TCP backend's channel made blocking: it writes a frame's gather list with scatter/gather
+// writes (no copy of the body) and reads through a staging buffer (large bodies straight into the
+// decoder's buffers) into the push decoder, so a frame is verified before anyone sees it. No
+// handshake, acks or resume (Link has those).
+//
+// Failures end the stream: after a read error (the peer closed, a frame failed its checks)
+// is_open() is false and receive() keeps returning that error; a send that times out closes the
+// stream (a frame may be half written). A receive that times out leaves it usable. What the peer
+// sent before closing can still be received after a failed send.
 #pragma once
 
 #include <chrono>
