@@ -193,6 +193,31 @@ TEST(SessionHandshake, OutOfPlaceMessagesEndTheHandshake) {
   }
 }
 
+// With a key the reply (and its resume positions) goes out before the proof; a session that
+// appears or ends in between makes those positions wrong, and the admission is refused (the
+// client retries, bad_state being transient).
+TEST(SessionHandshake, ASessionThatChangesDuringTheProofIsRefused) {
+  const LinkOptions keyed = options(std::vector<std::uint8_t>(16, 4));
+  for (const bool known_at_hello : {false, true}) {
+    Sessions sessions;
+    if (known_at_hello) sessions.known[3] = {true, 2, 5};
+    ClientHandshake client(keyed, {3, nonce(1), 0, 1, 0});
+    ServerHandshake server(keyed, nonce(2));
+    const ServerHandshake::Step reply = server.on_header(client.hello(), sessions);
+    ASSERT_TRUE(reply.failure.is_ok() && reply.send);
+    const ClientHandshake::Step proof = client.on_header(*reply.send);
+    ASSERT_TRUE(proof.failure.is_ok() && proof.send);
+    if (known_at_hello) {
+      sessions.known.clear();
+    } else {
+      sessions.known[3] = {true, 2, 5};
+    }
+    const ServerHandshake::Step end = server.on_header(*proof.send, sessions);
+    EXPECT_EQ(end.failure.code(), ErrorCode::kBadState) << known_at_hello;
+    EXPECT_FALSE(end.admitted);
+  }
+}
+
 TEST(SessionHandshake, NewSessionsWaitInABoundedQueueReturningOnesDoNot) {
   const LinkOptions o = options();
   Sessions sessions;

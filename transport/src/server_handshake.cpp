@@ -77,6 +77,7 @@ ServerHandshake::Step ServerHandshake::on_first_hello(const ptp::HelloDesc& hell
   r.session_id = hello.session_id;
   // Resume positions. Reading them before the key is proven reveals two counters at most;
   // nothing is attached until then.
+  replied_known_ = known.has_value();
   if (known) {
     r.delivered_sequence = known->delivered;
     r.next_sequence = known->next_sequence;
@@ -113,6 +114,11 @@ ServerHandshake::Step ServerHandshake::admit(const SessionDirectory& sessions, b
   const bool join = (first_->flags & kFlagJoin) != 0;
   if (join && (!known || !known->up)) {
     return fail(make_error(ErrorCode::kBadState, "no session of this id is up to join"));
+  }
+  if (!join && ack && known.has_value() != replied_known_) {
+    // The reply told the client where its stream resumes as the server saw it then; the session
+    // came or went while the key was proven, so those positions no longer hold.
+    return fail(make_error(ErrorCode::kBadState, "the session changed during the handshake; try again"));
   }
   if (!join && !known && sessions.waiting() >= kMaxWaitingSessions) {
     // Not a permanent refusal: the client backs off and tries again.

@@ -72,6 +72,7 @@ class ServerHandshake {
   const LinkOptions* opts_;  // the owner's, outliving this
   std::vector<std::uint8_t> nonce_;
   std::optional<ptp::HelloDesc> first_;
+  bool replied_known_ = false;  // the reply's resume positions were a known session's
   bool over_ = false;
 };
 
