@@ -103,6 +103,41 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
   }
 }
 
+Perftest ucx_perftest(const Path& path, int port, const std::string& test, std::size_t bytes,
+                      int iterations, const std::string& tls, const std::string& tool) {
+  const std::string args = " -t " + test + " -s " + std::to_string(bytes) + " -n " +
+                           std::to_string(iterations) + " -p " + std::to_string(port);
+  const std::string env = "UCX_TLS=" + tls + " ";
+  std::thread server([&] {
+    const std::string cmd = path.server_prefix + "env " + env + "ucx_perftest" + args + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) std::cerr << tool << ": ucx_perftest server failed\n";
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string cmd = path.client_prefix + "env " + env + "ucx_perftest " + path.server_address + args + " 2>&1";
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    pclose(f);
+  }
+  server.join();
+  // "Final: iterations p50 average overall bw_average bw_overall rate_average rate_overall";
+  // latencies in microseconds, bandwidth in MiB/s.
+  const auto at = out.find("Final:");
+  double v[8] = {};
+  if (at == std::string::npos ||
+      std::sscanf(out.c_str() + at + 6, "%lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2], &v[3],
+                  &v[4], &v[5], &v[6], &v[7]) != 8) {
+    die(tool, "ucx_perftest " + test + " on " + path.name +
+                  " gave no result (is ucx-utils installed?): " + out.substr(0, 300));
+  }
+  Perftest r;
+  r.p50_us = v[1];
+  r.bandwidth_gbps = v[5] * 1048576.0 * 8.0 / 1e9;
+  return r;
+}
+
 long process_status_kb(int pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   const std::string key = field + ":";

@@ -51,4 +51,13 @@ long open_descriptors(int pid);
 // One iperf3 TCP stream across the path for `seconds`; Gbit/s received.
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool);
 
+// UCX's own ucx_perftest on a path (server on the server side, client on the other), restricted
+// to the UCX transports `tls`: the "Final:" line's figures. `test` is stream_bw or stream_lat.
+struct Perftest {
+  double p50_us = 0;          // stream_lat: one-way latency, half the round trip (ucx_perftest's convention)
+  double bandwidth_gbps = 0;  // stream_bw: overall bandwidth
+};
+Perftest ucx_perftest(const Path& path, int port, const std::string& test, std::size_t bytes,
+                      int iterations, const std::string& tls, const std::string& tool);
+
 }  // namespace agp::bench

@@ -2,7 +2,8 @@
 // with a 20 Gbit/s tbf limit), the Link's bulk throughput with seed-sized raw packets (655,360
 // bytes, verified and delivered into the receiver's buffer) against iperf3 on the same path, and
 // the round trip of a 64-byte packet (sent, verified, decoded, acknowledged) against a plain TCP
-// ping-pong of 64 bytes. Everything is measured in the same run. Writes
+// ping-pong of 64 bytes; with UCX in the build, the same over the UCX backend against
+// ucx_perftest's stream tests. Everything is measured in the same run. Writes
 // bench/results/latest-transport.json.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -123,6 +124,8 @@ std::vector<double> plain_ping_pong(const Path& path, int iterations, int warmup
 
 int g_socket_buffer = -1;   // --socket-buffer; -1 keeps the library default
 int g_receive_buffer = -1;  // --receive-buffer; -1 keeps the library default
+agp::transport::TransportBackend g_backend = agp::transport::TransportBackend::kTcp;
+constexpr const char* kUcxTransports = "tcp";  // the UCX rows: UCX over TCP, as ucx_perftest
 
 LinkOptions link_options() {
   LinkOptions o;
@@ -134,6 +137,8 @@ LinkOptions link_options() {
   o.fingerprint = {0xbe, 0xef};
   o.model_id = "bench";
   o.window_packets = 32;
+  o.backend = g_backend;
+  if (g_backend == agp::transport::TransportBackend::kUcx) o.ucx_transports = kUcxTransports;
   return o;
 }
 
@@ -315,6 +320,56 @@ json measure(const Path& path, double seconds, int iterations) {
   return j;
 }
 
+// The same Link over UCX (its TCP transport) against ucx_perftest's stream tests on the same path,
+// alternating in rounds as above. ucx_perftest reports one-way latency (half its ping-pong), so
+// its round trip is twice that.
+json measure_ucx(const Path& path, double seconds, int iterations) {
+  g_backend = agp::transport::TransportBackend::kUcx;
+  const int port = 13000 + static_cast<int>(::getpid() % 1000);
+  constexpr int kBulkRounds = 3;
+  std::vector<double> perf_rounds, link_rounds;
+  for (int r = 0; r < kBulkRounds; ++r) {
+    std::cerr << "bench_transport: " << path.name << ": UCX throughput round " << r + 1 << "/"
+              << kBulkRounds << " (ucx_perftest, then the link)\n";
+    const int messages = std::max(200, static_cast<int>(seconds * 1500));
+    perf_rounds.push_back(agp::bench::ucx_perftest(path, port + r, "stream_bw", 655360, messages,
+                                                   kUcxTransports, kTool).bandwidth_gbps);
+    link_rounds.push_back(link_bulk(path, seconds).gbps);
+    std::cerr << "bench_transport:   ucx_perftest " << perf_rounds.back() << " Gbit/s, link "
+              << link_rounds.back() << " Gbit/s\n";
+  }
+  std::cerr << "bench_transport: " << path.name << ": UCX round trips ...\n";
+  std::vector<double> ours, perf_rtt_rounds;
+  const int rounds = 4;
+  for (int r = 0; r < rounds; ++r) {
+    auto a = link_small_rtt(path, iterations / rounds, 200);
+    ours.insert(ours.end(), a.begin(), a.end());
+    perf_rtt_rounds.push_back(2.0 * agp::bench::ucx_perftest(path, port + 10 + r, "stream_lat", 64,
+                                                             iterations / rounds, kUcxTransports, kTool)
+                                         .p50_us);
+  }
+  g_backend = agp::transport::TransportBackend::kTcp;
+  const double bulk = percentile(link_rounds, 0.5);
+  const double perf = percentile(perf_rounds, 0.5);
+  const double perf_rtt = percentile(perf_rtt_rounds, 0.5);
+  json j;
+  j["transports"] = kUcxTransports;
+  j["bulk_gbps"] = bulk;
+  j["bulk_gbps_rounds"] = link_rounds;
+  j["perftest_stream_bw_gbps"] = perf;
+  j["perftest_stream_bw_gbps_rounds"] = perf_rounds;
+  j["bulk_ratio_vs_perftest"] = bulk / perf;
+  j["small_rtt_p50_us"] = percentile(ours, 0.5);
+  j["small_rtt_p99_us"] = percentile(ours, 0.99);
+  j["perftest_stream_lat_rtt_p50_us"] = perf_rtt;
+  j["perftest_rtt_rounds_us"] = perf_rtt_rounds;
+  j["rtt_ratio_p50"] = percentile(ours, 0.5) / perf_rtt;
+  j["goal_bulk_met"] = bulk >= 0.9 * perf;
+  j["goal_rtt_met"] = percentile(ours, 0.5) <= 1.3 * perf_rtt;
+  std::cerr << "bench_transport: UCX " << j.dump() << "\n";
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -334,12 +389,17 @@ int main(int argc, char** argv) {
   app.add_option("--receive-buffer", g_receive_buffer,
                  "SO_RCVBUF alone for the Link (0 = the system's autotuning)");
   app.add_option("--paths", paths, "paths to measure (loopback, veth-tbf20)")->delimiter(',');
+  bool with_ucx = agp::transport::ucx_available();
+  app.add_flag("--ucx,!--no-ucx", with_ucx,
+               "also measure the UCX backend against ucx_perftest (default: when the build has UCX)");
   CLI11_PARSE(app, argc, argv);
 
   json rows = json::array();
   for (const auto& name : paths) {
     const agp::bench::PathSetup setup(name, kTool);
-    rows.push_back(measure(setup.path(), seconds, iterations));
+    json row = measure(setup.path(), seconds, iterations);
+    if (with_ucx) row["ucx"] = measure_ucx(setup.path(), seconds, iterations);
+    rows.push_back(std::move(row));
   }
   json doc = {{"suite", "transport"},
               {"date", agp::bench::utc_now()},

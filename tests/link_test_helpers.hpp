@@ -70,17 +70,22 @@ inline std::vector<std::uint16_t> local_round_trip(Tensor& t, const ptp::PacketC
   return out;
 }
 
-// The backend the Link tests run on (the suite is run once per backend; UCX over its TCP
-// transport, the one every machine has).
-inline TransportBackend& test_backend() {
-  static TransportBackend backend = TransportBackend::kTcp;
-  return backend;
+// What the Link tests run on: the suite is run once per carrier (TCP; UCX over its TCP transport;
+// UCX over shared memory, with TCP for its connection manager).
+struct Carrier {
+  const char* name;
+  TransportBackend backend;
+  const char* ucx_transports;
+};
+inline Carrier& test_carrier() {
+  static Carrier carrier{"tcp", TransportBackend::kTcp, ""};
+  return carrier;
 }
 
 inline LinkOptions options() {
   LinkOptions o;
-  o.backend = test_backend();
-  if (o.backend == TransportBackend::kUcx) o.ucx_transports = "tcp";
+  o.backend = test_carrier().backend;
+  o.ucx_transports = test_carrier().ucx_transports;
   o.fingerprint = ptp::Hash128{0x1234, 0x5678};
   o.model_id = "test-model";
   o.split_layer = 2;

@@ -225,6 +225,73 @@ TEST(Tools, UserErrorsGiveOneLineAndAnExitCode) {
   }
 }
 
+// Every line of a file that contains `needle`.
+std::string lines_with(const fs::path& file, const std::string& needle) {
+  std::ifstream in(file);
+  std::string found;
+  for (std::string l; std::getline(in, l);)
+    if (l.find(needle) != std::string::npos) found += l + "\n";
+  return found;
+}
+
+// --backend ucx through the tools, two processes on one host: over UCX's TCP transport, and over
+// shared memory (UCX's own log names the lanes it chose for the stream: tcp/lo, or a shared-memory
+// transport on device "memory"). Every packet verified and acknowledged, and both reports name the
+// backend. UCX settings without --backend ucx, and UCX in a build without it, are user errors.
+TEST(Tools, UcxBackendBetweenTwoProcesses) {
+  const std::string send = AGP_PTP_SEND;
+  expect_one_line_error(run(send + " --ucx-transports tcp --port 9"), 2, "--backend ucx");
+  expect_one_line_error(run(send + " --backend carrier-pigeon"), 2, "--backend");
+#ifndef AGP_TEST_HAVE_UCX
+  expect_one_line_error(run(send + " --backend ucx --port 9"), 2, "no UCX");
+  GTEST_SKIP() << "this build has no UCX backend";
+#else
+  const fs::path logs = fs::temp_directory_path() / ("agp-ucx-log-" + std::to_string(::getpid()));
+  fs::create_directories(logs);
+  for (const std::string tls : {"tcp", "sm,tcp"}) {
+    SCOPED_TRACE("--ucx-transports " + tls);
+    const fs::path rx_log = logs / "rx.log", tx_log = logs / "tx.log";
+    ::setenv("UCX_LOG_LEVEL", "info", 1);  // the receiver inherits these
+    ::setenv("UCX_LOG_FILE", rx_log.c_str(), 1);
+    Receiver rx("--json --quiet --idle-timeout-ms 10000 --backend ucx --ucx-transports " + tls);
+    ::unsetenv("UCX_LOG_LEVEL");
+    ::unsetenv("UCX_LOG_FILE");
+    ASSERT_GT(rx.port, 0);
+    const ToolRun tx = run("UCX_LOG_LEVEL=info UCX_LOG_FILE=" + tx_log.string() + " " + send +
+                           " --host 127.0.0.1 --port " + std::to_string(rx.port) +
+                           " --backend ucx --ucx-transports " + tls +
+                           " -n 4 --warmup 1 --codecs raw,tq4 --chunk-vectors 100 --json --quiet");
+    ASSERT_EQ(tx.exit_code, 0) << tx.err;
+    const std::string out = rx.finish();
+    ASSERT_EQ(rx.exit_code, 0) << rx.err;
+    const json s = json::parse(tx.out);
+    const json r = json::parse(out);
+    EXPECT_EQ(s["backend"], "ucx");
+    EXPECT_EQ(r["backend"], "ucx");
+    EXPECT_EQ(r["packets_received"].get<int>(), 10);
+    EXPECT_TRUE(r["all_verified"].get<bool>());
+    EXPECT_EQ(s["codecs"][0]["rel_mse"].get<double>(), 0.0);
+    const std::string lanes = lines_with(tx_log, "stream(") + lines_with(rx_log, "stream(");
+    EXPECT_NE(lanes.find("stream("), std::string::npos) << "UCX logged no stream lanes";
+    if (tls == "tcp") {
+      EXPECT_EQ(lanes.find("/memory"), std::string::npos) << lanes;
+    } else {
+      EXPECT_NE(lanes.find("/memory"), std::string::npos) << "no shared-memory lane:\n" << lanes;
+    }
+    fs::remove(rx_log);
+    fs::remove(tx_log);
+  }
+  fs::remove_all(logs);
+  // A TCP sender cannot reach a UCX receiver: it fails, saying so, instead of hanging.
+  Receiver ucx_only("--quiet --idle-timeout-ms 3000 --backend ucx");
+  ASSERT_GT(ucx_only.port, 0);
+  const ToolRun tcp = run(send + " --host 127.0.0.1 --port " + std::to_string(ucx_only.port) +
+                          " -n 1 --warmup 0 --quiet --connect-timeout-ms 1000 --give-up-ms 1500");
+  EXPECT_EQ(tcp.exit_code, 1) << tcp.err;
+  ucx_only.finish();
+#endif
+}
+
 // An acknowledgement log that cannot be written is an error, not a silent loss of the record.
 TEST(Tools, AckLogThatCannotBeWrittenFailsTheRun) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";

@@ -52,6 +52,7 @@ struct Options {
   std::string journal;
   Identity identity;
   Liveness liveness;
+  Carrier carrier;
   bool json = false;
   bool quiet = false;
 };
@@ -130,6 +131,7 @@ int run(const Options& o) {
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->streams = static_cast<std::uint16_t>(o.streams);
   apply(o.liveness, *lo);
+  if (Status c = apply(o.carrier, *lo); !c) return fail(kTool, c.message(), kExitUsage);
   std::optional<Journal> journal;
   if (!o.journal.empty()) {
     auto j = Journal::open(o.journal);
@@ -386,6 +388,7 @@ int run(const Options& o) {
   json doc = {{"tool", kTool},
               {"peer", {{"endpoint", info.remote_endpoint}, {"name", info.peer_name}}},
               {"local", {{"endpoint", info.local_endpoint}, {"interface", info.local_interface}}},
+              {"backend", o.carrier.backend},
               {"packets_received", received},
               {"all_verified", true},
               {"delivery_latency",
@@ -450,6 +453,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   add_identity_options(app, o.identity);
   add_liveness_options(app, o.liveness);
+  add_carrier_options(app, o.carrier);
   app.add_option("--sessions", o.sessions,
                  "serve this many sender sessions one after another (0: until killed); a session "
                  "ends when its sender is gone for --give-up-ms, at once if its connection is down "

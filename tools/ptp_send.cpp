@@ -58,6 +58,7 @@ struct Options {
   int connect_timeout_ms = 5000;
   Identity identity;
   Liveness liveness;
+  Carrier carrier;
   std::string ack_log;
   bool json = false;
   bool quiet = false;
@@ -245,6 +246,7 @@ int run(const Options& o, const std::string& command) {
   lo->streams = static_cast<std::uint16_t>(o.streams);
   lo->connect_timeout = Millis(o.connect_timeout_ms);
   apply(o.liveness, *lo);
+  if (Status c = apply(o.carrier, *lo); !c) return fail(kTool, c.message(), kExitUsage);
   // One line per acknowledged packet, written as it is acknowledged, so a record survives even a
   // SIGKILL of this process (the fault scenarios compare it with the receiver's journal).
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> ack_log(nullptr, &std::fclose);
@@ -333,6 +335,7 @@ int run(const Options& o, const std::string& command) {
   doc["data"] = source->description;
   doc["peer"] = {{"endpoint", info.remote_endpoint}, {"name", info.peer_name}};
   doc["local"] = {{"endpoint", info.local_endpoint}, {"interface", info.local_interface}};
+  doc["backend"] = o.carrier.backend;
   doc["packets_per_codec"] = o.count;
   doc["warmup_per_codec"] = o.warmup;
   doc["chunk_vectors"] = o.chunk_vectors;
@@ -479,6 +482,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   add_identity_options(app, o.identity);
   add_liveness_options(app, o.liveness);
+  add_carrier_options(app, o.carrier);
   app.add_option("--ack-log", o.ack_log,
                  "append 'SEQUENCE NAME' to this file as each packet is acknowledged");
   app.add_flag("--json", o.json, "print one JSON document instead of the table");

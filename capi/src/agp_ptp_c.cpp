@@ -205,6 +205,14 @@ agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
   o.ack_on_receive = cfg.ack_on_receive != 0;
   o.busy_poll_us = cfg.busy_poll_us;
   if (cfg.calibration) o.calibration = cfg.calibration->calibration;
+  if (cfg.backend != AGP_BACKEND_TCP && cfg.backend != AGP_BACKEND_UCX) {
+    return agp::make_error(ErrorCode::kInvalidArgument,
+                           "agp_link_config.backend is " + std::to_string(cfg.backend) +
+                               " (AGP_BACKEND_TCP 0 or AGP_BACKEND_UCX 1)");
+  }
+  o.backend = cfg.backend == AGP_BACKEND_UCX ? agp::transport::TransportBackend::kUcx
+                                             : agp::transport::TransportBackend::kTcp;
+  o.ucx_transports = cfg.ucx_transports ? cfg.ucx_transports : "";
   return o;
 }
 
@@ -424,6 +432,10 @@ agp_status agp_frame_decode_calibrated(const agp_frame* frame, const agp_calibra
     const Status s = reader.read(frame->view.header, frame->view.body, *view);
     return s ? AGP_OK : fail(s);
   });
+}
+
+int agp_ucx_available(void) {
+  return agp::transport::ucx_available() ? 1 : 0;
 }
 
 void agp_link_config_init(agp_link_config* config) {

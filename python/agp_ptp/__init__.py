@@ -15,10 +15,10 @@ They are read and written in place. Every failure raises :class:`Error`.
 
 from ._errors import Error
 from ._agp_ptp import (Calibration, Encoder, Frame, Link, PacketInfo, Receipt, Server,
-                       checkpoint_fingerprint)
+                       checkpoint_fingerprint, ucx_available)
 
 __all__ = ["Error", "Calibration", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server",
-           "encode", "decode", "inspect", "checkpoint_fingerprint"]
+           "encode", "decode", "inspect", "checkpoint_fingerprint", "ucx_available"]
 
 
 def encode(tensor, codec: str, *, calibration=None, **kwargs) -> bytes:

@@ -407,8 +407,14 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          const py::object& encode_threads,
                                          const py::object& dead_peer_timeout_ms,
                                          bool ack_on_receive, const py::object& busy_poll_us,
-                                         const py::object& calibration) {
+                                         const py::object& calibration, const std::string& backend,
+                                         const std::string& ucx_transports) {
   agp::transport::LinkOptions o;
+  if (backend != "tcp" && backend != "ucx") {
+    raise(agp::make_error(ErrorCode::kInvalidArgument, "backend must be 'tcp' or 'ucx', got '" + backend + "'"));
+  }
+  o.backend = backend == "ucx" ? agp::transport::TransportBackend::kUcx : agp::transport::TransportBackend::kTcp;
+  o.ucx_transports = ucx_transports;
   o.fingerprint = hash_of(fingerprint);
   o.model_id = model_id;
   o.split_layer = split_layer;
@@ -653,6 +659,9 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "Decodes into `out` (a writable float16/float32 buffer of the packet's shape, any "
            "strides) or into a new NumPy array (dtype: the packet's by default); returns it.");
 
+  m.def("ucx_available", &agp::transport::ucx_available,
+        "Whether this build has the UCX backend (Link/Server backend='ucx').");
+
   py::class_<Link>(m, "Link", "A reliable session to a peer: packets delivered once, in order.")
       .def_static(
           "connect",
@@ -660,12 +669,13 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const std::string& model_id, int split_layer, const std::string& peer_name,
              const py::bytes& key, const py::object& chunk_vectors, const py::object& streams,
              const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
-             const py::object& busy_poll_us, const py::object& calibration) {
+             const py::object& busy_poll_us, const py::object& calibration,
+             const std::string& backend, const std::string& ucx_transports) {
             const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
                              streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us,
-                             calibration);
+                             calibration, backend, ucx_transports);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
@@ -678,9 +688,12 @@ PYBIND11_MODULE(_agp_ptp, m) {
           py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
           py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
           py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
-          py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(),
+          py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
+          py::arg("ucx_transports") = "",
           "Connects to a Server and completes the handshake (fingerprint, version, key). With a "
-          "calibration, cal codecs can be sent and received (its id belongs in the fingerprint).")
+          "calibration, cal codecs can be sent and received (its id belongs in the fingerprint). "
+          "backend 'tcp' or 'ucx' (ucx_available()), as the server's; ucx_transports restricts UCX "
+          "to these UCX_TLS names ('tcp', 'sm,tcp').")
       .def("send", &Link::send, py::arg("tensor"), py::arg("codec"), py::kw_only(),
            py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
            py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
@@ -703,12 +716,13 @@ PYBIND11_MODULE(_agp_ptp, m) {
                        const py::bytes& key, const py::object& chunk_vectors,
                        const py::object& streams, const py::object& dead_peer_timeout_ms,
                        bool ack_on_receive, const py::object& busy_poll_us,
-                       const py::object& calibration) {
+                       const py::object& calibration, const std::string& backend,
+                       const std::string& ucx_transports) {
              const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
                               py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us,
-                              calibration);
+                              calibration, backend, ucx_transports);
              return Server(check(agp::transport::Server::listen(address, at, o)), o.calibration);
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
@@ -716,7 +730,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("split_layer") = -1, py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0,
            py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
            py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
-           py::arg("calibration") = py::none())
+           py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
+           py::arg("ucx_transports") = "")
       .def_property_readonly("port", &Server::port)
       .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
            "Waits for a peer to complete the handshake; returns its Link.");

@@ -153,9 +153,18 @@ def test_checkpoint_fingerprint_equals_the_c_apis():
     assert e.value.name == "io_error"
 
 
-def test_link_on_loopback_delivers_every_packet_in_order():
+BACKENDS = [
+    pytest.param({}, id="tcp"),
+    pytest.param({"backend": "ucx", "ucx_transports": "tcp"}, id="ucx",
+                 marks=pytest.mark.skipif(not agp.ucx_available(), reason="this build has no UCX")),
+]
+
+
+@pytest.mark.parametrize("carrier", BACKENDS)
+def test_link_on_loopback_delivers_every_packet_in_order(carrier):
     fp = b"\x01" * 16
-    server = agp.Server("127.0.0.1", 0, fingerprint=fp, model_id="py-test", chunk_vectors=16)
+    server = agp.Server("127.0.0.1", 0, fingerprint=fp, model_id="py-test", chunk_vectors=16,
+                        **carrier)
     got = []
 
     def receive():
@@ -168,7 +177,7 @@ def test_link_on_loopback_delivers_every_packet_in_order():
     th = threading.Thread(target=receive)
     th.start()
     link = agp.Link.connect("127.0.0.1", server.port, fingerprint=fp, model_id="py-test",
-                            chunk_vectors=16)
+                            chunk_vectors=16, **carrier)
     sent = []
     for i in range(12):
         x = gaussian((64, 256), seed=100 + i, dtype=np.float16)
@@ -273,6 +282,11 @@ def test_bad_arguments_are_agp_errors_not_python_ones():
         agp.Link.connect("127.0.0.1", 9, key=b"k")
     with pytest.raises(agp.Error, match="model_id"):
         agp.Server(model_id="m" * 5000)
+    with pytest.raises(agp.Error, match="backend"):
+        agp.Server(backend="carrier-pigeon")
+    if not agp.ucx_available():
+        with pytest.raises(agp.Error, match="UCX"):
+            agp.Server(backend="ucx")
     server = agp.Server()
     with pytest.raises(agp.Error, match="timeout_ms"):
         server.accept(timeout_ms=-1)

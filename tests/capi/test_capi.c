@@ -219,9 +219,12 @@ static void* receive_all(void* arg) {
   return NULL;
 }
 
-static void link_loopback(void) {
+static void link_loopback(int32_t backend) {
   agp_link_config cfg;
   agp_link_config_init(&cfg);
+  CHECK(cfg.backend == AGP_BACKEND_TCP && cfg.ucx_transports == NULL);
+  cfg.backend = backend;
+  if (backend == AGP_BACKEND_UCX) cfg.ucx_transports = "tcp";
   cfg.model_id = "c-test";
   cfg.chunk_vectors = 16;
   cfg.fingerprint[0] = 0xab;
@@ -257,8 +260,23 @@ static void link_loopback(void) {
   agp_server_free(r.server);
   /* Nobody listens any more: connecting fails with a code and a message, and no handle. */
   agp_link* refused = NULL;
-  CHECK(agp_link_connect("127.0.0.1", port, &cfg, &refused) == 502); /* connect_failed */
+  const agp_status no_one = agp_link_connect("127.0.0.1", port, &cfg, &refused);
+  CHECK(no_one == 502); /* connect_failed, on either backend */
   CHECK(refused == NULL && strlen(agp_last_error()) > 0);
+}
+
+/* A backend the build does not know, or UCX where the build has none, is refused up front. */
+static void link_backend_choice(void) {
+  agp_link_config cfg;
+  agp_link_config_init(&cfg);
+  cfg.backend = 7;
+  agp_link* link = NULL;
+  CHECK(agp_link_connect("127.0.0.1", 9, &cfg, &link) == AGP_ERR_INVALID_ARGUMENT && link == NULL);
+  CHECK(strstr(agp_last_error(), "backend") != NULL);
+  if (!agp_ucx_available()) {
+    cfg.backend = AGP_BACKEND_UCX;
+    CHECK(agp_link_connect("127.0.0.1", 9, &cfg, &link) == AGP_ERR_INVALID_ARGUMENT && link == NULL);
+  }
 }
 
 /* The calibrated codec with a calibration file made by ptp-calibrate (192 values per vector). */
@@ -309,7 +327,13 @@ static void calibrated(const char* path) {
 int main(int argc, char** argv) {
   encode_parse_decode();
   bad_input();
-  link_loopback();
+  link_loopback(AGP_BACKEND_TCP);
+  if (agp_ucx_available()) {
+    link_loopback(AGP_BACKEND_UCX);
+  } else {
+    printf("capi: no UCX in this build: the UCX link check is skipped\n");
+  }
+  link_backend_choice();
   if (argc > 1) calibrated(argv[1]);  /* the calibration file ctest made */
   printf("capi: %d checks passed\n", g_checks);
   return 0;

@@ -241,6 +241,26 @@ void apply(const Liveness& l, transport::LinkOptions& o) {
   o.reconnect_give_up = transport::Millis(l.give_up_ms);
 }
 
+void add_carrier_options(CLI::App& app, Carrier& c) {
+  app.add_option("--backend", c.backend,
+                 std::string("what carries the frames: tcp (every build) or ucx (UCX picks shared "
+                             "memory, RDMA or TCP; this build: ") +
+                     (transport::ucx_available() ? "has it" : "has no UCX") + "); both ends alike")
+      ->check(CLI::IsMember({"tcp", "ucx"}));
+  app.add_option("--ucx-transports", c.ucx_transports,
+                 "with --backend ucx: the UCX transports it may use, as UCX_TLS names (tcp; sm,tcp; "
+                 "posix,cma,tcp; rc,sm); empty lets UCX choose");
+}
+
+Status apply(const Carrier& c, transport::LinkOptions& o) {
+  o.backend = c.backend == "ucx" ? transport::TransportBackend::kUcx : transport::TransportBackend::kTcp;
+  if (o.backend != transport::TransportBackend::kUcx && !c.ucx_transports.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "--ucx-transports needs --backend ucx");
+  }
+  o.ucx_transports = c.ucx_transports;
+  return transport::validate(o);  // e.g. ucx in a build without it
+}
+
 void add_identity_options(CLI::App& app, Identity& id) {
   app.add_option("--model-id", id.model_id, "model id; both ends must give the same");
   app.add_option("--split", id.split_layer, "split layer; both ends must give the same");

@@ -90,6 +90,15 @@ struct Liveness {
 void add_liveness_options(CLI::App& app, Liveness& l);
 void apply(const Liveness& l, transport::LinkOptions& o);
 
+// What carries the frames: --backend tcp|ucx and --ucx-transports. Both ends must agree.
+struct Carrier {
+  std::string backend = "tcp";
+  std::string ucx_transports;  // UCX_TLS names; "" lets UCX choose
+};
+void add_carrier_options(CLI::App& app, Carrier& c);
+// Sets o.backend and o.ucx_transports; kInvalidArgument for UCX settings without --backend ucx.
+Status apply(const Carrier& c, transport::LinkOptions& o);
+
 // A number in [lo, hi] for a floating-point flag. NaN and infinity are refused (CLI11's own
 // range checks let NaN through), and the message names the range in plain figures.
 CLI::Validator number_in(double lo, double hi);

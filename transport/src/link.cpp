@@ -73,7 +73,7 @@ Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16
   impl->schedule_tick();
   const auto until = Clock::now() + options.connect_timeout + options.handshake_timeout;
   AGP_RETURN_IF_ERROR(
-      impl->wait([&] { return impl->state == Impl::State::kUp; }, until, "connect"));
+      impl->wait([&] { return impl->state == Impl::State::kUp && impl->handed_over(); }, until, "connect"));
   return std::unique_ptr<Link>(new Link(std::move(impl)));
 }
 

@@ -90,6 +90,10 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   // Takes the connection out of the link (its byte counts stay counted); events from it are
   // ignored from then on.
   std::shared_ptr<detail::Channel> release_connection();
+  // Every frame written so far has been handed to the transport. A link is given to the
+  // application only then: a transport that moves bytes only while its loop runs (UCX) would
+  // otherwise keep the handshake's last frame while the application does something else.
+  bool handed_over() const { return !conn || conn->queued_frames() == 0; }
   void schedule_tick();
   void on_tick();
 

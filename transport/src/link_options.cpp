@@ -34,8 +34,8 @@ bool ucx_available() {
 
 Status validate(const LinkOptions& o) {
   if (o.backend == TransportBackend::kUcx && !ucx_available()) {
-    return bad("backend ucx: this build has no UCX backend (configure with -DAGP_WITH_UCX=ON "
-               "where UCX is installed, e.g. Debian's libucx-dev; Homebrew has no UCX)");
+    return bad("backend ucx: this build has no UCX backend (UCX was not found when it was built: "
+               "install it, e.g. Debian's libucx-dev, and rebuild; Homebrew has no UCX)");
   }
   if (o.backend != TransportBackend::kTcp && o.backend != TransportBackend::kUcx) {
     return bad("backend is neither tcp nor ucx");

@@ -181,21 +181,31 @@ std::uint16_t Server::port() const {
 
 Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
   Impl& m = *impl_;
+  // The first admitted peer whose handshake reply has left (a peer that does not read it does
+  // not hold up the others).
+  auto next = m.ready.end();
   const bool got = detail::run_until(
-      *m.ctx, [&] { return !m.ready.empty(); }, Clock::now() + timeout);
+      *m.ctx,
+      [&] {
+        next = std::find_if(m.ready.begin(), m.ready.end(),
+                            [](const std::shared_ptr<Link::Impl>& l) { return l->handed_over(); });
+        return next != m.ready.end();
+      },
+      Clock::now() + timeout);
   if (!got) {
     return make_error(ErrorCode::kTimeout,
                       "accept: no peer within " + std::to_string(timeout.count()) + " ms");
   }
-  std::shared_ptr<Link::Impl> link = std::move(m.ready.front());
-  m.ready.pop_front();
+  std::shared_ptr<Link::Impl> link = std::move(*next);
+  m.ready.erase(next);
   link->accepted = true;
   link->pause_or_resume_reading();
   return std::unique_ptr<Link>(new Link(std::move(link)));
 }
 
 bool Server::peer_waiting() const {
-  return !impl_->ready.empty();
+  return std::any_of(impl_->ready.begin(), impl_->ready.end(),
+                     [](const std::shared_ptr<Link::Impl>& l) { return l->handed_over(); });
 }
 
 std::size_t Server::poll() {

@@ -31,13 +31,31 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
   return endpoint_text(e);
 }
 
+// Whether a UCX_TLS list lets UCX use its memory-mapping shared-memory transports (posix, sysv),
+// directly or through an alias; a setting for transports that are not opened draws a warning.
+bool may_use_shared_memory(const std::string& transports) {
+  if (transports.empty()) return true;
+  std::size_t at = 0;
+  while (at <= transports.size()) {
+    const std::size_t end = std::min(transports.find(',', at), transports.size());
+    std::string name = transports.substr(at, end - at);
+    if (!name.empty() && name.front() == '^') return true;  // an exclusion list keeps the rest
+    for (const char* shm : {"all", "sm", "shm", "mm", "posix", "sysv"}) {
+      if (name == shm) return true;
+    }
+    at = end + 1;
+  }
+  return false;
+}
+
 class UcxChannel;
 
 // One UCP context and worker, progressed on the io_context: whenever the worker's wake-up
 // descriptor is readable, and soon after every operation posted (kick()).
 class Worker : public std::enable_shared_from_this<Worker> {
  public:
-  static Result<std::shared_ptr<Worker>> create(asio::io_context& ctx, const std::string& transports) {
+  static Result<std::shared_ptr<Worker>> create(asio::io_context& ctx, const LinkOptions& options) {
+    const std::string& transports = options.ucx_transports;
     auto w = std::shared_ptr<Worker>(new Worker(ctx));
     // A restarted server listens on its old port again, as with the TCP backend. (A transport
     // setting ucp_config_modify does not reach; an explicit UCX_TCP_CM_REUSEADDR wins.)
@@ -45,10 +63,28 @@ class Worker : public std::enable_shared_from_this<Worker> {
     ucp_config_t* config = nullptr;
     ucs_status_t s = ucp_config_read(nullptr, nullptr, &config);
     if (s != UCS_OK) return ucx_error(ErrorCode::kNetworkError, "UCX configuration", s);
+    // Shared memory carries frames between processes of one host only with its own peer-failure
+    // handling on (the endpoints ask for it; without it UCX leaves shared memory out). An explicit
+    // UCX_MM_ERROR_HANDLING wins.
+    w->shared_memory = may_use_shared_memory(transports);
+    if (std::getenv("UCX_MM_ERROR_HANDLING") == nullptr && w->shared_memory) {
+      s = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
+    }
+    if (s != UCS_OK) {
+      ucp_config_release(config);
+      return ucx_error(ErrorCode::kNetworkError, "UCX shared-memory error handling", s);
+    }
     if (!transports.empty()) s = ucp_config_modify(config, "TLS", transports.c_str());
     if (s != UCS_OK) {
       ucp_config_release(config);
       return ucx_error(ErrorCode::kInvalidArgument, "UCX transports '" + transports + "'", s);
+    }
+    // An interface to send through is UCX's device list (the connection manager routes the
+    // connection itself by the peer's address).
+    if (!options.bind_interface.empty()) s = ucp_config_modify(config, "NET_DEVICES", options.bind_interface.c_str());
+    if (s != UCS_OK) {
+      ucp_config_release(config);
+      return ucx_error(ErrorCode::kInvalidArgument, "UCX device '" + options.bind_interface + "'", s);
     }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
@@ -121,6 +157,10 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
   // Error reports of endpoints find their channel here.
   std::unordered_map<ucp_ep_h, std::weak_ptr<UcxChannel>> channels;
+  bool shared_memory = false;  // the transports allowed include shared memory
+  // Channels kept alive, whoever dropped them, until their endpoint is wired up and their error
+  // frame posted; the backend releases them when it goes.
+  std::vector<std::shared_ptr<Channel>> farewells;
 
   static void on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status);
 
@@ -217,7 +257,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
 
   void send(std::shared_ptr<OutgoingFrame> frame, bool urgent) override {
     auto keep = shared_from_this();
-    if (closed_) return;
+    if (closed_ || farewell_) return;
     if (urgent) {
       queue_.push_front(std::move(frame));
     } else {
@@ -231,18 +271,28 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     // The error frame goes on the stream now, behind the frame in flight (queued ones are
     // dropped); the close that follows flushes it to the peer.
     queue_.clear();
+    if (frame && !wired_) {  // posted once the endpoint is wired up (see wire_up)
+      farewell_ = frame;
+      farewell_why_ = why;
+      paused_ = true;
+      worker_->farewells.push_back(shared_from_this());
+      return;
+    }
     if (frame) {
       post(frame, true);
       told_ = true;
     }
     if (!failing_) fail(why);
   }
-  bool telling() const override { return false; }  // the close flushes the error frame
+  // An error frame waits for the wire-up; once posted, the close flushes it.
+  bool telling() const override { return farewell_ != nullptr; }
 
   void close() override {
     if (closed_) return;
     closed_ = true;
     queue_.clear();
+    farewell_.reset();
+    std::erase_if(worker_->farewells, [this](const std::shared_ptr<Channel>& c) { return c.get() == this; });
     worker_->channels.erase(ep_);
     if (recv_request_) {  // its callback sees the channel closed (or gone) and only frees it
       void* r = std::exchange(recv_request_, nullptr);
@@ -276,6 +326,35 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   }
   std::string local_endpoint() const override { return query(UCP_EP_ATTR_FIELD_LOCAL_SOCKADDR).value_or("?"); }
   std::string remote_endpoint() const override { return query(UCP_EP_ATTR_FIELD_REMOTE_SOCKADDR).value_or("?"); }
+
+  // Where shared memory may carry the stream, frames wait until UCX has wired the endpoint up (a
+  // flush completes then): UCX 1.13 replays stream sends queued during wire-up on the final lanes,
+  // and with shared-memory lanes that replay calls a null function (a crash in
+  // ucp_wireup_replay_pending_requests). Elsewhere frames are queued in UCX at once: a flush
+  // pending on an endpoint whose connection is refused trips an assertion of UCX 1.13 (wireup_ep.c,
+  // "async->signal.tid == ucs_get_tid()") about one refused connection in twenty.
+  void wire_up(bool wait_for_it) {
+    if (!wait_for_it) {
+      wired_ = true;
+      return;
+    }
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.cb.send = &UcxChannel::on_wired;
+    p.user_data = new std::weak_ptr<UcxChannel>(weak_from_this());
+    void* r = ucp_ep_flush_nbx(ep_, &p);
+    if (r == nullptr) {
+      delete static_cast<std::weak_ptr<UcxChannel>*>(p.user_data);
+      wired_ = true;
+      return;
+    }
+    if (UCS_PTR_IS_ERR(r)) {
+      delete static_cast<std::weak_ptr<UcxChannel>*>(p.user_data);
+      on_error(UCS_PTR_STATUS(r));
+      return;
+    }
+    worker_->kick();
+  }
 
   // The endpoint failed (the peer went away, or the dial was refused).
   void on_error(ucs_status_t status) {
@@ -313,7 +392,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
 
   // One frame at a time on the endpoint's stream (urgent frames overtake the queue, as on TCP).
   void send_next() {
-    while (!closed_ && !sending_ && !queue_.empty()) {
+    while (!closed_ && wired_ && !sending_ && !queue_.empty()) {
       std::shared_ptr<OutgoingFrame> f = std::move(queue_.front());
       queue_.pop_front();
       if (post(f, false)) return;
@@ -357,6 +436,30 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   void sent(std::uint64_t bytes) {
     bytes_written_ += bytes;
     last_write_ = Clock::now();
+  }
+
+  static void on_wired(void* request, ucs_status_t status, void* user_data) {
+    auto* weak = static_cast<std::weak_ptr<UcxChannel>*>(user_data);
+    ucp_request_free(request);
+    if (auto self = weak->lock(); self && !self->closed_) {
+      if (status != UCS_OK) {
+        self->on_error(status);
+      } else if (self->farewell_) {
+        self->wired_ = true;
+        const auto frame = std::exchange(self->farewell_, nullptr);
+        self->post(frame, true);
+        self->told_ = true;
+        if (self->failing_) {
+          self->close();  // flushes the error frame
+        } else {
+          self->fail(self->farewell_why_);
+        }
+      } else {
+        self->wired_ = true;
+        self->send_next();
+      }
+    }
+    delete weak;
   }
 
   static void on_sent(void* request, ucs_status_t status, void* user_data) {
@@ -458,6 +561,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     failing_ = true;
     auto keep = shared_from_this();  // the handler may drop its reference to us
     if (events_.on_failure) events_.on_failure(why);
+    if (farewell_) return;  // the handler told the peer why: closed once that frame is posted
     close();
   }
 
@@ -480,6 +584,9 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   bool failing_ = false;
   bool started_ = false;
   bool ep_failed_ = false;  // UCX reported the endpoint broken: close without flushing
+  bool wired_ = false;      // the endpoint is wired up: frames may be posted
+  std::shared_ptr<OutgoingFrame> farewell_;  // an error frame waiting for the wire-up
+  Status farewell_why_;
   bool told_ = false;       // an error frame is on its way: flush it before closing
   std::optional<Status> early_failure_;
   Clock::time_point last_read_;
@@ -497,10 +604,14 @@ void Worker::on_ep_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
 
 class UcxDial final : public Dial {
  public:
+  explicit UcxDial(asio::io_context& ctx) : probe(ctx) {}
   void cancel() override {
     cancelled = true;
+    asio::error_code ignored;
+    probe.close(ignored);
     if (channel) channel->close();
   }
+  tcp::socket probe;  // a plain TCP connection to the listener first (see dial)
   std::shared_ptr<UcxChannel> channel;
   bool cancelled = false;
 };
@@ -509,33 +620,43 @@ class UcxBackend final : public Backend {
  public:
   UcxBackend(asio::io_context& ctx, std::shared_ptr<Worker> worker)
       : ctx_(ctx), worker_(std::move(worker)) {}
-  ~UcxBackend() override { stop_listening(); }
+  ~UcxBackend() override {
+    stop_listening();
+    // Error frames still waiting for their wire-up are dropped (moved out first: a channel's
+    // close takes itself out of the list).
+    auto dropped = std::move(worker_->farewells);
+    worker_->farewells.clear();
+    dropped.clear();
+  }
 
+  // A refused connection is found with a plain TCP connection to the listener (UCX's
+  // connection manager listens on TCP) and closed at once; the UCX endpoint is made only when
+  // something listens. UCX 1.13 can abort the process on a client-server endpoint whose
+  // connection is refused (an assertion in wireup_ep.c, about one refused connection in twenty),
+  // and a receiver that restarts makes its senders meet refusals until it is back.
   Result<std::shared_ptr<Dial>> dial(const std::string& host, std::uint16_t port,
                                      ptp::DecoderOptions decoder, Dialed done) override {
     const auto peer = ip_endpoint(host, port, ErrorCode::kConnectFailed);
     if (!peer) return peer.status();
-    ucp_ep_params_t p{};
-    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
-                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-    p.sockaddr.addr = peer->data();
-    p.sockaddr.addrlen = static_cast<socklen_t>(peer->size());
-    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-    p.err_handler.cb = &Worker::on_ep_error;
-    p.err_handler.arg = worker_.get();
-    ucp_ep_h ep = nullptr;
-    const ucs_status_t s = ucp_ep_create(worker_->handle(), &p, &ep);
-    if (s != UCS_OK) return ucx_error(ErrorCode::kConnectFailed, "UCX connect to " + endpoint_text(*peer), s);
-    auto attempt = std::make_shared<UcxDial>();
-    attempt->channel = std::make_shared<UcxChannel>(worker_, ep, std::move(decoder));
-    worker_->channels[ep] = attempt->channel;
-    worker_->kick();
-    // UCX connects in the background; the session's handshake is what proves the peer is there
-    // (a refused connection fails the channel).
-    asio::post(ctx_, [attempt, done = std::move(done)] {
-      if (!attempt->cancelled) done(std::shared_ptr<Channel>(attempt->channel));
-    });
+    auto attempt = std::make_shared<UcxDial>(ctx_);
+    std::weak_ptr<UcxDial> weak = attempt;
+    attempt->probe.async_connect(
+        *peer, [this, alive = std::weak_ptr<int>(token_), weak, where = *peer, decoder = std::move(decoder),
+                done = std::move(done)](const asio::error_code& ec) mutable {
+          auto a = weak.lock();
+          if (!a || a->cancelled || !alive.lock()) return;
+          asio::error_code ignored;
+          a->probe.close(ignored);
+          if (ec) {
+            return done(make_error(ErrorCode::kConnectFailed,
+                                   "connect to " + endpoint_text(where) + ": " + ec.message()));
+          }
+          auto channel = connect(where, std::move(decoder));
+          if (!channel) return done(channel.status());
+          a->channel = std::move(channel).value();
+          // The session's handshake is what proves the peer is there (a failure fails the channel).
+          done(std::shared_ptr<Channel>(a->channel));
+        });
     return std::shared_ptr<Dial>(attempt);
   }
 
@@ -574,6 +695,27 @@ class UcxBackend final : public Backend {
   }
 
  private:
+  // The UCX endpoint to `peer`, connecting in the background.
+  Result<std::shared_ptr<UcxChannel>> connect(const tcp::endpoint& peer, ptp::DecoderOptions decoder) {
+    ucp_ep_params_t p{};
+    p.field_mask = UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR |
+                   UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+    p.sockaddr.addr = peer.data();
+    p.sockaddr.addrlen = static_cast<socklen_t>(peer.size());
+    p.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    p.err_handler.cb = &Worker::on_ep_error;
+    p.err_handler.arg = worker_.get();
+    ucp_ep_h ep = nullptr;
+    const ucs_status_t s = ucp_ep_create(worker_->handle(), &p, &ep);
+    if (s != UCS_OK) return ucx_error(ErrorCode::kConnectFailed, "UCX connect to " + endpoint_text(peer), s);
+    auto channel = std::make_shared<UcxChannel>(worker_, ep, std::move(decoder));
+    worker_->channels[ep] = channel;
+    channel->wire_up(worker_->shared_memory);
+    worker_->kick();
+    return channel;
+  }
+
   static void on_connection_request(ucp_conn_request_h request, void* arg) {
     static_cast<UcxBackend*>(arg)->accept(request);
   }
@@ -590,6 +732,7 @@ class UcxBackend final : public Backend {
     if (ucp_ep_create(worker_->handle(), &p, &ep) != UCS_OK) return;
     auto channel = std::make_shared<UcxChannel>(worker_, ep, decoder_);
     worker_->channels[ep] = channel;
+    channel->wire_up(worker_->shared_memory);
     // Handed over after the progress call that brought it (posting from inside UCX's callback is
     // not ours to rely on).
     asio::post(ctx_, [this, alive = std::weak_ptr<int>(token_), channel] {
@@ -608,7 +751,7 @@ class UcxBackend final : public Backend {
 }  // namespace
 
 Result<std::unique_ptr<Backend>> make_ucx_backend(asio::io_context& ctx, const LinkOptions& options) {
-  auto worker = Worker::create(ctx, options.ucx_transports);
+  auto worker = Worker::create(ctx, options);
   if (!worker) return worker.status();
   return std::unique_ptr<Backend>(std::make_unique<UcxBackend>(ctx, std::move(worker).value()));
 }

@@ -185,8 +185,17 @@ typedef struct agp_link_config {
   /* Added in API version 1.1: the calibration this end decodes calibrated packets with (NULL:
    * none, and its hello offers no calibrated codec). Its id belongs in `fingerprint`. */
   const agp_calibration* calibration;
+  /* Added in API version 1.2: what carries the frames, AGP_BACKEND_TCP (default) or
+   * AGP_BACKEND_UCX (builds with UCX: agp_ucx_available()); both ends alike. `ucx_transports`
+   * restricts UCX to these transports, as UCX_TLS names them ("tcp", "sm,tcp"; NULL: UCX picks). */
+  int32_t backend;
+  const char* ucx_transports;
 } agp_link_config;
+#define AGP_BACKEND_TCP 0
+#define AGP_BACKEND_UCX 1
 AGP_C_API void agp_link_config_init(agp_link_config* config);
+/* 1 when this build has the UCX backend, else 0. */
+AGP_C_API int agp_ucx_available(void);
 
 typedef struct agp_server agp_server;
 typedef struct agp_link agp_link;

@@ -48,7 +48,9 @@ bool ucx_available();
 
 struct LinkOptions {
   SocketOptions socket;        // TCP_NODELAY, buffer sizes, local address to connect from
-  std::string bind_interface;  // connect from this interface's address ("" = let routing pick)
+  // Connect from this interface's address ("" = let routing pick). With UCX: the only network
+  // device UCX may use (its NET_DEVICES).
+  std::string bind_interface;
 
   // Identity: both ends must carry the same fingerprint (ptp::model_fingerprint of model, weights,
   // split layer, hidden size, dtype), else the handshake fails with fingerprint_mismatch.
