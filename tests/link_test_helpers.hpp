@@ -77,6 +77,7 @@ struct Carrier {
   TransportBackend backend;
   const char* ucx_transports;
 };
+inline void PrintTo(const Carrier& c, std::ostream* os) { *os << c.name; }  // in test names
 inline Carrier& test_carrier() {
   static Carrier carrier{"tcp", TransportBackend::kTcp, ""};
   return carrier;

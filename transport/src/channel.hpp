@@ -67,4 +67,37 @@ class Channel {
   virtual std::string remote_endpoint() const = 0;
 };
 
+// A channel's hold on the session's handlers. Handlers given while a frame is being delivered
+// (the session handing the channel on from inside on_frame) take over once that delivery returns.
+class EventSlot {
+ public:
+  // False when deferred (a frame is being delivered).
+  bool set(Channel::Events events) {
+    if (delivering_) {
+      deferred_ = std::move(events);
+      has_deferred_ = true;
+      return false;
+    }
+    events_ = std::move(events);
+    return true;
+  }
+  void deliver(ptp::Frame&& frame) {
+    delivering_ = true;
+    if (events_.on_frame) events_.on_frame(std::move(frame));
+    delivering_ = false;
+    if (has_deferred_) {
+      events_ = std::move(deferred_);
+      has_deferred_ = false;
+    }
+  }
+  bool delivering() const { return delivering_; }
+  const Channel::Events& events() const { return events_; }
+
+ private:
+  Channel::Events events_;
+  Channel::Events deferred_;
+  bool delivering_ = false;
+  bool has_deferred_ = false;
+};
+
 }  // namespace agp::transport::detail

@@ -35,13 +35,7 @@ TcpChannel::~TcpChannel() {
 
 void TcpChannel::start(Events events) {
   started_ = true;
-  if (dispatching_) {
-    deferred_events_ = std::move(events);
-    has_deferred_ = true;
-    return;
-  }
-  events_ = std::move(events);
-  resume_soon();
+  if (events_.set(std::move(events))) resume_soon();
 }
 
 // Reading starts or resumes from the event loop, never inside the caller: staged bytes may hold
@@ -51,13 +45,7 @@ void TcpChannel::resume_soon() {
 }
 
 void TcpChannel::dispatch(ptp::Frame&& frame) {
-  dispatching_ = true;
-  events_.on_frame(std::move(frame));
-  dispatching_ = false;
-  if (has_deferred_) {
-    events_ = std::move(deferred_events_);
-    has_deferred_ = false;
-  }
+  events_.deliver(std::move(frame));
 }
 
 void TcpChannel::set_decoder(ptp::DecoderOptions decoder) {
@@ -69,7 +57,7 @@ void TcpChannel::set_reading(bool on) {
   paused_ = !on;
   // From inside a frame callback the feeding loop goes on by itself; starting it again here
   // would feed the same staged bytes twice.
-  if (on && was_paused && started_ && !dispatching_) resume_soon();
+  if (on && was_paused && started_ && !events_.delivering()) resume_soon();
 }
 
 void TcpChannel::read_more() {
@@ -132,10 +120,10 @@ void TcpChannel::feed_staged() {
 }
 
 void TcpChannel::write_failed(const Status& why) {
-  if (!events_.on_write_failure) return fail(why);
+  if (!events_.events().on_write_failure) return fail(why);
   write_failed_ = true;
   queue_.clear();
-  events_.on_write_failure(why);
+  events_.events().on_write_failure(why);
 }
 
 void TcpChannel::send(std::shared_ptr<OutgoingFrame> frame, bool urgent) {
@@ -219,7 +207,7 @@ void TcpChannel::fail(const Status& why) {
   if (closed_ || failing_) return;
   failing_ = true;
   auto keep = shared_from_this();  // the handler may drop its reference to us
-  if (events_.on_failure) events_.on_failure(why);
+  if (events_.events().on_failure) events_.events().on_failure(why);
   close();
 }
 

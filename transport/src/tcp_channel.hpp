@@ -53,10 +53,7 @@ class TcpChannel final : public Channel, public std::enable_shared_from_this<Tcp
 
   tcp::socket socket_;
   ptp::FrameDecoder decoder_;
-  Events events_;
-  Events deferred_events_;  // start() from inside a frame callback takes effect after it
-  bool dispatching_ = false;
-  bool has_deferred_ = false;
+  EventSlot events_;
   std::vector<std::byte> staging_;
   std::size_t staged_begin_ = 0;
   std::size_t staged_end_ = 0;

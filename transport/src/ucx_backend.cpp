@@ -230,12 +230,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   void start(Events events) override {
     auto keep = shared_from_this();
     started_ = true;
-    if (dispatching_) {
-      deferred_events_ = std::move(events);
-      has_deferred_ = true;
-      return;
-    }
-    events_ = std::move(events);
+    if (!events_.set(std::move(events))) return;
     if (early_failure_) {  // the endpoint failed before anyone listened
       asio::post(ctx(), [self = shared_from_this()] { self->fail(*self->early_failure_); });
       return;
@@ -252,7 +247,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     auto keep = shared_from_this();
     const bool was_paused = paused_;
     paused_ = !on;
-    if (on && was_paused && started_ && !dispatching_) resume_soon();
+    if (on && was_paused && started_ && !events_.delivering()) resume_soon();
   }
 
   void send(std::shared_ptr<OutgoingFrame> frame, bool urgent) override {
@@ -547,20 +542,14 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   }
 
   void dispatch(ptp::Frame&& frame) {
-    dispatching_ = true;
-    if (events_.on_frame) events_.on_frame(std::move(frame));
-    dispatching_ = false;
-    if (has_deferred_) {
-      events_ = std::move(deferred_events_);
-      has_deferred_ = false;
-    }
+    events_.deliver(std::move(frame));
   }
 
   void fail(const Status& why) {
     if (closed_ || failing_) return;
     failing_ = true;
     auto keep = shared_from_this();  // the handler may drop its reference to us
-    if (events_.on_failure) events_.on_failure(why);
+    if (events_.events().on_failure) events_.events().on_failure(why);
     if (farewell_) return;  // the handler told the peer why: closed once that frame is posted
     close();
   }
@@ -568,10 +557,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   std::shared_ptr<Worker> worker_;
   ucp_ep_h ep_;
   ptp::FrameDecoder decoder_;
-  Events events_;
-  Events deferred_events_;
-  bool dispatching_ = false;
-  bool has_deferred_ = false;
+  EventSlot events_;
   std::shared_ptr<std::vector<std::byte>> staging_;
   std::size_t staged_begin_ = 0;
   std::size_t staged_end_ = 0;
