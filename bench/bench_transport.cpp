@@ -2,8 +2,9 @@
 // with a 20 Gbit/s tbf limit), the Link's bulk throughput with seed-sized raw packets (655,360
 // bytes, verified and delivered into the receiver's buffer) against iperf3 on the same path, and
 // the round trip of a 64-byte packet (sent, verified, decoded, acknowledged) against a plain TCP
-// ping-pong of 64 bytes; with UCX in the build, the same over the UCX backend against
-// ucx_perftest's stream tests. Everything is measured in the same run. Writes
+// ping-pong of 64 bytes; with UCX in the build, the same over the UCX backend (over TCP on each
+// path, and over shared memory on this host) against ucx_perftest's stream tests, both ends in
+// their own processes. Everything is measured in the same run. Writes
 // bench/results/latest-transport.json.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -124,8 +126,6 @@ std::vector<double> plain_ping_pong(const Path& path, int iterations, int warmup
 
 int g_socket_buffer = -1;   // --socket-buffer; -1 keeps the library default
 int g_receive_buffer = -1;  // --receive-buffer; -1 keeps the library default
-agp::transport::TransportBackend g_backend = agp::transport::TransportBackend::kTcp;
-constexpr const char* kUcxTransports = "tcp";  // the UCX rows: UCX over TCP, as ucx_perftest
 
 LinkOptions link_options() {
   LinkOptions o;
@@ -137,8 +137,6 @@ LinkOptions link_options() {
   o.fingerprint = {0xbe, 0xef};
   o.model_id = "bench";
   o.window_packets = 32;
-  o.backend = g_backend;
-  if (g_backend == agp::transport::TransportBackend::kUcx) o.ucx_transports = kUcxTransports;
   return o;
 }
 
@@ -320,40 +318,160 @@ json measure(const Path& path, double seconds, int iterations) {
   return j;
 }
 
-// The same Link over UCX (its TCP transport) against ucx_perftest's stream tests on the same path,
+// ---------------------------------------------------------------- UCX, two processes
+//
+// The UCX rows run each end as its own process (this program in a --role), started with the
+// path's prefix: UCX finds its network devices through /sys, which `ip netns exec` remounts for
+// the namespace and a thread's setns does not. The same processes and prefixes run ucx_perftest.
+
+constexpr const char* kUcxReady = "ready";
+
+// --role ucx-receiver: listens on address:port, takes packets until "end", prints nothing else.
+int ucx_receiver(const std::string& address, int port, const std::string& tls) {
+  LinkOptions o = link_options();
+  o.backend = agp::transport::TransportBackend::kUcx;
+  o.ucx_transports = tls;
+  auto server = Server::listen(address, static_cast<std::uint16_t>(port), o);
+  if (!server) die(server.status().to_string());
+  std::cout << kUcxReady << std::endl;
+  auto link = (*server)->accept(20000ms);
+  if (!link) die("accept: " + link.status().to_string());
+  std::vector<std::uint16_t> out;
+  for (;;) {
+    auto next = (*link)->next_packet(20000ms);
+    if (!next) die("receiver: " + next.status().to_string());
+    std::uint64_t n = 1;
+    for (auto d : next->tensor->shape) n *= d;
+    out.resize(n);
+    auto d = (*link)->receive(
+        agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16, next->tensor->shape, 1), 20000ms);
+    if (!d) die("receiver: " + d.status().to_string());
+    if (d->header.tensor->name == "end") break;
+  }
+  (void)(*link)->close(5000ms);
+  return 0;
+}
+
+// --role ucx-bulk / ucx-rtt: the sending side; prints one JSON line.
+int ucx_sender(const std::string& role, const std::string& address, int port, const std::string& tls,
+               double seconds, int iterations) {
+  LinkOptions o = link_options();
+  o.backend = agp::transport::TransportBackend::kUcx;
+  o.ucx_transports = tls;
+  std::unique_ptr<Link> link;
+  for (int attempt = 0; attempt < 50 && !link; ++attempt) {  // the receiver may still be starting
+    auto l = Link::connect(address, static_cast<std::uint16_t>(port), o);
+    if (l) {
+      link = std::move(l).value();
+    } else if (l.status().code() != agp::ErrorCode::kConnectFailed) {
+      die("connect: " + l.status().to_string());
+    } else {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  if (!link) die("connect: nothing listens on " + address + ":" + std::to_string(port));
+  json j;
+  if (role == "ucx-bulk") {
+    auto data = std::make_shared<std::vector<std::uint16_t>>(1280 * 256, 0x3c00);
+    const auto view = agp::codec::TensorView::contiguous(data->data(), agp::DType::kF16, {1, 1280, 1, 256}, 1);
+    auto post = [&] {
+      auto s = link->post(view, raw(), {"seed", 0, agp::ptp::Layout::kBC1S}, 10000ms, data);
+      if (!s) die("post: " + s.status().to_string());
+    };
+    for (int i = 0; i < 100; ++i) post();
+    if (auto s = link->flush(10000ms); !s) die("flush: " + s.to_string());
+    std::uint64_t packets = 0;
+    const auto t0 = Clock::now();
+    const auto until = t0 + std::chrono::duration<double>(seconds);
+    while (Clock::now() < until) {
+      post();
+      ++packets;
+    }
+    if (auto s = link->flush(10000ms); !s) die("flush: " + s.to_string());
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    j["gbps"] = static_cast<double>(packets) * 655360.0 * 8.0 / secs / 1e9;
+  } else {
+    std::vector<std::uint16_t> small(32, 0x3c00);
+    const auto view = agp::codec::TensorView::contiguous(small.data(), agp::DType::kF16, {1, 32, 1, 1}, 1);
+    std::vector<double> rtts;
+    for (int i = 0; i < iterations + 200; ++i) {
+      const auto t0 = Clock::now();
+      auto r = link->send(view, raw(), {"small", 0, {}}, 10000ms);
+      if (!r) die("send: " + r.status().to_string());
+      if (i >= 200) rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+    j["rtt_us"] = rtts;
+  }
+  Receiver::finish(*link);
+  std::cout << j.dump() << std::endl;
+  return 0;
+}
+
+// Runs `command` and returns its standard output.
+std::string output_of(const std::string& command) {
+  std::string out;
+  if (FILE* f = popen(command.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    if (pclose(f) != 0) die("'" + command + "' failed: " + out.substr(0, 300));
+  }
+  return out;
+}
+
+// One UCX Link run between two processes of this program: the receiver on the server side, the
+// sender on the client side. Returns the sender's JSON.
+json ucx_link_run(const Path& path, const std::string& self, const std::string& role, int port,
+                  const std::string& tls, double seconds, int iterations) {
+  const std::string where = " --address " + path.server_address + " --port " + std::to_string(port) +
+                            " --transports " + tls;
+  std::thread receiver([&] {
+    (void)output_of(path.server_prefix + self + " --role ucx-receiver" + where);
+  });
+  const std::string out = output_of(path.client_prefix + self + " --role " + role + where + " --seconds " +
+                                    std::to_string(seconds) + " --iterations " + std::to_string(iterations));
+  receiver.join();
+  try {
+    return json::parse(out);
+  } catch (const std::exception&) {
+    die("UCX " + role + " on " + path.name + " gave no result: " + out.substr(0, 300));
+  }
+}
+
+// The Link over UCX (transports `tls`) against ucx_perftest's stream tests on the same path,
 // alternating in rounds as above. ucx_perftest reports one-way latency (half its ping-pong), so
 // its round trip is twice that.
-json measure_ucx(const Path& path, double seconds, int iterations) {
-  g_backend = agp::transport::TransportBackend::kUcx;
-  const int port = 13000 + static_cast<int>(::getpid() % 1000);
+json measure_ucx(const Path& path, const std::string& self, const std::string& tls, double seconds,
+                 int iterations) {
+  const int port = 13000 + static_cast<int>(::getpid() % 500) * 2;
+  int next_port = port;
   constexpr int kBulkRounds = 3;
   std::vector<double> perf_rounds, link_rounds;
   for (int r = 0; r < kBulkRounds; ++r) {
-    std::cerr << "bench_transport: " << path.name << ": UCX throughput round " << r + 1 << "/"
-              << kBulkRounds << " (ucx_perftest, then the link)\n";
+    std::cerr << "bench_transport: " << path.name << ": UCX (" << tls << ") throughput round " << r + 1
+              << "/" << kBulkRounds << " (ucx_perftest, then the link)\n";
     const int messages = std::max(200, static_cast<int>(seconds * 1500));
-    perf_rounds.push_back(agp::bench::ucx_perftest(path, port + r, "stream_bw", 655360, messages,
-                                                   kUcxTransports, kTool).bandwidth_gbps);
-    link_rounds.push_back(link_bulk(path, seconds).gbps);
+    perf_rounds.push_back(
+        agp::bench::ucx_perftest(path, next_port++, "stream_bw", 655360, messages, tls, kTool).bandwidth_gbps);
+    link_rounds.push_back(ucx_link_run(path, self, "ucx-bulk", next_port++, tls, seconds, 0)["gbps"].get<double>());
     std::cerr << "bench_transport:   ucx_perftest " << perf_rounds.back() << " Gbit/s, link "
               << link_rounds.back() << " Gbit/s\n";
   }
-  std::cerr << "bench_transport: " << path.name << ": UCX round trips ...\n";
+  std::cerr << "bench_transport: " << path.name << ": UCX (" << tls << ") round trips ...\n";
   std::vector<double> ours, perf_rtt_rounds;
   const int rounds = 4;
   for (int r = 0; r < rounds; ++r) {
-    auto a = link_small_rtt(path, iterations / rounds, 200);
-    ours.insert(ours.end(), a.begin(), a.end());
-    perf_rtt_rounds.push_back(2.0 * agp::bench::ucx_perftest(path, port + 10 + r, "stream_lat", 64,
-                                                             iterations / rounds, kUcxTransports, kTool)
-                                         .p50_us);
+    const json a = ucx_link_run(path, self, "ucx-rtt", next_port++, tls, 0, iterations / rounds);
+    for (double v : a["rtt_us"]) ours.push_back(v);
+    perf_rtt_rounds.push_back(
+        2.0 * agp::bench::ucx_perftest(path, next_port++, "stream_lat", 64, iterations / rounds, tls, kTool).p50_us);
   }
-  g_backend = agp::transport::TransportBackend::kTcp;
   const double bulk = percentile(link_rounds, 0.5);
   const double perf = percentile(perf_rounds, 0.5);
   const double perf_rtt = percentile(perf_rtt_rounds, 0.5);
   json j;
-  j["transports"] = kUcxTransports;
+  j["transports"] = tls;
+  j["processes"] = 2;
   j["bulk_gbps"] = bulk;
   j["bulk_gbps_rounds"] = link_rounds;
   j["perftest_stream_bw_gbps"] = perf;
@@ -392,13 +510,28 @@ int main(int argc, char** argv) {
   bool with_ucx = agp::transport::ucx_available();
   app.add_flag("--ucx,!--no-ucx", with_ucx,
                "also measure the UCX backend against ucx_perftest (default: when the build has UCX)");
+  std::string role, address, transports;
+  int port = 0;
+  app.add_option("--role", role, "internal: run one end of a UCX measurement")
+      ->check(CLI::IsMember({"ucx-receiver", "ucx-bulk", "ucx-rtt"}))
+      ->group("");
+  app.add_option("--address", address)->group("");
+  app.add_option("--port", port)->group("");
+  app.add_option("--transports", transports)->group("");
   CLI11_PARSE(app, argc, argv);
+  if (role == "ucx-receiver") return ucx_receiver(address, port, transports);
+  if (!role.empty()) return ucx_sender(role, address, port, transports, seconds, iterations);
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
 
   json rows = json::array();
   for (const auto& name : paths) {
     const agp::bench::PathSetup setup(name, kTool);
     json row = measure(setup.path(), seconds, iterations);
-    if (with_ucx) row["ucx"] = measure_ucx(setup.path(), seconds, iterations);
+    if (with_ucx) {
+      row["ucx"] = measure_ucx(setup.path(), self, "tcp", seconds, iterations);
+      // Shared memory between two processes of one host (TCP for UCX's connection manager).
+      if (name == "loopback") row["ucx_shm"] = measure_ucx(setup.path(), self, "sm,tcp", seconds, iterations);
+    }
     rows.push_back(std::move(row));
   }
   json doc = {{"suite", "transport"},
