@@ -71,6 +71,21 @@ void emit_results(const std::string& json_text, const std::string& path, const s
   if (!f) die(tool, "cannot write " + path);
 }
 
+std::string command_output(const std::string& command, int* status) {
+  std::string out;
+  FILE* f = popen(command.c_str(), "r");
+  if (!f) {
+    if (status) *status = -1;
+    return out;
+  }
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int s = pclose(f);
+  if (status) *status = s;
+  return out;
+}
+
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool) {
   std::thread server([&] {
     const std::string cmd = path.server_prefix + "iperf3 -s -1 -p " + std::to_string(port) +
@@ -82,13 +97,7 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
   const long whole = std::max(1L, static_cast<long>(std::floor(seconds)));
   const std::string cmd = path.client_prefix + "iperf3 -J -c " + path.server_address + " -p " +
                           std::to_string(port) + " -t " + std::to_string(whole);
-  std::string out;
-  if (FILE* f = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    pclose(f);
-  }
+  const std::string out = command_output(cmd);
   server.join();
   try {
     return nlohmann::json::parse(out)
@@ -114,13 +123,7 @@ Perftest ucx_perftest(const Path& path, int port, const std::string& test, std::
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const std::string cmd = path.client_prefix + "env " + env + "ucx_perftest " + path.server_address + args + " 2>&1";
-  std::string out;
-  if (FILE* f = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    pclose(f);
-  }
+  const std::string out = command_output(cmd);
   server.join();
   // "Final: iterations p50 average overall bw_average bw_overall rate_average rate_overall";
   // latencies in microseconds, bandwidth in MiB/s.

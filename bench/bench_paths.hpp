@@ -51,6 +51,10 @@ long open_descriptors(int pid);
 // One iperf3 TCP stream across the path for `seconds`; Gbit/s received.
 double iperf3_gbps(const Path& path, int port, double seconds, const std::string& tool);
 
+// Runs `command` through the shell and returns its standard output; `status`, if given, gets
+// pclose's status (-1 when it could not start).
+std::string command_output(const std::string& command, int* status = nullptr);
+
 // UCX's own ucx_perftest on a path (server on the server side, client on the other), restricted
 // to the UCX transports `tls`: the "Final:" line's figures. `test` is stream_bw or stream_lat.
 struct Perftest {

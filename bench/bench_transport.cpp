@@ -147,6 +147,22 @@ agp::ptp::PacketCodec raw() {
   return c;
 }
 
+// Takes packets into one buffer until a packet named "end"; returns how many (the end included).
+std::uint64_t take_until_end(Link& link) {
+  std::vector<std::uint16_t> out;
+  for (std::uint64_t packets = 1;; ++packets) {
+    auto next = link.next_packet(20000ms);
+    if (!next) die("receiver: " + next.status().to_string());
+    std::uint64_t n = 1;
+    for (auto d : next->tensor->shape) n *= d;
+    out.resize(n);
+    auto d = link.receive(
+        agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16, next->tensor->shape, 1), 20000ms);
+    if (!d) die("receiver: " + d.status().to_string());
+    if (d->header.tensor->name == "end") return packets;
+  }
+}
+
 // A receiving Link that takes packets into one buffer until a packet named "end".
 struct Receiver {
   std::thread thread;
@@ -180,20 +196,7 @@ struct Receiver {
       auto link = (*server)->accept(10000ms);
       if (!link) die("accept: " + link.status().to_string());
       const double cpu0 = thread_cpu_seconds();
-      std::vector<std::uint16_t> out;
-      for (;;) {
-        auto next = (*link)->next_packet(20000ms);
-        if (!next) die("receiver: " + next.status().to_string());
-        std::uint64_t n = 1;
-        for (auto d : next->tensor->shape) n *= d;
-        out.resize(n);
-        auto d = (*link)->receive(agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16,
-                                                                     next->tensor->shape, 1),
-                                  20000ms);
-        if (!d) die("receiver: " + d.status().to_string());
-        ++packets;
-        if (d->header.tensor->name == "end") break;
-      }
+      packets = take_until_end(**link);
       cpu_seconds = thread_cpu_seconds() - cpu0;
       (void)(*link)->close(5000ms);
     });
@@ -336,18 +339,7 @@ int ucx_receiver(const std::string& address, int port, const std::string& tls) {
   std::cout << kUcxReady << std::endl;
   auto link = (*server)->accept(20000ms);
   if (!link) die("accept: " + link.status().to_string());
-  std::vector<std::uint16_t> out;
-  for (;;) {
-    auto next = (*link)->next_packet(20000ms);
-    if (!next) die("receiver: " + next.status().to_string());
-    std::uint64_t n = 1;
-    for (auto d : next->tensor->shape) n *= d;
-    out.resize(n);
-    auto d = (*link)->receive(
-        agp::codec::TensorView::contiguous(out.data(), agp::DType::kF16, next->tensor->shape, 1), 20000ms);
-    if (!d) die("receiver: " + d.status().to_string());
-    if (d->header.tensor->name == "end") break;
-  }
+  (void)take_until_end(**link);
   (void)(*link)->close(5000ms);
   return 0;
 }
@@ -407,15 +399,11 @@ int ucx_sender(const std::string& role, const std::string& address, int port, co
   return 0;
 }
 
-// Runs `command` and returns its standard output.
+// Runs `command` and returns its standard output; dies when it fails.
 std::string output_of(const std::string& command) {
-  std::string out;
-  if (FILE* f = popen(command.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    if (pclose(f) != 0) die("'" + command + "' failed: " + out.substr(0, 300));
-  }
+  int status = 0;
+  std::string out = agp::bench::command_output(command, &status);
+  if (status != 0) die("'" + command + "' failed: " + out.substr(0, 300));
   return out;
 }
 
