@@ -90,10 +90,16 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   // Takes the connection out of the link (its byte counts stay counted); events from it are
   // ignored from then on.
   std::shared_ptr<detail::Channel> release_connection();
-  // Every frame written so far has been handed to the transport. A link is given to the
+  // The handshake's frames have all been handed to the transport. A link is given to the
   // application only then: a transport that moves bytes only while its loop runs (UCX) would
-  // otherwise keep the handshake's last frame while the application does something else.
-  bool handed_over() const { return !conn || conn->queued_frames() == 0; }
+  // otherwise keep the handshake's last frame while the application does something else. Once
+  // true it stays true: heartbeats queued behind a peer that stopped reading later must not keep
+  // an admitted link from accept() (it would hold a waiting slot for ever).
+  bool handed_over() {
+    if (!handshake_left_ && (!conn || conn->queued_frames() == 0)) handshake_left_ = true;
+    return handshake_left_;
+  }
+  bool handshake_left_ = false;
   void schedule_tick();
   void on_tick();
 

@@ -361,6 +361,11 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
       early_failure_ = why;
       return;
     }
+    // An error frame still waiting for the wire-up has no one to go to any more: close now (a
+    // failure already reported, from inside which the frame was given, closes here too).
+    const bool was_failing = failing_;
+    farewell_.reset();
+    if (was_failing) return close();
     fail(why);
   }
 
