@@ -113,9 +113,10 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
 }
 
 Perftest ucx_perftest(const Path& path, int port, const std::string& test, std::size_t bytes,
-                      int iterations, const std::string& tls, const std::string& tool) {
+                      int iterations, const std::string& tls, const std::string& tool,
+                      const std::string& wait_mode) {
   const std::string args = " -t " + test + " -s " + std::to_string(bytes) + " -n " +
-                           std::to_string(iterations) + " -p " + std::to_string(port);
+                           std::to_string(iterations) + " -p " + std::to_string(port) + " -E " + wait_mode;
   const std::string env = "UCX_TLS=" + tls + " ";
   std::thread server([&] {
     const std::string cmd = path.server_prefix + "env " + env + "ucx_perftest" + args + " >/dev/null 2>&1";

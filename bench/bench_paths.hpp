@@ -56,12 +56,14 @@ double iperf3_gbps(const Path& path, int port, double seconds, const std::string
 std::string command_output(const std::string& command, int* status = nullptr);
 
 // UCX's own ucx_perftest on a path (server on the server side, client on the other), restricted
-// to the UCX transports `tls`: the "Final:" line's figures. `test` is stream_bw or stream_lat.
+// to the UCX transports `tls`: the "Final:" line's figures. `test` is stream_bw or stream_lat;
+// `wait_mode` is ucx_perftest's -E: "poll" (its default: progress in a loop) or "sleep".
 struct Perftest {
   double p50_us = 0;          // stream_lat: one-way latency, half the round trip (ucx_perftest's convention)
   double bandwidth_gbps = 0;  // stream_bw: overall bandwidth
 };
 Perftest ucx_perftest(const Path& path, int port, const std::string& test, std::size_t bytes,
-                      int iterations, const std::string& tls, const std::string& tool);
+                      int iterations, const std::string& tls, const std::string& tool,
+                      const std::string& wait_mode = "poll");
 
 }  // namespace agp::bench

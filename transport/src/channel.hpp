@@ -52,6 +52,10 @@ class Channel {
   virtual bool telling() const = 0;
   // Closes without calling on_failure.
   virtual void close() = 0;
+  // Moves the transport's own work along without blocking: a busy wait calls it between polls of
+  // the io_context. TCP has nothing to do here (polling the io_context reads the sockets); UCX
+  // progresses its worker, which otherwise runs only when its wake-up descriptor fires.
+  virtual void poll() {}
 
   virtual bool is_open() const = 0;
   virtual std::size_t queued_frames() const = 0;

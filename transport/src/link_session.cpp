@@ -60,6 +60,7 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
     const auto spin_until =
         std::min(until, Clock::now() + std::chrono::microseconds(opts.busy_poll_us));
     while (!finished() && Clock::now() < spin_until) {
+      if (conn) conn->poll();
       ctx->restart();
       ctx->poll();
     }

@@ -67,6 +67,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
     // handling on (the endpoints ask for it; without it UCX leaves shared memory out). An explicit
     // UCX_MM_ERROR_HANDLING wins.
     w->shared_memory = may_use_shared_memory(transports);
+    w->hold_limit = options.receive_buffer_bytes;
     if (std::getenv("UCX_MM_ERROR_HANDLING") == nullptr && w->shared_memory) {
       s = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
     }
@@ -131,17 +132,36 @@ class Worker : public std::enable_shared_from_this<Worker> {
   ucp_worker_h handle() const { return worker_; }
   asio::io_context& io() { return ctx_; }
 
-  // Runs UCX's progress until it has nothing more, then arms the wake-up and waits for it.
+  // Runs UCX's progress until it has nothing more, then arms the wake-up and waits for it. While
+  // a send is in flight and moving it comes back after the other handlers instead: UCX pushes
+  // the rest of a large message only when progressed, and a transport whose send space frees up
+  // (shared memory's FIFO, as the peer drains it) signals nothing the wake-up would see. A send
+  // that has not moved for kSpinWithoutProgress (a peer not reading) is left to the wake-up and
+  // the backstop, so a stalled peer does not keep a core busy.
   void progress() {
+    const auto now = Clock::now();
     for (int round = 0; round < 64; ++round) {
-      while (ucp_worker_progress(worker_) != 0) {
-      }
+      unsigned events = 0;
+      while (const unsigned n = ucp_worker_progress(worker_)) events += n;
+      if (events > 0) last_events_ = now;
       reap();
+      if (sends_in_flight_ > 0 && now - last_events_ < kSpinWithoutProgress) break;
       const ucs_status_t s = ucp_worker_arm(worker_);
       if (s == UCS_OK) return wait();
       if (s != UCS_ERR_BUSY) break;
     }
     kick();  // still busy: come back after the other handlers
+  }
+
+  // Sends UCX holds (posted, their callback still to come).
+  void send_posted() { ++sends_in_flight_; }
+  void send_completed() { --sends_in_flight_; }
+
+  // Progress without arming: for a caller that spins (LinkOptions::busy_poll_us).
+  void poll() {
+    while (ucp_worker_progress(worker_) != 0) {
+    }
+    reap();
   }
 
   void kick() {
@@ -158,6 +178,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // Error reports of endpoints find their channel here.
   std::unordered_map<ucp_ep_h, std::weak_ptr<UcxChannel>> channels;
   bool shared_memory = false;  // the transports allowed include shared memory
+  std::uint64_t hold_limit = 0;  // bytes a paused channel holds (LinkOptions::receive_buffer_bytes)
   // Channels kept alive, whoever dropped them, until their endpoint is wired up and their error
   // frame posted; the backend releases them when it goes.
   std::vector<std::shared_ptr<Channel>> farewells;
@@ -212,6 +233,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   asio::steady_timer timer_;
   bool waiting_ = false;
   bool kicked_ = false;
+  std::size_t sends_in_flight_ = 0;
+  static constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(2);
+  Clock::time_point last_events_{};
 };
 
 class UcxChannel final : public Channel, public std::enable_shared_from_this<UcxChannel> {
@@ -303,11 +327,18 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     worker_->kick();
   }
 
+  void poll() override {
+    auto keep = shared_from_this();  // a frame delivered from inside may drop the channel
+    worker_->poll();
+  }
+
   bool is_open() const override { return !closed_; }
   std::size_t queued_frames() const override { return queue_.size() + (sending_ ? 1 : 0); }
   Clock::time_point last_read() const override { return last_read_; }
   Clock::time_point last_write() const override { return last_write_; }
-  std::size_t unread_bytes() const override { return staged_end_ - staged_begin_; }
+  std::size_t unread_bytes() const override {
+    return staged_end_ - staged_begin_ + held_.size() - held_begin_;
+  }
   std::uint64_t bytes_read() const override { return bytes_read_; }
   std::uint64_t bytes_written() const override { return bytes_written_; }
   std::string local_address() const override {
@@ -371,6 +402,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
 
  private:
   struct SendOp {
+    Worker* worker;  // alive while UCX may call back: the callback runs inside its progress
     std::weak_ptr<UcxChannel> channel;
     std::shared_ptr<OutgoingFrame> frame;  // its bytes stay until UCX is done with them
     std::vector<ucp_dt_iov_t> iov;
@@ -402,7 +434,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   // Posts `frame` on the stream; true while UCX still holds it. `last` frames (an error before
   // closing) do not hold the queue.
   bool post(const std::shared_ptr<OutgoingFrame>& frame, bool last) {
-    auto* op = new SendOp{weak_from_this(), frame, {}, last};
+    auto* op = new SendOp{worker_.get(), weak_from_this(), frame, {}, last};
     for (const auto& piece : frame->pieces) {
       op->iov.push_back({const_cast<std::byte*>(piece.data()), piece.size()});
     }
@@ -412,6 +444,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     p.user_data = op;
     p.datatype = ucp_dt_make_iov();
     void* r = ucp_stream_send_nbx(ep_, op->iov.data(), op->iov.size(), &p);
+    if (r != nullptr && !UCS_PTR_IS_ERR(r)) worker_->send_posted();
     if (closed_) {  // failed from inside the call; a request, if any, completes on its own
       if (r == nullptr || UCS_PTR_IS_ERR(r)) delete op;
       return true;
@@ -465,6 +498,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   static void on_sent(void* request, ucs_status_t status, void* user_data) {
     auto* op = static_cast<SendOp*>(user_data);
     ucp_request_free(request);
+    op->worker->send_completed();
     if (auto self = op->channel.lock(); self && !self->closed_ && !op->last) {
       self->sending_ = false;
       if (status != UCS_OK) {
@@ -477,10 +511,17 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     delete op;
   }
 
+  // Reading never stops, unlike on TCP: UCX keeps reading its transport whether or not a receive
+  // is posted and queues what arrives on the endpoint, so a pause would push nothing back on the
+  // sender. While the session has paused reading (a full inbox, a session not accepted yet), what
+  // arrives is held here instead, up to LinkOptions::receive_buffer_bytes; a peer that sends more
+  // ignores its window and the channel fails (kBodyTooLarge).
   void read_more() {
-    if (closed_ || paused_ || reading_) return;
-    feed_staged();
-    while (!closed_ && !paused_) {
+    if (closed_) return;
+    if (!paused_) feed_staged();
+    if (closed_) return;
+    if (paused_) hold_staged();
+    while (!closed_ && !reading_) {
       auto* op = new RecvOp{weak_from_this(), staging_};
       ucp_request_param_t p{};
       p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -526,24 +567,56 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     delete op;
   }
 
+  // The staging buffer holds `n` new bytes: to the decoder, or held while reading is paused.
   void received(std::size_t n) {
     if (n == 0) return;
     last_read_ = Clock::now();
     bytes_read_ += n;
     staged_begin_ = 0;
     staged_end_ = n;
+    if (paused_) return hold_staged();
     feed_staged();
+    if (!closed_ && paused_) hold_staged();  // paused from inside a frame's delivery
   }
 
+  // Moves what is left in the staging buffer behind the held bytes (the buffer is reused by the
+  // next receive); fails the channel past the bound.
+  void hold_staged() {
+    if (staged_begin_ == staged_end_) return;
+    held_.insert(held_.end(), staging_->begin() + static_cast<std::ptrdiff_t>(staged_begin_),
+                 staging_->begin() + static_cast<std::ptrdiff_t>(staged_end_));
+    staged_begin_ = staged_end_ = 0;
+    if (held_.size() - held_begin_ > worker_->hold_limit) {
+      fail(make_error(ErrorCode::kBodyTooLarge,
+                      "the peer sent more than " + std::to_string(worker_->hold_limit) +
+                          " bytes while this end had paused reading (LinkOptions::receive_buffer_bytes): "
+                          "it ignores its window"));
+    }
+  }
+
+  // Held bytes first, then the staging buffer, until both are used or reading pauses.
   void feed_staged() {
-    while (staged_begin_ < staged_end_ && !closed_ && !paused_) {
-      auto used = decoder_.consume(
-          std::span<const std::byte>(staging_->data() + staged_begin_, staged_end_ - staged_begin_));
-      if (!used) return fail(used.status());
-      staged_begin_ += *used;
+    if (!feed(held_, held_begin_)) return;
+    held_.clear();
+    held_begin_ = 0;
+    feed(*staging_, staged_begin_, staged_end_);
+    if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
+  }
+
+  // Feeds bytes [begin, end) of `bytes` (end: all of it) to the decoder, advancing `begin`;
+  // true when all were used.
+  bool feed(const std::vector<std::byte>& bytes, std::size_t& begin, std::size_t end = SIZE_MAX) {
+    end = std::min(end, bytes.size());
+    while (begin < end && !closed_ && !paused_) {
+      auto used = decoder_.consume(std::span<const std::byte>(bytes.data() + begin, end - begin));
+      if (!used) {
+        fail(used.status());
+        return false;
+      }
+      begin += *used;
       if (decoder_.frame_ready()) dispatch(decoder_.take_frame());
     }
-    if (staged_begin_ == staged_end_) staged_begin_ = staged_end_ = 0;
+    return begin >= end;
   }
 
   void dispatch(ptp::Frame&& frame) {
@@ -566,6 +639,8 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
   std::shared_ptr<std::vector<std::byte>> staging_;
   std::size_t staged_begin_ = 0;
   std::size_t staged_end_ = 0;
+  std::vector<std::byte> held_;  // received while reading was paused, from held_begin_ on
+  std::size_t held_begin_ = 0;
   std::deque<std::shared_ptr<OutgoingFrame>> queue_;
   void* recv_request_ = nullptr;
   bool reading_ = false;
