@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include "agp/ptp/checksum.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_builder.hpp"
+#include "netns_pair.hpp"
 
 namespace {
 
@@ -58,10 +60,12 @@ struct Receiver {
   int exit_code = -1;
   int port = 0;
 
-  explicit Receiver(const std::string& args) {
+  // `prefix` runs it elsewhere (`ip netns exec NS `), listening on `address`.
+  explicit Receiver(const std::string& args, const std::string& prefix = "",
+                    const std::string& address = "127.0.0.1") {
     out = fs::temp_directory_path() / ("agp-recv-" + std::to_string(::getpid()) + "-" +
                                        std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-    const std::string cmd = std::string(AGP_PTP_RECV) + " --listen 127.0.0.1 --port 0 " + args +
+    const std::string cmd = prefix + AGP_PTP_RECV + " --listen " + address + " --port 0 " + args +
                             " >" + out.string() + " 2>" + out.string() + ".err";
     waiter = std::thread([this, cmd] {
       const int status = std::system(cmd.c_str());
@@ -289,6 +293,68 @@ TEST(Tools, UcxBackendBetweenTwoProcesses) {
                           " -n 1 --warmup 0 --quiet --connect-timeout-ms 1000 --give-up-ms 1500");
   EXPECT_EQ(tcp.exit_code, 1) << tcp.err;
   ucx_only.finish();
+#endif
+}
+
+// UCX over its TCP transport between two network namespaces (a veth pair), each end its own
+// process: UCX finds its devices through /sys, which `ip netns exec` remounts for the namespace.
+// The cable is pulled mid-run for longer than the dead-peer time: the sender redials, a new UCX
+// endpoint is made, and the session resumes with every packet delivered once.
+TEST(Tools, UcxBackendBetweenTwoNamespacesResumesAfterTheCableIsPulled) {
+#ifndef AGP_TEST_HAVE_UCX
+  GTEST_SKIP() << "this build has no UCX backend";
+#else
+  if (!agp::support::netns_available()) GTEST_SKIP() << "network namespaces need root and iproute2 (ip netns)";
+  auto pair = agp::support::NetnsPair::create("ucx");
+  ASSERT_TRUE(pair) << pair.status().to_string();
+  // UCX opens its TCP interfaces on the devices that are up when it starts, and refuses
+  // connections arriving on any other ("not present during UCP initialization"): wait until the
+  // fresh veth pair is operationally up on both sides.
+  const std::string is_up = "sh -c 'grep -qx up /sys/class/net/v*/operstate'";
+  bool up = false;
+  for (int i = 0; i < 300 && !up; ++i) {
+    up = pair->exec_a(is_up) == 0 && pair->exec_b(is_up) == 0;
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(up) << "the veth pair never came up";
+  const std::string common = " --backend ucx --ucx-transports tcp --dead-peer-ms 300";
+  Receiver rx("--json --quiet --idle-timeout-ms 15000" + common, "ip netns exec " + pair->namespace_b() + " ",
+              pair->address_b());
+  ASSERT_GT(rx.port, 0) << rx.finish() << rx.err;
+  const fs::path acks = fs::temp_directory_path() / ("agp-ucx-acks-" + std::to_string(::getpid()));
+  ToolRun tx;
+  std::thread sender([&] {
+    tx = run("ip netns exec " + pair->namespace_a() + " " + AGP_PTP_SEND + " --host " + pair->address_b() +
+             " --port " + std::to_string(rx.port) + common +
+             " -n 40 --warmup 0 --codecs tq4 --rate 20 --give-up-ms 10000 --timeout-ms 15000 --json --quiet"
+             " --ack-log " + acks.string());
+  });
+  // The cable is pulled once a few packets are acknowledged (the ack log has their lines).
+  auto acked = [&] {
+    std::ifstream log(acks);
+    return static_cast<int>(std::count(std::istreambuf_iterator<char>(log), {}, '\n'));
+  };
+  for (int i = 0; i < 1000 && acked() < 8; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(pair->set_link_up(false));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  ASSERT_TRUE(pair->set_link_up(true));
+  sender.join();
+  ASSERT_EQ(tx.exit_code, 0) << tx.err;
+  const std::string out = rx.finish();
+  ASSERT_EQ(rx.exit_code, 0) << rx.err;
+  const json s = json::parse(tx.out);
+  const json r = json::parse(out);
+  EXPECT_EQ(r["backend"], "ucx");
+  EXPECT_EQ(r["packets_received"].get<int>(), 40);
+  EXPECT_TRUE(r["all_verified"].get<bool>());
+  EXPECT_GE(s["counters"]["reconnects"].get<int>(), 1) << "the cable pull was not noticed: " << tx.out;
+  // Acknowledged once each, in order.
+  std::ifstream log(acks);
+  std::uint64_t expected = 1, seq = 0;
+  std::string name;
+  while (log >> seq >> name) EXPECT_EQ(seq, expected++);
+  EXPECT_EQ(expected, 41u);
+  fs::remove(acks);
 #endif
 }
 
