@@ -56,6 +56,8 @@ class Channel {
   // the io_context. TCP has nothing to do here (polling the io_context reads the sockets); UCX
   // progresses its worker, which otherwise runs only when its wake-up descriptor fires.
   virtual void poll() {}
+  // Whether poll() alone brings this channel's input (a busy wait then polls the io_context less).
+  virtual bool polls_itself() const { return false; }
 
   virtual bool is_open() const = 0;
   virtual std::size_t queued_frames() const = 0;

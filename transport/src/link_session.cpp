@@ -59,10 +59,15 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
   if (opts.busy_poll_us > 0) {  // spin first: no wake-up to pay if the answer comes soon
     const auto spin_until =
         std::min(until, Clock::now() + std::chrono::microseconds(opts.busy_poll_us));
-    while (!finished() && Clock::now() < spin_until) {
+    // Polling the io_context is a system call (epoll_wait) even when nothing is ready; a channel
+    // that moves its own transport (UCX) needs it only now and then, for handlers posted to it.
+    // With UCX this took a 64-byte round trip from 44 to 26 us.
+    for (unsigned i = 0; !finished() && Clock::now() < spin_until; ++i) {
       if (conn) conn->poll();
-      ctx->restart();
-      ctx->poll();
+      if (!conn || !conn->polls_itself() || (i % 8) == 0) {
+        ctx->restart();
+        ctx->poll();
+      }
     }
   }
   const bool ok = detail::run_until(*ctx, finished, until);

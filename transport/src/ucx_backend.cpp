@@ -331,6 +331,7 @@ class UcxChannel final : public Channel, public std::enable_shared_from_this<Ucx
     auto keep = shared_from_this();  // a frame delivered from inside may drop the channel
     worker_->poll();
   }
+  bool polls_itself() const override { return true; }
 
   bool is_open() const override { return !closed_; }
   std::size_t queued_frames() const override { return queue_.size() + (sending_ ? 1 : 0); }
