@@ -1,0 +1,69 @@
+// A compressed embedding index: vectors stored as TurboQuant codes (the codec's block
+// Walsh-Hadamard rotation and Lloyd-Max codebooks, so 768 dimensions need no padding) and searched
+// by inner product. A query is rotated once; each stored vector is scored against per-dimension
+// tables of centroid times rotated query, which gives exactly the inner product of the query with
+// the vector the codec would decode. The best candidates can then be reranked against exact fp16
+// copies of the vectors.
+//
+// Vectors are L2-normalized on the way in (inner product is then cosine similarity). Not
+// thread-safe for add() beside search(); any number of concurrent searches is fine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "agp/status.hpp"
+
+namespace agp::index {
+
+struct IndexOptions {
+  int bits = 4;                  // TurboQuant bits per dimension, 1..8
+  std::uint64_t seed = 0x5eed;   // the rotation's random signs
+  bool keep_exact = true;        // keep fp16 copies for exact rerank (16 more bits per dimension)
+};
+
+struct SearchOptions {
+  std::size_t k = 10;
+  // Candidates scored from the codes and then reranked exactly against the fp16 copies (0: no
+  // rerank, the codes' scores are final). Needs IndexOptions::keep_exact.
+  std::size_t rerank = 0;
+};
+
+struct Hit {
+  std::uint64_t id;  // the vector's position, in the order added
+  float score;       // inner product with the normalized query (estimated, or exact after rerank)
+};
+
+class Index {
+ public:
+  // kInvalidArgument: dim 0 or above 65,536, bits outside 1..8.
+  static Result<Index> create(std::uint32_t dim, const IndexOptions& options = {});
+
+  Index(Index&&) noexcept;
+  Index& operator=(Index&&) noexcept;
+  ~Index();
+
+  // Appends vectors (row-major, size a multiple of dim). Nothing is added when any row fails:
+  // kInvalidArgument (size), kNonFiniteInput (NaN or infinity), kValueOutOfRange (a zero vector,
+  // which has no direction to normalize).
+  Status add(std::span<const float> vectors);
+
+  // The k best vectors for `query` (dim values), best first. kInvalidArgument for a wrong size, a
+  // zero or non-finite query, or a rerank without exact copies.
+  Result<std::vector<Hit>> search(std::span<const float> query, const SearchOptions& options = {}) const;
+
+  std::uint32_t dim() const;
+  std::uint64_t size() const;
+  const IndexOptions& options() const;
+  // Bits per dimension the codes and norms take in memory (the exact copies not included).
+  double code_bits_per_dimension() const;
+
+ private:
+  struct State;
+  explicit Index(std::unique_ptr<State> state);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace agp::index
