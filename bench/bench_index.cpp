@@ -1,0 +1,236 @@
+// Index benchmark: the compressed embedding index (index/) against exact brute force on real-model
+// vectors: per-token hidden states of the devmodel over C/C++ header text (the system's headers),
+// the states entering layer 2 and those leaving layer 4 concatenated to 768 dimensions and
+// L2-normalized; queries from the held-out evaluation windows (windows.bin), text outside the
+// corpus. The corpus is made deterministically on first use and cached under the build folder.
+// A synthetic set of random unit vectors is measured beside it. Writes
+// bench/results/latest-index.json.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "agp/fidelity/calibrate.hpp"
+#include "agp/fidelity/harness.hpp"
+#include "agp/fidelity/llama.hpp"
+#include "agp/index/index.hpp"
+#include "bench_paths.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+constexpr const char* kTool = "bench_index";
+constexpr int kWindow = 256;  // tokens per text window
+constexpr std::uint32_t kDim = 768;
+
+[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
+
+void normalize_rows(std::vector<float>& v, std::uint32_t dim) {
+  for (std::size_t i = 0; i < v.size() / dim; ++i) {
+    double ss = 0;
+    for (std::uint32_t k = 0; k < dim; ++k) ss += static_cast<double>(v[i * dim + k]) * v[i * dim + k];
+    const float inv = ss > 0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.0f;
+    for (std::uint32_t k = 0; k < dim; ++k) v[i * dim + k] *= inv;
+  }
+}
+
+// Per-token states of `windows`: layer 2's input beside layer 4's output, normalized; at most
+// `limit` vectors.
+std::vector<float> model_vectors(const agp::fidelity::LlamaModel& model, const std::vector<std::vector<int>>& windows,
+                                 std::size_t limit) {
+  const int hidden = model.config().hidden_size;
+  if (2 * hidden != static_cast<int>(kDim)) die("the model's hidden size is not 384");
+  std::vector<float> out;
+  out.reserve(limit * kDim);
+  for (const auto& w : windows) {
+    const int t = static_cast<int>(w.size());
+    std::vector<float> x(static_cast<std::size_t>(t) * hidden);
+    if (auto s = model.embed(w, x.data()); !s) die(s.to_string());
+    auto cache = model.new_cache();
+    if (auto s = model.run_layers(0, 2, x.data(), t, cache); !s) die(s.to_string());
+    const std::vector<float> early = x;
+    if (auto s = model.run_layers(2, 4, x.data(), t, cache); !s) die(s.to_string());
+    for (int p = 0; p < t && out.size() < limit * kDim; ++p) {
+      out.insert(out.end(), early.begin() + static_cast<std::ptrdiff_t>(p) * hidden,
+                 early.begin() + static_cast<std::ptrdiff_t>(p + 1) * hidden);
+      out.insert(out.end(), x.begin() + static_cast<std::ptrdiff_t>(p) * hidden,
+                 x.begin() + static_cast<std::ptrdiff_t>(p + 1) * hidden);
+    }
+    if (out.size() >= limit * kDim) break;
+  }
+  normalize_rows(out, kDim);
+  return out;
+}
+
+// The corpus of `n` vectors, from the cache when an earlier run made it from the same text.
+std::vector<float> corpus(const agp::fidelity::LlamaModel& model, const std::string& headers,
+                          const std::vector<std::vector<int>>& eval, std::size_t n, const std::string& cache_dir) {
+  const int count = static_cast<int>((n + kWindow - 1) / kWindow);
+  auto text = agp::fidelity::calibration_text_from_headers(headers, eval, count, kWindow, 0x1dc5);
+  if (!text) die("corpus text from " + headers + ": " + text.status().to_string());
+  if (text->windows.size() < static_cast<std::size_t>(count)) {
+    die(headers + " holds text for " + std::to_string(text->windows.size() * kWindow) + " tokens, not " +
+        std::to_string(n));
+  }
+  const std::filesystem::path path = std::filesystem::path(cache_dir) /
+                                     ("corpus-" + std::to_string(n) + "-" + std::to_string(text->xxh3) + ".f32");
+  std::vector<float> v(n * kDim);
+  if (std::ifstream in(path, std::ios::binary); in && in.read(reinterpret_cast<char*>(v.data()),
+                                                              static_cast<std::streamsize>(v.size() * 4))) {
+    std::cerr << kTool << ": corpus of " << n << " vectors from the cache (" << path.string() << ")\n";
+    return v;
+  }
+  std::cerr << kTool << ": computing a corpus of " << n << " vectors (" << count << " windows of header text) ...\n";
+  v = model_vectors(model, text->windows, n);
+  std::filesystem::create_directories(cache_dir);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
+                                              static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+// `nq` queries spread over the evaluation windows' tokens.
+std::vector<float> model_queries(const agp::fidelity::LlamaModel& model, const std::vector<std::vector<int>>& eval,
+                                 std::size_t nq) {
+  const std::vector<float> all = model_vectors(model, eval, eval.size() * kWindow);
+  const std::size_t available = all.size() / kDim;
+  std::vector<float> q;
+  for (std::size_t i = 0; i < nq; ++i) {
+    const std::size_t at = (i * available) / nq + 17;  // past each window's first tokens
+    q.insert(q.end(), all.begin() + static_cast<std::ptrdiff_t>((at % available) * kDim),
+             all.begin() + static_cast<std::ptrdiff_t>((at % available + 1) * kDim));
+  }
+  return q;
+}
+
+std::vector<float> random_units(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> v(n * kDim);
+  for (auto& x : v) x = g(rng);
+  normalize_rows(v, kDim);
+  return v;
+}
+
+// The exact top 10 of every query.
+std::vector<std::vector<std::uint64_t>> truth(const std::vector<float>& data, const std::vector<float>& queries) {
+  const std::size_t n = data.size() / kDim;
+  std::vector<std::vector<std::uint64_t>> out;
+  std::vector<std::pair<float, std::uint64_t>> scored(n);
+  for (std::size_t qi = 0; qi < queries.size() / kDim; ++qi) {
+    const float* q = queries.data() + qi * kDim;
+    for (std::size_t i = 0; i < n; ++i) {
+      const float* x = data.data() + i * kDim;
+      float dot = 0;
+      for (std::uint32_t k = 0; k < kDim; ++k) dot += x[k] * q[k];
+      scored[i] = {-dot, i};
+    }
+    std::partial_sort(scored.begin(), scored.begin() + 10, scored.end());
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 10; ++i) ids.push_back(scored[static_cast<std::size_t>(i)].second);
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
+
+// One index configuration on one data set.
+json measure(const std::vector<float>& data, const std::vector<float>& queries,
+             const std::vector<std::vector<std::uint64_t>>& exact, int bits, std::size_t rerank) {
+  auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0});
+  if (!index) die(index.status().to_string());
+  const auto t0 = Clock::now();
+  if (auto s = index->add(data); !s) die(s.to_string());
+  const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  std::vector<double> ms;
+  std::size_t found = 0;
+  const std::size_t nq = queries.size() / kDim;
+  for (std::size_t qi = 0; qi < nq; ++qi) {
+    const auto q0 = Clock::now();
+    auto hits = index->search(std::span(queries).subspan(qi * kDim, kDim), {10, rerank});
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - q0).count());
+    if (!hits) die(hits.status().to_string());
+    std::set<std::uint64_t> got;
+    for (const auto& h : *hits) got.insert(h.id);
+    for (auto id : exact[qi]) found += got.count(id);
+  }
+  const double n = static_cast<double>(data.size() / kDim);
+  const double code_mb = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
+  return {{"bits", bits},
+          {"rerank_candidates", rerank},
+          {"recall_at_10", static_cast<double>(found) / static_cast<double>(10 * nq)},
+          {"ms_per_query_p50", agp::bench::percentile(ms, 0.5)},
+          {"ms_per_query_p95", agp::bench::percentile(ms, 0.95)},
+          {"build_ms", build_ms},
+          {"code_bits_per_dimension", index->code_bits_per_dimension()},
+          {"codes_mb", code_mb},
+          {"ratio_vs_fp32", 32.0 / index->code_bits_per_dimension()}};
+}
+
+json measure_set(const std::string& name, const std::vector<float>& data, const std::vector<float>& queries) {
+  std::cerr << kTool << ": " << name << ": brute force over " << data.size() / kDim << " vectors ...\n";
+  const auto exact = truth(data, queries);
+  json rows = json::array();
+  for (const int bits : {4, 8}) {
+    for (const std::size_t rerank : {std::size_t{0}, std::size_t{100}}) {
+      json r = measure(data, queries, exact, bits, rerank);
+      std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
+      rows.push_back(std::move(r));
+    }
+  }
+  return {{"data", name}, {"vectors", data.size() / kDim}, {"dim", kDim}, {"queries", queries.size() / kDim},
+          {"rows", rows}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_path, model_dir = "../shared/fixtures/devmodel", headers = "/usr/include";
+  std::string cache_dir = "build/index-cache";
+  std::vector<std::size_t> sizes = {4096};
+  std::size_t queries = 32;
+  bool synthetic = true;
+  CLI::App app{
+      "bench_index: recall@10 and query time of the compressed embedding index against brute force, on "
+      "per-token hidden states of the devmodel over header text (and random unit vectors)"};
+  app.add_option("--out", out_path, "write the JSON results here");
+  app.add_option("--model", model_dir, "the devmodel folder (config.json, model.safetensors, windows.bin)");
+  app.add_option("--headers", headers, "folder of C/C++ headers the corpus text comes from");
+  app.add_option("--cache", cache_dir, "where corpora are kept between runs");
+  app.add_option("--n-vectors", sizes, "corpus sizes")->delimiter(',');
+  app.add_option("--queries", queries, "queries per set");
+  app.add_flag("--synthetic,!--no-synthetic", synthetic, "also measure random unit vectors of the same sizes");
+  CLI11_PARSE(app, argc, argv);
+
+  json sets = json::array();
+  if (std::filesystem::exists(model_dir + "/config.json")) {
+    auto model = agp::fidelity::LlamaModel::load(model_dir);
+    if (!model) die("--model: " + model.status().to_string());
+    auto eval = agp::fidelity::Windows::from_bytes(model_dir + "/windows.bin", kWindow, 1 << 20);
+    if (!eval) die("windows.bin: " + eval.status().to_string());
+    const auto q = model_queries(*model, eval->windows, queries);
+    for (const std::size_t n : sizes) {
+      sets.push_back(measure_set("devmodel-" + std::to_string(n), corpus(*model, headers, eval->windows, n, cache_dir), q));
+    }
+  } else {
+    std::cerr << kTool << ": no devmodel at " << model_dir << ": the model rows are skipped\n";
+  }
+  if (synthetic) {
+    const auto q = random_units(queries, 2);
+    for (const std::size_t n : sizes) sets.push_back(measure_set("random-" + std::to_string(n), random_units(n, 1), q));
+  }
+  json doc = {{"suite", "index"},
+              {"date", agp::bench::utc_now()},
+              {"command", "./dev bench index"},
+              {"corpus", "devmodel states entering layer 2 and leaving layer 4, concatenated (768), normalized; "
+                         "text: header windows of 256 bytes; queries: windows.bin tokens"},
+              {"query_time", "one query at a time, one thread, the scalar scan"},
+              {"sets", sets}};
+  agp::bench::emit_results(doc.dump(2), out_path, kTool);
+  return 0;
+}
