@@ -141,7 +141,7 @@ std::vector<std::vector<std::uint64_t>> truth(const std::vector<float>& data, co
 
 // One index configuration on one data set.
 json measure(const std::vector<float>& data, const std::vector<float>& queries,
-             const std::vector<std::vector<std::uint64_t>>& exact, int bits, std::size_t rerank) {
+             const std::vector<std::vector<std::uint64_t>>& exact, int bits, std::size_t rerank, std::size_t coarse) {
   auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0});
   if (!index) die(index.status().to_string());
   const auto t0 = Clock::now();
@@ -152,7 +152,7 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   const std::size_t nq = queries.size() / kDim;
   for (std::size_t qi = 0; qi < nq; ++qi) {
     const auto q0 = Clock::now();
-    auto hits = index->search(std::span(queries).subspan(qi * kDim, kDim), {10, rerank});
+    auto hits = index->search(std::span(queries).subspan(qi * kDim, kDim), {10, rerank, coarse});
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - q0).count());
     if (!hits) die(hits.status().to_string());
     std::set<std::uint64_t> got;
@@ -163,6 +163,7 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   const double code_mb = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
   return {{"bits", bits},
           {"rerank_candidates", rerank},
+          {"coarse_candidates", coarse},
           {"recall_at_10", static_cast<double>(found) / static_cast<double>(10 * nq)},
           {"ms_per_query_p50", agp::bench::percentile(ms, 0.5)},
           {"ms_per_query_p95", agp::bench::percentile(ms, 0.95)},
@@ -178,10 +179,18 @@ json measure_set(const std::string& name, const std::vector<float>& data, const 
   json rows = json::array();
   for (const int bits : {4, 8}) {
     for (const std::size_t rerank : {std::size_t{0}, std::size_t{100}}) {
-      json r = measure(data, queries, exact, bits, rerank);
+      json r = measure(data, queries, exact, bits, rerank, 0);
       std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
       rows.push_back(std::move(r));
     }
+  }
+  // The sign stage first, then whole codes for its best candidates.
+  const std::size_t n = data.size() / kDim;
+  for (const std::size_t coarse : {n / 100, n / 30, n / 10}) {
+    if (coarse < 10) continue;
+    json r = measure(data, queries, exact, 4, 0, coarse);
+    std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
+    rows.push_back(std::move(r));
   }
   return {{"data", name}, {"vectors", data.size() / kDim}, {"dim", kDim}, {"queries", queries.size() / kDim},
           {"rows", rows}};

@@ -167,11 +167,9 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query, const Searc
     }
   }
   const std::size_t keep = std::max(options.k, options.rerank);
-  std::vector<Hit> hits;
-  hits.reserve(std::min<std::uint64_t>(s.count, 2 * keep + 1024));
-  std::vector<std::uint8_t> idx(s.dim);
   const std::size_t blocks = s.blocks.size();
-  for (std::uint64_t i = 0; i < s.count; ++i) {
+  std::vector<std::uint8_t> idx(s.dim);
+  auto full_score = [&](std::uint64_t i) {
     codec::unpack_bits(s.codes.data() + i * s.code_bytes, s.dim, s.options.bits, idx.data());
     float score = 0;
     for (std::size_t b = 0; b < blocks; ++b) {
@@ -180,8 +178,39 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query, const Searc
       for (std::uint32_t k = s.blocks[b].offset; k < end; ++k) sum += table[static_cast<std::size_t>(k) * levels + idx[k]];
       score += sum * s.norms[i * blocks + b];
     }
-    hits.push_back({i, score});
-    if (hits.size() >= 2 * keep + 1024) keep_best(hits, keep);
+    return score;
+  };
+  std::vector<Hit> hits;
+  if (options.coarse > 0 && s.options.bits > 1) {
+    // The sign stage: the 1-bit codebook's centroid stands for every coordinate's magnitude.
+    std::vector<float> one_bit(blocks);
+    for (std::size_t b = 0; b < blocks; ++b) {
+      one_bit[b] = codec::codebook(static_cast<int>(s.blocks[b].size), 1).centroids()[1];
+    }
+    const int top = levels / 2;
+    const std::size_t candidates = std::max(options.coarse, keep);
+    std::vector<Hit> coarse;
+    coarse.reserve(std::min<std::uint64_t>(s.count, 2 * candidates + 1024));
+    for (std::uint64_t i = 0; i < s.count; ++i) {
+      codec::unpack_bits(s.codes.data() + i * s.code_bytes, s.dim, s.options.bits, idx.data());
+      float score = 0;
+      for (std::size_t b = 0; b < blocks; ++b) {
+        float sum = 0;
+        const std::uint32_t end = s.blocks[b].offset + s.blocks[b].size;
+        for (std::uint32_t k = s.blocks[b].offset; k < end; ++k) sum += idx[k] >= top ? rotated[k] : -rotated[k];
+        score += sum * one_bit[b] * s.norms[i * blocks + b];
+      }
+      coarse.push_back({i, score});
+      if (coarse.size() >= 2 * candidates + 1024) keep_best(coarse, candidates);
+    }
+    keep_best(coarse, candidates);
+    for (const Hit& c : coarse) hits.push_back({c.id, full_score(c.id)});
+  } else {
+    hits.reserve(std::min<std::uint64_t>(s.count, 2 * keep + 1024));
+    for (std::uint64_t i = 0; i < s.count; ++i) {
+      hits.push_back({i, full_score(i)});
+      if (hits.size() >= 2 * keep + 1024) keep_best(hits, keep);
+    }
   }
   keep_best(hits, keep);
   if (options.rerank > 0) {

@@ -29,6 +29,10 @@ struct SearchOptions {
   // Candidates scored from the codes and then reranked exactly against the fp16 copies (0: no
   // rerank, the codes' scores are final). Needs IndexOptions::keep_exact.
   std::size_t rerank = 0;
+  // Two stages (0: one): every vector is first scored from the top bit of its codes alone (the
+  // sign of each rotated coordinate, as the codebooks are symmetric), and only this many of the
+  // best are scored from their whole codes.
+  std::size_t coarse = 0;
 };
 
 struct Hit {
