@@ -144,6 +144,35 @@ TEST(Index, RecallAgainstBruteForce) {
   EXPECT_NEAR(four->code_bits_per_dimension(), 4.0 + 2 * 32.0 / 768, 1e-9);  // codes, two f32 block norms
 }
 
+// With every vector a candidate the two-stage search is the one-stage search; with fewer it
+// still returns the k best of its candidates by their whole codes, best first.
+TEST(Index, TwoStagesWithEveryCandidateAreOneStage) {
+  const std::uint32_t dim = 96;
+  const auto data = clustered(500, dim, 5);
+  auto index = Index::create(dim, {4});
+  ASSERT_TRUE(index);
+  ASSERT_TRUE(index->add(data));
+  const auto query = clustered(1, dim, 6);
+  auto one = index->search(query, {10, 0, 0});
+  auto all = index->search(query, {10, 0, 500});
+  auto few = index->search(query, {10, 0, 50});
+  ASSERT_TRUE(one && all && few);
+  ASSERT_EQ(one->size(), 10u);
+  ASSERT_EQ(all->size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ((*one)[i].id, (*all)[i].id);
+    EXPECT_EQ((*one)[i].score, (*all)[i].score);
+  }
+  ASSERT_EQ(few->size(), 10u);
+  auto whole = index->search(query, {500, 0, 0});
+  ASSERT_TRUE(whole);
+  for (const Hit& h : *few) {  // the same score the one-stage scan gives that vector
+    const auto it = std::find_if(whole->begin(), whole->end(), [&](const Hit& w) { return w.id == h.id; });
+    ASSERT_NE(it, whole->end());
+    EXPECT_EQ(it->score, h.score);
+  }
+}
+
 TEST(Index, ErrorsAreTypedAndLeaveTheIndexAsItWas) {
   EXPECT_EQ(Index::create(0).status().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(Index::create(8, {9}).status().code(), ErrorCode::kInvalidArgument);
