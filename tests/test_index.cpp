@@ -77,17 +77,20 @@ double recall_at_10(const Index& index, const std::vector<float>& data, const st
 }
 
 // Every score is the inner product of the normalized query with the vector the codec decodes
-// from the same codes: the index scans exactly what TurboQuant-MSE stores. 100 dimensions make
-// blocks of 64, 32 and 4 (odd offsets included).
+// from the same codes (times <x, x'> / |x'|^2 when unbiased): the index scans exactly what
+// TurboQuant-MSE stores. 100 dimensions make blocks of 64, 32 and 4 (odd offsets included).
 TEST(Index, ScoresAreTheQueryDottedWithTheCodecsDecode) {
   for (const std::uint32_t dim : {768u, 100u}) {
     for (const int bits : {2, 4, 8}) {
       SCOPED_TRACE("dim " + std::to_string(dim) + ", bits " + std::to_string(bits));
       const std::size_t n = 64;
       const auto data = clustered(n, dim, 7);
-      auto index = Index::create(dim, {bits, 0x5eed, false});
+      auto index = Index::create(dim, {bits, 0x5eed, false, false});
       ASSERT_TRUE(index) << index.status().to_string();
       ASSERT_TRUE(index->add(data));
+      auto unbiased = Index::create(dim, {bits, 0x5eed, false, true});
+      ASSERT_TRUE(unbiased) << unbiased.status().to_string();
+      ASSERT_TRUE(unbiased->add(data));
       codec::CodecConfig c;
       c.bits = bits;
       c.norm_dtype = DType::kF32;
@@ -110,11 +113,22 @@ TEST(Index, ScoresAreTheQueryDottedWithTheCodecsDecode) {
       auto hits = index->search(query, {n, 0});
       ASSERT_TRUE(hits) << hits.status().to_string();
       ASSERT_EQ(hits->size(), n);
-      for (const Hit& h : *hits) {
-        double dot = 0;
-        for (std::uint32_t k = 0; k < dim; ++k) dot += static_cast<double>(decoded[h.id * dim + k]) * q[k];
-        EXPECT_NEAR(h.score, dot, 1e-4) << "vector " << h.id;
+      auto corrected = unbiased->search(query, {n, 0});
+      ASSERT_TRUE(corrected) << corrected.status().to_string();
+      ASSERT_EQ(corrected->size(), n);
+      std::vector<double> expected(n), expected_unbiased(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        double dot = 0, xd = 0, dd = 0;
+        for (std::uint32_t k = 0; k < dim; ++k) {
+          dot += static_cast<double>(decoded[i * dim + k]) * q[k];
+          xd += static_cast<double>(decoded[i * dim + k]) * units[i * dim + k];
+          dd += static_cast<double>(decoded[i * dim + k]) * decoded[i * dim + k];
+        }
+        expected[i] = dot;
+        expected_unbiased[i] = dot * xd / dd;  // <x, x'> / |x'|^2 times <x', q>
       }
+      for (const Hit& h : *hits) EXPECT_NEAR(h.score, expected[h.id], 1e-4) << "vector " << h.id;
+      for (const Hit& h : *corrected) EXPECT_NEAR(h.score, expected_unbiased[h.id], 1e-4) << "vector " << h.id;
       EXPECT_TRUE(std::is_sorted(hits->begin(), hits->end(), [](const Hit& a, const Hit& b) { return a.score > b.score; }));
     }
   }

@@ -126,9 +126,22 @@ Status Index::add(std::span<const float> vectors) {
   const std::span<std::byte> parts[] = {std::as_writable_bytes(std::span(codes)),
                                         std::as_writable_bytes(std::span(norms))};
   AGP_RETURN_IF_ERROR(s.codec->encode_all(view, parts));
-  // The codec stores each block's norm; the score needs it over the block's size.
+  // The codec stores each block's norm; the score needs it over the block's size, times the
+  // vector's correction g = <x, x'> / <x', x'> (x' the decoded vector): the part of x along x'
+  // is g x', the rest is orthogonal to it and averages out over queries, so g <x', q> estimates
+  // <x, q> without the quantizer's per-vector shrinkage (the idea of RaBitQ's estimator).
+  std::vector<float> decoded(n * s.dim);
+  const std::span<const std::byte> stored[] = {std::as_bytes(std::span(codes)), std::as_bytes(std::span(norms))};
+  AGP_RETURN_IF_ERROR(
+      s.codec->decode_all(stored, codec::TensorView::contiguous(decoded.data(), DType::kF32, {n, s.dim}, 1)));
   for (std::uint64_t i = 0; i < n; ++i) {
-    for (std::size_t b = 0; b < blocks; ++b) norms[i * blocks + b] /= static_cast<float>(s.blocks[b].size);
+    double xd = 0, dd = 0;
+    for (std::uint32_t k = 0; k < s.dim; ++k) {
+      xd += static_cast<double>(unit[i * s.dim + k]) * decoded[i * s.dim + k];
+      dd += static_cast<double>(decoded[i * s.dim + k]) * decoded[i * s.dim + k];
+    }
+    const float g = s.options.unbias && dd > 0 ? static_cast<float>(xd / dd) : 1.0f;
+    for (std::size_t b = 0; b < blocks; ++b) norms[i * blocks + b] *= g / static_cast<float>(s.blocks[b].size);
   }
   s.codes.insert(s.codes.end(), codes.begin(), codes.end());
   s.norms.insert(s.norms.end(), norms.begin(), norms.end());

@@ -22,6 +22,7 @@ struct IndexOptions {
   int bits = 4;                  // TurboQuant bits per dimension, 1..8
   std::uint64_t seed = 0x5eed;   // the rotation's random signs
   bool keep_exact = true;        // keep fp16 copies for exact rerank (16 more bits per dimension)
+  bool unbias = true;            // scale each vector's score by <x, x'> / |x'|^2 (index.cpp)
 };
 
 struct SearchOptions {
