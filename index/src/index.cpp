@@ -8,6 +8,8 @@
 // t_k[i_k] = c[i_k] * (H (s * q))_k per block, times the block's norm over m.
 #include "agp/index/index.hpp"
 
+#include "index_state.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -54,26 +56,12 @@ void keep_best(std::vector<Hit>& hits, std::size_t n) {
 
 }  // namespace
 
-struct Index::State {
-  std::uint32_t dim = 0;
-  IndexOptions options;
-  std::unique_ptr<codec::Codec> codec;
-  std::vector<codec::Block> blocks;
-  std::vector<float> signs;
-  std::vector<const codec::Codebook*> books;  // per block
-  std::uint32_t code_bytes = 0;               // per vector
-  std::uint64_t count = 0;
-  std::vector<std::uint8_t> codes;     // count * code_bytes
-  std::vector<float> norms;            // count * blocks, each block's norm over its size
-  std::vector<std::uint16_t> exact;    // count * dim fp16, when kept
-};
-
 Index::Index(std::unique_ptr<State> state) : s_(std::move(state)) {}
 Index::Index(Index&&) noexcept = default;
 Index& Index::operator=(Index&&) noexcept = default;
 Index::~Index() = default;
 
-Result<Index> Index::create(std::uint32_t dim, const IndexOptions& options) {
+Result<std::unique_ptr<Index::State>> Index::State::make(std::uint32_t dim, const IndexOptions& options) {
   if (dim == 0 || dim > kMaxDim) {
     return make_error(ErrorCode::kInvalidArgument, "index dimension must be 1.." + std::to_string(kMaxDim) +
                                                        ", got " + std::to_string(dim));
@@ -96,7 +84,13 @@ Result<Index> Index::create(std::uint32_t dim, const IndexOptions& options) {
   s->signs = codec::random_signs(dim, options.seed);
   for (const codec::Block& b : s->blocks) s->books.push_back(&codec::codebook(static_cast<int>(b.size), options.bits));
   s->code_bytes = static_cast<std::uint32_t>(codec::packed_bytes(dim, options.bits));
-  return Index(std::move(s));
+  return s;
+}
+
+Result<Index> Index::create(std::uint32_t dim, const IndexOptions& options) {
+  auto s = State::make(dim, options);
+  if (!s) return s.status();
+  return Index(std::move(s).value());
 }
 
 std::uint32_t Index::dim() const { return s_->dim; }
@@ -140,16 +134,18 @@ Status Index::add(std::span<const float> vectors) {
       xd += static_cast<double>(unit[i * s.dim + k]) * decoded[i * s.dim + k];
       dd += static_cast<double>(decoded[i * s.dim + k]) * decoded[i * s.dim + k];
     }
-    const float g = s.options.unbias && dd > 0 ? static_cast<float>(xd / dd) : 1.0f;
+    const float g = s.options.unbias && dd > 0 ? static_cast<float>(std::max(xd / dd, 0.0)) : 1.0f;
     for (std::size_t b = 0; b < blocks; ++b) norms[i * blocks + b] *= g / static_cast<float>(s.blocks[b].size);
   }
-  s.codes.insert(s.codes.end(), codes.begin(), codes.end());
-  s.norms.insert(s.norms.end(), norms.begin(), norms.end());
+  s.own();  // a mapped snapshot is copied before it grows
+  s.codes_owned.insert(s.codes_owned.end(), codes.begin(), codes.end());
+  s.norms_owned.insert(s.norms_owned.end(), norms.begin(), norms.end());
   if (s.options.keep_exact) {
-    s.exact.reserve(s.exact.size() + unit.size());
-    for (float v : unit) s.exact.push_back(f32_to_f16(v));
+    s.exact_owned.reserve(s.exact_owned.size() + unit.size());
+    for (float v : unit) s.exact_owned.push_back(f32_to_f16(v));
   }
   s.count += n;
+  s.bind_owned();
   return {};
 }
 

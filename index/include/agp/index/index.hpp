@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "agp/status.hpp"
@@ -58,6 +59,17 @@ class Index {
   // The k best vectors for `query` (dim values), best first. kInvalidArgument for a wrong size, a
   // zero or non-finite query, or a rerank without exact copies.
   Result<std::vector<Hit>> search(std::span<const float> query, const SearchOptions& options = {}) const;
+
+  // Writes the index to `path` as a snapshot (docs/index.md: a header, then the codes, norms and
+  // exact copies, each 64-byte aligned with its XXH3-64). kIoError when it cannot be written.
+  Status save(const std::string& path) const;
+  // Maps a snapshot and uses it in place: no pass over the codes beyond the checksums (and none
+  // with `verify` false). A damaged or truncated file is a typed error, never an index:
+  // kIoError, kTruncated, kBadMagic, kUnsupportedVersion, kHeaderChecksumMismatch,
+  // kBadSectionTable, kSectionOutOfBounds, kSectionMisaligned, kSectionChecksumMismatch,
+  // kNonZeroPadding, kBadEncodedData (norms that no index writes). An opened index may still
+  // be added to (its contents are copied first).
+  static Result<Index> open(const std::string& path, bool verify = true);
 
   std::uint32_t dim() const;
   std::uint64_t size() const;
