@@ -29,12 +29,15 @@ constexpr const char* kTool = "bench_index";
 constexpr int kWindow = 256;  // tokens per text window
 constexpr std::uint32_t kDim = 768;
 
-[[noreturn]] void die(const std::string& why) { agp::bench::die(kTool, why); }
+[[noreturn]] void die(const std::string& why) {
+  agp::bench::die(kTool, why);
+}
 
 void normalize_rows(std::vector<float>& v, std::uint32_t dim) {
   for (std::size_t i = 0; i < v.size() / dim; ++i) {
     double ss = 0;
-    for (std::uint32_t k = 0; k < dim; ++k) ss += static_cast<double>(v[i * dim + k]) * v[i * dim + k];
+    for (std::uint32_t k = 0; k < dim; ++k)
+      ss += static_cast<double>(v[i * dim + k]) * v[i * dim + k];
     const float inv = ss > 0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.0f;
     for (std::uint32_t k = 0; k < dim; ++k) v[i * dim + k] *= inv;
   }
@@ -42,8 +45,8 @@ void normalize_rows(std::vector<float>& v, std::uint32_t dim) {
 
 // Per-token states of `windows`: layer 2's input beside layer 4's output, normalized; at most
 // `limit` vectors.
-std::vector<float> model_vectors(const agp::fidelity::LlamaModel& model, const std::vector<std::vector<int>>& windows,
-                                 std::size_t limit) {
+std::vector<float> model_vectors(const agp::fidelity::LlamaModel& model,
+                                 const std::vector<std::vector<int>>& windows, std::size_t limit) {
   const int hidden = model.config().hidden_size;
   if (2 * hidden != static_cast<int>(kDim)) die("the model's hidden size is not 384");
   std::vector<float> out;
@@ -70,27 +73,32 @@ std::vector<float> model_vectors(const agp::fidelity::LlamaModel& model, const s
 
 // The corpus of `n` vectors, from the cache when an earlier run made it from the same text.
 std::vector<float> corpus(const agp::fidelity::LlamaModel& model, const std::string& headers,
-                          const std::vector<std::vector<int>>& eval, std::size_t n, const std::string& cache_dir) {
+                          const std::vector<std::vector<int>>& eval, std::size_t n,
+                          const std::string& cache_dir) {
   const int count = static_cast<int>((n + kWindow - 1) / kWindow);
   auto text = agp::fidelity::calibration_text_from_headers(headers, eval, count, kWindow, 0x1dc5);
   if (!text) die("corpus text from " + headers + ": " + text.status().to_string());
   if (text->windows.size() < static_cast<std::size_t>(count)) {
-    die(headers + " holds text for " + std::to_string(text->windows.size() * kWindow) + " tokens, not " +
-        std::to_string(n));
+    die(headers + " holds text for " + std::to_string(text->windows.size() * kWindow) +
+        " tokens, not " + std::to_string(n));
   }
-  const std::filesystem::path path = std::filesystem::path(cache_dir) /
-                                     ("corpus-" + std::to_string(n) + "-" + std::to_string(text->xxh3) + ".f32");
+  const std::filesystem::path path =
+      std::filesystem::path(cache_dir) /
+      ("corpus-" + std::to_string(n) + "-" + std::to_string(text->xxh3) + ".f32");
   std::vector<float> v(n * kDim);
-  if (std::ifstream in(path, std::ios::binary); in && in.read(reinterpret_cast<char*>(v.data()),
-                                                              static_cast<std::streamsize>(v.size() * 4))) {
-    std::cerr << kTool << ": corpus of " << n << " vectors from the cache (" << path.string() << ")\n";
+  if (std::ifstream in(path, std::ios::binary);
+      in &&
+      in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4))) {
+    std::cerr << kTool << ": corpus of " << n << " vectors from the cache (" << path.string()
+              << ")\n";
     return v;
   }
-  std::cerr << kTool << ": computing a corpus of " << n << " vectors (" << count << " windows of header text) ...\n";
+  std::cerr << kTool << ": computing a corpus of " << n << " vectors (" << count
+            << " windows of header text) ...\n";
   v = model_vectors(model, text->windows, n);
   std::filesystem::create_directories(cache_dir);
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(v.data()),
-                                              static_cast<std::streamsize>(v.size() * 4));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
   return v;
 }
 
@@ -101,8 +109,8 @@ float dot(const float* x, const float* q) {
 }
 
 // `nq` queries spread over the evaluation windows' tokens.
-std::vector<float> model_queries(const agp::fidelity::LlamaModel& model, const std::vector<std::vector<int>>& eval,
-                                 std::size_t nq) {
+std::vector<float> model_queries(const agp::fidelity::LlamaModel& model,
+                                 const std::vector<std::vector<int>>& eval, std::size_t nq) {
   const std::vector<float> all = model_vectors(model, eval, eval.size() * kWindow);
   const std::size_t available = all.size() / kDim;
   std::vector<float> q;
@@ -165,7 +173,8 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
     // vectors is "the" neighbour is arbitrary. A result counts when its exact score reaches the
     // tenth best (ann-benchmarks counts the same way).
     const float* q = queries.data() + qi * kDim;
-    for (const auto& h : *hits) found += dot(data.data() + h.id * kDim, q) >= exact[qi].tenth - 1e-6f ? 1 : 0;
+    for (const auto& h : *hits)
+      found += dot(data.data() + h.id * kDim, q) >= exact[qi].tenth - 1e-6f ? 1 : 0;
   }
   const double n = static_cast<double>(data.size() / kDim);
   const double code_mb = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
@@ -182,8 +191,10 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
           {"ratio_vs_fp32", 32.0 / index->code_bits_per_dimension()}};
 }
 
-json measure_set(const std::string& name, const std::vector<float>& data, const std::vector<float>& queries) {
-  std::cerr << kTool << ": " << name << ": brute force over " << data.size() / kDim << " vectors ...\n";
+json measure_set(const std::string& name, const std::vector<float>& data,
+                 const std::vector<float>& queries) {
+  std::cerr << kTool << ": " << name << ": brute force over " << data.size() / kDim
+            << " vectors ...\n";
   const auto exact = truth(data, queries);
   json rows = json::array();
   for (const int bits : {4, 8}) {
@@ -203,7 +214,10 @@ json measure_set(const std::string& name, const std::vector<float>& data, const 
     std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
     rows.push_back(std::move(r));
   }
-  return {{"data", name}, {"vectors", data.size() / kDim}, {"dim", kDim}, {"queries", queries.size() / kDim},
+  return {{"data", name},
+          {"vectors", data.size() / kDim},
+          {"dim", kDim},
+          {"queries", queries.size() / kDim},
           {"rows", rows}};
 }
 
@@ -216,15 +230,18 @@ int main(int argc, char** argv) {
   std::size_t queries = 32;
   bool synthetic = true;
   CLI::App app{
-      "bench_index: recall@10 and query time of the compressed embedding index against brute force, on "
+      "bench_index: recall@10 and query time of the compressed embedding index against brute "
+      "force, on "
       "per-token hidden states of the devmodel over header text (and random unit vectors)"};
   app.add_option("--out", out_path, "write the JSON results here");
-  app.add_option("--model", model_dir, "the devmodel folder (config.json, model.safetensors, windows.bin)");
+  app.add_option("--model", model_dir,
+                 "the devmodel folder (config.json, model.safetensors, windows.bin)");
   app.add_option("--headers", headers, "folder of C/C++ headers the corpus text comes from");
   app.add_option("--cache", cache_dir, "where corpora are kept between runs");
   app.add_option("--n-vectors", sizes, "corpus sizes")->delimiter(',');
   app.add_option("--queries", queries, "queries per set");
-  app.add_flag("--synthetic,!--no-synthetic", synthetic, "also measure random unit vectors of the same sizes");
+  app.add_flag("--synthetic,!--no-synthetic", synthetic,
+               "also measure random unit vectors of the same sizes");
   CLI11_PARSE(app, argc, argv);
 
   json sets = json::array();
@@ -235,22 +252,26 @@ int main(int argc, char** argv) {
     if (!eval) die("windows.bin: " + eval.status().to_string());
     const auto q = model_queries(*model, eval->windows, queries);
     for (const std::size_t n : sizes) {
-      sets.push_back(measure_set("devmodel-" + std::to_string(n), corpus(*model, headers, eval->windows, n, cache_dir), q));
+      sets.push_back(measure_set("devmodel-" + std::to_string(n),
+                                 corpus(*model, headers, eval->windows, n, cache_dir), q));
     }
   } else {
     std::cerr << kTool << ": no devmodel at " << model_dir << ": the model rows are skipped\n";
   }
   if (synthetic) {
     const auto q = random_units(queries, 2);
-    for (const std::size_t n : sizes) sets.push_back(measure_set("random-" + std::to_string(n), random_units(n, 1), q));
+    for (const std::size_t n : sizes)
+      sets.push_back(measure_set("random-" + std::to_string(n), random_units(n, 1), q));
   }
-  json doc = {{"suite", "index"},
-              {"date", agp::bench::utc_now()},
-              {"command", "./dev bench index"},
-              {"corpus", "devmodel states entering layer 2 and leaving layer 4, concatenated (768), normalized; "
-                         "text: header windows of 256 bytes; queries: windows.bin tokens"},
-              {"query_time", "one query at a time, one thread, the scalar scan"},
-              {"sets", sets}};
+  json doc = {
+      {"suite", "index"},
+      {"date", agp::bench::utc_now()},
+      {"command", "./dev bench index"},
+      {"corpus",
+       "devmodel states entering layer 2 and leaving layer 4, concatenated (768), normalized; "
+       "text: header windows of 256 bytes; queries: windows.bin tokens"},
+      {"query_time", "one query at a time, one thread, the scalar scan"},
+      {"sets", sets}};
   agp::bench::emit_results(doc.dump(2), out_path, kTool);
   return 0;
 }

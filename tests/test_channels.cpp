@@ -59,15 +59,15 @@ TEST_P(ChannelOver, PausedReceiverHoldsAtMostTheReceiveBuffer) {
   }));
   std::shared_ptr<Channel> sender;
   std::optional<Status> sender_failure;
-  auto dial = (*client_side)->dial("127.0.0.1", (*server_side)->port(), {},
-                                   [&](Result<std::shared_ptr<Channel>> c) {
-                                     ASSERT_TRUE(c) << c.status().to_string();
-                                     sender = std::move(c).value();
-                                     sender->start({[](ptp::Frame&&) {},
-                                                    [&](const Status& why) { sender_failure = why; },
-                                                    nullptr});
-                                     for (std::size_t i = 0; i < kFrames; ++i) sender->send(filler_frame());
-                                   });
+  auto dial =
+      (*client_side)
+          ->dial("127.0.0.1", (*server_side)->port(), {}, [&](Result<std::shared_ptr<Channel>> c) {
+            ASSERT_TRUE(c) << c.status().to_string();
+            sender = std::move(c).value();
+            sender->start(
+                {[](ptp::Frame&&) {}, [&](const Status& why) { sender_failure = why; }, nullptr});
+            for (std::size_t i = 0; i < kFrames; ++i) sender->send(filler_frame());
+          });
   ASSERT_TRUE(dial) << dial.status().to_string();
 
   // Runs until the receiver fails, or the sender has stopped making progress for a while.
@@ -105,7 +105,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, ChannelOver,
                          ::testing::Values(Carrier{"tcp", TransportBackend::kTcp, ""},
                                            Carrier{"ucx", TransportBackend::kUcx, "tcp"},
                                            Carrier{"ucx_shm", TransportBackend::kUcx, "sm,tcp"}),
-                         [](const ::testing::TestParamInfo<Carrier>& i) { return std::string(i.param.name); });
+                         [](const ::testing::TestParamInfo<Carrier>& i) {
+                           return std::string(i.param.name);
+                         });
 
 }  // namespace
 }  // namespace agp::transport::detail

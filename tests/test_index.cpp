@@ -1,15 +1,15 @@
 // The compressed embedding index: its scores are the codec's decode dotted with the query, its
 // recall against brute force, and the errors a caller meets.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <iostream>
 #include <cmath>
-#include <random>
-#include <set>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
+#include <iostream>
+#include <random>
+#include <set>
 
 #include "agp/codec/codec.hpp"
 #include "agp/index/index.hpp"
@@ -19,7 +19,8 @@ namespace {
 
 // n unit-length-ish vectors around `clusters` random centres (real embeddings cluster; uniform
 // random directions in 768 dimensions are all nearly orthogonal and rank by noise).
-std::vector<float> clustered(std::size_t n, std::uint32_t dim, std::uint64_t seed, int clusters = 40) {
+std::vector<float> clustered(std::size_t n, std::uint32_t dim, std::uint64_t seed,
+                             int clusters = 40) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> g(0.0f, 1.0f);
   std::vector<float> centres(static_cast<std::size_t>(clusters) * dim);
@@ -41,8 +42,8 @@ std::vector<float> unit(std::span<const float> v) {
 }
 
 // The exact top-k ids by inner product (`units`: the data normalized).
-std::vector<std::uint64_t> brute_force(const std::vector<float>& units, std::uint32_t dim, std::span<const float> query,
-                                       std::size_t k) {
+std::vector<std::uint64_t> brute_force(const std::vector<float>& units, std::uint32_t dim,
+                                       std::span<const float> query, std::size_t k) {
   const auto q = unit(query);
   std::vector<std::pair<double, std::uint64_t>> all;
   for (std::size_t i = 0; i < units.size() / dim; ++i) {
@@ -56,8 +57,8 @@ std::vector<std::uint64_t> brute_force(const std::vector<float>& units, std::uin
   return ids;
 }
 
-double recall_at_10(const Index& index, const std::vector<float>& data, const std::vector<float>& queries,
-                    std::size_t rerank) {
+double recall_at_10(const Index& index, const std::vector<float>& data,
+                    const std::vector<float>& queries, std::size_t rerank) {
   const std::uint32_t dim = index.dim();
   std::vector<float> units;
   for (std::size_t i = 0; i < data.size() / dim; ++i) {
@@ -107,10 +108,12 @@ TEST(Index, ScoresAreTheQueryDottedWithTheCodecsDecode) {
       std::vector<std::byte> codes(n * (*codec)->parts()[0].bytes_per_vector);
       std::vector<std::byte> norms(n * (*codec)->parts()[1].bytes_per_vector);
       const std::span<std::byte> out[] = {codes, norms};
-      ASSERT_TRUE((*codec)->encode_all(codec::TensorView::contiguous(units.data(), DType::kF32, {n, dim}, 1), out));
+      ASSERT_TRUE((*codec)->encode_all(
+          codec::TensorView::contiguous(units.data(), DType::kF32, {n, dim}, 1), out));
       std::vector<float> decoded(n * dim);
       const std::span<const std::byte> in[] = {codes, norms};
-      ASSERT_TRUE((*codec)->decode_all(in, codec::TensorView::contiguous(decoded.data(), DType::kF32, {n, dim}, 1)));
+      ASSERT_TRUE((*codec)->decode_all(
+          in, codec::TensorView::contiguous(decoded.data(), DType::kF32, {n, dim}, 1)));
       const auto query = clustered(1, dim, 99);
       const auto q = unit(query);
       auto hits = index->search(query, {n, 0});
@@ -131,8 +134,10 @@ TEST(Index, ScoresAreTheQueryDottedWithTheCodecsDecode) {
         expected_unbiased[i] = dot * xd / dd;  // <x, x'> / |x'|^2 times <x', q>
       }
       for (const Hit& h : *hits) EXPECT_NEAR(h.score, expected[h.id], 1e-4) << "vector " << h.id;
-      for (const Hit& h : *corrected) EXPECT_NEAR(h.score, expected_unbiased[h.id], 1e-4) << "vector " << h.id;
-      EXPECT_TRUE(std::is_sorted(hits->begin(), hits->end(), [](const Hit& a, const Hit& b) { return a.score > b.score; }));
+      for (const Hit& h : *corrected)
+        EXPECT_NEAR(h.score, expected_unbiased[h.id], 1e-4) << "vector " << h.id;
+      EXPECT_TRUE(std::is_sorted(hits->begin(), hits->end(),
+                                 [](const Hit& a, const Hit& b) { return a.score > b.score; }));
     }
   }
 }
@@ -153,12 +158,14 @@ TEST(Index, RecallAgainstBruteForce) {
   const double r8 = recall_at_10(*eight, data, queries, 0);
   RecordProperty("recall4", std::to_string(r4));
   RecordProperty("recall8", std::to_string(r8));
-  std::cout << "recall@10: 4-bit " << r4 << ", after rerank " << r4_rerank << ", 8-bit " << r8 << "\n";
+  std::cout << "recall@10: 4-bit " << r4 << ", after rerank " << r4_rerank << ", 8-bit " << r8
+            << "\n";
   EXPECT_GE(r4, 0.80) << "4-bit recall@10";
   EXPECT_GE(r8, 0.97) << "8-bit recall@10";
   EXPECT_GE(r4_rerank, 0.99) << "4-bit recall@10 after reranking 100 candidates";
   EXPECT_GE(r8, r4);
-  EXPECT_NEAR(four->code_bits_per_dimension(), 4.0 + 2 * 32.0 / 768, 1e-9);  // codes, two f32 block norms
+  EXPECT_NEAR(four->code_bits_per_dimension(), 4.0 + 2 * 32.0 / 768,
+              1e-9);  // codes, two f32 block norms
 }
 
 // With every vector a candidate the two-stage search is the one-stage search; with fewer it
@@ -184,14 +191,17 @@ TEST(Index, TwoStagesWithEveryCandidateAreOneStage) {
   auto whole = index->search(query, {500, 0, 0});
   ASSERT_TRUE(whole);
   for (const Hit& h : *few) {  // the same score the one-stage scan gives that vector
-    const auto it = std::find_if(whole->begin(), whole->end(), [&](const Hit& w) { return w.id == h.id; });
+    const auto it =
+        std::find_if(whole->begin(), whole->end(), [&](const Hit& w) { return w.id == h.id; });
     ASSERT_NE(it, whole->end());
     EXPECT_EQ(it->score, h.score);
   }
 }
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("agp-index-" + std::to_string(::getpid()) + "-" + name)).string();
+  return (std::filesystem::temp_directory_path() /
+          ("agp-index-" + std::to_string(::getpid()) + "-" + name))
+      .string();
 }
 
 // A snapshot opened in place answers every query as the index that wrote it, and can grow.
@@ -222,7 +232,8 @@ TEST(IndexSnapshot, SearchResultsAreIdenticalAfterSaveAndOpen) {
         EXPECT_EQ((*a)[j].score, (*b)[j].score);
       }
     }
-    ASSERT_TRUE(opened->add(std::span(data).subspan(0, dim)));  // the mapped contents are copied first
+    ASSERT_TRUE(
+        opened->add(std::span(data).subspan(0, dim)));  // the mapped contents are copied first
     EXPECT_EQ(opened->size(), 301u);
     auto again = opened->search(std::span(data).subspan(0, dim), {2, 0});
     ASSERT_TRUE(again);
@@ -247,7 +258,8 @@ TEST(IndexSnapshot, DamagedOrTruncatedSnapshotsAreRefused) {
   }
   ASSERT_GT(good.size(), 192u);
   auto write = [&](const std::vector<char>& bytes) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   };
   for (std::size_t cut = 0; cut < good.size(); cut += (cut < 256 ? 1 : 97)) {
     write(std::vector<char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(cut)));
@@ -284,13 +296,17 @@ TEST(Index, ErrorsAreTypedAndLeaveTheIndexAsItWas) {
   auto index = Index::create(4, {4, 1, true});
   ASSERT_TRUE(index);
   EXPECT_EQ(index->add(std::vector<float>{1, 2, 3}).code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(index->add(std::vector<float>{1, 2, 3, 4, 1, NAN, 0, 0}).code(), ErrorCode::kNonFiniteInput);
-  EXPECT_EQ(index->add(std::vector<float>{1, 2, 3, 4, 0, 0, 0, 0}).code(), ErrorCode::kValueOutOfRange);
+  EXPECT_EQ(index->add(std::vector<float>{1, 2, 3, 4, 1, NAN, 0, 0}).code(),
+            ErrorCode::kNonFiniteInput);
+  EXPECT_EQ(index->add(std::vector<float>{1, 2, 3, 4, 0, 0, 0, 0}).code(),
+            ErrorCode::kValueOutOfRange);
   EXPECT_EQ(index->size(), 0u);  // nothing of a failed batch stays
   ASSERT_TRUE(index->add(std::vector<float>{1, 2, 3, 4, -1, 0, 0, 0}));
   EXPECT_EQ(index->size(), 2u);
-  EXPECT_EQ(index->search(std::vector<float>{1, 2, 3}).status().code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(index->search(std::vector<float>{0, 0, 0, 0}).status().code(), ErrorCode::kValueOutOfRange);
+  EXPECT_EQ(index->search(std::vector<float>{1, 2, 3}).status().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(index->search(std::vector<float>{0, 0, 0, 0}).status().code(),
+            ErrorCode::kValueOutOfRange);
   auto hits = index->search(std::vector<float>{1, 2, 3, 4}, {5, 2});
   ASSERT_TRUE(hits);
   ASSERT_EQ(hits->size(), 2u);  // k beyond the size gives what there is
@@ -298,7 +314,8 @@ TEST(Index, ErrorsAreTypedAndLeaveTheIndexAsItWas) {
   EXPECT_NEAR((*hits)[0].score, 1.0, 1e-3);
   auto no_exact = Index::create(4, {4, 1, false});
   ASSERT_TRUE(no_exact);
-  EXPECT_EQ(no_exact->search(std::vector<float>{1, 2, 3, 4}, {1, 10}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(no_exact->search(std::vector<float>{1, 2, 3, 4}, {1, 10}).status().code(),
+            ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

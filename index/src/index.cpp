@@ -8,8 +8,6 @@
 // t_k[i_k] = c[i_k] * (H (s * q))_k per block, times the block's norm over m.
 #include "agp/index/index.hpp"
 
-#include "index_state.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -19,6 +17,7 @@
 #include "agp/codec/tensor_view.hpp"
 #include "bitpack.hpp"
 #include "codebooks.hpp"
+#include "index_state.hpp"
 #include "rotation.hpp"
 
 namespace agp::index {
@@ -32,12 +31,14 @@ Status normalize(float* v, std::uint32_t dim, const std::string& what) {
   double ss = 0;
   for (std::uint32_t k = 0; k < dim; ++k) {
     if (!std::isfinite(v[k])) {
-      return make_error(ErrorCode::kNonFiniteInput, what + " has a NaN or infinite value at " + std::to_string(k));
+      return make_error(ErrorCode::kNonFiniteInput,
+                        what + " has a NaN or infinite value at " + std::to_string(k));
     }
     ss += static_cast<double>(v[k]) * v[k];
   }
   if (ss == 0 || !std::isfinite(ss)) {
-    return make_error(ErrorCode::kValueOutOfRange, what + " has no direction (its length is 0 or overflows)");
+    return make_error(ErrorCode::kValueOutOfRange,
+                      what + " has no direction (its length is 0 or overflows)");
   }
   const float inv = static_cast<float>(1.0 / std::sqrt(ss));
   for (std::uint32_t k = 0; k < dim; ++k) v[k] *= inv;
@@ -46,9 +47,12 @@ Status normalize(float* v, std::uint32_t dim, const std::string& what) {
 
 // Keeps the best `n` hits seen, best first once sorted.
 void keep_best(std::vector<Hit>& hits, std::size_t n) {
-  auto better = [](const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); };
+  auto better = [](const Hit& a, const Hit& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+  };
   if (hits.size() > n) {
-    std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(n), hits.end(), better);
+    std::nth_element(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(n), hits.end(),
+                     better);
     hits.resize(n);
   }
   std::sort(hits.begin(), hits.end(), better);
@@ -61,13 +65,16 @@ Index::Index(Index&&) noexcept = default;
 Index& Index::operator=(Index&&) noexcept = default;
 Index::~Index() = default;
 
-Result<std::unique_ptr<Index::State>> Index::State::make(std::uint32_t dim, const IndexOptions& options) {
+Result<std::unique_ptr<Index::State>> Index::State::make(std::uint32_t dim,
+                                                         const IndexOptions& options) {
   if (dim == 0 || dim > kMaxDim) {
-    return make_error(ErrorCode::kInvalidArgument, "index dimension must be 1.." + std::to_string(kMaxDim) +
-                                                       ", got " + std::to_string(dim));
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "index dimension must be 1.." + std::to_string(kMaxDim) + ", got " + std::to_string(dim));
   }
   if (options.bits < 1 || options.bits > 8) {
-    return make_error(ErrorCode::kInvalidArgument, "index bits must be 1..8, got " + std::to_string(options.bits));
+    return make_error(ErrorCode::kInvalidArgument,
+                      "index bits must be 1..8, got " + std::to_string(options.bits));
   }
   auto s = std::make_unique<State>();
   s->dim = dim;
@@ -82,7 +89,8 @@ Result<std::unique_ptr<Index::State>> Index::State::make(std::uint32_t dim, cons
   s->codec = std::move(made).value();
   s->blocks = codec::hadamard_blocks(dim);
   s->signs = codec::random_signs(dim, options.seed);
-  for (const codec::Block& b : s->blocks) s->books.push_back(&codec::codebook(static_cast<int>(b.size), options.bits));
+  for (const codec::Block& b : s->blocks)
+    s->books.push_back(&codec::codebook(static_cast<int>(b.size), options.bits));
   s->code_bytes = static_cast<std::uint32_t>(codec::packed_bytes(dim, options.bits));
   return s;
 }
@@ -93,9 +101,15 @@ Result<Index> Index::create(std::uint32_t dim, const IndexOptions& options) {
   return Index(std::move(s).value());
 }
 
-std::uint32_t Index::dim() const { return s_->dim; }
-std::uint64_t Index::size() const { return s_->count; }
-const IndexOptions& Index::options() const { return s_->options; }
+std::uint32_t Index::dim() const {
+  return s_->dim;
+}
+std::uint64_t Index::size() const {
+  return s_->count;
+}
+const IndexOptions& Index::options() const {
+  return s_->options;
+}
 
 double Index::code_bits_per_dimension() const {
   return 8.0 * (s_->code_bytes + 4.0 * static_cast<double>(s_->blocks.size())) / s_->dim;
@@ -105,13 +119,15 @@ Status Index::add(std::span<const float> vectors) {
   State& s = *s_;
   if (vectors.size() % s.dim != 0) {
     return make_error(ErrorCode::kInvalidArgument, std::to_string(vectors.size()) +
-                                                       " values are not whole vectors of " + std::to_string(s.dim));
+                                                       " values are not whole vectors of " +
+                                                       std::to_string(s.dim));
   }
   const std::uint64_t n = vectors.size() / s.dim;
   if (n == 0) return {};
   std::vector<float> unit(vectors.begin(), vectors.end());
   for (std::uint64_t i = 0; i < n; ++i) {
-    AGP_RETURN_IF_ERROR(normalize(unit.data() + i * s.dim, s.dim, "vector " + std::to_string(i) + " of this batch"));
+    AGP_RETURN_IF_ERROR(normalize(unit.data() + i * s.dim, s.dim,
+                                  "vector " + std::to_string(i) + " of this batch"));
   }
   const std::size_t blocks = s.blocks.size();
   std::vector<std::uint8_t> codes(n * s.code_bytes);
@@ -125,9 +141,10 @@ Status Index::add(std::span<const float> vectors) {
   // is g x', the rest is orthogonal to it and averages out over queries, so g <x', q> estimates
   // <x, q> without the quantizer's per-vector shrinkage (the idea of RaBitQ's estimator).
   std::vector<float> decoded(n * s.dim);
-  const std::span<const std::byte> stored[] = {std::as_bytes(std::span(codes)), std::as_bytes(std::span(norms))};
-  AGP_RETURN_IF_ERROR(
-      s.codec->decode_all(stored, codec::TensorView::contiguous(decoded.data(), DType::kF32, {n, s.dim}, 1)));
+  const std::span<const std::byte> stored[] = {std::as_bytes(std::span(codes)),
+                                               std::as_bytes(std::span(norms))};
+  AGP_RETURN_IF_ERROR(s.codec->decode_all(
+      stored, codec::TensorView::contiguous(decoded.data(), DType::kF32, {n, s.dim}, 1)));
   for (std::uint64_t i = 0; i < n; ++i) {
     double xd = 0, dd = 0;
     for (std::uint32_t k = 0; k < s.dim; ++k) {
@@ -135,7 +152,8 @@ Status Index::add(std::span<const float> vectors) {
       dd += static_cast<double>(decoded[i * s.dim + k]) * decoded[i * s.dim + k];
     }
     const float g = s.options.unbias && dd > 0 ? static_cast<float>(std::max(xd / dd, 0.0)) : 1.0f;
-    for (std::size_t b = 0; b < blocks; ++b) norms[i * blocks + b] *= g / static_cast<float>(s.blocks[b].size);
+    for (std::size_t b = 0; b < blocks; ++b)
+      norms[i * blocks + b] *= g / static_cast<float>(s.blocks[b].size);
   }
   s.own();  // a mapped snapshot is copied before it grows
   s.codes_owned.insert(s.codes_owned.end(), codes.begin(), codes.end());
@@ -149,14 +167,17 @@ Status Index::add(std::span<const float> vectors) {
   return {};
 }
 
-Result<std::vector<Hit>> Index::search(std::span<const float> query, const SearchOptions& options) const {
+Result<std::vector<Hit>> Index::search(std::span<const float> query,
+                                       const SearchOptions& options) const {
   const State& s = *s_;
   if (query.size() != s.dim) {
     return make_error(ErrorCode::kInvalidArgument, "the query has " + std::to_string(query.size()) +
-                                                       " values, the index " + std::to_string(s.dim));
+                                                       " values, the index " +
+                                                       std::to_string(s.dim));
   }
   if (options.rerank > 0 && !s.options.keep_exact) {
-    return make_error(ErrorCode::kInvalidArgument, "rerank needs the exact copies (IndexOptions::keep_exact)");
+    return make_error(ErrorCode::kInvalidArgument,
+                      "rerank needs the exact copies (IndexOptions::keep_exact)");
   }
   std::vector<float> q(query.begin(), query.end());
   AGP_RETURN_IF_ERROR(normalize(q.data(), s.dim, "the query"));
@@ -172,7 +193,8 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query, const Searc
   for (std::size_t b = 0; b < s.blocks.size(); ++b) {
     const float* c = s.books[b]->centroids();
     for (std::uint32_t k = s.blocks[b].offset; k < s.blocks[b].offset + s.blocks[b].size; ++k) {
-      for (int j = 0; j < levels; ++j) table[static_cast<std::size_t>(k) * levels + j] = c[j] * rotated[k];
+      for (int j = 0; j < levels; ++j)
+        table[static_cast<std::size_t>(k) * levels + j] = c[j] * rotated[k];
     }
   }
   const std::size_t keep = std::max(options.k, options.rerank);
@@ -184,7 +206,8 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query, const Searc
     for (std::size_t b = 0; b < blocks; ++b) {
       float sum = 0;
       const std::uint32_t end = s.blocks[b].offset + s.blocks[b].size;
-      for (std::uint32_t k = s.blocks[b].offset; k < end; ++k) sum += table[static_cast<std::size_t>(k) * levels + idx[k]];
+      for (std::uint32_t k = s.blocks[b].offset; k < end; ++k)
+        sum += table[static_cast<std::size_t>(k) * levels + idx[k]];
       score += sum * s.norms[i * blocks + b];
     }
     return score;
@@ -206,7 +229,8 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query, const Searc
       for (std::size_t b = 0; b < blocks; ++b) {
         float sum = 0;
         const std::uint32_t end = s.blocks[b].offset + s.blocks[b].size;
-        for (std::uint32_t k = s.blocks[b].offset; k < end; ++k) sum += idx[k] >= top ? rotated[k] : -rotated[k];
+        for (std::uint32_t k = s.blocks[b].offset; k < end; ++k)
+          sum += idx[k] >= top ? rotated[k] : -rotated[k];
         score += sum * one_bit[b] * s.norms[i * blocks + b];
       }
       coarse.push_back({i, score});

@@ -26,7 +26,8 @@ namespace agp::index {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "snapshots are written little-endian in place");
+static_assert(std::endian::native == std::endian::little,
+              "snapshots are written little-endian in place");
 
 constexpr char kMagic[8] = {'A', 'G', 'P', 'I', 'N', 'D', 'E', 'X'};
 constexpr std::uint32_t kVersion = 1;
@@ -49,7 +50,9 @@ T get(const std::byte* at) {
   return v;
 }
 
-std::uint64_t aligned(std::uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+std::uint64_t aligned(std::uint64_t n) {
+  return (n + kAlign - 1) / kAlign * kAlign;
+}
 
 Status bad(ErrorCode code, const std::string& path, const std::string& why) {
   return make_error(code, "index snapshot " + path + ": " + why);
@@ -63,7 +66,8 @@ Status Index::save(const std::string& path) const {
     std::uint32_t kind;
     std::span<const std::byte> bytes;
   };
-  std::vector<Section> sections = {{kCodes, std::as_bytes(s.codes)}, {kNorms, std::as_bytes(s.norms)}};
+  std::vector<Section> sections = {{kCodes, std::as_bytes(s.codes)},
+                                   {kNorms, std::as_bytes(s.norms)}};
   if (s.options.keep_exact) sections.push_back({kExact, std::as_bytes(s.exact)});
   std::vector<std::byte> header(kHeaderBytes);
   std::memcpy(header.data(), kMagic, sizeof kMagic);
@@ -88,18 +92,22 @@ Status Index::save(const std::string& path) const {
   }
   put<std::uint64_t>(&header[40], ptp::xxh3_64(header));
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return make_error(ErrorCode::kIoError, "cannot create " + path + ": " + std::strerror(errno));
+  if (!out)
+    return make_error(ErrorCode::kIoError, "cannot create " + path + ": " + std::strerror(errno));
   static const char zeros[kAlign] = {};
   std::uint64_t at = kHeaderBytes;
-  out.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(header.data()),
+            static_cast<std::streamsize>(header.size()));
   for (const Section& sec : sections) {
     out.write(zeros, static_cast<std::streamsize>(aligned(at) - at));
     at = aligned(at);
-    out.write(reinterpret_cast<const char*>(sec.bytes.data()), static_cast<std::streamsize>(sec.bytes.size()));
+    out.write(reinterpret_cast<const char*>(sec.bytes.data()),
+              static_cast<std::streamsize>(sec.bytes.size()));
     at += sec.bytes.size();
   }
   out.flush();
-  if (!out) return make_error(ErrorCode::kIoError, "cannot write " + path + ": " + std::strerror(errno));
+  if (!out)
+    return make_error(ErrorCode::kIoError, "cannot write " + path + ": " + std::strerror(errno));
   return {};
 }
 
@@ -109,17 +117,21 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   auto map = std::make_shared<const ptp::MappedFile>(std::move(mapped).value());
   const std::span<const std::byte> file = map->bytes();
   if (file.size() < kHeaderBytes) {
-    return bad(ErrorCode::kTruncated, path, std::to_string(file.size()) + " bytes, shorter than its header");
+    return bad(ErrorCode::kTruncated, path,
+               std::to_string(file.size()) + " bytes, shorter than its header");
   }
   const std::byte* h = file.data();
-  if (std::memcmp(h, kMagic, sizeof kMagic) != 0) return bad(ErrorCode::kBadMagic, path, "not an index snapshot");
+  if (std::memcmp(h, kMagic, sizeof kMagic) != 0)
+    return bad(ErrorCode::kBadMagic, path, "not an index snapshot");
   if (get<std::uint32_t>(h + 8) != kVersion) {
     return bad(ErrorCode::kUnsupportedVersion, path,
-               "version " + std::to_string(get<std::uint32_t>(h + 8)) + ", this build reads " + std::to_string(kVersion));
+               "version " + std::to_string(get<std::uint32_t>(h + 8)) + ", this build reads " +
+                   std::to_string(kVersion));
   }
   std::vector<std::byte> header(h, h + kHeaderBytes);
   put<std::uint64_t>(&header[40], 0);
-  if (get<std::uint32_t>(h + 12) != kHeaderBytes || ptp::xxh3_64(header) != get<std::uint64_t>(h + 40)) {
+  if (get<std::uint32_t>(h + 12) != kHeaderBytes ||
+      ptp::xxh3_64(header) != get<std::uint64_t>(h + 40)) {
     return bad(ErrorCode::kHeaderChecksumMismatch, path, "the header is damaged");
   }
   IndexOptions options;
@@ -132,7 +144,8 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   const std::uint64_t count = get<std::uint64_t>(h + 32);
   const std::uint16_t section_count = get<std::uint16_t>(h + 22);
   if ((flags & ~(kUnbiased | kHasExact)) != 0 || section_count != (options.keep_exact ? 3 : 2)) {
-    return bad(ErrorCode::kBadSectionTable, path, "unknown flags or a section count that does not match them");
+    return bad(ErrorCode::kBadSectionTable, path,
+               "unknown flags or a section count that does not match them");
   }
   auto made = State::make(dim, options);
   if (!made) return bad(ErrorCode::kBadSectionTable, path, made.status().message());
@@ -142,7 +155,8 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   const std::uint64_t per_vector =
       std::uint64_t{s->code_bytes} + blocks * 4 + (options.keep_exact ? std::uint64_t{dim} * 2 : 0);
   if (count > file.size() / per_vector) {
-    return bad(ErrorCode::kSectionOutOfBounds, path, std::to_string(count) + " vectors cannot fit in the file");
+    return bad(ErrorCode::kSectionOutOfBounds, path,
+               std::to_string(count) + " vectors cannot fit in the file");
   }
   const std::uint64_t expected[] = {count * s->code_bytes, count * blocks * 4, count * dim * 2};
   std::span<const std::byte> parts[3];
@@ -151,7 +165,8 @@ Result<Index> Index::open(const std::string& path, bool verify) {
     const std::byte* e = h + kTableAt + i * kEntryBytes;
     if (i >= section_count) {
       for (std::size_t b = 0; b < kEntryBytes; ++b) {
-        if (e[b] != std::byte{0}) return bad(ErrorCode::kBadSectionTable, path, "an unused table entry is not zero");
+        if (e[b] != std::byte{0})
+          return bad(ErrorCode::kBadSectionTable, path, "an unused table entry is not zero");
       }
       continue;
     }
@@ -159,25 +174,31 @@ Result<Index> Index::open(const std::string& path, bool verify) {
     const std::uint64_t offset = get<std::uint64_t>(e + 8);
     const std::uint64_t bytes = get<std::uint64_t>(e + 16);
     if (kind != i + 1 || get<std::uint32_t>(e + 4) != 0) {
-      return bad(ErrorCode::kBadSectionTable, path, "section " + std::to_string(i) + " has kind " + std::to_string(kind));
+      return bad(ErrorCode::kBadSectionTable, path,
+                 "section " + std::to_string(i) + " has kind " + std::to_string(kind));
     }
     if (bytes != expected[i]) {
       return bad(ErrorCode::kBadSectionTable, path,
-                 "section " + std::to_string(kind) + " holds " + std::to_string(bytes) + " bytes, " +
-                     std::to_string(count) + " vectors need " + std::to_string(expected[i]));
+                 "section " + std::to_string(kind) + " holds " + std::to_string(bytes) +
+                     " bytes, " + std::to_string(count) + " vectors need " +
+                     std::to_string(expected[i]));
     }
     if (offset % kAlign != 0 || offset < end_of_last || offset - end_of_last >= kAlign) {
-      return bad(ErrorCode::kSectionMisaligned, path, "section " + std::to_string(kind) + " is not where it belongs");
+      return bad(ErrorCode::kSectionMisaligned, path,
+                 "section " + std::to_string(kind) + " is not where it belongs");
     }
     if (offset > file.size() || bytes > file.size() - offset) {
-      return bad(ErrorCode::kSectionOutOfBounds, path, "section " + std::to_string(kind) + " reaches past the end");
+      return bad(ErrorCode::kSectionOutOfBounds, path,
+                 "section " + std::to_string(kind) + " reaches past the end");
     }
     for (std::uint64_t b = end_of_last; b < offset; ++b) {
-      if (file[b] != std::byte{0}) return bad(ErrorCode::kNonZeroPadding, path, "a padding byte is not zero");
+      if (file[b] != std::byte{0})
+        return bad(ErrorCode::kNonZeroPadding, path, "a padding byte is not zero");
     }
     parts[i] = file.subspan(offset, bytes);
     if (verify && ptp::xxh3_64(parts[i]) != get<std::uint64_t>(e + 24)) {
-      return bad(ErrorCode::kSectionChecksumMismatch, path, "section " + std::to_string(kind) + " is damaged");
+      return bad(ErrorCode::kSectionChecksumMismatch, path,
+                 "section " + std::to_string(kind) + " is damaged");
     }
     end_of_last = offset + bytes;
   }
@@ -187,10 +208,12 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   s->count = count;
   s->codes = {reinterpret_cast<const std::uint8_t*>(parts[0].data()), parts[0].size()};
   s->norms = {reinterpret_cast<const float*>(parts[1].data()), parts[1].size() / 4};
-  if (options.keep_exact) s->exact = {reinterpret_cast<const std::uint16_t*>(parts[2].data()), parts[2].size() / 2};
+  if (options.keep_exact)
+    s->exact = {reinterpret_cast<const std::uint16_t*>(parts[2].data()), parts[2].size() / 2};
   // A norm no index writes would score vectors wrongly (checksums catch damage, not a forger).
   for (float n : s->norms) {
-    if (!std::isfinite(n) || n < 0) return bad(ErrorCode::kBadEncodedData, path, "a stored norm is negative or not finite");
+    if (!std::isfinite(n) || n < 0)
+      return bad(ErrorCode::kBadEncodedData, path, "a stored norm is negative or not finite");
   }
   s->map = std::move(map);
   return Index(std::move(s));

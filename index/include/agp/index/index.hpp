@@ -20,10 +20,10 @@
 namespace agp::index {
 
 struct IndexOptions {
-  int bits = 4;                  // TurboQuant bits per dimension, 1..8
-  std::uint64_t seed = 0x5eed;   // the rotation's random signs
-  bool keep_exact = true;        // keep fp16 copies for exact rerank (16 more bits per dimension)
-  bool unbias = true;            // scale each vector's score by <x, x'> / |x'|^2 (index.cpp)
+  int bits = 4;                 // TurboQuant bits per dimension, 1..8
+  std::uint64_t seed = 0x5eed;  // the rotation's random signs
+  bool keep_exact = true;       // keep fp16 copies for exact rerank (16 more bits per dimension)
+  bool unbias = true;           // scale each vector's score by <x, x'> / |x'|^2 (index.cpp)
 };
 
 struct SearchOptions {
@@ -58,7 +58,8 @@ class Index {
 
   // The k best vectors for `query` (dim values), best first. kInvalidArgument for a wrong size, a
   // zero or non-finite query, or a rerank without exact copies.
-  Result<std::vector<Hit>> search(std::span<const float> query, const SearchOptions& options = {}) const;
+  Result<std::vector<Hit>> search(std::span<const float> query,
+                                  const SearchOptions& options = {}) const;
 
   // Writes the index to `path` as a snapshot (docs/index.md: a header, then the codes, norms and
   // exact copies, each 64-byte aligned with its XXH3-64). kIoError when it cannot be written.
