@@ -20,6 +20,12 @@
 #include "agp/fidelity/llama.hpp"
 #include "agp/index/index.hpp"
 #include "bench_paths.hpp"
+#if defined(AGP_HAVE_FAISS)
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexPQFastScan.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -152,6 +158,28 @@ std::vector<Truth> truth(const std::vector<float>& data, const std::vector<float
   return out;
 }
 
+// Recall@10 and per-query times of `search` (one query at a time). Recall counts ties: header
+// text repeats, so identical states do, and which of two equal vectors is "the" neighbour is
+// arbitrary; a result counts when its exact score reaches the tenth best (as ann-benchmarks
+// counts).
+template <typename Search>
+json timed_queries(const std::vector<float>& data, const std::vector<float>& queries,
+                   const std::vector<Truth>& exact, Search search) {
+  std::vector<double> ms;
+  std::size_t found = 0;
+  const std::size_t nq = queries.size() / kDim;
+  for (std::size_t qi = 0; qi < nq; ++qi) {
+    const float* q = queries.data() + qi * kDim;
+    const auto q0 = Clock::now();
+    const std::vector<std::uint64_t> ids = search(q);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - q0).count());
+    for (const auto id : ids) found += dot(data.data() + id * kDim, q) >= exact[qi].tenth - 1e-6f ? 1 : 0;
+  }
+  return {{"recall_at_10", static_cast<double>(found) / static_cast<double>(10 * nq)},
+          {"ms_per_query_p50", agp::bench::percentile(ms, 0.5)},
+          {"ms_per_query_p95", agp::bench::percentile(ms, 0.95)}};
+}
+
 // One index configuration on one data set.
 json measure(const std::vector<float>& data, const std::vector<float>& queries,
              const std::vector<Truth>& exact, int bits, std::size_t rerank, std::size_t coarse,
@@ -161,35 +189,65 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   const auto t0 = Clock::now();
   if (auto s = index->add(data); !s) die(s.to_string());
   const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  std::vector<double> ms;
-  std::size_t found = 0;
-  const std::size_t nq = queries.size() / kDim;
-  for (std::size_t qi = 0; qi < nq; ++qi) {
-    const auto q0 = Clock::now();
-    auto hits = index->search(std::span(queries).subspan(qi * kDim, kDim), {10, rerank, coarse});
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - q0).count());
+  json r = timed_queries(data, queries, exact, [&](const float* q) {
+    auto hits = index->search(std::span(q, kDim), {10, rerank, coarse});
     if (!hits) die(hits.status().to_string());
-    // Recall with ties: header text repeats, so identical states do, and which of two equal
-    // vectors is "the" neighbour is arbitrary. A result counts when its exact score reaches the
-    // tenth best (ann-benchmarks counts the same way).
-    const float* q = queries.data() + qi * kDim;
-    for (const auto& h : *hits)
-      found += dot(data.data() + h.id * kDim, q) >= exact[qi].tenth - 1e-6f ? 1 : 0;
-  }
+    std::vector<std::uint64_t> ids;
+    for (const auto& h : *hits) ids.push_back(h.id);
+    return ids;
+  });
   const double n = static_cast<double>(data.size() / kDim);
-  const double code_mb = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
-  return {{"bits", bits},
-          {"rerank_candidates", rerank},
-          {"coarse_candidates", coarse},
-          {"estimator", unbias ? "turboquant_mse_unbiased" : "turboquant_mse"},
-          {"recall_at_10", static_cast<double>(found) / static_cast<double>(10 * nq)},
-          {"ms_per_query_p50", agp::bench::percentile(ms, 0.5)},
-          {"ms_per_query_p95", agp::bench::percentile(ms, 0.95)},
-          {"build_ms", build_ms},
-          {"code_bits_per_dimension", index->code_bits_per_dimension()},
-          {"codes_mb", code_mb},
-          {"ratio_vs_fp32", 32.0 / index->code_bits_per_dimension()}};
+  r["bits"] = bits;
+  r["rerank_candidates"] = rerank;
+  r["coarse_candidates"] = coarse;
+  r["estimator"] = unbias ? "turboquant_mse_unbiased" : "turboquant_mse";
+  r["build_ms"] = build_ms;
+  r["code_bits_per_dimension"] = index->code_bits_per_dimension();
+  r["codes_mb"] = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
+  r["ratio_vs_fp32"] = 32.0 / index->code_bits_per_dimension();
+  return r;
 }
+
+#if defined(AGP_HAVE_FAISS)
+// A FAISS index on the same vectors (trained on them), one thread, one query at a time.
+json measure_faiss(const std::string& name, faiss::Index& index, double bits_per_dimension,
+                   const std::vector<float>& data, const std::vector<float>& queries,
+                   const std::vector<Truth>& exact) {
+  const auto n = static_cast<faiss::Index::idx_t>(data.size() / kDim);
+  const auto t0 = Clock::now();
+  index.train(n, data.data());
+  index.add(n, data.data());
+  const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  json r = timed_queries(data, queries, exact, [&](const float* q) {
+    float d[10];
+    faiss::Index::idx_t ids[10];
+    index.search(1, q, 10, d, ids);
+    std::vector<std::uint64_t> out;
+    for (auto id : ids) {
+      if (id >= 0) out.push_back(static_cast<std::uint64_t>(id));
+    }
+    return out;
+  });
+  r["faiss"] = name;
+  r["build_ms"] = build_ms;
+  r["code_bits_per_dimension"] = bits_per_dimension;
+  return r;
+}
+
+json faiss_rows(const std::vector<float>& data, const std::vector<float>& queries,
+                const std::vector<Truth>& exact) {
+  omp_set_num_threads(1);
+  json rows = json::array();
+  faiss::IndexFlatIP flat(kDim);
+  rows.push_back(measure_faiss("IndexFlatIP", flat, 32, data, queries, exact));
+  faiss::IndexScalarQuantizer sq(kDim, faiss::ScalarQuantizer::QT_4bit, faiss::METRIC_INNER_PRODUCT);
+  rows.push_back(measure_faiss("IndexScalarQuantizer QT_4bit", sq, 4, data, queries, exact));
+  // 4 bits per dimension: one 4-bit sub-quantizer per dimension.
+  faiss::IndexPQFastScan fast(kDim, kDim, 4, faiss::METRIC_INNER_PRODUCT);
+  rows.push_back(measure_faiss("IndexPQFastScan M=768 nbits=4", fast, 4, data, queries, exact));
+  return rows;
+}
+#endif
 
 json measure_set(const std::string& name, const std::vector<float>& data,
                  const std::vector<float>& queries) {
@@ -214,11 +272,14 @@ json measure_set(const std::string& name, const std::vector<float>& data,
     std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
     rows.push_back(std::move(r));
   }
-  return {{"data", name},
-          {"vectors", data.size() / kDim},
-          {"dim", kDim},
-          {"queries", queries.size() / kDim},
-          {"rows", rows}};
+  json faiss = "not in this build (Debian: libfaiss-dev; Homebrew: faiss)";
+#if defined(AGP_HAVE_FAISS)
+  std::cerr << kTool << ": " << name << ": FAISS ...\n";
+  faiss = faiss_rows(data, queries, exact);
+  std::cerr << kTool << ": " << name << ": FAISS " << faiss.dump() << "\n";
+#endif
+  return {{"data", name}, {"vectors", data.size() / kDim}, {"dim", kDim},
+          {"queries", queries.size() / kDim}, {"rows", rows}, {"faiss", faiss}};
 }
 
 }  // namespace
