@@ -78,9 +78,11 @@ std::vector<float> model_vectors(const agp::fidelity::LlamaModel& model,
 }
 
 // The corpus of `n` vectors, from the cache when an earlier run made it from the same text.
+// The text is whatever the machine's headers hold, so it changes with the packages installed:
+// `text` gets its XXH3 and file counts for the report.
 std::vector<float> corpus(const agp::fidelity::LlamaModel& model, const std::string& headers,
                           const std::vector<std::vector<int>>& eval, std::size_t n,
-                          const std::string& cache_dir) {
+                          const std::string& cache_dir, json& text_info) {
   const int count = static_cast<int>((n + kWindow - 1) / kWindow);
   auto text = agp::fidelity::calibration_text_from_headers(headers, eval, count, kWindow, 0x1dc5);
   if (!text) die("corpus text from " + headers + ": " + text.status().to_string());
@@ -88,6 +90,10 @@ std::vector<float> corpus(const agp::fidelity::LlamaModel& model, const std::str
     die(headers + " holds text for " + std::to_string(text->windows.size() * kWindow) +
         " tokens, not " + std::to_string(n));
   }
+  text_info = {{"headers", headers},
+               {"text_xxh3", std::to_string(text->xxh3)},
+               {"files_seen", text->files_seen},
+               {"files_excluded_as_evaluation_text", text->files_excluded}};
   const std::filesystem::path path =
       std::filesystem::path(cache_dir) /
       ("corpus-" + std::to_string(n) + "-" + std::to_string(text->xxh3) + ".f32");
@@ -313,8 +319,11 @@ int main(int argc, char** argv) {
     if (!eval) die("windows.bin: " + eval.status().to_string());
     const auto q = model_queries(*model, eval->windows, queries);
     for (const std::size_t n : sizes) {
-      sets.push_back(measure_set("devmodel-" + std::to_string(n),
-                                 corpus(*model, headers, eval->windows, n, cache_dir), q));
+      json text;
+      const auto data = corpus(*model, headers, eval->windows, n, cache_dir, text);
+      json set = measure_set("devmodel-" + std::to_string(n), data, q);
+      set["text"] = text;
+      sets.push_back(std::move(set));
     }
   } else {
     std::cerr << kTool << ": no devmodel at " << model_dir << ": the model rows are skipped\n";
