@@ -14,6 +14,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <unistd.h>
 
 #include "agp/fidelity/calibrate.hpp"
 #include "agp/fidelity/harness.hpp"
@@ -186,6 +187,27 @@ json timed_queries(const std::vector<float>& data, const std::vector<float>& que
           {"ms_per_query_p95", agp::bench::percentile(ms, 0.95)}};
 }
 
+std::string g_cache_dir = "build/index-cache";  // --cache
+
+// Saves `index`, then opens the snapshot with and without its checksums verified (the file is
+// in the page cache, as on a host that opens it again): times and size.
+json snapshot_times(const agp::index::Index& index) {
+  std::filesystem::create_directories(g_cache_dir);
+  const std::string path = g_cache_dir + "/snapshot-" + std::to_string(::getpid()) + ".agpidx";
+  if (auto s = index.save(path); !s) die(s.to_string());
+  auto time_open = [&](bool verify) {
+    const auto t0 = Clock::now();
+    auto opened = agp::index::Index::open(path, verify);
+    if (!opened) die(opened.status().to_string());
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  const double verified = time_open(true);
+  const double unverified = time_open(false);
+  const double mb = static_cast<double>(std::filesystem::file_size(path)) / 1e6;
+  std::filesystem::remove(path);
+  return {{"open_ms_verified", verified}, {"open_ms_unverified", unverified}, {"file_mb", mb}};
+}
+
 // One index configuration on one data set.
 json measure(const std::vector<float>& data, const std::vector<float>& queries,
              const std::vector<Truth>& exact, int bits, std::size_t rerank, std::size_t coarse,
@@ -211,6 +233,7 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   r["code_bits_per_dimension"] = index->code_bits_per_dimension();
   r["codes_mb"] = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
   r["ratio_vs_fp32"] = 32.0 / index->code_bits_per_dimension();
+  if (coarse == 0) r["snapshot"] = snapshot_times(*index);
   return r;
 }
 
@@ -292,7 +315,6 @@ json measure_set(const std::string& name, const std::vector<float>& data,
 
 int main(int argc, char** argv) {
   std::string out_path, model_dir = "../shared/fixtures/devmodel", headers = "/usr/include";
-  std::string cache_dir = "build/index-cache";
   std::vector<std::size_t> sizes = {4096};
   std::size_t queries = 32;
   bool synthetic = true;
@@ -304,7 +326,7 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir,
                  "the devmodel folder (config.json, model.safetensors, windows.bin)");
   app.add_option("--headers", headers, "folder of C/C++ headers the corpus text comes from");
-  app.add_option("--cache", cache_dir, "where corpora are kept between runs");
+  app.add_option("--cache", g_cache_dir, "where corpora (and snapshots, briefly) are kept");
   app.add_option("--n-vectors", sizes, "corpus sizes")->delimiter(',');
   app.add_option("--queries", queries, "queries per set");
   app.add_flag("--synthetic,!--no-synthetic", synthetic,
@@ -320,7 +342,7 @@ int main(int argc, char** argv) {
     const auto q = model_queries(*model, eval->windows, queries);
     for (const std::size_t n : sizes) {
       json text;
-      const auto data = corpus(*model, headers, eval->windows, n, cache_dir, text);
+      const auto data = corpus(*model, headers, eval->windows, n, g_cache_dir, text);
       json set = measure_set("devmodel-" + std::to_string(n), data, q);
       set["text"] = text;
       sets.push_back(std::move(set));
