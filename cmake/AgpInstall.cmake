@@ -2,12 +2,12 @@
 # and a pkg-config file (agp_ptp.pc).
 include(CMakePackageConfigHelpers)
 
-install(TARGETS agp_codec agp_ptp agp_transport agp_c EXPORT agp_ptpTargets
+install(TARGETS agp_codec agp_ptp agp_index agp_transport agp_c EXPORT agp_ptpTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY codec/include/ ptp/include/ transport/include/ capi/include/
+install(DIRECTORY codec/include/ ptp/include/ index/include/ transport/include/ capi/include/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT agp_ptpTargets NAMESPACE agp:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
 
