@@ -232,8 +232,21 @@ TEST(IndexSnapshot, SearchResultsAreIdenticalAfterSaveAndOpen) {
         EXPECT_EQ((*a)[j].score, (*b)[j].score);
       }
     }
-    ASSERT_TRUE(
-        opened->add(std::span(data).subspan(0, dim)));  // the mapped contents are copied first
+    std::vector<char> file;  // the same snapshot from memory
+    {
+      std::ifstream in(path, std::ios::binary);
+      file.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    auto viewed = Index::view(std::as_bytes(std::span(file)));
+    ASSERT_TRUE(viewed) << viewed.status().to_string();
+    auto from_file = opened->search(std::span(queries).subspan(0, dim), {10, 0});
+    auto from_memory = viewed->search(std::span(queries).subspan(0, dim), {10, 0});
+    ASSERT_TRUE(from_file && from_memory);
+    for (std::size_t j = 0; j < from_file->size(); ++j) {
+      EXPECT_EQ((*from_file)[j].id, (*from_memory)[j].id);
+    }
+    // The mapped contents are copied before the index grows.
+    ASSERT_TRUE(opened->add(std::span(data).subspan(0, dim)));
     EXPECT_EQ(opened->size(), 301u);
     auto again = opened->search(std::span(data).subspan(0, dim), {2, 0});
     ASSERT_TRUE(again);
@@ -257,6 +270,7 @@ TEST(IndexSnapshot, DamagedOrTruncatedSnapshotsAreRefused) {
     good.assign(std::istreambuf_iterator<char>(in), {});
   }
   ASSERT_GT(good.size(), 192u);
+  const auto query = clustered(1, dim, 14);
   auto write = [&](const std::vector<char>& bytes) {
     std::ofstream(path, std::ios::binary | std::ios::trunc)
         .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -266,11 +280,12 @@ TEST(IndexSnapshot, DamagedOrTruncatedSnapshotsAreRefused) {
     auto r = Index::open(path);
     ASSERT_FALSE(r) << "a snapshot cut to " << cut << " bytes opened";
   }
+  // Flips are checked from memory (Index::view runs the same checks as open without the file).
   for (std::size_t at = 0; at < good.size(); ++at) {
     auto bad = good;
     bad[at] = static_cast<char>(bad[at] ^ 0x20);
-    write(bad);
-    auto r = Index::open(path);
+    const auto bytes = std::as_bytes(std::span(bad));
+    auto r = Index::view(bytes);
     if (at < 192 || r) {
       ASSERT_FALSE(r) << "byte " << at << " flipped and the snapshot opened";
     }
@@ -279,8 +294,8 @@ TEST(IndexSnapshot, DamagedOrTruncatedSnapshotsAreRefused) {
                   r.status().code() == ErrorCode::kNonZeroPadding)
           << at << ": " << r.status().to_string();
     }
-    auto unverified = Index::open(path, false);  // no checksums: may open, must not crash
-    if (unverified) (void)unverified->search(clustered(1, dim, 14), {5, 5});
+    auto unverified = Index::view(bytes, false);  // no checksums: may open, must not crash
+    if (unverified) (void)unverified->search(query, {5, 5});
   }
   auto longer = good;
   longer.push_back(0);

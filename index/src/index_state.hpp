@@ -8,7 +8,6 @@
 
 #include "agp/codec/codec.hpp"
 #include "agp/index/index.hpp"
-#include "agp/ptp/mapped_file.hpp"
 #include "codebooks.hpp"
 #include "rotation.hpp"
 
@@ -35,7 +34,10 @@ struct Index::State {
   std::vector<std::uint8_t> codes_owned;
   std::vector<float> norms_owned;
   std::vector<std::uint16_t> exact_owned;
-  std::shared_ptr<const ptp::MappedFile> map;  // when opened from a snapshot
+  // What the spans point into when they are not the owned vectors: a mapped snapshot, or
+  // nothing (a caller's buffer, Index::view). Null with `mapped` set means the caller's memory.
+  std::shared_ptr<const void> keep;
+  bool mapped = false;
 
   void bind_owned() {
     codes = codes_owned;
@@ -44,11 +46,12 @@ struct Index::State {
   }
   // Copies mapped contents into owned vectors (before they change).
   void own() {
-    if (!map) return;
+    if (!mapped) return;
     codes_owned.assign(codes.begin(), codes.end());
     norms_owned.assign(norms.begin(), norms.end());
     exact_owned.assign(exact.begin(), exact.end());
-    map.reset();
+    keep.reset();
+    mapped = false;
     bind_owned();
   }
 };

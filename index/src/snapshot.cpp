@@ -20,6 +20,7 @@
 
 #include "agp/index/index.hpp"
 #include "agp/ptp/checksum.hpp"
+#include "agp/ptp/mapped_file.hpp"
 #include "index_state.hpp"
 
 namespace agp::index {
@@ -116,6 +117,15 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   if (!mapped) return mapped.status();
   auto map = std::make_shared<const ptp::MappedFile>(std::move(mapped).value());
   const std::span<const std::byte> file = map->bytes();
+  return from_snapshot(file, verify, path, std::move(map));
+}
+
+Result<Index> Index::view(std::span<const std::byte> snapshot, bool verify) {
+  return from_snapshot(snapshot, verify, "in memory", nullptr);
+}
+
+Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
+                                   const std::string& path, std::shared_ptr<const void> keep) {
   if (file.size() < kHeaderBytes) {
     return bad(ErrorCode::kTruncated, path,
                std::to_string(file.size()) + " bytes, shorter than its header");
@@ -215,7 +225,8 @@ Result<Index> Index::open(const std::string& path, bool verify) {
     if (!std::isfinite(n) || n < 0)
       return bad(ErrorCode::kBadEncodedData, path, "a stored norm is negative or not finite");
   }
-  s->map = std::move(map);
+  s->keep = std::move(keep);
+  s->mapped = true;
   return Index(std::move(s));
 }
 

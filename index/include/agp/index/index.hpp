@@ -71,6 +71,9 @@ class Index {
   // kNonZeroPadding, kBadEncodedData (norms that no index writes). An opened index may still
   // be added to (its contents are copied first).
   static Result<Index> open(const std::string& path, bool verify = true);
+  // The same for a snapshot already in memory (received, embedded), used in place: `snapshot`
+  // must stay valid, unchanged, as long as the index reads it.
+  static Result<Index> view(std::span<const std::byte> snapshot, bool verify = true);
 
   std::uint32_t dim() const;
   std::uint64_t size() const;
@@ -81,6 +84,8 @@ class Index {
  private:
   struct State;
   explicit Index(std::unique_ptr<State> state);
+  static Result<Index> from_snapshot(std::span<const std::byte> file, bool verify,
+                                     const std::string& where, std::shared_ptr<const void> keep);
   std::unique_ptr<State> s_;
 };
 
