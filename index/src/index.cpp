@@ -200,17 +200,24 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
   const std::size_t keep = std::max(options.k, options.rerank);
   const std::size_t blocks = s.blocks.size();
   std::vector<std::uint8_t> idx(s.dim);
-  auto full_score = [&](std::uint64_t i) {
+  // Vector i's score: term(k, code of k) summed over each block, times the block's stored norm
+  // and `block_scale[b]`.
+  auto blockwise = [&](std::uint64_t i, auto term, const float* block_scale) {
     codec::unpack_bits(s.codes.data() + i * s.code_bytes, s.dim, s.options.bits, idx.data());
     float score = 0;
     for (std::size_t b = 0; b < blocks; ++b) {
       float sum = 0;
       const std::uint32_t end = s.blocks[b].offset + s.blocks[b].size;
-      for (std::uint32_t k = s.blocks[b].offset; k < end; ++k)
-        sum += table[static_cast<std::size_t>(k) * levels + idx[k]];
-      score += sum * s.norms[i * blocks + b];
+      for (std::uint32_t k = s.blocks[b].offset; k < end; ++k) sum += term(k, idx[k]);
+      score += sum * block_scale[b] * s.norms[i * blocks + b];
     }
     return score;
+  };
+  const std::vector<float> ones(blocks, 1.0f);
+  auto full_score = [&](std::uint64_t i) {
+    return blockwise(
+        i, [&](std::uint32_t k, std::uint8_t c) { return table[std::size_t{k} * levels + c]; },
+        ones.data());
   };
   std::vector<Hit> hits;
   if (options.coarse > 0 && s.options.bits > 1) {
@@ -224,15 +231,9 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     std::vector<Hit> coarse;
     coarse.reserve(std::min<std::uint64_t>(s.count, 2 * candidates + 1024));
     for (std::uint64_t i = 0; i < s.count; ++i) {
-      codec::unpack_bits(s.codes.data() + i * s.code_bytes, s.dim, s.options.bits, idx.data());
-      float score = 0;
-      for (std::size_t b = 0; b < blocks; ++b) {
-        float sum = 0;
-        const std::uint32_t end = s.blocks[b].offset + s.blocks[b].size;
-        for (std::uint32_t k = s.blocks[b].offset; k < end; ++k)
-          sum += idx[k] >= top ? rotated[k] : -rotated[k];
-        score += sum * one_bit[b] * s.norms[i * blocks + b];
-      }
+      const float score = blockwise(
+          i, [&](std::uint32_t k, std::uint8_t c) { return c >= top ? rotated[k] : -rotated[k]; },
+          one_bit.data());
       coarse.push_back({i, score});
       if (coarse.size() >= 2 * candidates + 1024) keep_best(coarse, candidates);
     }
