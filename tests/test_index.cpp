@@ -239,6 +239,10 @@ TEST(IndexSnapshot, SearchResultsAreIdenticalAfterSaveAndOpen) {
     }
     auto viewed = Index::view(std::as_bytes(std::span(file)));
     ASSERT_TRUE(viewed) << viewed.status().to_string();
+    std::vector<char> shifted(file.size() + 1);  // the same bytes one past a float boundary
+    std::copy(file.begin(), file.end(), shifted.begin() + 1);
+    EXPECT_EQ(Index::view(std::as_bytes(std::span(shifted)).subspan(1)).status().code(),
+              ErrorCode::kInvalidArgument);
     auto from_file = opened->search(std::span(queries).subspan(0, dim), {10, 0});
     auto from_memory = viewed->search(std::span(queries).subspan(0, dim), {10, 0});
     ASSERT_TRUE(from_file && from_memory);

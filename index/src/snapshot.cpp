@@ -15,6 +15,7 @@
 //   then zero bytes up to 192; sections follow at 64-byte aligned offsets, zero bytes between.
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 
@@ -126,6 +127,10 @@ Result<Index> Index::view(std::span<const std::byte> snapshot, bool verify) {
 
 Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
                                    const std::string& path, std::shared_ptr<const void> keep) {
+  // The norms are read in place as floats: bytes from a caller must start where a float may.
+  if (reinterpret_cast<std::uintptr_t>(file.data()) % alignof(float) != 0) {
+    return bad(ErrorCode::kInvalidArgument, path, "the bytes do not start on a 4-byte boundary");
+  }
   if (file.size() < kHeaderBytes) {
     return bad(ErrorCode::kTruncated, path,
                std::to_string(file.size()) + " bytes, shorter than its header");

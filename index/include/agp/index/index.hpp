@@ -72,7 +72,8 @@ class Index {
   // be added to (its contents are copied first).
   static Result<Index> open(const std::string& path, bool verify = true);
   // The same for a snapshot already in memory (received, embedded), used in place: `snapshot`
-  // must stay valid, unchanged, as long as the index reads it.
+  // must stay valid, unchanged, as long as the index reads it, and start on a 4-byte boundary
+  // (kInvalidArgument otherwise).
   static Result<Index> view(std::span<const std::byte> snapshot, bool verify = true);
 
   std::uint32_t dim() const;
