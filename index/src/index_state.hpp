@@ -4,14 +4,19 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "agp/codec/codec.hpp"
 #include "agp/index/index.hpp"
 #include "codebooks.hpp"
 #include "rotation.hpp"
+#include "scan_kernels.hpp"
 
 namespace agp::index {
+
+// Scales `v` to unit length in place; the error (kNonFiniteInput, kValueOutOfRange) names `what`.
+Status normalize_in_place(float* v, std::uint32_t dim, const std::string& what);
 
 struct Index::State {
   // The codec, rotation and codebooks for `dim` and `options`, no vectors yet. kInvalidArgument
@@ -22,16 +27,21 @@ struct Index::State {
   IndexOptions options;
   std::unique_ptr<codec::Codec> codec;
   std::vector<codec::Block> blocks;
-  std::vector<float> signs;
+  std::vector<float> rotation_signs;
   std::vector<const codec::Codebook*> books;  // per block
-  std::uint32_t code_bytes = 0;               // per vector
+  // The top plane's byte range of each block, for the sign stage; empty when a block is not a
+  // whole number of bytes (fewer than 8 dimensions), and every search then scans whole codes.
+  std::vector<ByteRange> sign_blocks;
+  std::uint32_t plane = 0;  // bytes per bit plane of one vector (bit_planes.hpp)
   std::uint64_t count = 0;
 
-  std::span<const std::uint8_t> codes;   // count * code_bytes
+  std::span<const std::uint8_t> top_planes;    // count * plane: the top planes
+  std::span<const std::uint8_t> lower_planes;  // count * (bits - 1) * plane: the other planes
   std::span<const float> norms;          // count * blocks: each block's norm over its size, times g
   std::span<const std::uint16_t> exact;  // count * dim fp16, when kept
 
-  std::vector<std::uint8_t> codes_owned;
+  std::vector<std::uint8_t> top_owned;
+  std::vector<std::uint8_t> lower_owned;
   std::vector<float> norms_owned;
   std::vector<std::uint16_t> exact_owned;
   // What the spans point into when they are not the owned vectors: a mapped snapshot, or
@@ -40,14 +50,32 @@ struct Index::State {
   bool mapped = false;
 
   void bind_owned() {
-    codes = codes_owned;
+    top_planes = top_owned;
+    lower_planes = lower_owned;
     norms = norms_owned;
     exact = exact_owned;
+  }
+  // Room for n vectors in all, so a large add does not copy what it has added so far.
+  void reserve(std::uint64_t n) {
+    top_owned.reserve(n * plane);
+    lower_owned.reserve(n * plane * static_cast<std::size_t>(options.bits - 1));
+    norms_owned.reserve(n * blocks.size());
+    if (options.keep_exact) exact_owned.reserve(n * dim);
+  }
+  // Drops vectors from `n` on (owned contents only): undoes a failed add.
+  void truncate(std::uint64_t n) {
+    top_owned.resize(n * plane);
+    lower_owned.resize(n * plane * static_cast<std::size_t>(options.bits - 1));
+    norms_owned.resize(n * blocks.size());
+    if (options.keep_exact) exact_owned.resize(n * dim);
+    count = n;
+    bind_owned();
   }
   // Copies mapped contents into owned vectors (before they change).
   void own() {
     if (!mapped) return;
-    codes_owned.assign(codes.begin(), codes.end());
+    top_owned.assign(top_planes.begin(), top_planes.end());
+    lower_owned.assign(lower_planes.begin(), lower_planes.end());
     norms_owned.assign(norms.begin(), norms.end());
     exact_owned.assign(exact.begin(), exact.end());
     keep.reset();

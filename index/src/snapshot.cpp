@@ -1,16 +1,17 @@
 // Index snapshots (index.hpp, docs/index.md). Little-endian, as on every platform we build for.
 //
 //   0   magic "AGPINDEX"        8 bytes
-//   8   version (1)             u32
+//   8   version (2)             u32
 //   12  header bytes (192)      u32
 //   16  dim                     u32
 //   20  bits                    u8
 //   21  flags                   u8   bit 0: unbiased scores, bit 1: exact copies kept
-//   22  section count           u16  2, or 3 with exact copies
+//   22  section count           u16  3, or 4 with exact copies
 //   24  seed                    u64
 //   32  vectors                 u64
 //   40  XXH3-64 of these 192 bytes with this field zero
-//   48  sections, 32 bytes each: kind u32 (1 codes, 2 norms, 3 exact), zero u32, offset u64,
+//   48  sections, 32 bytes each: kind u32 (1 top planes, 2 lower planes, 3 norms, 4 exact),
+//       zero u32, offset u64,
 //       bytes u64, XXH3-64 of the section's bytes
 //   then zero bytes up to 192; sections follow at 64-byte aligned offsets, zero bytes between.
 #include <bit>
@@ -32,13 +33,13 @@ static_assert(std::endian::native == std::endian::little,
               "snapshots are written little-endian in place");
 
 constexpr char kMagic[8] = {'A', 'G', 'P', 'I', 'N', 'D', 'E', 'X'};
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;
 constexpr std::size_t kHeaderBytes = 192;
 constexpr std::size_t kTableAt = 48;
 constexpr std::size_t kEntryBytes = 32;
 constexpr std::size_t kMaxSections = 4;
 constexpr std::uint64_t kAlign = 64;
-enum : std::uint32_t { kCodes = 1, kNorms = 2, kExact = 3 };
+enum : std::uint32_t { kTopPlanes = 1, kLowerPlanes = 2, kNorms = 3, kExact = 4 };
 enum : std::uint8_t { kUnbiased = 1, kHasExact = 2 };
 
 template <typename T>
@@ -68,7 +69,8 @@ Status Index::save(const std::string& path) const {
     std::uint32_t kind;
     std::span<const std::byte> bytes;
   };
-  std::vector<Section> sections = {{kCodes, std::as_bytes(s.codes)},
+  std::vector<Section> sections = {{kTopPlanes, std::as_bytes(s.top_planes)},
+                                   {kLowerPlanes, std::as_bytes(s.lower_planes)},
                                    {kNorms, std::as_bytes(s.norms)}};
   if (s.options.keep_exact) sections.push_back({kExact, std::as_bytes(s.exact)});
   std::vector<std::byte> header(kHeaderBytes);
@@ -158,7 +160,7 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   options.seed = get<std::uint64_t>(h + 24);
   const std::uint64_t count = get<std::uint64_t>(h + 32);
   const std::uint16_t section_count = get<std::uint16_t>(h + 22);
-  if ((flags & ~(kUnbiased | kHasExact)) != 0 || section_count != (options.keep_exact ? 3 : 2)) {
+  if ((flags & ~(kUnbiased | kHasExact)) != 0 || section_count != (options.keep_exact ? 4 : 3)) {
     return bad(ErrorCode::kBadSectionTable, path,
                "unknown flags or a section count that does not match them");
   }
@@ -167,14 +169,17 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   std::unique_ptr<State> s = std::move(made).value();
   // What each section must hold, with overflow ruled out first: no section can exceed the file.
   const std::uint64_t blocks = s->blocks.size();
-  const std::uint64_t per_vector =
-      std::uint64_t{s->code_bytes} + blocks * 4 + (options.keep_exact ? std::uint64_t{dim} * 2 : 0);
+  const std::uint64_t lower =
+      std::uint64_t{s->plane} * static_cast<std::uint64_t>(options.bits - 1);
+  const std::uint64_t per_vector = std::uint64_t{s->plane} + lower + blocks * 4 +
+                                   (options.keep_exact ? std::uint64_t{dim} * 2 : 0);
   if (count > file.size() / per_vector) {
     return bad(ErrorCode::kSectionOutOfBounds, path,
                std::to_string(count) + " vectors cannot fit in the file");
   }
-  const std::uint64_t expected[] = {count * s->code_bytes, count * blocks * 4, count * dim * 2};
-  std::span<const std::byte> parts[3];
+  const std::uint64_t expected[] = {count * s->plane, count * lower, count * blocks * 4,
+                                    count * dim * 2};
+  std::span<const std::byte> parts[4];
   std::uint64_t end_of_last = kHeaderBytes;
   for (std::size_t i = 0; i < kMaxSections; ++i) {
     const std::byte* e = h + kTableAt + i * kEntryBytes;
@@ -221,10 +226,11 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
     return bad(ErrorCode::kSectionOutOfBounds, path, "bytes after the last section");
   }
   s->count = count;
-  s->codes = {reinterpret_cast<const std::uint8_t*>(parts[0].data()), parts[0].size()};
-  s->norms = {reinterpret_cast<const float*>(parts[1].data()), parts[1].size() / 4};
+  s->top_planes = {reinterpret_cast<const std::uint8_t*>(parts[0].data()), parts[0].size()};
+  s->lower_planes = {reinterpret_cast<const std::uint8_t*>(parts[1].data()), parts[1].size()};
+  s->norms = {reinterpret_cast<const float*>(parts[2].data()), parts[2].size() / 4};
   if (options.keep_exact)
-    s->exact = {reinterpret_cast<const std::uint16_t*>(parts[2].data()), parts[2].size() / 2};
+    s->exact = {reinterpret_cast<const std::uint16_t*>(parts[3].data()), parts[3].size() / 2};
   // A norm no index writes would score vectors wrongly (checksums catch damage, not a forger).
   for (float n : s->norms) {
     if (!std::isfinite(n) || n < 0)

@@ -82,9 +82,11 @@ class Index {
   // Bits per dimension the codes and norms take in memory (the exact copies not included).
   double code_bits_per_dimension() const;
 
+  struct State;  // what an index holds (internal: index/src/index_state.hpp)
+
  private:
-  struct State;
   explicit Index(std::unique_ptr<State> state);
+  Status add_batch(std::span<const float> vectors);  // add()'s work on rows already checked
   static Result<Index> from_snapshot(std::span<const std::byte> file, bool verify,
                                      const std::string& where, std::shared_ptr<const void> keep);
   std::unique_ptr<State> s_;
