@@ -54,6 +54,8 @@ std::string_view error_code_name(ErrorCode code) {
       return "unsupported_dtype";
     case ErrorCode::kBadCalibration:
       return "bad_calibration";
+    case ErrorCode::kBadVectorFile:
+      return "bad_vector_file";
     case ErrorCode::kNonFiniteInput:
       return "non_finite_input";
     case ErrorCode::kValueOutOfRange:

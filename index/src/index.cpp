@@ -114,6 +114,43 @@ double Index::code_bits_per_dimension() const {
          s_->dim;
 }
 
+Status Index::vectors(std::uint64_t first, std::uint64_t count, std::span<float> out) const {
+  const State& s = *s_;
+  if (first > s.count || count > s.count - first || out.size() != count * s.dim) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "vectors " + std::to_string(first) + ".." + std::to_string(first + count) +
+                          " into " + std::to_string(out.size()) + " values: the index holds " +
+                          std::to_string(s.count) + " of " + std::to_string(s.dim));
+  }
+  if (s.options.keep_exact) {
+    codec::simd::f16_to_f32_n(s.exact.data() + first * s.dim, count * s.dim, out.data());
+    return {};
+  }
+  // x' = s * H c per block, times the stored norm (|x_b| g / m): the decode up to the factor g,
+  // which normalizing removes.
+  const std::size_t lower = static_cast<std::size_t>(s.options.bits - 1) * s.plane;
+  std::vector<std::uint8_t> idx(std::size_t{s.plane} * 8);
+  for (std::uint64_t i = first; i < first + count; ++i) {
+    planes_to_codes(s.top_planes.data() + i * s.plane, s.lower_planes.data() + i * lower, s.dim,
+                    s.options.bits, idx.data());
+    float* x = out.data() + (i - first) * s.dim;
+    for (std::size_t b = 0; b < s.blocks.size(); ++b) {
+      const codec::Block& blk = s.blocks[b];
+      const float* c = s.books[b]->centroids();
+      for (std::uint32_t k = blk.offset; k < blk.offset + blk.size; ++k) x[k] = c[idx[k]];
+      codec::fwht(x + blk.offset, blk.size);
+      const float norm = s.norms[i * s.blocks.size() + b];
+      for (std::uint32_t k = blk.offset; k < blk.offset + blk.size; ++k)
+        x[k] *= s.rotation_signs[k] * norm;
+    }
+    double ss = 0;
+    for (std::uint32_t k = 0; k < s.dim; ++k) ss += static_cast<double>(x[k]) * x[k];
+    const float inv = ss > 0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.0f;
+    for (std::uint32_t k = 0; k < s.dim; ++k) x[k] *= inv;
+  }
+  return {};
+}
+
 Status Index::add(std::span<const float> vectors) {
   State& s = *s_;
   if (vectors.size() % s.dim != 0) {

@@ -14,6 +14,7 @@
 //       zero u32, offset u64,
 //       bytes u64, XXH3-64 of the section's bytes
 //   then zero bytes up to 192; sections follow at 64-byte aligned offsets, zero bytes between.
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -121,6 +122,51 @@ Result<Index> Index::open(const std::string& path, bool verify) {
   auto map = std::make_shared<const ptp::MappedFile>(std::move(mapped).value());
   const std::span<const std::byte> file = map->bytes();
   return from_snapshot(file, verify, path, std::move(map));
+}
+
+Result<SnapshotInfo> Index::inspect(const std::string& path) {
+  auto mapped = ptp::MappedFile::open(path);
+  if (!mapped) return mapped.status();
+  const std::span<const std::byte> file = mapped->bytes();
+  SnapshotInfo info;
+  info.file_bytes = file.size();
+  info.status = from_snapshot(file, true, path, nullptr).status();
+  // A header that cannot be read leaves nothing to describe.
+  switch (info.status.code()) {
+    case ErrorCode::kTruncated:
+      if (file.size() >= kHeaderBytes) break;
+      [[fallthrough]];
+    case ErrorCode::kBadMagic:
+    case ErrorCode::kUnsupportedVersion:
+    case ErrorCode::kHeaderChecksumMismatch:
+    case ErrorCode::kInvalidArgument:
+      return info.status;
+    default:
+      break;
+  }
+  const std::byte* h = file.data();
+  info.version = get<std::uint32_t>(h + 8);
+  info.dim = get<std::uint32_t>(h + 16);
+  info.bits = get<std::uint8_t>(h + 20);
+  info.unbiased = (get<std::uint8_t>(h + 21) & kUnbiased) != 0;
+  info.exact = (get<std::uint8_t>(h + 21) & kHasExact) != 0;
+  info.seed = get<std::uint64_t>(h + 24);
+  info.vectors = get<std::uint64_t>(h + 32);
+  static const char* const kNames[] = {"", "top_planes", "lower_planes", "norms", "exact_f16"};
+  const std::size_t sections = std::min<std::size_t>(get<std::uint16_t>(h + 22), kMaxSections);
+  for (std::size_t i = 0; i < sections; ++i) {
+    const std::byte* e = h + kTableAt + i * kEntryBytes;
+    SnapshotSection sec;
+    const std::uint32_t kind = get<std::uint32_t>(e);
+    sec.kind = kind >= 1 && kind <= 4 ? kNames[kind] : "unknown(" + std::to_string(kind) + ")";
+    sec.offset = get<std::uint64_t>(e + 8);
+    sec.bytes = get<std::uint64_t>(e + 16);
+    sec.checksum_ok =
+        sec.offset <= file.size() && sec.bytes <= file.size() - sec.offset &&
+        ptp::xxh3_64(file.subspan(sec.offset, sec.bytes)) == get<std::uint64_t>(e + 24);
+    info.sections.push_back(std::move(sec));
+  }
+  return info;
 }
 
 Result<Index> Index::view(std::span<const std::byte> snapshot, bool verify) {

@@ -45,6 +45,7 @@ enum class ErrorCode : std::uint16_t {
   kBadSafetensors = 202,    // malformed safetensors file or index
   kUnsupportedDtype = 203,  // a valid file whose element type we do not handle
   kBadCalibration = 204,    // malformed or damaged calibration file
+  kBadVectorFile = 205,     // a vector file (JSONL rows, raw sizes) that cannot be read as vectors
 
   // Codec (4xx).
   kNonFiniteInput = 400,    // a NaN or infinity in a tensor to encode

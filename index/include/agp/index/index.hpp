@@ -37,6 +37,26 @@ struct SearchOptions {
   std::size_t coarse = 0;
 };
 
+// What a snapshot file holds, as `ptp-index inspect` shows it.
+struct SnapshotSection {
+  std::string kind;  // "top_planes", "lower_planes", "norms", "exact_f16"
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+  bool checksum_ok = false;  // its XXH3-64 matches the table (false also when out of bounds)
+};
+struct SnapshotInfo {
+  std::uint32_t version = 0;
+  std::uint32_t dim = 0;
+  int bits = 0;
+  bool unbiased = false;
+  bool exact = false;
+  std::uint64_t seed = 0;
+  std::uint64_t vectors = 0;
+  std::uint64_t file_bytes = 0;
+  std::vector<SnapshotSection> sections;
+  Status status;  // what Index::open says of the file: ok, or the first thing wrong with it
+};
+
 struct Hit {
   std::uint64_t id;  // the vector's position, in the order added
   float score;       // inner product with the normalized query (estimated, or exact after rerank)
@@ -75,6 +95,16 @@ class Index {
   // must stay valid, unchanged, as long as the index reads it, and start on a 4-byte boundary
   // (kInvalidArgument otherwise).
   static Result<Index> view(std::span<const std::byte> snapshot, bool verify = true);
+
+  // The header and section table of a snapshot, each section's checksum, and what open() would
+  // say. Fails only when the header cannot be read at all (kIoError, kTruncated, kBadMagic,
+  // kUnsupportedVersion, kHeaderChecksumMismatch).
+  static Result<SnapshotInfo> inspect(const std::string& path);
+
+  // Copies vectors [first, first + count) into `out` (count * dim values): the exact copies when
+  // kept, otherwise the codec's decode of the codes scaled to unit length. kInvalidArgument for a
+  // range past the end or an `out` of the wrong size.
+  Status vectors(std::uint64_t first, std::uint64_t count, std::span<float> out) const;
 
   std::uint32_t dim() const;
   std::uint64_t size() const;
