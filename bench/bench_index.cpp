@@ -233,7 +233,8 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   const double n = static_cast<double>(data.size() / kDim);
   r["bits"] = bits;
   r["rerank_candidates"] = rerank;
-  r["coarse_candidates"] = coarse;
+  r["coarse_candidates"] = coarse == agp::index::SearchOptions::kAutoCoarse ? json("auto")
+                                                                              : json(coarse);
   r["estimator"] = unbias ? "turboquant_mse_unbiased" : "turboquant_mse";
   r["build_ms"] = build_ms;
   r["code_bits_per_dimension"] = index->code_bits_per_dimension();
@@ -304,8 +305,10 @@ json measure_set(const std::string& name, const std::vector<float>& data,
   const std::size_t n = data.size() / kDim;
   const std::vector<std::size_t> coarse_counts =
       g_coarse.empty() ? std::vector<std::size_t>{n / 100, n / 30, n / 10} : g_coarse;
-  for (const std::size_t coarse : coarse_counts) {
-    if (coarse < 10 || coarse >= n) continue;
+  std::vector<std::size_t> with_auto = coarse_counts;
+  with_auto.push_back(agp::index::SearchOptions::kAutoCoarse);
+  for (const std::size_t coarse : with_auto) {
+    if (coarse < 10 || (coarse >= n && coarse != agp::index::SearchOptions::kAutoCoarse)) continue;
     for (const std::size_t rerank : {std::size_t{0}, std::size_t{100}}) {
       json r = measure(data, queries, exact, 4, rerank, coarse);
       std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";

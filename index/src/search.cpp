@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "agp/codec/dtype.hpp"
 #include "bit_planes.hpp"
@@ -143,13 +144,20 @@ class CodeScorer {
   std::vector<std::uint8_t> idx_;
 };
 
-// The sign stage: the best `n` vectors by the 1-bit estimate
-//   sum_b norm_b * c1_b * sum_{k in b} s_k q_k,
-// c1_b the 1-bit codebook's centroid standing for every coordinate's magnitude, and q quantized.
-std::vector<Hit> sign_stage(const Index::State& s, const Query& q, std::size_t n) {
+// The sign stage's view of a query: 4 planes of the rotated query quantized per block to 4 bits,
+// and each block's weight and bias, so that a vector's 1-bit estimate is
+//   sum_b norm_b * c1_b * pi/2 * step_b * (7.5 n_b - D_b)
+//     ~ sum_b norm_b * c1_b * pi/2 * sum_{k in b} s_k q_k,
+// c1_b the 1-bit codebook's centroid standing for every coordinate's magnitude.
+struct SignQuery {
+  std::vector<std::uint8_t> planes;
+  std::vector<float> weight, bias;
+};
+
+SignQuery sign_query(const Index::State& s, const Query& q) {
   const std::size_t blocks = s.blocks.size();
-  std::vector<std::uint8_t> planes(4 * std::size_t{s.plane}, 0);
-  std::vector<float> weight(blocks), bias(blocks);
+  SignQuery sq{std::vector<std::uint8_t>(4 * std::size_t{s.plane}, 0), std::vector<float>(blocks),
+               std::vector<float>(blocks)};
   for (std::size_t b = 0; b < blocks; ++b) {
     const codec::Block& blk = s.blocks[b];
     float max_abs = 0;
@@ -159,27 +167,113 @@ std::vector<Hit> sign_stage(const Index::State& s, const Query& q, std::size_t n
     for (std::uint32_t k = blk.offset; k < blk.offset + blk.size; ++k) {
       const long u = std::clamp(std::lround(q.rotated[k] / step + 7.5f), 0L, 15L);
       for (int j = 0; j < 4; ++j) {
-        if ((u >> j) & 1) planes[j * std::size_t{s.plane} + k / 8] |= std::uint8_t(1u << (k % 8));
+        if ((u >> j) & 1)
+          sq.planes[j * std::size_t{s.plane} + k / 8] |= static_cast<std::uint8_t>(1u << (k % 8));
       }
     }
-    weight[b] = codec::codebook(static_cast<int>(blk.size), 1).centroids()[1] * step;
-    bias[b] = 7.5f * static_cast<float>(blk.size);
+    // The 1-bit decode shrinks an inner product by 2/pi on average (its centroid, sqrt(2/pi) for
+    // unit-variance coordinates, times the sqrt(2/pi) a sign keeps of a coordinate's correlation
+    // with the query); undoing that puts the estimates on the whole codes' scale, which the
+    // automatic candidate margin needs (sign_error).
+    constexpr float kUnshrink = 1.5707963f;
+    sq.weight[b] = codec::codebook(static_cast<int>(blk.size), 1).centroids()[1] * step * kUnshrink;
+    sq.bias[b] = 7.5f * static_cast<float>(blk.size);
   }
-  constexpr std::size_t kChunk = 256;
-  std::vector<std::uint32_t> dist(kChunk * blocks);
-  std::vector<float> est(kChunk);
+  return sq;
+}
+
+// Estimates of vectors [start, start + m), m at most kChunk.
+constexpr std::size_t kChunk = 256;
+class SignScanner {
+ public:
+  SignScanner(const Index::State& s, const SignQuery& sq)
+      : s_(s), sq_(sq), dist_(kChunk * s.blocks.size()), est_(kChunk) {}
+  const float* operator()(std::uint64_t start, std::size_t m) {
+    sign_distances(s_.top_planes.data() + start * s_.plane, s_.plane, m, sq_.planes.data(),
+                   s_.sign_blocks, dist_.data());
+    sign_estimates(dist_.data(), s_.norms.data() + start * s_.blocks.size(), s_.blocks.size(), m,
+                   sq_.weight.data(), sq_.bias.data(), est_.data());
+    return est_.data();
+  }
+
+ private:
+  const Index::State& s_;
+  const SignQuery& sq_;
+  std::vector<std::uint32_t> dist_;
+  std::vector<float> est_;
+};
+
+// The sign stage with a fixed number of candidates: the best `n` estimates.
+std::vector<Hit> best_estimates(const Index::State& s, const SignQuery& sq, std::size_t n) {
+  SignScanner scan(s, sq);
   BestOf best(n);
   for (std::uint64_t start = 0; start < s.count; start += kChunk) {
     const std::size_t m =
         static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, s.count - start));
-    sign_distances(s.top_planes.data() + start * s.plane, s.plane, m, planes.data(), s.sign_blocks,
-                   dist.data());
-    sign_estimates(dist.data(), s.norms.data() + start * blocks, blocks, m, weight.data(),
-                   bias.data(), est.data());
+    const float* est = scan(start, m);
     for (std::size_t i = 0; i < m; ++i) best.offer(start + i, est[i]);
   }
   return best.take();
 }
+
+// The sign stage choosing its own number of candidates: every vector whose estimate is within
+// `margin` of the k-th best estimate (a vector that belongs in the top k is missed only when its
+// estimate errs by more than that). Nothing when more than `cap` qualify: the sign stage cannot
+// narrow this query down, and the caller scans every vector's whole codes instead.
+std::optional<std::vector<Hit>> near_estimates(const Index::State& s, const SignQuery& sq,
+                                               std::size_t k, float margin, std::size_t cap) {
+  SignScanner scan(s, sq);
+  std::vector<float> top;  // min-heap of the k best estimates so far
+  auto greater = [](float a, float b) { return a > b; };
+  float floor = -std::numeric_limits<float>::infinity();  // below it nothing can make the cut
+  std::vector<Hit> near;
+  std::size_t compact_at = std::max<std::size_t>(4 * k, 4096);
+  for (std::uint64_t start = 0; start < s.count; start += kChunk) {
+    const std::size_t m =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, s.count - start));
+    const float* est = scan(start, m);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (est[i] < floor) continue;
+      if (top.size() < k) {
+        top.push_back(est[i]);
+        std::push_heap(top.begin(), top.end(), greater);
+      } else if (est[i] > top.front()) {
+        std::pop_heap(top.begin(), top.end(), greater);
+        top.back() = est[i];
+        std::push_heap(top.begin(), top.end(), greater);
+      }
+      if (top.size() == k) floor = std::max(floor, top.front() - margin);
+      near.push_back({start + i, est[i]});
+    }
+    if (near.size() >= compact_at) {
+      std::erase_if(near, [&](const Hit& h) { return h.score < floor; });
+      if (near.size() > cap) return std::nullopt;
+      compact_at = std::max(compact_at, 2 * near.size());
+    }
+  }
+  std::erase_if(near, [&](const Hit& h) { return h.score < floor; });
+  if (near.size() > cap) return std::nullopt;
+  return near;
+}
+
+// The sign estimate's error against the whole codes' score, measured on up to 128 vectors spread
+// over the index: the root mean square of the difference.
+float sign_error(const Index::State& s, const SignQuery& sq, CodeScorer& score) {
+  SignScanner scan(s, sq);
+  const std::uint64_t samples = std::min<std::uint64_t>(s.count, 128);
+  double sum = 0;
+  for (std::uint64_t j = 0; j < samples; ++j) {
+    const std::uint64_t id = j * s.count / samples;
+    const double d = static_cast<double>(score(id)) - scan(id, 1)[0];
+    sum += d * d;
+  }
+  return static_cast<float>(std::sqrt(sum / static_cast<double>(samples)));
+}
+
+// SearchOptions::kAutoCoarse: candidates within this many times the sign estimate's measured error
+// of the k-th best, on indexes of at least kAutoMinVectors (below, one stage is as fast).
+constexpr float kAutoMargin = 3.0f;
+constexpr std::uint64_t kAutoMinVectors = 1024;
 
 // Replaces each hit's score by the exact inner product with its fp16 copy.
 void rerank_exactly(const Index::State& s, const std::vector<float>& unit, std::vector<Hit>& hits) {
@@ -223,9 +317,23 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
   const std::size_t keep = std::max(options.k, options.rerank);
   CodeScorer score(s, q);
   std::vector<Hit> hits;
+  const bool automatic = options.coarse == SearchOptions::kAutoCoarse;
   const std::size_t candidates = std::max(options.coarse, keep);
-  if (options.coarse > 0 && s.count > candidates && !s.sign_blocks.empty() && s.options.bits > 1) {
-    hits = sign_stage(s, q, candidates);
+  bool two_stages = options.coarse > 0 && s.count > (automatic ? kAutoMinVectors : candidates) &&
+                    !s.sign_blocks.empty() && s.options.bits > 1;
+  if (two_stages) {
+    const SignQuery sq = sign_query(s, q);
+    if (automatic) {
+      const float margin = kAutoMargin * sign_error(s, sq, score);
+      auto near = near_estimates(s, sq, std::max<std::size_t>(options.k, 1), margin, s.count / 8);
+      if (near) {
+        hits = std::move(*near);
+      } else {
+        two_stages = false;
+      }
+    } else {
+      hits = best_estimates(s, sq, candidates);
+    }
     // In the order they are stored, each fetched a few ahead of its scoring.
     std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.id < b.id; });
     constexpr std::size_t kAhead = 4;
@@ -234,8 +342,9 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
       if (j + kAhead < hits.size()) score.prefetch(hits[j + kAhead].id);
       hits[j].score = score(hits[j].id);
     }
-    keep_best(hits, keep);
-  } else {
+    if (two_stages) keep_best(hits, keep);
+  }
+  if (!two_stages) {
     BestOf best(keep);
     for (std::uint64_t i = 0; i < s.count; ++i) best.offer(i, score(i));
     hits = best.take();

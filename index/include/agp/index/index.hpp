@@ -31,10 +31,15 @@ struct SearchOptions {
   // Candidates scored from the codes and then reranked exactly against the fp16 copies (0: no
   // rerank, the codes' scores are final). Needs IndexOptions::keep_exact.
   std::size_t rerank = 0;
-  // Two stages (0: one): every vector is first scored from the top bit of its codes alone (the
-  // sign of each rotated coordinate, as the codebooks are symmetric), and only this many of the
-  // best are scored from their whole codes.
-  std::size_t coarse = 0;
+  // Two stages: every vector is first scored from the top bit of its codes alone (the sign of
+  // each rotated coordinate, as the codebooks are symmetric), and only the best candidates are
+  // scored from their whole codes. A number fixes how many; kAutoCoarse (the default) takes
+  // every vector whose first estimate comes within 3 times that estimate's error (measured for
+  // each query on 128 vectors) of the k-th best, at least 64 and at most an eighth of the index,
+  // so clustered data passes few candidates on and unstructured data many; 0 scores every vector
+  // from its whole codes (one stage).
+  static constexpr std::size_t kAutoCoarse = static_cast<std::size_t>(-1);
+  std::size_t coarse = kAutoCoarse;
 };
 
 // What a snapshot file holds, as `ptp-index inspect` shows it.
