@@ -304,7 +304,8 @@ TEST(Tools, UcxBackendBetweenTwoNamespacesResumesAfterTheCableIsPulled) {
 #ifndef AGP_TEST_HAVE_UCX
   GTEST_SKIP() << "this build has no UCX backend";
 #else
-  if (!agp::support::netns_available()) GTEST_SKIP() << "network namespaces need root and iproute2 (ip netns)";
+  if (!agp::support::netns_available())
+    GTEST_SKIP() << "network namespaces need root and iproute2 (ip netns)";
   auto pair = agp::support::NetnsPair::create("ucx");
   ASSERT_TRUE(pair) << pair.status().to_string();
   // UCX opens its TCP interfaces on the devices that are up when it starts, and refuses
@@ -318,23 +319,26 @@ TEST(Tools, UcxBackendBetweenTwoNamespacesResumesAfterTheCableIsPulled) {
   }
   ASSERT_TRUE(up) << "the veth pair never came up";
   const std::string common = " --backend ucx --ucx-transports tcp --dead-peer-ms 300";
-  Receiver rx("--json --quiet --idle-timeout-ms 15000" + common, "ip netns exec " + pair->namespace_b() + " ",
-              pair->address_b());
+  Receiver rx("--json --quiet --idle-timeout-ms 15000" + common,
+              "ip netns exec " + pair->namespace_b() + " ", pair->address_b());
   ASSERT_GT(rx.port, 0) << rx.finish() << rx.err;
   const fs::path acks = fs::temp_directory_path() / ("agp-ucx-acks-" + std::to_string(::getpid()));
   ToolRun tx;
   std::thread sender([&] {
-    tx = run("ip netns exec " + pair->namespace_a() + " " + AGP_PTP_SEND + " --host " + pair->address_b() +
-             " --port " + std::to_string(rx.port) + common +
-             " -n 40 --warmup 0 --codecs tq4 --rate 20 --give-up-ms 10000 --timeout-ms 15000 --json --quiet"
-             " --ack-log " + acks.string());
+    tx = run("ip netns exec " + pair->namespace_a() + " " + AGP_PTP_SEND + " --host " +
+             pair->address_b() + " --port " + std::to_string(rx.port) + common +
+             " -n 40 --warmup 0 --codecs tq4 --rate 20 --give-up-ms 10000 --timeout-ms 15000 "
+             "--json --quiet"
+             " --ack-log " +
+             acks.string());
   });
   // The cable is pulled once a few packets are acknowledged (the ack log has their lines).
   auto acked = [&] {
     std::ifstream log(acks);
     return static_cast<int>(std::count(std::istreambuf_iterator<char>(log), {}, '\n'));
   };
-  for (int i = 0; i < 1000 && acked() < 8; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 1000 && acked() < 8; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(pair->set_link_up(false));
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   ASSERT_TRUE(pair->set_link_up(true));
@@ -347,7 +351,8 @@ TEST(Tools, UcxBackendBetweenTwoNamespacesResumesAfterTheCableIsPulled) {
   EXPECT_EQ(r["backend"], "ucx");
   EXPECT_EQ(r["packets_received"].get<int>(), 40);
   EXPECT_TRUE(r["all_verified"].get<bool>());
-  EXPECT_GE(s["counters"]["reconnects"].get<int>(), 1) << "the cable pull was not noticed: " << tx.out;
+  EXPECT_GE(s["counters"]["reconnects"].get<int>(), 1)
+      << "the cable pull was not noticed: " << tx.out;
   // Acknowledged once each, in order.
   std::ifstream log(acks);
   std::uint64_t expected = 1, seq = 0;
@@ -363,8 +368,9 @@ TEST(Tools, AckLogThatCannotBeWrittenFailsTheRun) {
   if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
   Receiver rx("--idle-timeout-ms 3000 --quiet");
   ASSERT_GT(rx.port, 0);
-  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
-                         std::to_string(rx.port) + " -n 2 --warmup 0 --codecs tq4 --quiet --ack-log /dev/full");
+  const ToolRun tx =
+      run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " + std::to_string(rx.port) +
+          " -n 2 --warmup 0 --codecs tq4 --quiet --ack-log /dev/full");
   expect_one_line_error(tx, 1, "--ack-log");
   rx.finish();
 }
@@ -422,7 +428,8 @@ TEST(Tools, AVanishedPeerGivesWayToTheNextSender) {
   const auto t0 = std::chrono::steady_clock::now();
   const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " +
                          std::to_string(rx.port) + " -n 2 --warmup 0 --codecs tq4 --quiet");
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(tx.exit_code, 0) << tx.err;
   rx.finish();
   EXPECT_EQ(rx.exit_code, 0) << rx.err;
@@ -445,13 +452,15 @@ TEST(Tools, InspectReportsFramesWithBrokenStrings) {
   std::uint32_t header_length = 0;
   std::memcpy(&header_length, bytes.data() + 8, 4);
   std::string covered = bytes.substr(0, 16) + bytes.substr(24, header_length);
-  const std::uint64_t sum = agp::ptp::xxh3_64(std::as_bytes(std::span(covered.data(), covered.size())));
+  const std::uint64_t sum =
+      agp::ptp::xxh3_64(std::as_bytes(std::span(covered.data(), covered.size())));
   std::memcpy(bytes.data() + 16, &sum, 8);
   const fs::path bad = fs::temp_directory_path() / ("agp-utf8-" + std::to_string(::getpid()));
   std::ofstream(bad, std::ios::binary) << bytes;
   const ToolRun text = run(std::string(AGP_PTP_INSPECT) + " " + bad.string());
   EXPECT_EQ(text.exit_code, 1) << text.err;
-  EXPECT_NE((text.out + text.err).find("header_invalid"), std::string::npos) << text.out << text.err;
+  EXPECT_NE((text.out + text.err).find("header_invalid"), std::string::npos)
+      << text.out << text.err;
   EXPECT_NE((text.out + text.err).find("UTF-8"), std::string::npos) << text.out << text.err;
   const ToolRun as_json = run(std::string(AGP_PTP_INSPECT) + " --json " + bad.string());
   EXPECT_EQ(as_json.exit_code, 1) << as_json.err;
@@ -468,7 +477,8 @@ namespace {
 // ptp-calibrate from saved states, then the calibrated codec between ptp-send and ptp-recv holding
 // that calibration; a receiver without it turns the sender away (fingerprint); usage errors.
 TEST(Tools, CalibrateThenSendTheCalibratedCodec) {
-  const std::string cal = (fs::temp_directory_path() / ("agp-cal-" + std::to_string(::getpid()) + ".agpcal")).string();
+  const std::string cal =
+      (fs::temp_directory_path() / ("agp-cal-" + std::to_string(::getpid()) + ".agpcal")).string();
   const std::string calibrate = AGP_PTP_CALIBRATE;
   // rows_f32.npy: 4 states of 384 values.
   const ToolRun made = run(calibrate + " --states " + std::string(AGP_GOLDEN_DIR) +
@@ -501,7 +511,8 @@ TEST(Tools, CalibrateThenSendTheCalibratedCodec) {
   expect_one_line_error(run(calibrate + " --states x.npy --bytes y -o " + cal), 2, "one of");
   {
     std::ofstream(cal, std::ios::app) << "x";  // damaged: one byte too many
-    expect_one_line_error(run(std::string(AGP_PTP_SEND) + " --calibration " + cal), 2, "calibration file");
+    expect_one_line_error(run(std::string(AGP_PTP_SEND) + " --calibration " + cal), 2,
+                          "calibration file");
   }
   fs::remove(cal);
 }
@@ -545,6 +556,126 @@ TEST(Tools, SplitModelOverLoopbackReportsContinuationFidelity) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("fingerprint_mismatch"), std::string::npos) << refused.err;
   other.finish();
+}
+
+// ptp-index as a user runs it: a JSON Lines file of mixed row shapes built into a snapshot,
+// inspected, searched (each query finds itself first), exported and read back; a bad row named by
+// its line; a damaged snapshot shown as such by inspect and refused by search; the phase-1 bench.
+TEST(Tools, IndexBuildInspectSearchExportAndBench) {
+  const std::string tool = AGP_PTP_INDEX;
+  const fs::path dir = fs::temp_directory_path() / ("agp-index-tool-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string rows = (dir / "rows.jsonl").string(), snap = (dir / "rows.agpidx").string();
+  {
+    std::ofstream out(rows);
+    std::uint64_t state = 7;
+    for (int i = 0; i < 300; ++i) {
+      std::string v;
+      for (int k = 0; k < 64; ++k) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        if (k) v.push_back(',');
+        v.append(std::to_string(static_cast<int>(state >> 40) % 2001 - 1000));
+      }
+      const char* shapes[] = {"[%s]", "{\"embedding\": [%s], \"id\": 1}", "{\"vector\": [%s]}",
+                              "{\"values\": [%s]}", "{\"embedding_vector\": [%s]}"};
+      std::string line = shapes[i % 5];
+      line.replace(line.find("%s"), 2, v);
+      out << line << "\n";
+      if (i == 150) out << "\n";  // blank lines are skipped
+    }
+  }
+  ToolRun r = run(tool + " build --input " + rows + " --output " + snap + " --json --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json built = json::parse(r.out);
+  EXPECT_EQ(built["vectors"], 300);
+  EXPECT_EQ(built["dim"], 64);
+  EXPECT_NEAR(built["code_bits_per_dimension"].get<double>(), 4.5, 1e-9);  // one f32 norm per 64
+
+  r = run(tool + " inspect " + snap + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json info = json::parse(r.out);
+  EXPECT_TRUE(info["ok"].get<bool>());
+  ASSERT_EQ(info["sections"].size(), 4u);
+  for (const auto& s : info["sections"]) EXPECT_TRUE(s["checksum_ok"].get<bool>()) << s;
+
+  // Queries: rows 10 and 200 again (as .npy via export's round trip below is tested separately).
+  const std::string queries = (dir / "queries.jsonl").string();
+  {
+    std::ifstream in(rows);
+    std::ofstream out(queries);
+    std::string line;
+    for (int i = 0; std::getline(in, line); ++i)
+      if (i == 10 || i == 201) out << line << "\n";  // line 201 is row 200 (a blank line at 151)
+  }
+  r = run(tool + " search --index " + snap + " --queries " + queries + " -k 3 --rerank 20 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json hits = json::parse(r.out);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0]["hits"][0]["id"], 10);
+  EXPECT_EQ(hits[1]["hits"][0]["id"], 200);
+  EXPECT_NEAR(hits[0]["hits"][0]["score"].get<double>(), 1.0, 1e-3);  // itself, exactly
+
+  for (const std::string ext : {".npy", ".jsonl"}) {
+    const std::string exported = (dir / ("exported" + ext)).string();
+    r = run(tool + " export --index " + snap + " --output " + exported + " --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // Built again from the export: the same vectors (fp16 copies, normalized) answer alike.
+    const std::string again = (dir / ("again" + ext + ".agpidx")).string();
+    r = run(tool + " build --input " + exported + " --output " + again + " --json --quiet");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["vectors"], 300);
+    r = run(tool + " search --index " + again + " --queries " + queries + " -k 1 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)[1]["hits"][0]["id"], 200) << ext;
+  }
+
+  // A bad row: the file and line, nothing built.
+  const std::string bad = (dir / "bad.jsonl").string();
+  std::ofstream(bad) << "[1, 2, 3]\n[4, 5, 6]\n{\"embedding\": [1, 2]}\n";
+  expect_one_line_error(
+      run(tool + " build --input " + bad + " --output " + (dir / "bad.agpidx").string()), 1,
+      "bad.jsonl:3: 2 values, earlier rows have 3");
+  EXPECT_FALSE(fs::exists(dir / "bad.agpidx"));
+  // Queries of another dimension, a width out of range, no subcommand.
+  const std::string small = (dir / "small.jsonl").string();
+  std::ofstream(small) << "[1, 2, 3]\n";
+  expect_one_line_error(run(tool + " search --index " + snap + " --queries " + small), 1,
+                        "vectors of 3 values, expected 64");
+  expect_one_line_error(run(tool + " build --input " + rows + " --output x --bits 9"), 2, "--bits");
+  EXPECT_EQ(run(tool).exit_code, 2);
+
+  // Damage the norms: inspect says which section, search refuses the file.
+  const std::uint64_t norms_at = info["sections"][2]["offset"];
+  {
+    std::fstream f(snap, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(norms_at + 3));
+    f.put('\x55');
+  }
+  r = run(tool + " inspect " + snap);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("section_checksum_mismatch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("norms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("BAD"), std::string::npos) << r.out;
+  expect_one_line_error(run(tool + " search --index " + snap + " --queries " + queries), 1,
+                        "section_checksum_mismatch");
+
+  // The plan's phase-1 harness, small: both tables' fields, and the plan's figures beside.
+  r = run(tool + " bench --n-vectors 600 --queries 4 --activation-shape 1,256,1,16 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json b = json::parse(r.out);
+  ASSERT_EQ(b["embedding"]["rows"].size(), 2u);
+  for (const auto& row : b["embedding"]["rows"]) {
+    EXPECT_GT(row["recall_at_10"].get<double>(), 0.5) << row;
+    EXPECT_GT(row["mean_cosine"].get<double>(), 0.98) << row;
+  }
+  EXPECT_EQ(b["activation"]["fp16_bytes"], 256 * 16 * 2);
+  EXPECT_GT(b["activation"]["ratio_vs_fp16"].get<double>(), 3.5);
+  EXPECT_EQ(b["plan"]["embedding"][0]["recall_at_10"], 0.859);
+  r = run(tool + " bench --n-vectors 600 --queries 4 --activation-shape 1,256,1,16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| 4 | "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(0.859)"), std::string::npos) << r.out;
+  fs::remove_all(dir);
 }
 
 }  // namespace
