@@ -337,5 +337,52 @@ TEST(Index, ErrorsAreTypedAndLeaveTheIndexAsItWas) {
             ErrorCode::kInvalidArgument);
 }
 
+// Threads share the scan of one query, and a batch shares its queries: the same hits either way.
+TEST(Index, ThreadsAndBatchesGiveTheSameHits) {
+  const std::uint32_t dim = 64;
+  const auto data = clustered(40000, dim, 8);
+  const auto queries = clustered(6, dim, 9);
+  auto index = Index::create(dim, {4});
+  ASSERT_TRUE(index);
+  ASSERT_TRUE(index->add(data));
+  for (const std::size_t coarse : {std::size_t{0}, std::size_t{500}, SearchOptions::kAutoCoarse}) {
+    SearchOptions one{10, 20, coarse};
+    SearchOptions two = one;
+    two.threads = 2;
+    std::vector<std::vector<Hit>> singles;
+    for (std::size_t i = 0; i < 6; ++i) {
+      const auto q = std::span(queries).subspan(i * dim, dim);
+      auto a = index->search(q, one), b = index->search(q, two);
+      ASSERT_TRUE(a && b);
+      ASSERT_EQ(a->size(), 10u);
+      ASSERT_EQ(a->size(), b->size());
+      for (std::size_t j = 0; j < a->size(); ++j) {
+        EXPECT_EQ((*a)[j].id, (*b)[j].id) << "coarse " << coarse << " query " << i;
+        EXPECT_EQ((*a)[j].score, (*b)[j].score);
+      }
+      singles.push_back(std::move(a).value());
+    }
+    for (const unsigned threads : {1u, 2u, 3u}) {
+      auto batch = index->search_batch(queries, one, threads);
+      ASSERT_TRUE(batch);
+      ASSERT_EQ(batch->size(), 6u);
+      for (std::size_t i = 0; i < 6; ++i) {
+        ASSERT_EQ((*batch)[i].size(), singles[i].size());
+        for (std::size_t j = 0; j < singles[i].size(); ++j)
+          EXPECT_EQ((*batch)[i][j].id, singles[i][j].id) << threads << " threads";
+      }
+    }
+  }
+  // A bad query fails the batch, naming it; a ragged batch is refused.
+  std::vector<float> bad(queries);
+  bad[3 * dim + 5] = std::nanf("");
+  auto failed = index->search_batch(bad, {}, 2);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.status().code(), ErrorCode::kNonFiniteInput);
+  EXPECT_NE(failed.status().message().find("query 3"), std::string::npos) << failed.status().message();
+  EXPECT_EQ(index->search_batch(std::span(queries).first(dim + 1)).status().code(),
+            ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace agp::index

@@ -5,9 +5,11 @@
 //      inner product of the query with the codec's decode of the vector (index.cpp);
 //   3. the exact rerank against fp16 copies.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <thread>
 
 #include "agp/codec/dtype.hpp"
 #include "bit_planes.hpp"
@@ -182,6 +184,28 @@ SignQuery sign_query(const Index::State& s, const Query& q) {
   return sq;
 }
 
+// Vectors [begin, end): the share of the index one thread scans.
+struct Range {
+  std::uint64_t begin, end;
+};
+
+// Runs work(range) for `threads` consecutive shares of [0, count) at once (on this thread and
+// threads - 1 more), and returns the results in order.
+template <typename Work>
+auto in_parallel(std::uint64_t count, unsigned threads, Work work) {
+  using Out = decltype(work(Range{0, 0}));
+  std::vector<Out> out(threads);
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < threads; ++t) {
+    helpers.emplace_back([&, t] {
+      out[t] = work(Range{count * t / threads, count * (t + 1) / threads});
+    });
+  }
+  out[0] = work(Range{0, count / threads});
+  for (auto& h : helpers) h.join();
+  return out;
+}
+
 // Estimates of vectors [start, start + m), m at most kChunk.
 constexpr std::size_t kChunk = 256;
 class SignScanner {
@@ -204,12 +228,13 @@ class SignScanner {
 };
 
 // The sign stage with a fixed number of candidates: the best `n` estimates.
-std::vector<Hit> best_estimates(const Index::State& s, const SignQuery& sq, std::size_t n) {
+std::vector<Hit> best_estimates(const Index::State& s, const SignQuery& sq, std::size_t n,
+                                Range range) {
   SignScanner scan(s, sq);
   BestOf best(n);
-  for (std::uint64_t start = 0; start < s.count; start += kChunk) {
+  for (std::uint64_t start = range.begin; start < range.end; start += kChunk) {
     const std::size_t m =
-        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, s.count - start));
+        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, range.end - start));
     const float* est = scan(start, m);
     for (std::size_t i = 0; i < m; ++i) best.offer(start + i, est[i]);
   }
@@ -221,16 +246,17 @@ std::vector<Hit> best_estimates(const Index::State& s, const SignQuery& sq, std:
 // estimate errs by more than that). Nothing when more than `cap` qualify: the sign stage cannot
 // narrow this query down, and the caller scans every vector's whole codes instead.
 std::optional<std::vector<Hit>> near_estimates(const Index::State& s, const SignQuery& sq,
-                                               std::size_t k, float margin, std::size_t cap) {
+                                               std::size_t k, float margin, std::size_t cap,
+                                               Range range) {
   SignScanner scan(s, sq);
   std::vector<float> top;  // min-heap of the k best estimates so far
   auto greater = [](float a, float b) { return a > b; };
   float floor = -std::numeric_limits<float>::infinity();  // below it nothing can make the cut
   std::vector<Hit> near;
   std::size_t compact_at = std::max<std::size_t>(4 * k, 4096);
-  for (std::uint64_t start = 0; start < s.count; start += kChunk) {
+  for (std::uint64_t start = range.begin; start < range.end; start += kChunk) {
     const std::size_t m =
-        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, s.count - start));
+        static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, range.end - start));
     const float* est = scan(start, m);
     for (std::size_t i = 0; i < m; ++i) {
       if (est[i] < floor) continue;
@@ -274,6 +300,8 @@ float sign_error(const Index::State& s, const SignQuery& sq, CodeScorer& score) 
 // of the k-th best, on indexes of at least kAutoMinVectors (below, one stage is as fast).
 constexpr float kAutoMargin = 3.0f;
 constexpr std::uint64_t kAutoMinVectors = 1024;
+// SearchOptions::threads: a thread per this many vectors at most.
+constexpr std::uint64_t kMinVectorsPerThread = 16384;
 
 // Replaces each hit's score by the exact inner product with its fp16 copy.
 void rerank_exactly(const Index::State& s, const std::vector<float>& unit, std::vector<Hit>& hits) {
@@ -321,18 +349,38 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
   const std::size_t candidates = std::max(options.coarse, keep);
   bool two_stages = options.coarse > 0 && s.count > (automatic ? kAutoMinVectors : candidates) &&
                     !s.sign_blocks.empty() && s.options.bits > 1;
+  // Threads only where each has a share worth starting it for.
+  const unsigned threads = static_cast<unsigned>(std::clamp<std::uint64_t>(
+      std::min<std::uint64_t>(options.threads, s.count / kMinVectorsPerThread), 1, 64));
   if (two_stages) {
     const SignQuery sq = sign_query(s, q);
     if (automatic) {
       const float margin = kAutoMargin * sign_error(s, sq, score);
-      auto near = near_estimates(s, sq, std::max<std::size_t>(options.k, 1), margin, s.count / 8);
-      if (near) {
-        hits = std::move(*near);
-      } else {
-        two_stages = false;
+      const std::size_t k = std::max<std::size_t>(options.k, 1), cap = s.count / 8;
+      auto shares = in_parallel(s.count, threads,
+                                [&](Range r) { return near_estimates(s, sq, k, margin, cap, r); });
+      two_stages =
+          std::all_of(shares.begin(), shares.end(), [](const auto& v) { return v.has_value(); });
+      for (auto& share : shares) {
+        if (share) hits.insert(hits.end(), share->begin(), share->end());
       }
+      if (two_stages && threads > 1) {
+        // Each share kept what is near its own k-th best; the whole index's is at least as high.
+        std::vector<float> est;
+        for (const Hit& h : hits) est.push_back(h.score);
+        const std::size_t kk = std::min(k, est.size());
+        std::nth_element(est.begin(), est.begin() + static_cast<std::ptrdiff_t>(kk - 1), est.end(),
+                         std::greater<>());
+        const float floor = est[kk - 1] - margin;
+        std::erase_if(hits, [&](const Hit& h) { return h.score < floor; });
+        two_stages = hits.size() <= cap;
+      }
+      if (!two_stages) hits.clear();
     } else {
-      hits = best_estimates(s, sq, candidates);
+      auto shares = in_parallel(s.count, threads,
+                                [&](Range r) { return best_estimates(s, sq, candidates, r); });
+      for (auto& share : shares) hits.insert(hits.end(), share.begin(), share.end());
+      keep_best(hits, candidates);
     }
     // In the order they are stored, each fetched a few ahead of its scoring.
     std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) { return a.id < b.id; });
@@ -345,13 +393,55 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     if (two_stages) keep_best(hits, keep);
   }
   if (!two_stages) {
-    BestOf best(keep);
-    for (std::uint64_t i = 0; i < s.count; ++i) best.offer(i, score(i));
-    hits = best.take();
+    auto shares = in_parallel(s.count, threads, [&](Range r) {
+      CodeScorer own(s, q);
+      BestOf best(keep);
+      for (std::uint64_t i = r.begin; i < r.end; ++i) best.offer(i, own(i));
+      return best.take();
+    });
+    for (auto& share : shares) hits.insert(hits.end(), share.begin(), share.end());
+    keep_best(hits, keep);
   }
   if (options.rerank > 0) rerank_exactly(s, q.unit, hits);
   keep_best(hits, options.k);
   return hits;
+}
+
+Result<std::vector<std::vector<Hit>>> Index::search_batch(std::span<const float> queries,
+                                                          const SearchOptions& options,
+                                                          unsigned threads) const {
+  const std::uint32_t dim = s_->dim;
+  if (queries.size() % dim != 0) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        std::to_string(queries.size()) + " values are not whole queries of " + std::to_string(dim));
+  }
+  const std::size_t n = queries.size() / dim;
+  std::vector<std::vector<Hit>> out(n);
+  std::vector<Status> failed(n);
+  SearchOptions one = options;
+  one.threads = 1;
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < n; i = next++) {
+      auto hits = search(queries.subspan(i * dim, dim), one);
+      if (hits) {
+        out[i] = std::move(hits).value();
+      } else {
+        failed[i] = make_error(hits.status().code(),
+                               "query " + std::to_string(i) + ": " + hits.status().message());
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (unsigned t = 1; t < std::clamp<unsigned>(threads, 1, 64) && t < n; ++t)
+    helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+  for (const Status& st : failed) {
+    if (!st) return st;
+  }
+  return out;
 }
 
 }  // namespace agp::index

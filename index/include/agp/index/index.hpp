@@ -40,6 +40,10 @@ struct SearchOptions {
   // from its whole codes (one stage).
   static constexpr std::size_t kAutoCoarse = static_cast<std::size_t>(-1);
   std::size_t coarse = kAutoCoarse;
+  // Threads scanning shares of the index for this one query (at most one per 16,384 vectors).
+  // The hits are the same whatever the number, except that with kAutoCoarse a share can give up
+  // on the sign stage (and the search scan every vector's whole codes) at a different point.
+  unsigned threads = 1;
 };
 
 // What a snapshot file holds, as `ptp-index inspect` shows it.
@@ -85,6 +89,12 @@ class Index {
   // zero or non-finite query, or a rerank without exact copies.
   Result<std::vector<Hit>> search(std::span<const float> query,
                                   const SearchOptions& options = {}) const;
+  // Many queries (row-major, a multiple of dim), each answered as by search() with
+  // `options.threads` 1, the queries shared among `threads` threads. All or nothing: the first
+  // bad query's error (naming it) and no hits.
+  Result<std::vector<std::vector<Hit>>> search_batch(std::span<const float> queries,
+                                                     const SearchOptions& options = {},
+                                                     unsigned threads = 1) const;
 
   // Writes the index to `path` as a snapshot (docs/index.md: a header, then the codes, norms and
   // exact copies, each 64-byte aligned with its XXH3-64). kIoError when it cannot be written.
