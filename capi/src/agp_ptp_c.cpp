@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <new>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "agp/agp_ptp.h"
+#include "agp/index/index.hpp"
 #include "agp/ptp/aligned_buffer.hpp"
 #include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/fingerprint.hpp"
@@ -38,6 +40,10 @@ struct agp_encoder {
 struct agp_frame {
   agp::ptp::AlignedBuffer bytes;  // our copy: sections are read in place, 64-byte aligned
   agp::ptp::FrameView view;
+};
+
+struct agp_index {
+  agp::index::Index index;
 };
 
 struct agp_server {
@@ -597,3 +603,133 @@ void agp_link_get_counters(const agp_link* link, agp_link_counters* counters) {
 }
 
 }  // extern "C"
+
+// --- the embedding index
+
+void agp_index_options_init(agp_index_options* options) {
+  if (!options) return;
+  const agp::index::IndexOptions d;
+  *options = agp_index_options{sizeof(agp_index_options), d.bits, d.seed, d.keep_exact ? 1 : 0,
+                               d.unbias ? 1 : 0};
+}
+
+agp_status agp_index_create(uint32_t dim, const agp_index_options* options, agp_index** out) {
+  return guarded([&] {
+    if (!out) return fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    agp_index_options o;
+    agp_index_options_init(&o);
+    if (options) {
+      if (options->struct_size < sizeof(agp_index_options))
+        return fail(ErrorCode::kInvalidArgument, "agp_index_options: struct_size too small");
+      o = *options;
+    }
+    auto made = agp::index::Index::create(dim, {o.bits, o.seed, o.keep_exact != 0, o.unbias != 0});
+    if (!made) return fail(made.status());
+    *out = new agp_index{std::move(made).value()};
+    return AGP_OK;
+  });
+}
+
+agp_status agp_index_open(const char* path, int32_t verify, agp_index** out) {
+  return guarded([&] {
+    if (!out) return fail(ErrorCode::kInvalidArgument, "out is NULL");
+    *out = nullptr;
+    if (!path) return fail(ErrorCode::kInvalidArgument, "path is NULL");
+    auto opened = agp::index::Index::open(path, verify != 0);
+    if (!opened) return fail(opened.status());
+    *out = new agp_index{std::move(opened).value()};
+    return AGP_OK;
+  });
+}
+
+agp_status agp_index_save(const agp_index* index, const char* path) {
+  return guarded([&] {
+    if (!index || !path) return fail(ErrorCode::kInvalidArgument, "index or path is NULL");
+    const Status s = index->index.save(path);
+    return s ? AGP_OK : fail(s);
+  });
+}
+
+void agp_index_free(agp_index* index) {
+  delete index;
+}
+
+uint32_t agp_index_dim(const agp_index* index) {
+  return index ? index->index.dim() : 0;
+}
+
+uint64_t agp_index_size(const agp_index* index) {
+  return index ? index->index.size() : 0;
+}
+
+agp_status agp_index_add(agp_index* index, const float* vectors, uint64_t count) {
+  return guarded([&] {
+    if (!index || (!vectors && count > 0))
+      return fail(ErrorCode::kInvalidArgument, "index or vectors is NULL");
+    const std::uint64_t dim = index->index.dim();
+    if (count > std::numeric_limits<std::size_t>::max() / 4 / dim)
+      return fail(ErrorCode::kInvalidArgument, "count is too large");
+    const Status s = index->index.add(std::span(vectors, count * dim));
+    return s ? AGP_OK : fail(s);
+  });
+}
+
+agp_status agp_index_vectors(const agp_index* index, uint64_t first, uint64_t count, float* out) {
+  return guarded([&] {
+    if (!index || (!out && count > 0)) return fail(ErrorCode::kInvalidArgument, "index or out is NULL");
+    const std::uint64_t dim = index->index.dim();
+    if (count > index->index.size()) return fail(ErrorCode::kInvalidArgument, "count is past the end");
+    const Status s = index->index.vectors(first, count, std::span(out, count * dim));
+    return s ? AGP_OK : fail(s);
+  });
+}
+
+void agp_search_options_init(agp_search_options* options) {
+  if (!options) return;
+  *options = agp_search_options{sizeof(agp_search_options), 10, 0, AGP_INDEX_AUTO_COARSE, 1};
+}
+
+agp_status agp_index_search(const agp_index* index, const float* queries, uint64_t count,
+                            const agp_search_options* options, uint64_t* ids, float* scores,
+                            uint64_t* found) {
+  return guarded([&] {
+    if (!index || (count > 0 && (!queries || !ids || !scores || !found)))
+      return fail(ErrorCode::kInvalidArgument, "index, queries, ids, scores or found is NULL");
+    agp_search_options o;
+    agp_search_options_init(&o);
+    if (options) {
+      if (options->struct_size < sizeof(agp_search_options))
+        return fail(ErrorCode::kInvalidArgument, "agp_search_options: struct_size too small");
+      o = *options;
+    }
+    const std::uint64_t dim = index->index.dim();
+    if (count > std::numeric_limits<std::size_t>::max() / 4 / dim || o.k > (std::uint64_t{1} << 24))
+      return fail(ErrorCode::kInvalidArgument, "count or k is too large");
+    agp::index::SearchOptions so;
+    so.k = static_cast<std::size_t>(o.k);
+    so.rerank = static_cast<std::size_t>(o.rerank);
+    so.coarse = o.coarse == AGP_INDEX_AUTO_COARSE ? agp::index::SearchOptions::kAutoCoarse
+                                                  : static_cast<std::size_t>(o.coarse);
+    std::vector<std::vector<agp::index::Hit>> all;
+    if (count == 1) {
+      so.threads = std::max<std::uint32_t>(o.threads, 1);
+      auto hits = index->index.search(std::span(queries, dim), so);
+      if (!hits) return fail(hits.status());
+      all.push_back(std::move(hits).value());
+    } else {
+      auto hits = index->index.search_batch(std::span(queries, count * dim), so, o.threads);
+      if (!hits) return fail(hits.status());
+      all = std::move(hits).value();
+    }
+    for (std::uint64_t q = 0; q < count; ++q) {
+      found[q] = all[q].size();
+      for (std::uint64_t j = 0; j < o.k; ++j) {
+        const bool hit = j < all[q].size();
+        ids[q * o.k + j] = hit ? all[q][j].id : UINT64_MAX;
+        scores[q * o.k + j] = hit ? all[q][j].score : std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+    return AGP_OK;
+  });
+}

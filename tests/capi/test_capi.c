@@ -1,11 +1,12 @@
-/* The C API from C: codecs, encode / parse / decode, errors with codes and messages, and a link on
- * loopback with a receiving thread. Compiled as C11 so the header is proven C-clean. Exits non-zero
+/* The C API from C: codecs, encode / parse / decode, errors with codes and messages, the embedding
+ * index, and a link on loopback with a receiving thread. Compiled as C11 so the header is proven C-clean. Exits non-zero
  * on the first failed check, printing where. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agp/agp_ptp.h"
 
@@ -324,8 +325,83 @@ static void calibrated(const char* path) {
   agp_calibration_free(cal);
 }
 
+/* The embedding index: build, search (each vector finds itself), save, open, damaged snapshot,
+ * export, and the errors a caller meets. */
+static void index_round_trip(void) {
+  enum { kDim = 96, kCount = 500, kK = 5 };
+  static float v[kCount * kDim];
+  fill(v, sizeof v / sizeof v[0], 11);
+  agp_index* index = NULL;
+  agp_index_options o;
+  agp_index_options_init(&o);
+  CHECK(o.bits == 4 && o.keep_exact == 1);
+  CHECK_OK(agp_index_create(kDim, &o, &index));
+  CHECK_OK(agp_index_add(index, v, kCount));
+  CHECK(agp_index_size(index) == kCount && agp_index_dim(index) == kDim);
+
+  agp_search_options so;
+  agp_search_options_init(&so);
+  so.k = kK;
+  so.rerank = 20;
+  uint64_t ids[3 * kK], found[3];
+  float scores[3 * kK];
+  CHECK_OK(agp_index_search(index, v + 7 * kDim, 3, &so, ids, scores, found)); /* rows 7, 8, 9 */
+  for (int q = 0; q < 3; ++q) {
+    CHECK(found[q] == kK && ids[q * kK] == (uint64_t)(7 + q));
+    CHECK(fabsf(scores[q * kK] - 1.0f) < 1e-3f && scores[q * kK] >= scores[q * kK + 1]);
+  }
+
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/agp-capi-index-%lu-%p.agpidx", (unsigned long)time(NULL),
+           (void*)path);
+  CHECK_OK(agp_index_save(index, path));
+  agp_index* opened = NULL;
+  CHECK_OK(agp_index_open(path, 1, &opened));
+  uint64_t ids2[kK], found2;
+  float scores2[kK];
+  CHECK_OK(agp_index_search(opened, v + 7 * kDim, 1, &so, ids2, scores2, &found2));
+  CHECK(found2 == kK && memcmp(ids2, ids, sizeof ids2) == 0 && memcmp(scores2, scores, sizeof scores2) == 0);
+
+  static float back[2 * kDim];
+  CHECK_OK(agp_index_vectors(opened, 7, 2, back));
+  double dot = 0, ss = 0;
+  for (int d = 0; d < kDim; ++d) dot += (double)back[d] * v[7 * kDim + d], ss += (double)v[7 * kDim + d] * v[7 * kDim + d];
+  CHECK(fabs(dot / sqrt(ss) - 1.0) < 1e-3);
+  agp_index_free(opened);
+
+  /* A flipped byte in the norms: refused, with what is wrong. */
+  FILE* f = fopen(path, "r+b");
+  CHECK(f != NULL);
+  if (f) {
+    fseek(f, -(long)(kCount * kDim * 2 + 100), SEEK_END); /* inside the norms, before the copies */
+    fputc(0x5a, f);
+    fclose(f);
+  }
+  opened = (agp_index*)1;
+  CHECK(agp_index_open(path, 1, &opened) == AGP_ERR_SECTION_CHECKSUM_MISMATCH);
+  CHECK(opened == NULL && strstr(agp_last_error(), "damaged") != NULL);
+  remove(path);
+
+  /* A NaN adds nothing and names the row; more hits than vectors pad the row. */
+  float bad[2 * kDim];
+  memcpy(bad, v, sizeof bad);
+  bad[kDim + 3] = NAN;
+  CHECK(agp_index_add(index, bad, 2) == 400);
+  CHECK(strstr(agp_last_error(), "vector 1") != NULL && agp_index_size(index) == kCount);
+  agp_index* tiny = NULL;
+  CHECK_OK(agp_index_create(kDim, NULL, &tiny));
+  CHECK_OK(agp_index_add(tiny, v, 2));
+  CHECK_OK(agp_index_search(tiny, v, 1, &so, ids, scores, found));
+  CHECK(found[0] == 2 && ids[2] == UINT64_MAX && isnan(scores[2]));
+  agp_index_free(tiny);
+  CHECK(agp_index_create(kDim, NULL, NULL) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK(agp_index_create(0, NULL, &tiny) == AGP_ERR_INVALID_ARGUMENT && tiny == NULL);
+  agp_index_free(index);
+}
+
 int main(int argc, char** argv) {
   encode_parse_decode();
+  index_round_trip();
   bad_input();
   link_loopback(AGP_BACKEND_TCP);
   if (agp_ucx_available()) {

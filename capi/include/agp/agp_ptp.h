@@ -13,6 +13,7 @@
  * - Structs passed in carry their own size in `struct_size` (set by their init functions), so new
  *   fields can be added at the end without breaking callers built against an older header.
  * - Timeouts are in milliseconds.
+ * - The embedding index (agp_index_*, added in API version 1.3) takes vectors as row-major f32.
  */
 #ifndef AGP_AGP_PTP_H
 #define AGP_AGP_PTP_H
@@ -239,6 +240,54 @@ typedef struct agp_link_counters {
   uint64_t retransmits, duplicates_dropped, checksum_failures, frame_errors, reconnects;
 } agp_link_counters;
 AGP_C_API void agp_link_get_counters(const agp_link* link, agp_link_counters* counters);
+
+/* --- compressed embedding index (docs/index.md; API version 1.3) ---
+ * Vectors stored as TurboQuant codes and searched by inner product; vectors and queries are
+ * L2-normalized on the way in, so scores are cosine similarities. An index may be searched from
+ * any number of threads at once, but not while a thread adds to it. */
+typedef struct agp_index agp_index;
+typedef struct agp_index_options {
+  size_t struct_size;
+  int32_t bits;       /* 1..8 (default 4) */
+  uint64_t seed;      /* the rotation's seed */
+  int32_t keep_exact; /* 1 (default): keep fp16 copies for exact rerank */
+  int32_t unbias;     /* 1 (default): unbiased scores */
+} agp_index_options;
+AGP_C_API void agp_index_options_init(agp_index_options* options);
+/* A new empty index for vectors of `dim` values (options NULL: defaults). */
+AGP_C_API agp_status agp_index_create(uint32_t dim, const agp_index_options* options,
+                                      agp_index** out);
+/* Maps a snapshot and uses it in place (checksums verified unless `verify` is 0); a damaged file
+ * is an error naming what is wrong, never an index. */
+AGP_C_API agp_status agp_index_open(const char* path, int32_t verify, agp_index** out);
+AGP_C_API agp_status agp_index_save(const agp_index* index, const char* path);
+AGP_C_API void agp_index_free(agp_index* index);
+AGP_C_API uint32_t agp_index_dim(const agp_index* index);
+AGP_C_API uint64_t agp_index_size(const agp_index* index);
+/* Appends `count` vectors (count * dim floats). All or nothing: a NaN, an infinity or a zero
+ * vector adds none and names the row. */
+AGP_C_API agp_status agp_index_add(agp_index* index, const float* vectors, uint64_t count);
+/* Vectors [first, first + count) into `out` (count * dim floats): the fp16 copies when kept,
+ * else the decoded codes scaled to unit length. */
+AGP_C_API agp_status agp_index_vectors(const agp_index* index, uint64_t first, uint64_t count,
+                                       float* out);
+
+#define AGP_INDEX_AUTO_COARSE UINT64_MAX
+typedef struct agp_search_options {
+  size_t struct_size;
+  uint64_t k;       /* hits per query (default 10) */
+  uint64_t rerank;  /* candidates rescored against the fp16 copies (0: none, the default) */
+  uint64_t coarse;  /* sign-stage candidates: AGP_INDEX_AUTO_COARSE (default), a number, or 0
+                       for one stage */
+  uint32_t threads; /* one query: threads sharing its scan; several: threads sharing them */
+} agp_search_options;
+AGP_C_API void agp_search_options_init(agp_search_options* options);
+/* Searches `count` queries (count * dim floats; options NULL: defaults). Query q's hits, best
+ * first, go to ids[q * k + j] and scores[q * k + j] for j < found[q] (fewer than k when the
+ * index is smaller); the rest of its row is id UINT64_MAX and score NaN. All or nothing. */
+AGP_C_API agp_status agp_index_search(const agp_index* index, const float* queries, uint64_t count,
+                                      const agp_search_options* options, uint64_t* ids,
+                                      float* scores, uint64_t* found);
 
 #ifdef __cplusplus
 }
