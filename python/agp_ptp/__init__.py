@@ -11,14 +11,19 @@ They are read and written in place. Every failure raises :class:`Error`.
     server = agp_ptp.Server("127.0.0.1", 0)             # receiving host
     link = agp_ptp.Link.connect("127.0.0.1", server.port)  # sending host
     link.send(hidden, "tq4")                            # returns once the peer decoded it
+
+    index = agp_ptp.Index(768)                          # compressed embedding index
+    index.add(embeddings)                               # [n, 768]
+    ids, scores = index.search(query, k=10, rerank=100)
 """
 
 from ._errors import Error
-from ._agp_ptp import (Calibration, Encoder, Frame, Link, PacketInfo, Receipt, Server,
-                       checkpoint_fingerprint, ucx_available)
+from ._agp_ptp import (Calibration, Encoder, Frame, Index, Link, PacketInfo, Receipt, Server,
+                       checkpoint_fingerprint, read_vectors, ucx_available)
 
-__all__ = ["Error", "Calibration", "Encoder", "Frame", "Link", "PacketInfo", "Receipt", "Server",
-           "encode", "decode", "inspect", "checkpoint_fingerprint", "ucx_available"]
+__all__ = ["Error", "Calibration", "Encoder", "Frame", "Index", "Link", "PacketInfo", "Receipt",
+           "Server", "encode", "decode", "inspect", "checkpoint_fingerprint", "read_vectors",
+           "ucx_available"]
 
 
 def encode(tensor, codec: str, *, calibration=None, **kwargs) -> bytes:

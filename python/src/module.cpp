@@ -19,38 +19,18 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
+#include "errors.hpp"
 
 namespace py = pybind11;
 using agp::DType;
 using agp::ErrorCode;
 using agp::Status;
+using agp_py::check;
+using agp_py::g_error;
+using agp_py::invalid;
+using agp_py::raise;
 
 namespace {
-
-// agp_ptp.Error, created at import; raised with (message, code, name).
-PyObject* g_error = nullptr;
-
-[[noreturn]] void raise(const Status& s) {
-  py::object err = py::reinterpret_borrow<py::object>(g_error);
-  py::object e =
-      err(s.message(), static_cast<int>(s.code()), std::string(agp::error_code_name(s.code())));
-  PyErr_SetObject(g_error, e.ptr());
-  throw py::error_already_set();
-}
-
-template <typename T>
-T check(agp::Result<T> r) {
-  if (!r) raise(r.status());
-  return std::move(r).value();
-}
-
-void check(const Status& s) {
-  if (!s) raise(s);
-}
-
-[[noreturn]] void invalid(const std::string& why) {
-  raise(Status(ErrorCode::kInvalidArgument, why));
-}
 
 // Integer arguments are taken as Python objects so that a wrong type or an out-of-range value is
 // agp_ptp.Error (invalid_argument) naming the argument, not a pybind11 TypeError.
@@ -570,6 +550,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
   g_error = py::module_::import("agp_ptp._errors").attr("Error").ptr();
   Py_INCREF(g_error);
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error);
+  agp_py::bind_index(m);
 
   py::class_<Calibration>(m, "Calibration",
                           "A calibration file (ptp-calibrate) for the calibrated codecs cal2..cal8: "
