@@ -123,6 +123,7 @@ Status Index::vectors(std::uint64_t first, std::uint64_t count, std::span<float>
                           std::to_string(s.count) + " of " + std::to_string(s.dim));
   }
   if (s.options.keep_exact) {
+    AGP_RETURN_IF_ERROR(s.exact_ready());
     codec::simd::f16_to_f32_n(s.exact.data() + first * s.dim, count * s.dim, out.data());
     return {};
   }
@@ -167,7 +168,7 @@ Status Index::add(std::span<const float> vectors) {
         normalize_in_place(row.data(), s.dim, "vector " + std::to_string(i) + " of this batch"));
   }
   if (n == 0) return {};
-  s.own();  // a mapped snapshot is copied before it grows
+  AGP_RETURN_IF_ERROR(s.own());  // a mapped snapshot is copied before it grows
   const std::uint64_t before = s.count;
   s.reserve(before + n);
   // Encoded a batch at a time, so the temporaries stay small whatever the caller passes.

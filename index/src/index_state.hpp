@@ -3,12 +3,14 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "agp/codec/codec.hpp"
 #include "agp/index/index.hpp"
+#include "agp/ptp/checksum.hpp"
 #include "codebooks.hpp"
 #include "rotation.hpp"
 #include "scan_kernels.hpp"
@@ -71,16 +73,37 @@ struct Index::State {
     count = n;
     bind_owned();
   }
-  // Copies mapped contents into owned vectors (before they change).
-  void own() {
-    if (!mapped) return;
+  // A mapped snapshot's exact copies are verified on first use: kSectionChecksumMismatch, the
+  // same every time, when they are damaged. Thread-safe.
+  std::uint64_t exact_checksum = 0;
+  std::string exact_where;
+  bool exact_unverified = false;
+  mutable std::once_flag exact_once;
+  mutable Status exact_status;
+  Status exact_ready() const {
+    if (!exact_unverified) return {};
+    std::call_once(exact_once, [this] {
+      if (ptp::xxh3_64(std::as_bytes(exact)) != exact_checksum) {
+        exact_status = make_error(ErrorCode::kSectionChecksumMismatch,
+                                  "index snapshot " + exact_where + ": section 4 is damaged");
+      }
+    });
+    return exact_status;
+  }
+
+  // Copies mapped contents into owned vectors (before they change); fails on damaged copies.
+  Status own() {
+    if (!mapped) return {};
+    AGP_RETURN_IF_ERROR(exact_ready());
     top_owned.assign(top_planes.begin(), top_planes.end());
     lower_owned.assign(lower_planes.begin(), lower_planes.end());
     norms_owned.assign(norms.begin(), norms.end());
     exact_owned.assign(exact.begin(), exact.end());
     keep.reset();
     mapped = false;
+    exact_unverified = false;
     bind_owned();
+    return {};
   }
 };
 

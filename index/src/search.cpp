@@ -339,6 +339,7 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     return make_error(ErrorCode::kInvalidArgument,
                       "rerank needs the exact copies (IndexOptions::keep_exact)");
   }
+  if (options.rerank > 0) AGP_RETURN_IF_ERROR(s.exact_ready());
   std::vector<float> unit(query.begin(), query.end());
   AGP_RETURN_IF_ERROR(normalize_in_place(unit.data(), s.dim, "the query"));
   const Query q = prepare(s, std::move(unit));

@@ -19,6 +19,9 @@ void search_all(const agp::index::Index& index) {
   const std::size_t rerank = index.options().keep_exact ? 8 : 0;
   (void)index.search(query, {5, rerank, 0});
   (void)index.search(query, {3, rerank, 4});
+  (void)index.search(query, {4, rerank});  // the automatic candidate count
+  std::vector<float> out(2 * std::size_t{index.dim()});
+  if (index.size() >= 2) (void)index.vectors(index.size() - 2, 2, out);
 }
 
 }  // namespace

@@ -100,7 +100,9 @@ class Index {
   // exact copies, each 64-byte aligned with its XXH3-64). kIoError when it cannot be written.
   Status save(const std::string& path) const;
   // Maps a snapshot and uses it in place: no pass over the codes beyond the checksums (and none
-  // with `verify` false). A damaged or truncated file is a typed error, never an index:
+  // with `verify` false). The fp16 copies' checksum is checked when they are first read (a
+  // rerank, vectors(), save(), add()), which then fail with kSectionChecksumMismatch if they are
+  // damaged; so opening costs what the codes cost. A damaged or truncated file is a typed error, never an index:
   // kIoError, kTruncated, kBadMagic, kUnsupportedVersion, kHeaderChecksumMismatch,
   // kBadSectionTable, kSectionOutOfBounds, kSectionMisaligned, kSectionChecksumMismatch,
   // kNonZeroPadding, kBadEncodedData (norms that no index writes). An opened index may still
