@@ -217,8 +217,8 @@ json snapshot_times(const agp::index::Index& index) {
 // One index configuration on one data set.
 json measure(const std::vector<float>& data, const std::vector<float>& queries,
              const std::vector<Truth>& exact, int bits, std::size_t rerank, std::size_t coarse,
-             bool unbias = true) {
-  auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0, unbias});
+             bool unbias = true, bool code_search = false) {
+  auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0, unbias, code_search});
   if (!index) die(index.status().to_string());
   const auto t0 = Clock::now();
   if (auto s = index->add(data); !s) die(s.to_string());
@@ -235,7 +235,8 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   r["rerank_candidates"] = rerank;
   r["coarse_candidates"] = coarse == agp::index::SearchOptions::kAutoCoarse ? json("auto")
                                                                               : json(coarse);
-  r["estimator"] = unbias ? "turboquant_mse_unbiased" : "turboquant_mse";
+  r["estimator"] = std::string(unbias ? "turboquant_mse_unbiased" : "turboquant_mse") +
+                   (code_search ? "_code_search" : "");
   r["build_ms"] = build_ms;
   r["code_bits_per_dimension"] = index->code_bits_per_dimension();
   r["codes_mb"] = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
@@ -336,6 +337,12 @@ json measure_set(const std::string& name, const std::vector<float>& data,
         rows.push_back(std::move(r));
       }
     }
+  }
+  // Codes chosen by direction (RaBitQ-style), one stage.
+  for (const int bits : {2, 4}) {
+    json r = measure(data, queries, exact, bits, 0, 0, true, true);
+    std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
+    rows.push_back(std::move(r));
   }
   // The sign stage first, then whole codes for its best candidates.
   const std::size_t n = data.size() / kDim;
