@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "agp/codec/codec.hpp"
@@ -28,63 +27,6 @@ namespace agp::index {
 namespace {
 
 constexpr std::uint32_t kMaxDim = 65536;
-
-// IndexOptions::code_search: per block, the codes of t * z for the scale t (of 25 from 0.8 to
-// 1.25) whose decode points closest to z, the rotated block (largest <z, c> / |c|), as RaBitQ's
-// extended codes choose theirs on a uniform grid. `norms` hold |x_b| g / m for the codec's codes
-// on entry and for the chosen ones on return, g = <x, x'> / |x'|^2 over the whole vector, which in
-// the rotated domain is sum_b |x_b|^2 <z_b, c_b> / m_b over sum_b |x_b|^2 |c_b|^2 / m_b.
-void search_codes(const Index::State& s, const float* x, std::vector<float>& z,
-                  std::vector<std::uint8_t>& idx, float* norms) {
-  double num = 0, den = 0;
-  std::vector<double> block_norm(s.blocks.size());
-  for (std::size_t b = 0; b < s.blocks.size(); ++b) {
-    const codec::Block& blk = s.blocks[b];
-    float* zb = z.data() + blk.offset;
-    double ss = 0;
-    for (std::uint32_t k = 0; k < blk.size; ++k) {
-      zb[k] = x[blk.offset + k] * s.rotation_signs[blk.offset + k];
-      ss += static_cast<double>(x[blk.offset + k]) * x[blk.offset + k];
-    }
-    block_norm[b] = std::sqrt(ss);
-    if (ss == 0) continue;
-    codec::fwht(zb, blk.size);
-    const float inv = static_cast<float>(1.0 / block_norm[b]);
-    for (std::uint32_t k = 0; k < blk.size; ++k) zb[k] *= inv;
-    const codec::Codebook& book = *s.books[b];
-    const float* c = book.centroids();
-    auto cosine = [&](const std::uint8_t* codes) {
-      double zc = 0, cc = 0;
-      for (std::uint32_t k = 0; k < blk.size; ++k) {
-        zc += static_cast<double>(zb[k]) * c[codes[k]];
-        cc += static_cast<double>(c[codes[k]]) * c[codes[k]];
-      }
-      return cc > 0 ? zc / std::sqrt(cc) : 0.0;
-    };
-    std::uint8_t* best = idx.data() + blk.offset;
-    double best_cos = cosine(best);
-    std::vector<std::uint8_t> trial(blk.size);
-    for (int step = 0; step < (std::getenv("AGP_CS_STEPS") ? std::atoi(std::getenv("AGP_CS_STEPS")) : 25); ++step) {
-      const float t = 0.8f * std::pow(1.25f / 0.8f, static_cast<float>(step) / 24.0f);
-      for (std::uint32_t k = 0; k < blk.size; ++k) trial[k] = book.quantize(t * zb[k]);
-      const double cs = cosine(trial.data());
-      if (cs > best_cos) {
-        best_cos = cs;
-        std::copy(trial.begin(), trial.end(), best);
-      }
-    }
-    double zc = 0, cc = 0;
-    for (std::uint32_t k = 0; k < blk.size; ++k) {
-      zc += static_cast<double>(zb[k]) * c[best[k]];
-      cc += static_cast<double>(c[best[k]]) * c[best[k]];
-    }
-    num += ss * zc / blk.size;
-    den += ss * cc / blk.size;
-  }
-  const double g = s.options.unbias && den > 0 ? std::max(num / den, 0.0) : 1.0;
-  for (std::size_t b = 0; b < s.blocks.size(); ++b)
-    norms[b] = static_cast<float>(block_norm[b] * g / s.blocks[b].size);
-}
 
 }  // namespace
 
@@ -280,10 +222,8 @@ Status Index::add_batch(std::span<const float> vectors) {
   s.top_owned.resize((s.count + n) * s.plane);
   s.lower_owned.resize((s.count + n) * lower_bytes);
   std::vector<std::uint8_t> idx(s.dim);
-  std::vector<float> z(s.dim);
   for (std::uint64_t i = 0; i < n; ++i) {
     codec::unpack_bits(codes.data() + i * code_bytes, s.dim, s.options.bits, idx.data());
-    if (s.options.code_search) search_codes(s, unit.data() + i * s.dim, z, idx, &norms[i * blocks]);
     codes_to_planes(idx.data(), s.dim, s.options.bits, &s.top_owned[(s.count + i) * s.plane],
                     s.lower_owned.data() + (s.count + i) * lower_bytes);
   }

@@ -24,7 +24,6 @@ struct IndexOptions {
   std::uint64_t seed = 0x5eed;  // the rotation's random signs
   bool keep_exact = true;       // keep fp16 copies for exact rerank (16 more bits per dimension)
   bool unbias = true;           // scale each vector's score by <x, x'> / |x'|^2 (index.cpp)
-  bool code_search = false;     // choose codes by direction, not nearness (index.cpp)
 };
 
 struct SearchOptions {
