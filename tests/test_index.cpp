@@ -10,6 +10,8 @@
 #include <iostream>
 #include <random>
 #include <set>
+#include <thread>
+#include <atomic>
 
 #include "agp/codec/codec.hpp"
 #include "agp/index/index.hpp"
@@ -261,6 +263,35 @@ TEST(IndexSnapshot, SearchResultsAreIdenticalAfterSaveAndOpen) {
 
 // Every truncation and every flipped byte of the header and table is refused with a typed error;
 // a flipped byte in a section is a checksum mismatch (or, unverified, still no crash).
+// A process that has a snapshot open keeps reading it while another writes a new one in its
+// place (save() renames a new file over the path).
+TEST(IndexSnapshot, SavingOverAnOpenSnapshotLeavesItsReadersAlone) {
+  const std::uint32_t dim = 48;
+  auto big = Index::create(dim, {4});
+  ASSERT_TRUE(big);
+  const auto data = clustered(2000, dim, 31);
+  ASSERT_TRUE(big->add(data));
+  const std::string path = temp_path("replaced");
+  ASSERT_TRUE(big->save(path));
+  auto reader = Index::open(path);
+  ASSERT_TRUE(reader);
+  const auto q = std::span(data).subspan(9 * dim, dim);
+  auto before = reader->search(q, {5, 10});
+  ASSERT_TRUE(before);
+  auto small = Index::create(dim, {4});
+  ASSERT_TRUE(small);
+  ASSERT_TRUE(small->add(std::span(data).first(2 * dim)));
+  ASSERT_TRUE(small->save(path));
+  auto after = reader->search(q, {5, 10});
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), before->size());
+  for (std::size_t i = 0; i < after->size(); ++i) EXPECT_EQ((*after)[i].id, (*before)[i].id);
+  auto reopened = Index::open(path);
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ(reopened->size(), 2u);
+  std::filesystem::remove(path);
+}
+
 TEST(IndexSnapshot, DamagedOrTruncatedSnapshotsAreRefused) {
   const std::uint32_t dim = 40;
   auto index = Index::create(dim, {3});
@@ -401,6 +432,59 @@ TEST(Index, ThreadsAndBatchesGiveTheSameHits) {
   EXPECT_NE(failed.status().message().find("query 3"), std::string::npos) << failed.status().message();
   EXPECT_EQ(index->search_batch(std::span(queries).first(dim + 1)).status().code(),
             ErrorCode::kInvalidArgument);
+}
+
+// A host may add while other threads search: every search sees a whole index, before or after.
+TEST(Index, AddingWhileOthersSearch) {
+  const std::uint32_t dim = 64;
+  auto index = Index::create(dim, {4});
+  ASSERT_TRUE(index);
+  const auto first = clustered(3000, dim, 21);
+  ASSERT_TRUE(index->add(first));
+  const auto more = clustered(6000, dim, 22);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0}, searches{0};
+  auto searcher = [&] {
+    while (!done) {
+      auto hits = index->search(std::span(first).subspan(5 * dim, dim), {5, 20});
+      if (!hits || hits->empty() || (*hits)[0].id != 5) ++bad;
+      ++searches;
+    }
+  };
+  std::thread a(searcher), b(searcher);
+  for (std::size_t i = 0; i < 30; ++i)
+    ASSERT_TRUE(index->add(std::span(more).subspan(i * 200 * dim, 200 * dim)));
+  done = true;
+  a.join();
+  b.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_GT(searches, 0);
+  EXPECT_EQ(index->size(), 9000u);
+}
+
+// Huge k, rerank or candidate counts are clamped to the index, not used to size buffers; vectors
+// of subnormal values have a direction like any other.
+TEST(Index, AbsurdCountsAndTinyValues) {
+  const std::uint32_t dim = 32;
+  auto index = Index::create(dim, {4});
+  ASSERT_TRUE(index);
+  const auto data = clustered(50, dim, 23);
+  ASSERT_TRUE(index->add(data));
+  const std::size_t huge = std::size_t{1} << 62;
+  for (const SearchOptions o : {SearchOptions{huge, 0}, SearchOptions{3, huge},
+                                SearchOptions{3, 0, huge}, SearchOptions{huge, huge, huge}}) {
+    auto hits = index->search(std::span(data).first(dim), o);
+    ASSERT_TRUE(hits) << hits.status().to_string();
+    EXPECT_EQ(hits->size(), std::min<std::size_t>(o.k, 50));
+  }
+  std::vector<float> tiny(dim, 0.0f);
+  tiny[3] = 1e-40f, tiny[7] = -3e-41f;
+  ASSERT_TRUE(index->add(tiny));
+  auto hits = index->search(tiny, {1});
+  ASSERT_TRUE(hits);
+  EXPECT_EQ((*hits)[0].id, 50u);
+  EXPECT_TRUE(std::isfinite((*hits)[0].score));
+  EXPECT_GT((*hits)[0].score, 0.9f);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,6 +12,7 @@
 
 #include "agp/index/index.hpp"
 #include "agp/index/vector_file.hpp"
+#include "agp/ptp/checksum.hpp"
 #include "agp/ptp/npy.hpp"
 
 namespace agp::index {
@@ -47,15 +49,16 @@ TEST(IndexVectorFiles, EveryAcceptedRowShapeReads) {
 TEST(IndexVectorFiles, BadRowsAreNamedByLineAndNothingIsRead) {
   const std::pair<std::string, std::string> cases[] = {
       {"[1, 2]\n[1, 2, 3]\n", "rows.jsonl:2: 3 values, earlier rows have 2"},
-      {"[1, 2]\n\n[1, \"x\"]\n", "rows.jsonl:3: value 1 is not a number"},
+      {"[1, 2]\n\n[1, \"x\"]\n", "rows.jsonl:3: the value at position 1 is not a number"},
       {"[1, 2]\n[0, 0]\n", "rows.jsonl:2: the vector is all zeros"},
       {"{\"id\": 3}\n", "rows.jsonl:1: an object without"},
       {"[1, 2\n", "rows.jsonl:1: not JSON"},
       {"\"text\"\n", "rows.jsonl:1: neither an array nor an object"},
       {"{\"embedding\": 5}\n", "rows.jsonl:1: the vector is not an array"},
       {"[]\n", "rows.jsonl:1: the vector is empty"},
-      {"[1e39, 1]\n", "rows.jsonl:1: value 0 is not a finite f32"},
-      {"[1, null]\n", "rows.jsonl:1: value 1 is not a number"},
+      {"[1e39, 1]\n", "rows.jsonl:1: the value at position 0 is not a finite f32"},
+      {"[1, 1e400]\n", "rows.jsonl:1: not JSON we can read"},
+      {"[1, null]\n", "rows.jsonl:1: the value at position 1 is not a number"},
       {"\n\n", "rows.jsonl: no vectors"},
   };
   for (const auto& [text, message] : cases) {
@@ -100,6 +103,19 @@ TEST(IndexVectorFiles, EveryFormatRoundTrips) {
   EXPECT_EQ(half->values, (std::vector<float>{1, 2, -1, 0.5f}));
   ASSERT_TRUE(ptp::write_npy(npy, DType::kF16, {1, 2, 2}, std::as_bytes(std::span(halves))));
   EXPECT_EQ(read_vectors(npy, VectorFormat::kNpy).status().code(), ErrorCode::kBadVectorFile);
+  // Rows are checked as JSON Lines rows are: NaN, all zeros, none at all.
+  const std::pair<std::vector<std::uint16_t>, std::string> bad_rows[] = {
+      {{0x3c00, 0x3c00, 0x7e00, 0x3c00}, "row 1: the value at position 0 is not finite"},
+      {{0x3c00, 0x3c00, 0x0000, 0x8000}, "row 1: the vector is all zeros"},
+      {{}, "no vectors"}};
+  for (const auto& [halves_bad, message] : bad_rows) {
+    ASSERT_TRUE(ptp::write_npy(npy, DType::kF16, {halves_bad.size() / 2, 2},
+                               std::as_bytes(std::span(halves_bad))));
+    auto r = read_vectors(npy, VectorFormat::kNpy);
+    ASSERT_FALSE(r) << message;
+    EXPECT_EQ(r.status().code(), ErrorCode::kBadVectorFile);
+    EXPECT_NE(r.status().message().find(message), std::string::npos) << r.status().message();
+  }
   std::filesystem::remove(npy);
   EXPECT_EQ(read_vectors(temp_path("missing.jsonl"), VectorFormat::kJsonl).status().code(),
             ErrorCode::kIoError);
@@ -174,9 +190,61 @@ TEST(IndexVectorFiles, InspectShowsSectionsAndWhatIsWrong) {
   EXPECT_EQ(damaged->status.code(), ErrorCode::kSectionChecksumMismatch);
   EXPECT_TRUE(damaged->sections[0].checksum_ok);
   EXPECT_FALSE(damaged->sections[2].checksum_ok);
+  // Damage confined to the fp16 copies: open leaves them to first use, inspect checks them now.
+  ASSERT_TRUE(index->save(path));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(info->sections[3].offset + 7));
+    f.put('\x11');
+  }
+  ASSERT_TRUE(Index::open(path));
+  auto copies = Index::inspect(path);
+  ASSERT_TRUE(copies);
+  EXPECT_EQ(copies->status.code(), ErrorCode::kSectionChecksumMismatch);
+  EXPECT_NE(copies->status.message().find("exact_f16"), std::string::npos);
+  EXPECT_FALSE(copies->sections[3].checksum_ok);
   std::filesystem::resize_file(path, 100);
   EXPECT_EQ(Index::inspect(path).status().code(), ErrorCode::kTruncated);
   std::filesystem::remove(path);
+}
+
+// A forger's snapshot: a NaN among the fp16 copies under checksums recomputed to match. Opening
+// cannot see it (the copies are checked on first use); the first rerank, vectors() and every
+// later one refuse it.
+TEST(IndexVectorFiles, CopiesThatAreNotFiniteAreRefusedOnFirstUse) {
+  std::vector<float> values(12 * 16, 0.25f);
+  for (std::size_t i = 0; i < values.size(); i += 5) values[i] = -0.5f;
+  auto index = Index::create(16, {4});
+  ASSERT_TRUE(index);
+  ASSERT_TRUE(index->add(values));
+  const std::string path = temp_path("forged.agpidx");
+  ASSERT_TRUE(index->save(path));
+  std::vector<std::byte> bytes(std::filesystem::file_size(path));
+  std::ifstream(path, std::ios::binary)
+      .read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  std::filesystem::remove(path);
+  auto u64 = [&](std::size_t at) {
+    std::uint64_t v;
+    std::memcpy(&v, &bytes[at], 8);
+    return v;
+  };
+  auto put64 = [&](std::size_t at, std::uint64_t v) { std::memcpy(&bytes[at], &v, 8); };
+  const std::size_t entry = 48 + 3 * 32;  // the fourth section: the fp16 copies
+  const std::uint64_t offset = u64(entry + 8), size = u64(entry + 16);
+  const std::uint16_t nan = 0x7e00;
+  std::memcpy(&bytes[offset + 2 * 21], &nan, 2);
+  put64(entry + 24, ptp::xxh3_64(std::span(bytes).subspan(offset, size)));
+  put64(40, 0);
+  put64(40, ptp::xxh3_64(std::span(bytes).first(192)));
+  auto forged = Index::view(bytes);
+  ASSERT_TRUE(forged) << forged.status().to_string();
+  const auto q = std::span(values).first(16);
+  EXPECT_TRUE(forged->search(q, {3}));
+  for (int twice = 0; twice < 2; ++twice) {
+    EXPECT_EQ(forged->search(q, {3, 5}).status().code(), ErrorCode::kBadEncodedData);
+    std::vector<float> out(16);
+    EXPECT_EQ(forged->vectors(0, 1, out).code(), ErrorCode::kBadEncodedData);
+  }
 }
 
 }  // namespace

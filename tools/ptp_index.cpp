@@ -33,20 +33,30 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// A vector file by its extension unless --format names one.
+// The vector file type: --format, or the file's extension.
+Result<index::VectorFormat> format_of(const std::string& path, const std::string& format) {
+  if (format == "auto") return index::vector_format_of(path);
+  return format == "jsonl" ? index::VectorFormat::kJsonl
+         : format == "npy" ? index::VectorFormat::kNpy
+                           : index::VectorFormat::kRawF32;
+}
+
+// Reads a vector file; a type that cannot be told or raw f32 without --dim is a usage error.
 Result<index::VectorSet> load(const std::string& path, const std::string& format,
                               std::uint32_t dim) {
-  index::VectorFormat f;
-  if (format == "auto") {
-    auto by_name = index::vector_format_of(path);
-    if (!by_name) return by_name.status();
-    f = *by_name;
-  } else {
-    f = format == "jsonl" ? index::VectorFormat::kJsonl
-        : format == "npy" ? index::VectorFormat::kNpy
-                          : index::VectorFormat::kRawF32;
+  auto f = format_of(path, format);
+  if (!f) return f.status();
+  if (*f == index::VectorFormat::kRawF32 && dim == 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      path + ": raw f32 vectors need --dim (the values per vector)");
   }
-  return index::read_vectors(path, f, dim);
+  return index::read_vectors(path, *f, dim);
+}
+
+// Exit code for a failed load: usage (2) for what the command line got wrong, else 1.
+int load_failed(const Status& s) {
+  return fail(kTool, s.to_string(),
+              s.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure);
 }
 
 void add_format_option(CLI::App& app, std::string& format) {
@@ -70,7 +80,7 @@ struct BuildOptions {
 int build(const BuildOptions& o) {
   const auto t0 = Clock::now();
   auto set = load(o.input, o.format, o.dim);
-  if (!set) return fail(kTool, set.status().to_string());
+  if (!set) return load_failed(set.status());
   auto index = Index::create(set->dim, {o.bits, o.seed, !o.no_exact, !o.plain});
   if (!index) return fail(kTool, index.status().to_string(), kExitUsage);
   const std::uint64_t n = set->count();
@@ -116,15 +126,28 @@ int build(const BuildOptions& o) {
 
 struct SearchOptions {
   std::string index, queries, format = "auto";
-  std::size_t k = 10, coarse = index::SearchOptions{}.coarse, rerank = 0;
+  std::size_t k = 10, rerank = 0;
+  std::string coarse = "auto";
   bool no_verify = false, json = false;
 };
 
 int search(const SearchOptions& o) {
+  std::size_t coarse = index::SearchOptions::kAutoCoarse;
+  if (o.coarse != "auto") {
+    try {
+      std::size_t used = 0;
+      const unsigned long long v = std::stoull(o.coarse, &used);
+      if (used != o.coarse.size() || o.coarse[0] == '-') throw std::invalid_argument(o.coarse);
+      coarse = static_cast<std::size_t>(std::min<unsigned long long>(v, 1ull << 40));
+    } catch (const std::exception&) {
+      return fail(kTool, "--coarse: 'auto' or a number of candidates, got '" + o.coarse + "'",
+                  kExitUsage);
+    }
+  }
   auto index = Index::open(o.index, !o.no_verify);
   if (!index) return fail(kTool, index.status().to_string());
   auto queries = load(o.queries, o.format, index->dim());
-  if (!queries) return fail(kTool, queries.status().to_string());
+  if (!queries) return load_failed(queries.status());
   if (queries->dim != index->dim()) {
     return fail(kTool, o.queries + ": queries of " + std::to_string(queries->dim) +
                            " values, the index holds " + std::to_string(index->dim()));
@@ -133,7 +156,7 @@ int search(const SearchOptions& o) {
   for (std::uint64_t qi = 0; qi < queries->count(); ++qi) {
     const auto q = std::span<const float>(queries->values).subspan(qi * index->dim(), index->dim());
     const auto t0 = Clock::now();
-    auto hits = index->search(q, {o.k, o.rerank, o.coarse});
+    auto hits = index->search(q, {o.k, o.rerank, coarse});
     const double ms = ms_since(t0);
     if (!hits) return fail(kTool, "query " + std::to_string(qi) + ": " + hits.status().to_string());
     json row = {{"query", qi}, {"ms", ms}, {"hits", json::array()}};
@@ -209,19 +232,12 @@ int inspect(const std::string& path, bool as_json) {
 // ---- export ----
 
 int export_vectors(const std::string& index_path, const std::string& output,
-                   const std::string& format, bool quiet) {
+                   const std::string& format, bool quiet, bool as_json) {
+  auto f = format_of(output, format);
+  if (!f) return fail(kTool, f.status().to_string(), kExitUsage);
+  const auto t0 = Clock::now();
   auto index = Index::open(index_path);
   if (!index) return fail(kTool, index.status().to_string());
-  index::VectorFormat f;
-  if (format == "auto") {
-    auto by_name = index::vector_format_of(output);
-    if (!by_name) return fail(kTool, by_name.status().to_string(), kExitUsage);
-    f = *by_name;
-  } else {
-    f = format == "jsonl" ? index::VectorFormat::kJsonl
-        : format == "npy" ? index::VectorFormat::kNpy
-                          : index::VectorFormat::kRawF32;
-  }
   std::vector<float> all(index->size() * index->dim());
   Progress progress("exporting", index->size(), quiet);
   constexpr std::uint64_t kBatch = 8192;
@@ -235,8 +251,17 @@ int export_vectors(const std::string& index_path, const std::string& output,
     progress.update(first + count);
   }
   progress.finish();
-  if (auto s = index::write_vectors(output, f, all, index->dim()); !s)
+  if (auto s = index::write_vectors(output, *f, all, index->dim()); !s)
     return fail(kTool, s.to_string());
+  if (as_json) {
+    std::cout << json_text(json{{"output", output},
+                                {"vectors", index->size()},
+                                {"dim", index->dim()},
+                                {"exact_copies", index->options().keep_exact},
+                                {"export_ms", ms_since(t0)}},
+                           2)
+              << "\n";
+  }
   return 0;
 }
 
@@ -450,7 +475,7 @@ int bench(const BenchOptions& o, const std::string& command) {
       "random normal vectors, normalized (seed " + std::to_string(o.seed) + ")";
   if (!o.input.empty()) {
     auto set = load(o.input, o.format, 0);
-    if (!set) return fail(kTool, set.status().to_string());
+    if (!set) return load_failed(set.status());
     if (set->count() < o.n_vectors + o.queries) {
       return fail(kTool, o.input + ": " + std::to_string(set->count()) +
                              " vectors, the run needs " + std::to_string(o.n_vectors + o.queries) +
@@ -551,7 +576,9 @@ int main(int argc, char** argv) {
   build_cmd->add_option("--bits", b.bits, "bits per dimension, 1..8")
       ->check(CLI::Range(1, 8))
       ->capture_default_str();
-  build_cmd->add_option("--seed", b.seed, "the rotation's seed")->capture_default_str();
+  build_cmd->add_option("--seed", b.seed, "the rotation's seed")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   build_cmd->add_flag("--no-exact", b.no_exact,
                       "do not keep fp16 copies (smaller, but no exact rerank)");
   build_cmd->add_flag("--plain-scores", b.plain,
@@ -566,15 +593,20 @@ int main(int argc, char** argv) {
   search_cmd->add_option("--queries", s.queries, "query vectors (a vector file, as for build)")
       ->required();
   add_format_option(*search_cmd, s.format);
-  search_cmd->add_option("-k", s.k, "hits per query")->capture_default_str();
+  search_cmd->add_option("-k", s.k, "hits per query, 0..16777216")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24))
+      ->capture_default_str();
   search_cmd
       ->add_option("--coarse", s.coarse,
-                   "candidates the sign stage passes on to whole-code scoring (0: score "
-                   "every vector from its whole codes)")
+                   "candidates the sign stage passes on to whole-code scoring: auto (those "
+                   "within 3 times the first estimate's measured error of the k-th best), a "
+                   "number (at least k are kept), or 0 (score every vector from its whole codes)")
       ->capture_default_str();
   search_cmd
       ->add_option("--rerank", s.rerank,
-                   "candidates rescored exactly against the fp16 copies (0: none)")
+                   "candidates rescored exactly against the fp16 copies, 0..16777216 (0: none; "
+                   "a snapshot built with --no-exact has no copies)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24))
       ->capture_default_str();
   search_cmd->add_flag("--no-verify", s.no_verify, "skip the snapshot's checksums when opening");
   search_cmd->add_flag("--json", s.json, "print one JSON document");
@@ -587,7 +619,7 @@ int main(int argc, char** argv) {
   inspect_cmd->add_flag("--json", inspect_json, "print one JSON document");
 
   std::string export_index, export_output, export_format = "auto";
-  bool export_quiet = false;
+  bool export_quiet = false, export_json = false;
   auto* export_cmd = app.add_subcommand(
       "export",
       "write a snapshot's vectors to a vector file: the fp16 copies when kept, else "
@@ -596,6 +628,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("-o,--output", export_output, "the vector file to write")->required();
   add_format_option(*export_cmd, export_format);
   export_cmd->add_flag("-q,--quiet", export_quiet, "no progress bar");
+  export_cmd->add_flag("--json", export_json, "print what was written as one JSON document");
 
   BenchOptions e;
   auto* bench_cmd = app.add_subcommand(
@@ -630,7 +663,7 @@ int main(int argc, char** argv) {
     if (*search_cmd) return search(s);
     if (*inspect_cmd) return inspect(inspect_path, inspect_json);
     if (*export_cmd)
-      return export_vectors(export_index, export_output, export_format, export_quiet);
+      return export_vectors(export_index, export_output, export_format, export_quiet, export_json);
     if (*bench_cmd) return bench(e, command_line(kTool, argc, argv));
   } catch (const std::exception& ex) {  // allocation failures on absurd sizes, JSON output
     return fail(kTool, ex.what());

@@ -44,8 +44,9 @@ Status normalize_in_place(float* v, std::uint32_t dim, const std::string& what) 
     return make_error(ErrorCode::kValueOutOfRange,
                       what + " has no direction (its length is 0 or overflows)");
   }
-  const float inv = static_cast<float>(1.0 / std::sqrt(ss));
-  for (std::uint32_t k = 0; k < dim; ++k) v[k] *= inv;
+  // In double: for vectors of subnormal values 1 / |v| is beyond float's range.
+  const double inv = 1.0 / std::sqrt(ss);
+  for (std::uint32_t k = 0; k < dim; ++k) v[k] = static_cast<float>(v[k] * inv);
   return {};
 }
 
@@ -101,6 +102,7 @@ std::uint32_t Index::dim() const {
   return s_->dim;
 }
 std::uint64_t Index::size() const {
+  const auto reading = s_->reading();
   return s_->count;
 }
 const IndexOptions& Index::options() const {
@@ -116,6 +118,7 @@ double Index::code_bits_per_dimension() const {
 
 Status Index::vectors(std::uint64_t first, std::uint64_t count, std::span<float> out) const {
   const State& s = *s_;
+  const auto reading = s.reading();
   if (first > s.count || count > s.count - first || out.size() != count * s.dim) {
     return make_error(ErrorCode::kInvalidArgument,
                       "vectors " + std::to_string(first) + ".." + std::to_string(first + count) +
@@ -168,7 +171,8 @@ Status Index::add(std::span<const float> vectors) {
         normalize_in_place(row.data(), s.dim, "vector " + std::to_string(i) + " of this batch"));
   }
   if (n == 0) return {};
-  AGP_RETURN_IF_ERROR(s.own());  // a mapped snapshot is copied before it grows
+  const auto writing = s.writing();  // searches wait (and are not waited for) meanwhile
+  AGP_RETURN_IF_ERROR(s.own());            // a mapped snapshot is copied before it grows
   const std::uint64_t before = s.count;
   s.reserve(before + n);
   // Encoded a batch at a time, so the temporaries stay small whatever the caller passes.

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +25,22 @@ struct Index::State {
   // The codec, rotation and codebooks for `dim` and `options`, no vectors yet. kInvalidArgument
   // for a dimension or width out of range.
   static Result<std::unique_ptr<State>> make(std::uint32_t dim, const IndexOptions& options);
+
+  // add() holds `lock` alone; searches, vectors() and save() share it, so a host that adds while
+  // other threads search gets consistent answers instead of torn reads. A writer takes the
+  // turnstile before it waits, and readers pass through it first: searches arriving while an
+  // add waits queue behind it (glibc's reader-writer lock would let a stream of searches starve
+  // the add).
+  mutable std::shared_mutex lock;
+  mutable std::mutex turnstile;
+  std::shared_lock<std::shared_mutex> reading() const {
+    { const std::lock_guard pass(turnstile); }
+    return std::shared_lock(lock);
+  }
+  std::unique_lock<std::shared_mutex> writing() const {
+    const std::lock_guard hold(turnstile);
+    return std::unique_lock(lock);
+  }
 
   std::uint32_t dim = 0;
   IndexOptions options;
@@ -73,8 +90,9 @@ struct Index::State {
     count = n;
     bind_owned();
   }
-  // A mapped snapshot's exact copies are verified on first use: kSectionChecksumMismatch, the
-  // same every time, when they are damaged. Thread-safe.
+  // A mapped snapshot's exact copies are verified on first use: kSectionChecksumMismatch (or
+  // kBadEncodedData for a NaN or infinity under a good checksum), the same every time. Safe from
+  // any thread.
   std::uint64_t exact_checksum = 0;
   std::string exact_where;
   bool exact_unverified = false;
@@ -84,8 +102,18 @@ struct Index::State {
     if (!exact_unverified) return {};
     std::call_once(exact_once, [this] {
       if (ptp::xxh3_64(std::as_bytes(exact)) != exact_checksum) {
-        exact_status = make_error(ErrorCode::kSectionChecksumMismatch,
-                                  "index snapshot " + exact_where + ": section 4 is damaged");
+        exact_status =
+            make_error(ErrorCode::kSectionChecksumMismatch,
+                       "index snapshot " + exact_where + ": section exact_f16 is damaged");
+        return;
+      }
+      // Copies of unit vectors are finite; a NaN or infinity would rank as a score.
+      for (std::uint16_t h : exact) {
+        if ((h & 0x7c00) == 0x7c00) {
+          exact_status = make_error(ErrorCode::kBadEncodedData, "index snapshot " + exact_where +
+                                                                    ": an fp16 copy is not finite");
+          return;
+        }
       }
     });
     return exact_status;

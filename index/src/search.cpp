@@ -330,6 +330,7 @@ void rerank_exactly(const Index::State& s, const std::vector<float>& unit, std::
 Result<std::vector<Hit>> Index::search(std::span<const float> query,
                                        const SearchOptions& options) const {
   const State& s = *s_;
+  const auto reading = s.reading();
   if (query.size() != s.dim) {
     return make_error(ErrorCode::kInvalidArgument, "the query has " + std::to_string(query.size()) +
                                                        " values, the index " +
@@ -343,11 +344,15 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
   std::vector<float> unit(query.begin(), query.end());
   AGP_RETURN_IF_ERROR(normalize_in_place(unit.data(), s.dim, "the query"));
   const Query q = prepare(s, std::move(unit));
-  const std::size_t keep = std::max(options.k, options.rerank);
+  // No more hits than vectors, whatever was asked (a huge k or rerank must not size buffers).
+  const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(options.k, s.count));
+  const std::size_t keep = static_cast<std::size_t>(
+      std::min<std::uint64_t>(std::max(options.k, options.rerank), s.count));
   CodeScorer score(s, q);
   std::vector<Hit> hits;
   const bool automatic = options.coarse == SearchOptions::kAutoCoarse;
-  const std::size_t candidates = std::max(options.coarse, keep);
+  const std::size_t candidates =
+      static_cast<std::size_t>(std::min<std::uint64_t>(std::max(options.coarse, keep), s.count));
   bool two_stages = options.coarse > 0 && s.count > (automatic ? kAutoMinVectors : candidates) &&
                     !s.sign_blocks.empty() && s.options.bits > 1;
   // Threads only where each has a share worth starting it for.
@@ -357,9 +362,10 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     const SignQuery sq = sign_query(s, q);
     if (automatic) {
       const float margin = kAutoMargin * sign_error(s, sq, score);
-      const std::size_t k = std::max<std::size_t>(options.k, 1), cap = s.count / 8;
-      auto shares = in_parallel(s.count, threads,
-                                [&](Range r) { return near_estimates(s, sq, k, margin, cap, r); });
+      const std::size_t cap = s.count / 8;
+      const std::size_t k_near = std::max<std::size_t>(k, 1);
+      auto shares = in_parallel(
+          s.count, threads, [&](Range r) { return near_estimates(s, sq, k_near, margin, cap, r); });
       two_stages =
           std::all_of(shares.begin(), shares.end(), [](const auto& v) { return v.has_value(); });
       for (auto& share : shares) {
@@ -369,7 +375,7 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
         // Each share kept what is near its own k-th best; the whole index's is at least as high.
         std::vector<float> est;
         for (const Hit& h : hits) est.push_back(h.score);
-        const std::size_t kk = std::min(k, est.size());
+        const std::size_t kk = std::min(k_near, est.size());
         std::nth_element(est.begin(), est.begin() + static_cast<std::ptrdiff_t>(kk - 1), est.end(),
                          std::greater<>());
         const float floor = est[kk - 1] - margin;
@@ -404,7 +410,7 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     keep_best(hits, keep);
   }
   if (options.rerank > 0) rerank_exactly(s, q.unit, hits);
-  keep_best(hits, options.k);
+  keep_best(hits, k);
   return hits;
 }
 

@@ -14,12 +14,17 @@
 //       zero u32, offset u64,
 //       bytes u64, XXH3-64 of the section's bytes
 //   then zero bytes up to 192; sections follow at 64-byte aligned offsets, zero bytes between.
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <shared_mutex>
 
 #include "agp/index/index.hpp"
 #include "agp/ptp/checksum.hpp"
@@ -41,6 +46,7 @@ constexpr std::size_t kEntryBytes = 32;
 constexpr std::size_t kMaxSections = 4;
 constexpr std::uint64_t kAlign = 64;
 enum : std::uint32_t { kTopPlanes = 1, kLowerPlanes = 2, kNorms = 3, kExact = 4 };
+constexpr const char* kSectionNames[] = {"", "top_planes", "lower_planes", "norms", "exact_f16"};
 enum : std::uint8_t { kUnbiased = 1, kHasExact = 2 };
 
 template <typename T>
@@ -66,6 +72,7 @@ Status bad(ErrorCode code, const std::string& path, const std::string& why) {
 
 Status Index::save(const std::string& path) const {
   const State& s = *s_;
+  const auto reading = s.reading();
   AGP_RETURN_IF_ERROR(s.exact_ready());  // never a fresh checksum over damaged copies
   struct Section {
     std::uint32_t kind;
@@ -97,9 +104,12 @@ Status Index::save(const std::string& path) const {
     offset += sections[i].bytes.size();
   }
   put<std::uint64_t>(&header[40], ptp::xxh3_64(header));
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  // Written beside the target and renamed over it: a process that has the old snapshot mapped
+  // keeps reading the old file, never a half-written or shorter one.
+  const std::string temp = path + ".tmp-" + std::to_string(::getpid());
+  std::ofstream out(temp, std::ios::binary | std::ios::trunc);
   if (!out)
-    return make_error(ErrorCode::kIoError, "cannot create " + path + ": " + std::strerror(errno));
+    return make_error(ErrorCode::kIoError, "cannot create " + temp + ": " + std::strerror(errno));
   static const char zeros[kAlign] = {};
   std::uint64_t at = kHeaderBytes;
   out.write(reinterpret_cast<const char*>(header.data()),
@@ -112,8 +122,18 @@ Status Index::save(const std::string& path) const {
     at += sec.bytes.size();
   }
   out.flush();
-  if (!out)
+  const bool written = static_cast<bool>(out);
+  out.close();
+  std::error_code ec;
+  if (!written) {
+    std::filesystem::remove(temp, ec);
     return make_error(ErrorCode::kIoError, "cannot write " + path + ": " + std::strerror(errno));
+  }
+  std::filesystem::rename(temp, path, ec);
+  if (ec) {
+    std::filesystem::remove(temp, ec);
+    return make_error(ErrorCode::kIoError, "cannot write " + path + ": " + ec.message());
+  }
   return {};
 }
 
@@ -153,19 +173,26 @@ Result<SnapshotInfo> Index::inspect(const std::string& path) {
   info.exact = (get<std::uint8_t>(h + 21) & kHasExact) != 0;
   info.seed = get<std::uint64_t>(h + 24);
   info.vectors = get<std::uint64_t>(h + 32);
-  static const char* const kNames[] = {"", "top_planes", "lower_planes", "norms", "exact_f16"};
   const std::size_t sections = std::min<std::size_t>(get<std::uint16_t>(h + 22), kMaxSections);
   for (std::size_t i = 0; i < sections; ++i) {
     const std::byte* e = h + kTableAt + i * kEntryBytes;
     SnapshotSection sec;
     const std::uint32_t kind = get<std::uint32_t>(e);
-    sec.kind = kind >= 1 && kind <= 4 ? kNames[kind] : "unknown(" + std::to_string(kind) + ")";
+    sec.kind =
+        kind >= 1 && kind <= 4 ? kSectionNames[kind] : "unknown(" + std::to_string(kind) + ")";
     sec.offset = get<std::uint64_t>(e + 8);
     sec.bytes = get<std::uint64_t>(e + 16);
     sec.checksum_ok =
         sec.offset <= file.size() && sec.bytes <= file.size() - sec.offset &&
         ptp::xxh3_64(file.subspan(sec.offset, sec.bytes)) == get<std::uint64_t>(e + 24);
     info.sections.push_back(std::move(sec));
+  }
+  // open() leaves the fp16 copies to their first use; inspect checks them now.
+  for (const auto& sec : info.sections) {
+    if (info.status && !sec.checksum_ok) {
+      info.status =
+          bad(ErrorCode::kSectionChecksumMismatch, path, "section " + sec.kind + " is damaged");
+    }
   }
   return info;
 }
@@ -194,9 +221,16 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   }
   std::vector<std::byte> header(h, h + kHeaderBytes);
   put<std::uint64_t>(&header[40], 0);
-  if (get<std::uint32_t>(h + 12) != kHeaderBytes ||
-      ptp::xxh3_64(header) != get<std::uint64_t>(h + 40)) {
+  if (ptp::xxh3_64(header) != get<std::uint64_t>(h + 40))
     return bad(ErrorCode::kHeaderChecksumMismatch, path, "the header is damaged");
+  if (get<std::uint32_t>(h + 12) != kHeaderBytes) {
+    return bad(ErrorCode::kUnsupportedVersion, path,
+               "a header of " + std::to_string(get<std::uint32_t>(h + 12)) + " bytes; version " +
+                   std::to_string(kVersion) + "'s has " + std::to_string(kHeaderBytes));
+  }
+  for (std::size_t b = kTableAt + kMaxSections * kEntryBytes; b < kHeaderBytes; ++b) {
+    if (h[b] != std::byte{0})
+      return bad(ErrorCode::kNonZeroPadding, path, "a reserved header byte is not zero");
   }
   IndexOptions options;
   const std::uint32_t dim = get<std::uint32_t>(h + 16);
@@ -240,23 +274,24 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
     const std::uint32_t kind = get<std::uint32_t>(e);
     const std::uint64_t offset = get<std::uint64_t>(e + 8);
     const std::uint64_t bytes = get<std::uint64_t>(e + 16);
-    if (kind != i + 1 || get<std::uint32_t>(e + 4) != 0) {
+    if (kind != i + 1) {
       return bad(ErrorCode::kBadSectionTable, path,
-                 "section " + std::to_string(i) + " has kind " + std::to_string(kind));
+                 "table entry " + std::to_string(i) + " has kind " + std::to_string(kind) +
+                     ", expected " + std::to_string(i + 1) + " (" + kSectionNames[i + 1] + ")");
     }
+    const std::string name = std::string("section ") + kSectionNames[kind];
+    if (get<std::uint32_t>(e + 4) != 0)
+      return bad(ErrorCode::kBadSectionTable, path, name + ": a reserved field is not zero");
     if (bytes != expected[i]) {
       return bad(ErrorCode::kBadSectionTable, path,
-                 "section " + std::to_string(kind) + " holds " + std::to_string(bytes) +
-                     " bytes, " + std::to_string(count) + " vectors need " +
-                     std::to_string(expected[i]));
+                 name + " holds " + std::to_string(bytes) + " bytes, " + std::to_string(count) +
+                     " vectors need " + std::to_string(expected[i]));
     }
     if (offset % kAlign != 0 || offset < end_of_last || offset - end_of_last >= kAlign) {
-      return bad(ErrorCode::kSectionMisaligned, path,
-                 "section " + std::to_string(kind) + " is not where it belongs");
+      return bad(ErrorCode::kSectionMisaligned, path, name + " is not where it belongs");
     }
     if (offset > file.size() || bytes > file.size() - offset) {
-      return bad(ErrorCode::kSectionOutOfBounds, path,
-                 "section " + std::to_string(kind) + " reaches past the end");
+      return bad(ErrorCode::kSectionOutOfBounds, path, name + " reaches past the end");
     }
     for (std::uint64_t b = end_of_last; b < offset; ++b) {
       if (file[b] != std::byte{0})
@@ -270,8 +305,7 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
       s->exact_where = path;
       s->exact_unverified = true;
     } else if (verify && ptp::xxh3_64(parts[i]) != get<std::uint64_t>(e + 24)) {
-      return bad(ErrorCode::kSectionChecksumMismatch, path,
-                 "section " + std::to_string(kind) + " is damaged");
+      return bad(ErrorCode::kSectionChecksumMismatch, path, name + " is damaged");
     }
     end_of_last = offset + bytes;
   }
@@ -285,9 +319,12 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   if (options.keep_exact)
     s->exact = {reinterpret_cast<const std::uint16_t*>(parts[3].data()), parts[3].size() / 2};
   // A norm no index writes would score vectors wrongly (checksums catch damage, not a forger).
+  // A unit vector's block norm over the block's size times g (about 1) is far below 1000.
   for (float n : s->norms) {
-    if (!std::isfinite(n) || n < 0)
-      return bad(ErrorCode::kBadEncodedData, path, "a stored norm is negative or not finite");
+    if (!std::isfinite(n) || n < 0 || n > 1000) {
+      return bad(ErrorCode::kBadEncodedData, path,
+                 "a stored norm is negative, not finite or beyond what a unit vector has");
+    }
   }
   s->keep = std::move(keep);
   s->mapped = true;

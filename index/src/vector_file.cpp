@@ -28,8 +28,8 @@ std::string parse_row(const std::string& text, std::vector<float>& out, std::siz
   nlohmann::json row;
   try {
     row = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    return std::string("not JSON (") + e.what() + ")";
+  } catch (const nlohmann::json::exception& e) {  // parse errors, numbers beyond a double
+    return std::string("not JSON we can read (") + e.what() + ")";
   }
   const nlohmann::json* array = nullptr;
   if (row.is_array()) {
@@ -52,15 +52,39 @@ std::string parse_row(const std::string& text, std::vector<float>& out, std::siz
   double ss = 0;
   for (std::size_t k = 0; k < array->size(); ++k) {
     const auto& v = (*array)[k];
-    if (!v.is_number()) return "value " + std::to_string(k) + " is not a number";
+    if (!v.is_number()) return "the value at position " + std::to_string(k) + " is not a number";
     const double d = v.get<double>();
     const float f = static_cast<float>(d);
-    if (!std::isfinite(f)) return "value " + std::to_string(k) + " is not a finite f32";
+    if (!std::isfinite(f))
+      return "the value at position " + std::to_string(k) + " is not a finite f32";
     out.push_back(f);
     ss += static_cast<double>(f) * f;
   }
   if (ss == 0) return "the vector is all zeros (it has no direction)";
   count = array->size();
+  return {};
+}
+
+// Every row finite and not all zeros (what an index can add); the error names the row.
+Status check_rows(const VectorSet& set, const std::string& path) {
+  if (set.count() == 0) return make_error(ErrorCode::kBadVectorFile, path + ": no vectors");
+  for (std::uint64_t i = 0; i < set.count(); ++i) {
+    double ss = 0;
+    for (std::uint32_t k = 0; k < set.dim; ++k) {
+      const float v = set.values[i * set.dim + k];
+      if (!std::isfinite(v)) {
+        return make_error(ErrorCode::kBadVectorFile, path + ": row " + std::to_string(i) +
+                                                         ": the value at position " +
+                                                         std::to_string(k) + " is not finite");
+      }
+      ss += static_cast<double>(v) * v;
+    }
+    if (ss == 0) {
+      return make_error(
+          ErrorCode::kBadVectorFile,
+          path + ": row " + std::to_string(i) + ": the vector is all zeros (it has no direction)");
+    }
+  }
   return {};
 }
 
@@ -82,9 +106,10 @@ Result<VectorSet> from_npy(const std::string& path, std::uint32_t want_dim) {
   }
   const std::uint64_t dim = v.shape.back();
   if (dim == 0 || dim > 65536 || (want_dim != 0 && dim != want_dim)) {
-    return make_error(ErrorCode::kBadVectorFile,
-                      path + ": vectors of " + std::to_string(dim) + " values" +
-                          (want_dim ? ", expected " + std::to_string(want_dim) : std::string()));
+    return make_error(
+        ErrorCode::kBadVectorFile,
+        path + ": vectors of " + std::to_string(dim) + " values" +
+            (want_dim ? ", expected " + std::to_string(want_dim) : std::string(", not 1..65,536")));
   }
   VectorSet set;
   set.dim = static_cast<std::uint32_t>(dim);
@@ -98,6 +123,7 @@ Result<VectorSet> from_npy(const std::string& path, std::uint32_t want_dim) {
       set.values[i] = f16_to_f32(h);
     }
   }
+  AGP_RETURN_IF_ERROR(check_rows(set, path));
   return set;
 }
 
@@ -116,6 +142,7 @@ Result<VectorSet> from_raw(const std::string& path, std::uint32_t dim) {
   set.dim = dim;
   set.values.resize(bytes.size() / 4);
   std::memcpy(set.values.data(), bytes.data(), bytes.size());
+  AGP_RETURN_IF_ERROR(check_rows(set, path));
   return set;
 }
 

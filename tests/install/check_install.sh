@@ -31,5 +31,8 @@ if [ -n "$pkg" ]; then
 import numpy as np, agp_ptp
 x = np.linspace(-1, 1, 4 * 128, dtype=np.float32).reshape(4, 128)
 f = agp_ptp.encode(x, "tq8")
+index = agp_ptp.Index(128)
+index.add(x)
+assert index.search(x[2], k=1)[0][0] == 2
 print("python consumer ok:", len(f), "bytes,", agp_ptp.inspect(f).codec, agp_ptp.__file__)'
 fi

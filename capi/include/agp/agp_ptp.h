@@ -32,6 +32,8 @@ extern "C" {
 #endif
 
 #define AGP_API_VERSION 1
+/* Additions within version 1: 1 calibrations, 2 the UCX backend, 3 the embedding index. */
+#define AGP_API_VERSION_MINOR 3
 #define AGP_MAX_RANK 8
 
 typedef int32_t agp_status;

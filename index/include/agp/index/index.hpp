@@ -5,8 +5,9 @@
 // the vector the codec would decode. The best candidates can then be reranked against exact fp16
 // copies of the vectors.
 //
-// Vectors are L2-normalized on the way in (inner product is then cosine similarity). Not
-// thread-safe for add() beside search(); any number of concurrent searches is fine.
+// Vectors are L2-normalized on the way in (inner product is then cosine similarity). Any number of
+// threads may search at once; add() waits for running searches and holds new ones back while it
+// works, so a host may add while others search.
 #pragma once
 
 #include <cstdint>
@@ -97,7 +98,9 @@ class Index {
                                                      unsigned threads = 1) const;
 
   // Writes the index to `path` as a snapshot (docs/index.md: a header, then the codes, norms and
-  // exact copies, each 64-byte aligned with its XXH3-64). kIoError when it cannot be written.
+  // exact copies, each 64-byte aligned with its XXH3-64), through a file beside it renamed over
+  // it, so a process reading the old snapshot in place keeps reading the old file. kIoError when
+  // it cannot be written.
   Status save(const std::string& path) const;
   // Maps a snapshot and uses it in place: no pass over the codes beyond the checksums (and none
   // with `verify` false). The fp16 copies' checksum is checked when they are first read (a

@@ -1,13 +1,15 @@
 // Reading and writing sets of vectors for an index: JSON Lines, NumPy .npy and raw f32.
 //
 // JSON Lines: one vector per line, either a bare array of numbers or an object holding it under
-// "embedding", "vector", "values" or "embedding_vector" (the first of these present; other fields
-// are ignored). Blank lines are skipped. Every vector must have the same length, and every value
+// "embedding", "vector", "values" or "embedding_vector" (the first of these, in this order, that
+// the object has; other fields are ignored; a key given twice counts once, the last). Blank lines are skipped. Every vector must have the same length, and every value
 // must be a finite number; a vector of zeros has no direction and is refused too. Any bad row
 // fails the whole read with kBadVectorFile naming the file and line: nothing is half-read.
 //
 // .npy: a 2-D array [vectors, dim] of f32 or f16 (C order), or a 1-D array (one vector).
 // Raw: little-endian f32, dim values per vector (the dimension must be given).
+// Both are checked like JSON Lines rows (finite, not all zeros, at least one vector; an error
+// names the row). A vector has at most 65,536 values.
 #pragma once
 
 #include <cstdint>
