@@ -12,6 +12,7 @@
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/mapped_file.hpp"
 #include "agp/ptp/npy.hpp"
+#include "simd_kernels.hpp"
 
 namespace agp::index {
 
@@ -116,12 +117,9 @@ Result<VectorSet> from_npy(const std::string& path, std::uint32_t want_dim) {
   set.values.resize(v.element_count());
   if (v.dtype == DType::kF32) {
     std::memcpy(set.values.data(), v.data.data(), v.data.size());
-  } else {
-    for (std::size_t i = 0; i < set.values.size(); ++i) {
-      std::uint16_t h;
-      std::memcpy(&h, v.data.data() + 2 * i, 2);
-      set.values[i] = f16_to_f32(h);
-    }
+  } else {  // the codec's vectorized conversion (.npy data starts on an element boundary)
+    codec::simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(v.data.data()),
+                              set.values.size(), set.values.data());
   }
   AGP_RETURN_IF_ERROR(check_rows(set, path));
   return set;
