@@ -1,8 +1,10 @@
 """AGP-PTP from Python: compressed, verified transfer of neural-network state.
 
-Tensors are any object with the buffer protocol (NumPy arrays, MLX arrays, CPU PyTorch tensors
-through ``.numpy()``), float16 or float32, or uint16 holding bfloat16 with ``dtype="bfloat16"``.
-They are read and written in place. Every failure raises :class:`Error`.
+Tensors are PyTorch tensors, MLX and NumPy arrays, or any object with ``__dlpack__`` (in host
+memory) or the buffer protocol: float16, float32 or bfloat16 (DLPack's own, or uint16 holding
+bfloat16 patterns with ``dtype="bfloat16"``), any strides. They are read and written in place, never
+copied. Results are NumPy arrays, or :class:`Tensor` for bfloat16 (``torch.from_dlpack(t)``).
+Every failure raises :class:`Error`.
 
     enc = agp_ptp.Encoder("tq4")
     frame = enc.encode(hidden, vector_axis=-1)          # bytes, about 4 bits per value
@@ -18,10 +20,11 @@ They are read and written in place. Every failure raises :class:`Error`.
 """
 
 from ._errors import Error
-from ._agp_ptp import (Calibration, Encoder, Frame, Index, Link, PacketInfo, Receipt, Server,
+from ._agp_ptp import (Calibration, Encoder, Frame, Index, Link, PacketInfo, Receipt, Server, Tensor,
+                       _tensor_address,
                        checkpoint_fingerprint, read_vectors, ucx_available)
 
-__all__ = ["Error", "Calibration", "Encoder", "Frame", "Index", "Link", "PacketInfo", "Receipt",
+__all__ = ["Error", "Calibration", "Encoder", "Frame", "Index", "Link", "PacketInfo", "Receipt", "Tensor",
            "Server", "encode", "decode", "inspect", "checkpoint_fingerprint", "read_vectors",
            "ucx_available"]
 

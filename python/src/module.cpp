@@ -20,6 +20,7 @@
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
 #include "errors.hpp"
+#include "tensors.hpp"
 
 namespace py = pybind11;
 using agp::DType;
@@ -27,6 +28,8 @@ using agp::ErrorCode;
 using agp::Status;
 using agp_py::check;
 using agp_py::g_error;
+using agp_py::hold_tensor;
+using agp_py::new_array_for;
 using agp_py::invalid;
 using agp_py::raise;
 
@@ -52,83 +55,13 @@ agp::transport::Millis timeout_arg(const py::handle& v, const char* name) {
   return agp::transport::Millis(int_arg(v, name, 0, kMaxTimeoutMs));
 }
 
-// --- dtypes and buffers
+// --- buffers
 
-DType dtype_of_format(const std::string& format, const std::string& override_name) {
-  if (!override_name.empty()) {
-    if (override_name == "bfloat16" && (format == "H" || format == "<H" || format == "=H")) {
-      return DType::kBF16;
-    }
-    if (override_name == "float16" || override_name == "float32" || override_name == "bfloat16") {
-      // The name must agree with the buffer's own element type.
-      const DType own = dtype_of_format(format, "");
-      const DType want = override_name == "float16"   ? DType::kF16
-                         : override_name == "float32" ? DType::kF32
-                                                      : DType::kBF16;
-      if (own != want) invalid("dtype='" + override_name + "' does not match the buffer's format");
-      return own;
-    }
-    invalid("dtype must be 'float16', 'float32' or 'bfloat16', got '" + override_name + "'");
-  }
-  if (format == "e" || format == "<e" || format == "=e") return DType::kF16;
-  if (format == "f" || format == "<f" || format == "=f") return DType::kF32;
-  invalid("the buffer holds '" + format +
-          "' elements; pass float16 or float32 (or uint16 with dtype='bfloat16')");
-}
-
-std::string numpy_name(DType d) {
-  switch (d) {
-    case DType::kF16:
-      return "float16";
-    case DType::kF32:
-      return "float32";
-    default:
-      return "uint16";  // bf16 travels as its raw 16-bit patterns
-  }
-}
-
-// A view of a Python buffer in the library's terms; keeps the buffer request alive.
-struct BufferView {
-  py::buffer_info info;
-  agp::codec::TensorView view;
-};
-
-py::buffer_info request_buffer(const py::object& obj, bool writable) {
+py::buffer_info request_buffer(const py::object& obj) {
   if (!PyObject_CheckBuffer(obj.ptr())) {
-    invalid("expected a buffer (a NumPy array, bytes-like object, ...), got " +
-            py::str(py::type::of(obj)).cast<std::string>());
+    invalid("expected a bytes-like object, got " + py::str(py::type::of(obj)).cast<std::string>());
   }
-  try {
-    return py::reinterpret_borrow<py::buffer>(obj).request(writable);
-  } catch (py::error_already_set&) {
-    invalid(writable ? "out must be a writable buffer (this one is read-only)"
-                     : "the object does not export its memory as a buffer");
-  }
-}
-
-BufferView view_of(const py::object& obj, int vector_axis, const std::string& dtype,
-                   bool writable) {
-  BufferView b{request_buffer(obj, writable), {}};
-  const py::buffer_info& i = b.info;
-  if (i.ndim < 1 || i.ndim > 8)
-    invalid("tensors must have 1..8 dimensions, got " + std::to_string(i.ndim));
-  const auto rank = static_cast<int>(i.ndim);
-  if (vector_axis < -rank || vector_axis >= rank) {
-    invalid("vector_axis " + std::to_string(vector_axis) + " is outside " + std::to_string(rank) +
-            " dimensions");
-  }
-  b.view.dtype = dtype_of_format(i.format, dtype);
-  b.view.data = static_cast<std::byte*>(i.ptr);
-  b.view.vector_axis =
-      static_cast<std::uint32_t>(vector_axis < 0 ? vector_axis + rank : vector_axis);
-  for (int a = 0; a < rank; ++a) {
-    const auto stride = static_cast<std::int64_t>(i.strides[static_cast<std::size_t>(a)]);
-    if (stride % i.itemsize != 0) invalid("strides must be whole elements");
-    b.view.shape.push_back(static_cast<std::uint64_t>(i.shape[static_cast<std::size_t>(a)]));
-    b.view.strides.push_back(stride / i.itemsize);
-  }
-  check(b.view.validate());
-  return b;
+  return py::reinterpret_borrow<py::buffer>(obj).request(false);
 }
 
 // --- packet metadata
@@ -193,7 +126,9 @@ PacketInfo info_of(const agp::ptp::MessageHeader& h, std::uint64_t frame_bytes) 
   p.frame_bytes = frame_bytes;
   if (h.tensor) {
     p.name = h.tensor->name;
-    p.dtype = h.tensor->dtype == DType::kBF16 ? "bfloat16" : numpy_name(h.tensor->dtype);
+    p.dtype = h.tensor->dtype == DType::kBF16   ? "bfloat16"
+              : h.tensor->dtype == DType::kF16 ? "float16"
+                                               : "float32";
     p.shape = h.tensor->shape;
     p.vector_axis = h.tensor->vector_axis;
     p.layout = h.tensor->layout == agp::ptp::Layout::kUnspecified
@@ -202,15 +137,6 @@ PacketInfo info_of(const agp::ptp::MessageHeader& h, std::uint64_t frame_bytes) 
   }
   if (h.codec) p.codec = agp::ptp::packet_codec_name(*h.codec);
   return p;
-}
-
-// A NumPy array of the packet's shape and dtype, for receivers that pass no buffer.
-py::array new_array_for(const agp::ptp::MessageHeader& h, const std::string& dtype) {
-  if (!h.tensor) invalid("not a tensor packet");
-  const std::string name = dtype.empty() ? numpy_name(h.tensor->dtype) : dtype;
-  if (name != "float16" && name != "float32") invalid("dtype must be 'float16' or 'float32'");
-  std::vector<py::ssize_t> shape(h.tensor->shape.begin(), h.tensor->shape.end());
-  return py::array(py::dtype(name), shape);
 }
 
 // --- calibrations
@@ -258,7 +184,7 @@ class Encoder {
                    const std::string& name, const py::object& stream_id, const py::object& sequence,
                    const std::string& layout, const py::bytes& fingerprint,
                    const std::string& model_id, int split_layer) {
-    BufferView b = view_of(tensor, vector_axis, dtype, false);
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
     agp::ptp::MessageHeader h = header(
         name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
         static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX)), fingerprint,
@@ -284,7 +210,7 @@ class Encoder {
   // C++ timing of the same encode (writer.write, then the frame flattened into one buffer), for
   // the benchmark that compares the module's cost with the library's. Seconds per call.
   double time_cpp(const py::object& tensor, int vector_axis, int iterations, bool flatten) {
-    BufferView b = view_of(tensor, vector_axis, "", false);
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, "", false);
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     std::vector<std::byte> flat;
     py::gil_scoped_release unlocked;
@@ -338,7 +264,7 @@ class Encoder {
 class Frame {
  public:
   Frame(const py::object& data, const py::bytes& expected_fingerprint) {
-    const py::buffer_info i = request_buffer(data, false);
+    const py::buffer_info i = request_buffer(data);
     const auto n = static_cast<std::size_t>(i.size * i.itemsize);
     if (i.ndim != 1 || i.strides[0] != i.itemsize)
       invalid("a frame must be a contiguous bytes-like object");
@@ -361,7 +287,7 @@ class Frame {
                     const py::object& calibration) const {
     const auto cal = calibration_arg(calibration);
     py::object target = out.is_none() ? py::object(new_array_for(view_.header, dtype)) : out;
-    BufferView b = view_of(target, view_.header.tensor->vector_axis, "", true);
+    agp_py::HeldTensor b = hold_tensor(target, view_.header.tensor->vector_axis, "", true);
     Status s;
     {
       py::gil_scoped_release unlocked;
@@ -428,7 +354,7 @@ class Link {
   Receipt send(const py::object& tensor, const std::string& codec, int vector_axis,
                const std::string& dtype, const std::string& name, const py::object& stream_id,
                const std::string& layout, const py::object& timeout_ms) {
-    BufferView b = view_of(tensor, vector_axis, dtype, false);
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
     const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);  // with the link's calibration
     const agp::transport::PacketMeta meta{
         name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
@@ -464,7 +390,7 @@ class Link {
     }
     if (!h) raise(h.status());
     py::object target = out.is_none() ? py::object(new_array_for(*h, dtype)) : out;
-    BufferView b = view_of(target, h->tensor->vector_axis, "", true);
+    agp_py::HeldTensor b = hold_tensor(target, h->tensor->vector_axis, "", true);
     agp::Result<agp::transport::Delivery> d = agp::transport::Delivery{};
     {
       py::gil_scoped_release unlocked;
@@ -551,6 +477,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
   Py_INCREF(g_error);
   m.attr("Error") = py::reinterpret_borrow<py::object>(g_error);
   agp_py::bind_index(m);
+  agp_py::bind_tensors(m);
 
   py::class_<Calibration>(m, "Calibration",
                           "A calibration file (ptp-calibrate) for the calibrated codecs cal2..cal8: "
