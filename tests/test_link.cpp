@@ -164,6 +164,107 @@ TEST_P(LinkOver, PostPipelinesWithinTheWindow) {
   peer.join();
 }
 
+// An event-loop driver's way: every call with a zero timeout, wait_event between tries, and
+// wake() from another thread ending a wait early.
+TEST_P(LinkOver, ZeroTimeoutTriesAndWaitEventDriveBothEnds) {
+  LinkOptions o = options();
+  o.window_packets = 3;
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  constexpr int kPackets = 12;
+  std::thread peer([&] {
+    std::unique_ptr<Link> link;
+    for (int i = 0; i < 5000 && !link; ++i) {
+      auto l = server->accept(0ms);
+      if (l)
+        link = std::move(l).value();
+      else
+        ASSERT_EQ(l.status().code(), ErrorCode::kTimeout) << l.status().to_string();
+      if (!link) server->wait_event(10ms);
+    }
+    ASSERT_TRUE(link);
+    for (int i = 0; i < kPackets; ++i) {
+      Tensor t = make_tensor(i);
+      std::vector<std::uint16_t> out(t.data.size());
+      bool done = false;
+      for (int tries = 0; tries < 100000 && !done; ++tries) {
+        auto d =
+            link->receive(codec::TensorView::contiguous(out.data(), DType::kF16, t.shape, 1), 0ms);
+        if (d)
+          done = true;
+        else
+          ASSERT_EQ(d.status().code(), ErrorCode::kTimeout) << d.status().to_string();
+        if (!done) link->wait_event(50ms);
+      }
+      ASSERT_TRUE(done) << i;
+      EXPECT_EQ(out, t.data) << i;
+    }
+    (void)link->close(5000ms);
+  });
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  std::uint64_t last = 0;
+  for (int i = 0; i < kPackets; ++i) {
+    Tensor t = make_tensor(i);
+    Result<std::uint64_t> seq = make_error(ErrorCode::kTimeout, "");
+    for (int tries = 0; tries < 100000 && !seq; ++tries) {
+      seq = (*link)->post(t.view(), raw_codec(), {}, 0ms);  // raw bytes copied: no keep-alive
+      if (!seq) {
+        ASSERT_EQ(seq.status().code(), ErrorCode::kTimeout) << seq.status().to_string();
+        (*link)->wait_event(50ms);
+      }
+    }
+    ASSERT_TRUE(seq) << i;
+    EXPECT_LE((*link)->counters().unacked_packets, 3u);
+    last = *seq;
+  }
+  Result<Receipt> r = make_error(ErrorCode::kTimeout, "");
+  for (int tries = 0; tries < 100000 && !r; ++tries) {
+    r = (*link)->wait_acked(last, 0ms);
+    if (!r) (*link)->wait_event(50ms);
+  }
+  EXPECT_TRUE(r) << r.status().to_string();
+  peer.join();
+}
+
+// wake() from another thread ends a wait_event: one event per call.
+TEST_P(LinkOver, WakeEndsAWaitFromAnotherThread) {
+  LinkOptions o = options();
+  auto server = listen(o);
+  ASSERT_TRUE(server);
+  std::unique_ptr<Link> peer;
+  std::thread accepter([&] {
+    auto l = server->accept(5000ms);
+    ASSERT_TRUE(l);
+    peer = std::move(l).value();
+  });
+  auto link = Link::connect("127.0.0.1", server->port(), o);
+  ASSERT_TRUE(link) << link.status().to_string();
+  accepter.join();
+  while ((*link)->poll() > 0) {
+  }
+  // Events handled in 600 ms of waiting, alone (the link's own timers) and with 200 wake-ups
+  // from another thread: each wake-up is one more event.
+  auto events = [&](int wakes) {
+    std::thread waker([&] {
+      for (int i = 0; i < wakes; ++i) {
+        (*link)->wake();
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+    std::size_t ran = 0;
+    const auto until = std::chrono::steady_clock::now() + 600ms;
+    while (std::chrono::steady_clock::now() < until) ran += (*link)->wait_event(50ms);
+    waker.join();
+    while ((*link)->poll() > 0) {
+    }
+    return ran;
+  };
+  const std::size_t alone = events(0);
+  const std::size_t woken = events(200);
+  EXPECT_GE(woken, alone + 200) << alone << " events alone";
+}
+
 TEST_P(LinkOver, StalledReceiverBoundsTheSender) {
   LinkOptions o = options();
   o.window_packets = 3;
@@ -272,7 +373,8 @@ TEST_P(LinkOver, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
       std::vector<std::uint16_t> want(t.data.size());
       auto out = codec::TensorView::contiguous(want.data(), DType::kF16, t.shape, 1);
       for (std::uint32_t k = 0; k < 2; ++k) {
-        auto g = w.write_chunk(t.view(), {}, ptp::Layout::kBC1S, ptp::ChunkDesc{k, 2, 32ull * k, 32});
+        auto g =
+            w.write_chunk(t.view(), {}, ptp::Layout::kBC1S, ptp::ChunkDesc{k, 2, 32ull * k, 32});
         ASSERT_TRUE(g);
         const auto flat = g->flatten();
         auto f = ptp::parse_frame(flat);
@@ -500,8 +602,9 @@ INSTANTIATE_TEST_SUITE_P(Backends, LinkOver,
                          ::testing::Values(Carrier{"tcp", TransportBackend::kTcp, ""},
                                            Carrier{"ucx", TransportBackend::kUcx, "tcp"},
                                            Carrier{"ucx_shm", TransportBackend::kUcx, "sm,tcp"}),
-                         [](const ::testing::TestParamInfo<Carrier>& i) { return std::string(i.param.name); });
-
+                         [](const ::testing::TestParamInfo<Carrier>& i) {
+                           return std::string(i.param.name);
+                         });
 
 // The cable pulled and plugged back: a veth pair between two network namespaces goes down for
 // longer than the dead-peer timeout, then up. The sender notices, redials until the link is back,

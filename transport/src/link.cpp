@@ -370,6 +370,15 @@ std::size_t Link::poll() {
   return impl_->ctx->poll();
 }
 
+std::size_t Link::wait_event(Millis timeout) {
+  impl_->ctx->restart();
+  return impl_->ctx->run_one_for(timeout);
+}
+
+void Link::wake() {
+  asio::post(*impl_->ctx, [] {});
+}
+
 void Link::run_for(Millis duration) {
   Impl& m = *impl_;
   (void)m.wait([] { return false; }, Clock::now() + duration, "run");

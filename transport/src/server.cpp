@@ -213,6 +213,15 @@ std::size_t Server::poll() {
   return impl_->ctx->poll();
 }
 
+std::size_t Server::wait_event(Millis timeout) {
+  impl_->ctx->restart();
+  return impl_->ctx->run_one_for(timeout);
+}
+
+void Server::wake() {
+  asio::post(*impl_->ctx, [] {});
+}
+
 Counters Server::counters() const {
   return impl_->counters;
 }

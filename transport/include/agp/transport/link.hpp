@@ -237,6 +237,13 @@ class Link {
   std::size_t poll();
   // Runs for `duration`, or until the link fails.
   void run_for(Millis duration);
+  // For drivers that multiplex many waits on one thread (an asyncio event loop's helper): waits
+  // until something happens on the link (bytes arrive, a timer fires, wake() is called) or
+  // `timeout` passes, and handles that one event. Returns the number of handlers run (0 or 1).
+  // Try each pending operation with a zero timeout, then wait_event, then try again.
+  std::size_t wait_event(Millis timeout);
+  // The one call that may come from any thread: makes a current or the next wait_event return.
+  void wake();
 
   // Drains (waits until everything posted is acknowledged), says goodbye and closes. Later calls
   // fail with bad_state; the peer's receive() reports connection_closed once its queue is empty.
@@ -274,6 +281,9 @@ class Server {
   bool peer_waiting() const;
   // Runs ready work for the server and all its links without waiting.
   std::size_t poll();
+  // As Link::wait_event and Link::wake, for the server and all its links (one event loop).
+  std::size_t wait_event(Millis timeout);
+  void wake();
   // Refused peers and failed handshakes.
   Counters counters() const;
 
