@@ -510,35 +510,83 @@ agp_status agp_link_connect(const char* host, uint16_t port, const agp_link_conf
   });
 }
 
+namespace {
+
+// The C packet metadata in the transport's terms.
+agp::Result<agp::transport::PacketMeta> to_meta(const agp_packet_meta* meta) {
+  agp::transport::PacketMeta m;
+  if (!meta) return m;
+  if (meta->struct_size < sizeof(agp_packet_meta)) {
+    return agp::make_error(ErrorCode::kInvalidArgument,
+                           "agp_packet_meta.struct_size is too small: call agp_packet_meta_init");
+  }
+  m.name = meta->name ? meta->name : "";
+  m.stream_id = meta->stream_id;
+  if (meta->layout < AGP_LAYOUT_UNSPECIFIED || meta->layout > AGP_LAYOUT_BCS) {
+    return agp::make_error(ErrorCode::kInvalidArgument, "agp_packet_meta.layout is not an agp_layout");
+  }
+  m.layout = static_cast<agp::ptp::Layout>(meta->layout);
+  return m;
+}
+
+void fill_receipt(const agp::transport::Receipt& r, agp_receipt* receipt) {
+  if (!receipt) return;
+  receipt->sequence = r.sequence;
+  receipt->wire_bytes = r.wire_bytes;
+  receipt->chunks = r.chunks;
+  receipt->encode_us = r.encode_us;
+  receipt->latency_us = r.latency_us;
+}
+
+}  // namespace
+
 agp_status agp_link_send(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
                          const agp_packet_meta* meta, uint32_t timeout_ms, agp_receipt* receipt) {
   return guarded([&] {
     if (!link || !codec) return fail(ErrorCode::kInvalidArgument, "link or codec is NULL");
-    if (meta && meta->struct_size < sizeof(agp_packet_meta)) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "agp_packet_meta.struct_size is too small: call agp_packet_meta_init");
-    }
+    auto m = to_meta(meta);
+    if (!m) return fail(m.status());
     auto view = to_view(tensor, "tensor");
     if (!view) return fail(view.status());
-    agp::transport::PacketMeta m;
-    if (meta) {
-      m.name = meta->name ? meta->name : "";
-      m.stream_id = meta->stream_id;
-      if (meta->layout < AGP_LAYOUT_UNSPECIFIED || meta->layout > AGP_LAYOUT_BCS) {
-        return fail(ErrorCode::kInvalidArgument, "agp_packet_meta.layout is not an agp_layout");
-      }
-      m.layout = static_cast<agp::ptp::Layout>(meta->layout);
-    }
-    auto r = link->link->send(*view, codec->codec, m, millis(timeout_ms));
+    auto r = link->link->send(*view, codec->codec, *m, millis(timeout_ms));
     if (!r) return fail(r.status());
-    if (receipt) {
-      receipt->sequence = r->sequence;
-      receipt->wire_bytes = r->wire_bytes;
-      receipt->chunks = r->chunks;
-      receipt->encode_us = r->encode_us;
-      receipt->latency_us = r->latency_us;
-    }
+    fill_receipt(*r, receipt);
     return AGP_OK;
+  });
+}
+
+agp_status agp_link_post(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
+                         const agp_packet_meta* meta, uint32_t timeout_ms, uint64_t* sequence) {
+  return guarded([&] {
+    if (!link || !codec) return fail(ErrorCode::kInvalidArgument, "link or codec is NULL");
+    auto m = to_meta(meta);
+    if (!m) return fail(m.status());
+    auto view = to_view(tensor, "tensor");
+    if (!view) return fail(view.status());
+    // No keep-alive: the tensor's memory is the caller's again when this returns.
+    auto seq = link->link->post(*view, codec->codec, *m, millis(timeout_ms));
+    if (!seq) return fail(seq.status());
+    if (sequence) *sequence = *seq;
+    return AGP_OK;
+  });
+}
+
+agp_status agp_link_wait_acked(agp_link* link, uint64_t sequence, uint32_t timeout_ms,
+                               agp_receipt* receipt) {
+  return guarded([&] {
+    if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
+    auto r = link->link->wait_acked(sequence, millis(timeout_ms));
+    if (!r) return fail(r.status());
+    fill_receipt(*r, receipt);
+    return AGP_OK;
+  });
+}
+
+agp_status agp_link_flush(agp_link* link, uint32_t timeout_ms) {
+  return guarded([&] {
+    if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
+    const Status s = link->link->flush(millis(timeout_ms));
+    return s ? AGP_OK : fail(s);
   });
 }
 

@@ -244,13 +244,27 @@ static void link_loopback(int32_t backend) {
   agp_codec* tq4 = NULL;
   CHECK_OK(agp_codec_create("tq4", AGP_F32, &tq4));
   static float x[kValues];
+  uint64_t last_posted = 0;
   for (int i = 0; i < kPackets; ++i) {
     fill(x, kValues, 100 + (unsigned)i);
     agp_tensor t = tensor_of(x);
     agp_receipt receipt;
-    CHECK_OK(agp_link_send(link, &t, tq4, NULL, 5000, &receipt));
-    CHECK(receipt.sequence == (uint64_t)(i + 1) && receipt.chunks == 4);
+    if (i % 2 == 0) {
+      CHECK_OK(agp_link_send(link, &t, tq4, NULL, 5000, &receipt));
+      CHECK(receipt.sequence == (uint64_t)(i + 1) && receipt.chunks == 4);
+    } else { /* pipelined: x is refilled at once, so the packet must not reference it */
+      CHECK_OK(agp_link_post(link, &t, tq4, NULL, 5000, &last_posted));
+      CHECK(last_posted == (uint64_t)(i + 1));
+    }
   }
+  agp_receipt acked;
+  CHECK_OK(agp_link_wait_acked(link, last_posted, 5000, &acked));
+  CHECK(acked.sequence == last_posted && acked.chunks == 4 && acked.latency_us > 0);
+  CHECK(agp_link_wait_acked(link, last_posted + 5, 10, NULL) == AGP_ERR_INVALID_ARGUMENT);
+  CHECK_OK(agp_link_flush(link, 5000));
+  agp_link_counters sent;
+  agp_link_get_counters(link, &sent);
+  CHECK(sent.packets_acked == kPackets);
   CHECK_OK(agp_link_close(link, 5000));
   pthread_join(th, NULL);
   CHECK(r.ok);

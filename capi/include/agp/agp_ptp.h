@@ -32,8 +32,9 @@ extern "C" {
 #endif
 
 #define AGP_API_VERSION 1
-/* Additions within version 1: 1 calibrations, 2 the UCX backend, 3 the embedding index. */
-#define AGP_API_VERSION_MINOR 3
+/* Additions within version 1: 1 calibrations, 2 the UCX backend, 3 the embedding index, 4 post,
+ * wait_acked and flush (pipelining), metrics and the log hook. */
+#define AGP_API_VERSION_MINOR 4
 #define AGP_MAX_RANK 8
 
 typedef int32_t agp_status;
@@ -225,6 +226,18 @@ typedef struct agp_receipt {
  * fingerprint. `receipt` may be NULL. */
 AGP_C_API agp_status agp_link_send(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
                          const agp_packet_meta* meta, uint32_t timeout_ms, agp_receipt* receipt);
+/* Added in API version 1.4: pipelining. Encodes `tensor` and queues it for the peer, waiting only
+ * while the send window (the config's window_packets) is full; its memory is the caller's again
+ * when this returns. `sequence` (may be NULL) is the packet's number for agp_link_wait_acked. */
+AGP_C_API agp_status agp_link_post(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
+                                   const agp_packet_meta* meta, uint32_t timeout_ms,
+                                   uint64_t* sequence);
+/* Waits until packet `sequence` has been verified and decoded by the peer. `receipt` may be
+ * NULL. timeout when the deadline passes first (the packet stays queued). */
+AGP_C_API agp_status agp_link_wait_acked(agp_link* link, uint64_t sequence, uint32_t timeout_ms,
+                                         agp_receipt* receipt);
+/* Waits until every posted packet has been acknowledged. */
+AGP_C_API agp_status agp_link_flush(agp_link* link, uint32_t timeout_ms);
 /* Waits for the next packet and describes it (shape, dtype) so the caller can size a buffer. */
 AGP_C_API agp_status agp_link_next_packet(agp_link* link, uint32_t timeout_ms, agp_packet_info* info);
 /* Decodes that packet into `out` and acknowledges it. `decode_us` may be NULL. */
