@@ -20,6 +20,7 @@ Every failure raises :class:`Error`.
 """
 
 from ._errors import Error
+from . import _aio  # noqa: F401  (adds the awaitable methods to Link and Server)
 from ._agp_ptp import (Calibration, Encoder, Frame, Index, Link, PacketInfo, Receipt, Server, Tensor,
                        _tensor_address,
                        checkpoint_fingerprint, read_vectors, ucx_available)

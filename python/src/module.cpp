@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -314,7 +315,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          const py::object& dead_peer_timeout_ms,
                                          bool ack_on_receive, const py::object& busy_poll_us,
                                          const py::object& calibration, const std::string& backend,
-                                         const std::string& ucx_transports) {
+                                         const std::string& ucx_transports,
+                                         const py::object& window_packets) {
   agp::transport::LinkOptions o;
   if (backend != "tcp" && backend != "ucx") {
     raise(agp::make_error(ErrorCode::kInvalidArgument, "backend must be 'tcp' or 'ucx', got '" + backend + "'"));
@@ -336,6 +338,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
   o.ack_on_receive = ack_on_receive;
   o.busy_poll_us = static_cast<std::uint32_t>(int_arg(busy_poll_us, "busy_poll_us", 0, 10'000'000));
   o.calibration = calibration_arg(calibration);
+  o.window_packets =
+      static_cast<std::uint32_t>(int_arg(window_packets, "window_packets", 1, 1 << 20));
   check(agp::transport::validate(o));
   return o;
 }
@@ -346,71 +350,141 @@ struct Receipt {
   double encode_us, latency_us;
 };
 
+Receipt receipt_of(const agp::transport::Receipt& r) {
+  return {r.sequence, r.wire_bytes, r.chunks, r.encode_us, r.latency_us};
+}
+
+// One event loop of the library: a connecting Link, or a Server with the Links it accepted. The
+// library wants one thread at a time in it; calls from several Python threads (and the asyncio
+// helper thread, agp_ptp/_aio.py) take turns on this lock, taken only after the GIL is released.
+struct Family {
+  std::mutex mu;
+  py::object driver = py::none();  // the asyncio helper of this loop, made on first use
+};
+
+// Runs `body` without the GIL and with the family's lock.
+template <typename Body>
+auto locked(Family& f, Body&& body) {
+  py::gil_scoped_release unlocked;
+  std::lock_guard<std::mutex> hold(f.mu);
+  return body();
+}
+
 class Link {
  public:
-  Link(std::unique_ptr<agp::transport::Link> l, std::shared_ptr<const agp::codec::Calibration> cal)
-      : link_(std::move(l)), calibration_(std::move(cal)) {}
+  Link(std::unique_ptr<agp::transport::Link> l, std::shared_ptr<const agp::codec::Calibration> cal,
+       std::shared_ptr<Family> family)
+      : link_(std::move(l)), calibration_(std::move(cal)), family_(std::move(family)) {}
 
   Receipt send(const py::object& tensor, const std::string& codec, int vector_axis,
                const std::string& dtype, const std::string& name, const py::object& stream_id,
                const std::string& layout, const py::object& timeout_ms) {
     agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
     const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);  // with the link's calibration
-    const agp::transport::PacketMeta meta{
-        name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
-        layout_of(layout)};
+    const agp::transport::PacketMeta meta = meta_of(name, stream_id, layout);
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
-    agp::Result<agp::transport::Receipt> r = agp::transport::Receipt{};
-    {
-      py::gil_scoped_release unlocked;
-      r = live().send(b.view, c, meta, timeout);
-    }
-    if (!r) raise(r.status());
-    return {r->sequence, r->wire_bytes, r->chunks, r->encode_us, r->latency_us};
+    agp::transport::Link& l = live();
+    return receipt_of(check(locked(*family_, [&] { return l.send(b.view, c, meta, timeout); })));
+  }
+
+  // Encodes and queues; the tensor is the caller's again on return (raw bytes are copied).
+  std::uint64_t post(const py::object& tensor, const std::string& codec, int vector_axis,
+                     const std::string& dtype, const std::string& name,
+                     const py::object& stream_id, const std::string& layout,
+                     const py::object& timeout_ms) {
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
+    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    const agp::transport::PacketMeta meta = meta_of(name, stream_id, layout);
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
+    agp::transport::Link& l = live();
+    return check(locked(*family_, [&] { return l.post(b.view, c, meta, timeout); }));
+  }
+
+  Receipt wait_acked(const py::object& sequence, const py::object& timeout_ms) {
+    const auto seq = static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX));
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
+    agp::transport::Link& l = live();
+    return receipt_of(check(locked(*family_, [&] { return l.wait_acked(seq, timeout); })));
+  }
+
+  void flush(const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
+    agp::transport::Link& l = live();
+    check(locked(*family_, [&] { return l.flush(timeout); }));
   }
 
   PacketInfo next_packet(const py::object& timeout_ms) {
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
-    agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
-    {
-      py::gil_scoped_release unlocked;
-      h = live().next_packet(timeout);
-    }
-    if (!h) raise(h.status());
-    return info_of(*h, 0);
+    agp::transport::Link& l = live();
+    return info_of(check(locked(*family_, [&] { return l.next_packet(timeout); })), 0);
   }
 
   py::object receive(const py::object& out, const std::string& dtype,
                      const py::object& timeout_ms) {
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
-    agp::Result<agp::ptp::MessageHeader> h = agp::ptp::MessageHeader{};
-    {
-      py::gil_scoped_release unlocked;
-      h = live().next_packet(timeout);
-    }
-    if (!h) raise(h.status());
-    py::object target = out.is_none() ? py::object(new_array_for(*h, dtype)) : out;
-    agp_py::HeldTensor b = hold_tensor(target, h->tensor->vector_axis, "", true);
-    agp::Result<agp::transport::Delivery> d = agp::transport::Delivery{};
-    {
-      py::gil_scoped_release unlocked;
-      d = live().receive(b.view, timeout);
+    agp::transport::Link& l = live();
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    const agp::ptp::MessageHeader h =
+        check(locked(*family_, [&] { return l.next_packet(timeout); }));
+    // A packet whose receive timed out part way was partly decoded into the array made for it:
+    // the next receive goes on in that array. (A new array could sit where the old one was freed,
+    // and the library would take it for the same buffer: chunks decoded into the old one lost.)
+    const bool resumed = out.is_none() && !unfinished_.is_none() &&
+                         unfinished_sequence_ == h.sequence && unfinished_dtype_ == dtype;
+    py::object target = resumed ? unfinished_ : out.is_none() ? new_array_for(h, dtype) : out;
+    unfinished_ = py::none();
+    agp_py::HeldTensor b = hold_tensor(target, h.tensor->vector_axis, "", true);
+    auto d = locked(*family_, [&] {
+      const auto left = std::chrono::duration_cast<agp::transport::Millis>(
+          until - std::chrono::steady_clock::now());
+      return l.receive(b.view, std::max(left, agp::transport::Millis(0)));
+    });
+    if (!d && d.status().code() == ErrorCode::kTimeout && out.is_none()) {
+      unfinished_ = target;
+      unfinished_sequence_ = h.sequence;
+      unfinished_dtype_ = dtype;
     }
     if (!d) raise(d.status());
     return target;
   }
 
-  void acknowledge() { check(live().acknowledge()); }
+  void acknowledge() {
+    agp::transport::Link& l = live();
+    check(locked(*family_, [&] { return l.acknowledge(); }));
+  }
 
   void close(const py::object& timeout_ms) {
     if (!link_) return;
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
-    Status s;
-    {
-      py::gil_scoped_release unlocked;
-      s = link_->close(timeout);
+    agp::transport::Link& l = *link_;
+    check(locked(*family_, [&] { return l.close(timeout); }));
+  }
+
+  std::size_t poll() {
+    agp::transport::Link& l = live();
+    return locked(*family_, [&] { return l.poll(); });
+  }
+  std::size_t wait_event(const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
+    agp::transport::Link& l = live();
+    return locked(*family_, [&] { return l.wait_event(timeout); });
+  }
+  void wake() { live().wake(); }  // thread-safe: no lock
+
+  // Bytes of the next packet's tensor in `dtype` (its own: ""), or -1 when none is queued.
+  std::int64_t next_packet_bytes(const std::string& dtype) {
+    agp::transport::Link& l = live();
+    auto h = locked(*family_, [&] { return l.next_packet(agp::transport::Millis(0)); });
+    if (!h) {
+      if (h.status().code() == ErrorCode::kTimeout) return -1;
+      raise(h.status());
     }
-    check(s);
+    const auto named = agp::dtype_from_name(dtype);
+    if (!dtype.empty() && !named) invalid("unknown dtype '" + dtype + "'");
+    const agp::DType d = named ? *named : h->tensor->dtype;
+    std::uint64_t n = agp::dtype_size(d);
+    for (auto x : h->tensor->shape) n *= x;
+    return static_cast<std::int64_t>(n);
   }
 
   py::dict counters() {
@@ -426,10 +500,37 @@ class Link {
     d["checksum_failures"] = c.checksum_failures;
     d["frame_errors"] = c.frame_errors;
     d["reconnects"] = c.reconnects;
+    d["unacked_packets"] = c.unacked_packets;
     return d;
   }
 
+  py::object driver() const { return family_->driver; }
+  void set_driver(py::object d) { family_->driver = std::move(d); }
+
+  // The benchmark's C++ sender: posts `count` packets of `tensor` (encoded each time, raw bytes
+  // copied, as post() from Python does) and flushes; seconds from the first post to the last ack.
+  double stream_cpp(const py::object& tensor, const std::string& codec, int vector_axis,
+                    int count) {
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, "", false);
+    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    agp::transport::Link& l = live();
+    return locked(*family_, [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < count; ++i) {
+        if (!l.post(b.view, c, {}, agp::transport::Millis(10000))) return -1.0;
+      }
+      if (!l.flush(agp::transport::Millis(10000))) return -1.0;
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  }
+
  private:
+  static agp::transport::PacketMeta meta_of(const std::string& name, const py::object& stream_id,
+                                            const std::string& layout) {
+    return agp::transport::PacketMeta{
+        name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
+        layout_of(layout)};
+  }
   agp::transport::Link& live() {
     if (!link_) raise(Status(ErrorCode::kBadState, "the link is closed"));
     return *link_;
@@ -444,28 +545,41 @@ class Link {
   }
   std::unique_ptr<agp::transport::Link> link_;
   std::shared_ptr<const agp::codec::Calibration> calibration_;  // the link's, for cal codecs
+  std::shared_ptr<Family> family_;
   std::map<std::pair<std::string, DType>, agp::ptp::PacketCodec> codecs_;
+  py::object unfinished_ = py::none();  // the array of a packet whose receive timed out
+  std::uint64_t unfinished_sequence_ = 0;
+  std::string unfinished_dtype_;
 };
 
 class Server {
  public:
   Server(std::unique_ptr<agp::transport::Server> s, std::shared_ptr<const agp::codec::Calibration> cal)
-      : server_(std::move(s)), calibration_(std::move(cal)) {}
+      : server_(std::move(s)), calibration_(std::move(cal)), family_(std::make_shared<Family>()) {}
   std::uint16_t port() const { return server_->port(); }
   Link accept(const py::object& timeout_ms) {
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
-    agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
-    {
-      py::gil_scoped_release unlocked;
-      l = server_->accept(timeout);
-    }
-    if (!l) raise(l.status());
-    return Link(std::move(l).value(), calibration_);
+    agp::transport::Server& s = *server_;
+    auto l = check(locked(*family_, [&] { return s.accept(timeout); }));
+    return Link(std::move(l), calibration_, family_);  // on the server's event loop
   }
+  std::size_t poll() {
+    agp::transport::Server& s = *server_;
+    return locked(*family_, [&] { return s.poll(); });
+  }
+  std::size_t wait_event(const py::object& timeout_ms) {
+    const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
+    agp::transport::Server& s = *server_;
+    return locked(*family_, [&] { return s.wait_event(timeout); });
+  }
+  void wake() { server_->wake(); }
+  py::object driver() const { return family_->driver; }
+  void set_driver(py::object d) { family_->driver = std::move(d); }
 
  private:
   std::unique_ptr<agp::transport::Server> server_;
   std::shared_ptr<const agp::codec::Calibration> calibration_;
+  std::shared_ptr<Family> family_;
 };
 
 }  // namespace
@@ -578,26 +692,27 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const py::bytes& key, const py::object& chunk_vectors, const py::object& streams,
              const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
              const py::object& busy_poll_us, const py::object& calibration,
-             const std::string& backend, const std::string& ucx_transports) {
+             const std::string& backend, const std::string& ucx_transports,
+             const py::object& window_packets) {
             const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
                              streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us,
-                             calibration, backend, ucx_transports);
+                             calibration, backend, ucx_transports, window_packets);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
               l = agp::transport::Link::connect(host, to, o);
             }
             if (!l) raise(l.status());
-            return Link(std::move(l).value(), o.calibration);
+            return Link(std::move(l).value(), o.calibration, std::make_shared<Family>());
           },
           py::arg("host"), py::arg("port"), py::kw_only(), py::arg("fingerprint") = py::bytes(),
           py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
           py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
           py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
           py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
-          py::arg("ucx_transports") = "",
+          py::arg("ucx_transports") = "", py::arg("window_packets") = 32,
           "Connects to a Server and completes the handshake (fingerprint, version, key). With a "
           "calibration, cal codecs can be sent and received (its id belongs in the fingerprint). "
           "backend 'tcp' or 'ucx' (ucx_available()), as the server's; ucx_transports restricts UCX "
@@ -616,6 +731,24 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "far, once they are recorded (a crash before this gets them sent again, not lost).")
       .def("close", &Link::close, py::arg("timeout_ms") = 5000,
            "Drains what was sent, says goodbye and closes.")
+      .def("post", &Link::post, py::arg("tensor"), py::arg("codec"), py::kw_only(),
+           py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
+           py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
+           "Encodes and queues a tensor for the peer, waiting only while the send window is full; "
+           "returns the packet's sequence number. The tensor is yours again on return.")
+      .def("wait_acked", &Link::wait_acked, py::arg("sequence"), py::arg("timeout_ms") = 10000,
+           "Waits until packet `sequence` (from post) is verified and decoded by the peer.")
+      .def("flush", &Link::flush, py::arg("timeout_ms") = 10000,
+           "Waits until every posted packet is acknowledged.")
+      .def("poll", &Link::poll,
+           "Handles what is ready (acknowledgements, heartbeats, arrivals) without waiting; a host "
+           "that makes no call for longer than the peer's dead_peer_timeout_ms should poll.")
+      .def("_wait_event", &Link::wait_event, py::arg("timeout_ms"))
+      .def("_stream_cpp", &Link::stream_cpp, py::arg("tensor"), py::arg("codec"),
+           py::arg("vector_axis"), py::arg("count"))
+      .def("_wake", &Link::wake)
+      .def("_next_packet_bytes", &Link::next_packet_bytes, py::arg("dtype") = "")
+      .def_property("_driver", &Link::driver, &Link::set_driver)
       .def("counters", &Link::counters);
 
   py::class_<Server>(m, "Server", "Listens for links.")
@@ -625,12 +758,12 @@ PYBIND11_MODULE(_agp_ptp, m) {
                        const py::object& streams, const py::object& dead_peer_timeout_ms,
                        bool ack_on_receive, const py::object& busy_poll_us,
                        const py::object& calibration, const std::string& backend,
-                       const std::string& ucx_transports) {
+                       const std::string& ucx_transports, const py::object& window_packets) {
              const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
                               py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us,
-                              calibration, backend, ucx_transports);
+                              calibration, backend, ucx_transports, window_packets);
              return Server(check(agp::transport::Server::listen(address, at, o)), o.calibration);
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
@@ -639,8 +772,12 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
            py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
            py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
-           py::arg("ucx_transports") = "")
+           py::arg("ucx_transports") = "", py::arg("window_packets") = 32)
       .def_property_readonly("port", &Server::port)
       .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
-           "Waits for a peer to complete the handshake; returns its Link.");
+           "Waits for a peer to complete the handshake; returns its Link.")
+      .def("poll", &Server::poll, "Handles what is ready for the server and its links.")
+      .def("_wait_event", &Server::wait_event, py::arg("timeout_ms"))
+      .def("_wake", &Server::wake)
+      .def_property("_driver", &Server::driver, &Server::set_driver);
 }

@@ -170,7 +170,11 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
       ++m.counters.frames_sent;
     }
     if (k + 1 == chunks) m.sent_upto = seq;
-    if (chunks > 1) m.ctx->poll();  // let the socket take this chunk while we encode the next
+    // Let the socket take what it could not take at once while we encode the next chunk or the
+    // caller makes the next packet, and take in acknowledgements: without this a stream of posts
+    // that find room in the window leaves the rest of each frame unsent until the next wait.
+    m.ctx->restart();
+    m.ctx->poll();
     return m.state == Impl::State::kFailed ? m.failure_ : Status();
   };
   auto chunk_desc = [&](std::uint32_t k) {
