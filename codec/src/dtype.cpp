@@ -112,17 +112,4 @@ float f16_to_f32(std::uint16_t h) {
   return std::bit_cast<float>(out);
 }
 
-std::uint16_t f32_to_bf16(float f) {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) {
-    return static_cast<std::uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
-  }
-  const std::uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);
-  return static_cast<std::uint16_t>((x + rounding) >> 16);
-}
-
-float bf16_to_f32(std::uint16_t b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
-}
-
 }  // namespace agp

@@ -186,6 +186,15 @@ std::optional<VectorAccess::LaneRows> VectorAccess::lane_rows(std::uint64_t firs
 void VectorAccess::gather_lanes(std::uint64_t first, std::size_t n, float* x) const {
   constexpr std::size_t K = simd::kTileLanes;
   const TensorView& v = *view_;
+  if (v.dtype == DType::kBF16 && full_interleaved_tile(first, n)) {
+    // 16 vectors side by side (channels-first bf16): each value row is 16 contiguous elements.
+    const auto* p = reinterpret_cast<const std::uint16_t*>(v.data) + offset_of(first);
+    for (std::uint32_t j = 0; j < dim_; ++j) {
+      const std::uint16_t* r = p + static_cast<std::int64_t>(j) * elem_stride_;
+      for (std::size_t t = 0; t < K; ++t) x[j * K + t] = bf16_to_f32(r[t]);
+    }
+    return;
+  }
   thread_local std::vector<float> row;
   row.resize(dim_);
   for (std::size_t t = 0; t < K; ++t) {
@@ -198,6 +207,9 @@ void VectorAccess::gather_lanes(std::uint64_t first, std::size_t n, float* x) co
       simd::f16_to_f32_n(reinterpret_cast<const std::uint16_t*>(v.data) + base, dim_, row.data());
     } else if (elem_stride_ == 1 && v.dtype == DType::kF32) {
       std::memcpy(row.data(), reinterpret_cast<const float*>(v.data) + base, dim_ * sizeof(float));
+    } else if (elem_stride_ == 1 && v.dtype == DType::kBF16) {
+      const auto* p = reinterpret_cast<const std::uint16_t*>(v.data) + base;
+      for (std::uint32_t j = 0; j < dim_; ++j) row[j] = bf16_to_f32(p[j]);
     } else {
       for (std::uint32_t j = 0; j < dim_; ++j) {
         row[j] = load(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype);
@@ -210,6 +222,14 @@ void VectorAccess::gather_lanes(std::uint64_t first, std::size_t n, float* x) co
 void VectorAccess::scatter_lanes(std::uint64_t first, std::size_t n, const float* x) const {
   constexpr std::size_t K = simd::kTileLanes;
   const TensorView& v = *view_;
+  if (v.dtype == DType::kBF16 && full_interleaved_tile(first, n)) {
+    auto* p = reinterpret_cast<std::uint16_t*>(v.data) + offset_of(first);
+    for (std::uint32_t j = 0; j < dim_; ++j) {
+      std::uint16_t* r = p + static_cast<std::int64_t>(j) * elem_stride_;
+      for (std::size_t t = 0; t < K; ++t) r[t] = f32_to_bf16(x[j * K + t]);
+    }
+    return;
+  }
   thread_local std::vector<float> row;
   row.resize(dim_);
   for (std::size_t t = 0; t < n; ++t) {
@@ -219,6 +239,9 @@ void VectorAccess::scatter_lanes(std::uint64_t first, std::size_t n, const float
       simd::f32_to_f16_n(row.data(), dim_, reinterpret_cast<std::uint16_t*>(v.data) + base);
     } else if (elem_stride_ == 1 && v.dtype == DType::kF32) {
       std::memcpy(reinterpret_cast<float*>(v.data) + base, row.data(), dim_ * sizeof(float));
+    } else if (elem_stride_ == 1 && v.dtype == DType::kBF16) {
+      auto* p = reinterpret_cast<std::uint16_t*>(v.data) + base;
+      for (std::uint32_t j = 0; j < dim_; ++j) p[j] = f32_to_bf16(row[j]);
     } else {
       for (std::uint32_t j = 0; j < dim_; ++j) {
         store(v.data, base + static_cast<std::int64_t>(j) * elem_stride_, v.dtype, row[j]);

@@ -1,6 +1,7 @@
 // Element types and scalar conversions between fp32, fp16 and bf16.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -32,7 +33,17 @@ bool is_float_dtype(DType t);
 std::uint16_t f32_to_f16(float f);
 float f16_to_f32(std::uint16_t h);
 // bfloat16 is the top half of binary32; conversion rounds to nearest even and keeps NaN quiet.
-std::uint16_t f32_to_bf16(float f);
-float bf16_to_f32(std::uint16_t b);
+// Inline: tensor loops over bf16 vectorize only when they see these.
+inline std::uint16_t f32_to_bf16(float f) {
+  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) {
+    return static_cast<std::uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
+  }
+  const std::uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<std::uint16_t>((x + rounding) >> 16);
+}
+inline float bf16_to_f32(std::uint16_t b) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
+}
 
 }  // namespace agp
