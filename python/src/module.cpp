@@ -208,6 +208,49 @@ class Encoder {
     return py::reinterpret_steal<py::bytes>(out);
   }
 
+  // The frame written into `out` (a writable contiguous buffer: bytearray, NumPy uint8, ...);
+  // returns its length. A host that streams reuses one buffer: no allocation per packet.
+  std::size_t encode_into(const py::object& tensor, const py::object& out, int vector_axis,
+                          const std::string& dtype, const std::string& name,
+                          const py::object& stream_id, const py::object& sequence,
+                          const std::string& layout, const py::bytes& fingerprint,
+                          const std::string& model_id, int split_layer) {
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
+    if (!PyObject_CheckBuffer(out.ptr())) invalid("out must be a writable bytes-like buffer");
+    py::buffer_info o;
+    try {
+      o = py::reinterpret_borrow<py::buffer>(out).request(true);
+    } catch (py::error_already_set&) {
+      invalid("out must be a writable buffer (this one is read-only)");
+    }
+    if (o.ndim != 1 || o.strides[0] != o.itemsize) invalid("out must be one contiguous run of bytes");
+    const auto capacity = static_cast<std::size_t>(o.size * o.itemsize);
+    agp::ptp::MessageHeader h = header(
+        name, static_cast<std::uint32_t>(int_arg(stream_id, "stream_id", 0, UINT32_MAX)),
+        static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX)), fingerprint,
+        model_id, split_layer);
+    const agp::ptp::Layout l = layout_of(layout);
+    agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
+    agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
+    {
+      py::gil_scoped_release unlocked;
+      g = w.write(b.view, std::move(h), l);
+      if (g && g->total_bytes <= capacity) {
+        auto* dst = static_cast<char*>(o.ptr);
+        for (const auto& piece : g->pieces) {
+          std::memcpy(dst, piece.data(), piece.size());
+          dst += piece.size();
+        }
+      }
+    }
+    if (!g) raise(g.status());
+    if (g->total_bytes > capacity) {
+      invalid("out holds " + std::to_string(capacity) + " bytes; the frame needs " +
+              std::to_string(g->total_bytes));
+    }
+    return g->total_bytes;
+  }
+
   // C++ timing of the same encode (writer.write, then the frame flattened into one buffer), for
   // the benchmark that compares the module's cost with the library's. Seconds per call.
   double time_cpp(const py::object& tensor, int vector_axis, int iterations, bool flatten) {
@@ -667,6 +710,14 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("split_layer") = -1,
            "Encodes a float16/float32 buffer (or uint16 with dtype='bfloat16') whose vectors run "
            "along vector_axis; returns the frame as bytes. The tensor is read in place.")
+      .def("encode_into", &Encoder::encode_into, py::arg("tensor"), py::arg("out"), py::kw_only(),
+           py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
+           py::arg("stream_id") = 0, py::arg("sequence") = 0, py::arg("layout") = "",
+           py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
+           py::arg("split_layer") = -1,
+           "As encode, but writes the frame into `out` (a writable contiguous buffer such as a "
+           "bytearray, reused from packet to packet) and returns its length; too small a buffer "
+           "is an Error saying the size needed.")
       .def("_time_cpp", &Encoder::time_cpp, py::arg("tensor"), py::arg("vector_axis"),
            py::arg("iterations"), py::arg("flatten"));
 

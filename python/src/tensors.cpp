@@ -75,15 +75,6 @@ bool host_addressable(int device_type) {
   return device_type == kDLCPU || device_type == kDLCUDAHost || device_type == kDLROCMHost;
 }
 
-// Whether obj says it lives in host memory (absent __dlpack_device__: assume so; the capsule's
-// device is checked again).
-bool dlpack_on_host(const py::object& obj) {
-  if (!py::hasattr(obj, "__dlpack_device__")) return true;
-  py::object dev = obj.attr("__dlpack_device__")();
-  const py::tuple t = py::reinterpret_borrow<py::tuple>(dev);
-  return py::len(t) >= 1 && host_addressable(t[0].cast<int>());
-}
-
 std::string dl_type_text(const DLDataType& t) {
   std::string s = t.code == kDLFloat    ? "float"
                   : t.code == kDLBfloat ? "bfloat"
@@ -212,7 +203,7 @@ HeldTensor hold_tensor(const py::object& obj, int vector_axis, const std::string
                        bool writable) {
   HeldTensor h;
   const bool has_buffer = PyObject_CheckBuffer(obj.ptr()) != 0;
-  if (py::hasattr(obj, "__dlpack__") && dlpack_on_host(obj)) {
+  if (py::hasattr(obj, "__dlpack__")) {
     py::object cap;
     try {
       cap = obj.attr("__dlpack__")();
@@ -234,9 +225,18 @@ HeldTensor hold_tensor(const py::object& obj, int vector_axis, const std::string
       h.via_dlpack = true;
       const DLTensor& t = m->dl_tensor;
       if (!host_addressable(t.device.device_type)) {
-        invalid("the tensor lives on a device (DLPack device type " +
-                std::to_string(t.device.device_type) + "); copy it to host memory first");
+        // On a device (a GPU's memory): the buffer protocol may still reach it in host memory
+        // (MLX on unified memory), else the caller must copy it over.
+        if (has_buffer) {
+          h = HeldTensor();  // hands the capsule back
+        } else {
+          invalid("the tensor lives on a device (DLPack device type " +
+                  std::to_string(t.device.device_type) + "); copy it to host memory first");
+        }
       }
+    }
+    if (h.via_dlpack) {
+      const DLTensor& t = h.managed_->dl_tensor;
       check_rank_and_axis(static_cast<std::size_t>(t.ndim), vector_axis);
       const bool u16 = t.dtype.code == kDLUInt && t.dtype.bits == 16 && t.dtype.lanes == 1;
       h.view.dtype = resolve_dtype(dtype_of_dl(t.dtype), u16, dtype, dl_type_text(t.dtype));
