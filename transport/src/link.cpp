@@ -7,6 +7,7 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
+#include "log.hpp"
 
 namespace agp::transport {
 
@@ -47,7 +48,8 @@ Link::Impl::Encoder& Link::Impl::encoder_for(const ptp::PacketCodec& codec) {
     encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
   }
   if (encoders.size() == kKeptEncoders) encoders.pop_back();
-  Encoder e{codec, {}};
+  std::string name = ptp::packet_codec_name(ptp::describe_codec(codec, 0));
+  Encoder e{codec, {}, &latencies[name.empty() ? "other" : name]};
   for (int i = 0; i < threads; ++i) e.writers.emplace_back(codec, opts.limits);
   encoders.insert(encoders.begin(), std::move(e));
   return encoders.front();
@@ -72,8 +74,13 @@ Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16
   impl->start_connect();
   impl->schedule_tick();
   const auto until = Clock::now() + options.connect_timeout + options.handshake_timeout;
-  AGP_RETURN_IF_ERROR(
-      impl->wait([&] { return impl->state == Impl::State::kUp && impl->handed_over(); }, until, "connect"));
+  const Status up =
+      impl->wait([&] { return impl->state == Impl::State::kUp && impl->handed_over(); }, until, "connect");
+  if (!up) {
+    detail::log(LogLevel::kWarning, "handshake_failed",
+                "connecting to " + host + ":" + std::to_string(port) + " failed: " + up.to_string());
+    return up;
+  }
   return std::unique_ptr<Link>(new Link(std::move(impl)));
 }
 
@@ -115,6 +122,7 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
   p.chunks = chunks;
   p.posted = Clock::now();
   p.transmissions = m.state == Impl::State::kUp ? 1 : 0;
+  p.latencies = enc.latencies;
   const std::uint64_t seq = p.seq;
   m.unacked.push_back(std::move(p));
   ++m.counters.packets_sent;
@@ -333,6 +341,10 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
       d.wire_bytes = p.wire_bytes;
       d.chunks = p.expected_chunks;
       d.decode_us = p.decode_us;
+      if (p.header->codec) {
+        const std::string name = ptp::packet_codec_name(*p.header->codec);
+        m.latencies[name.empty() ? "other" : name].decode_us.record(p.decode_us);
+      }
       if (frames) {
         frames->clear();
         for (auto& [index, c] : p.chunks) frames->push_back(std::move(c.frame));
@@ -429,6 +441,10 @@ Counters Link::counters() const {
   c.unacked_packets = m.unacked.size();
   c.unacked_bytes = m.unacked_bytes;
   return c;
+}
+
+LinkMetrics Link::metrics() const {
+  return LinkMetrics{counters(), impl_->latencies};
 }
 
 LinkInfo Link::info() const {

@@ -44,6 +44,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     detail::Clock::time_point posted;
     double encode_us = 0;
     std::uint32_t transmissions = 0;
+    CodecLatencies* latencies = nullptr;  // of the packet's codec, in Impl::latencies
   };
   // A packet of the peer's arriving here: its verified frames by chunk index (chunks may come in
   // any order when striped over several connections), decoded into the caller's buffer one by one
@@ -65,6 +66,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     std::uint64_t wire_bytes = 0;
     const std::byte* decoded_into = nullptr;
     double decode_us = 0;
+    detail::Clock::time_point last_arrival;  // of its latest chunk (stall warnings)
     std::size_t received() const { return chunks.size(); }
     bool complete() const { return expected_chunks > 0 && chunks.size() == expected_chunks; }
   };
@@ -156,6 +158,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   ptp::FrameBuilder control;
   Handlers handlers;
   Counters counters;
+  std::map<std::string, CodecLatencies> latencies;  // by codec short name; nodes never move
   std::uint64_t closed_bytes_in = 0;
   std::uint64_t closed_bytes_out = 0;
   LinkInfo info;
@@ -163,6 +166,10 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   bool accepted = true;  // server links: false until Server::accept hands them out
   bool peer_said_bye = false;
   bool we_said_bye = false;
+  // Stall warnings go out once per packet: the last packets warned about.
+  std::uint64_t send_stall_warned = 0;
+  std::uint64_t receive_stall_warned = 0;
+  void warn_if_stalled(detail::Clock::time_point now);
 
   // handshake (client side)
   std::optional<detail::ClientHandshake> handshake;
@@ -186,6 +193,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   struct Encoder {
     ptp::PacketCodec codec;
     std::vector<ptp::TensorPacketWriter> writers;
+    CodecLatencies* latencies = nullptr;  // in Impl::latencies, by the codec's short name
   };
   static constexpr std::size_t kKeptEncoders = 4;
   std::vector<Encoder> encoders;

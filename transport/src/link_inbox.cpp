@@ -47,6 +47,10 @@ void Link::Impl::on_ack(std::uint64_t cumulative) {
     r.chunks = p.chunks;
     r.encode_us = p.encode_us;
     r.latency_us = micros_since(p.posted);
+    if (p.latencies) {
+      p.latencies->ack_us.record(r.latency_us);
+      p.latencies->encode_us.record(r.encode_us);
+    }
     unacked_bytes -= p.bytes;
     ++counters.packets_acked;
     receipts[p.seq] = r;
@@ -157,6 +161,7 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
   p.ranges.emplace(chunk.vector_offset, chunk.vector_count);
   p.covered += chunk.vector_count;
   p.wire_bytes += frame.frame_bytes();
+  p.last_arrival = detail::Clock::now();
   inbox_bytes += frame.frame_bytes();
   p.chunks[chunk.index].frame = std::move(frame);
   p.to_decode.push_back(chunk.index);

@@ -58,7 +58,8 @@ Status validate(const LinkOptions& o) {
     return bad("window_packets, window_bytes and receive_buffer_bytes must be above 0");
   }
   const Millis times[] = {o.connect_timeout,   o.handshake_timeout, o.heartbeat_interval,
-                          o.dead_peer_timeout, o.reconnect_max,     o.reconnect_give_up};
+                          o.dead_peer_timeout, o.reconnect_max,     o.reconnect_give_up,
+                          o.stall_warning};
   for (Millis t : times) {
     if (t <= Millis(0)) {
       return bad("timeouts, intervals and the reconnect limits must be above 0 ms");

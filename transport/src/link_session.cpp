@@ -6,6 +6,7 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
+#include "log.hpp"
 
 namespace agp::transport {
 
@@ -220,12 +221,32 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   // What the peer already delivered counts as acknowledged; the rest goes again, in order.
   on_ack(peer_delivered);
   if (state != State::kUp || !conn) return;  // the resume position was a lie: refused, link ended
+  std::uint64_t resent = 0;
   for (Pending& p : unacked) {
-    if (p.transmissions > 0) ++counters.retransmits;
+    if (p.transmissions > 0) {
+      ++counters.retransmits;
+      ++resent;
+    }
     ++p.transmissions;
     for (const auto& f : p.frames) {
       conn->send(f);
       ++counters.frames_sent;
+    }
+  }
+  if (detail::log_enabled(LogLevel::kInfo)) {
+    const std::string who = info.remote_endpoint + " (session " + std::to_string(session_id) + ")";
+    // The listening end says peer_accepted / peer_returned (server.cpp).
+    if (counters.reconnects == 0) {
+      if (role == Role::kClient) detail::log(LogLevel::kInfo, "connected", "link up with " + who);
+    } else {
+      if (role == Role::kClient) {
+        detail::log(LogLevel::kInfo, "reconnected",
+                    "link up again with " + who + ", reconnect " +
+                        std::to_string(counters.reconnects));
+      }
+      detail::log(LogLevel::kInfo, "resumed",
+                  "resumed after packet " + std::to_string(acked_upto) + " acknowledged by the peer; " +
+                      std::to_string(resent) + " packets sent again");
     }
   }
   schedule_tick();
@@ -251,7 +272,12 @@ void Link::Impl::connection_lost(const Status& why) {
   const bool was_down = state == State::kDown || state == State::kConnecting ||
                         state == State::kHandshaking;
   if (!was_down || state == State::kUp) down_since = Clock::now();
-  if (state == State::kUp && handlers.on_connection) handlers.on_connection(false, why);
+  if (state == State::kUp) {
+    detail::log(LogLevel::kWarning, "connection_lost",
+                "lost the connection to " + info.remote_endpoint + ": " + why.to_string() +
+                    (role == Role::kClient ? "; reconnecting" : "; waiting for the peer to return"));
+    if (handlers.on_connection) handlers.on_connection(false, why);
+  }
   state = State::kDown;
   if (role == Role::kClient) {
     backoff =
@@ -267,6 +293,7 @@ void Link::Impl::fail(const Status& why) {
   const bool was_up = state == State::kUp;
   state = State::kFailed;
   failure_ = why;
+  if (ever_up) detail::log(LogLevel::kError, "link_failed", "the link ended: " + why.to_string());
   if (auto c = release_connection()) c->close();
   close_extras();
   info.connected = false;
@@ -288,6 +315,29 @@ std::shared_ptr<detail::Channel> Link::Impl::release_connection() {
     closed_bytes_out += conn->bytes_written();
   }
   return std::move(conn);
+}
+
+void Link::Impl::warn_if_stalled(detail::Clock::time_point now) {
+  if (!detail::log_enabled(LogLevel::kWarning)) return;
+  auto ms = [](auto d) { return std::to_string(std::chrono::duration_cast<Millis>(d).count()); };
+  if (!unacked.empty() && unacked.front().seq != send_stall_warned &&
+      now - unacked.front().posted >= opts.stall_warning) {
+    const Pending& p = unacked.front();
+    send_stall_warned = p.seq;
+    detail::log(LogLevel::kWarning, "send_stalled",
+                "packet " + std::to_string(p.seq) + " has waited " + ms(now - p.posted) +
+                    " ms for its acknowledgement (" + std::to_string(unacked.size()) +
+                    " packets, " + std::to_string(unacked_bytes) +
+                    " bytes unacknowledged): the receiver is slow, stalled or not receiving");
+  }
+  if (const InPacket* q = due(); q && !q->complete() && q->seq != receive_stall_warned &&
+      now - q->last_arrival >= opts.stall_warning) {
+    receive_stall_warned = q->seq;
+    detail::log(LogLevel::kWarning, "receive_stalled",
+                "packet " + std::to_string(q->seq) + " has " + std::to_string(q->received()) +
+                    " of its " + std::to_string(q->expected_chunks) + " chunks; none came for " +
+                    ms(now - q->last_arrival) + " ms");
+  }
 }
 
 void Link::Impl::schedule_tick() {
@@ -320,6 +370,7 @@ void Link::Impl::on_tick() {
       for (std::size_t i = joining.size(); i-- > 0;) {
         if (now >= joining[i].deadline) drop_join(joining[i].index);
       }
+      warn_if_stalled(now);
       if (now - conn->last_write() >= opts.heartbeat_interval && conn->queued_frames() == 0) {
         ++counters.heartbeats_sent;
         send_control(detail::base_header(opts, ptp::MessageKind::kHeartbeat), false);

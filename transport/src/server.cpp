@@ -3,6 +3,7 @@
 #include "auth.hpp"
 #include "handshake.hpp"
 #include "link_impl.hpp"
+#include "log.hpp"
 
 namespace agp::transport {
 
@@ -72,6 +73,8 @@ void Server::Impl::reject(const std::shared_ptr<detail::Channel>& c, const Statu
       why.code() == ErrorCode::kSectionChecksumMismatch) {
     ++counters.checksum_failures;
   }
+  detail::log(LogLevel::kWarning, "peer_refused",
+              "refused the peer at " + c->remote_endpoint() + ": " + why.to_string());
   c->fail_after_telling(why, detail::error_frame(control, opts, why));
 }
 
@@ -116,6 +119,12 @@ void Server::Impl::admit(const std::shared_ptr<detail::Channel>& c,
     link->session_id = step.hello.session_id;
     sessions[step.hello.session_id] = link;
     ready.push_back(link);
+  }
+  if (detail::log_enabled(LogLevel::kInfo)) {
+    detail::log(LogLevel::kInfo, step.known ? "peer_returned" : "peer_accepted",
+                std::string(step.known ? "session " : "new session ") +
+                    std::to_string(step.hello.session_id) + " from " + c->remote_endpoint() +
+                    (step.hello.peer_name.empty() ? "" : " (" + step.hello.peer_name + ")"));
   }
   link->attach(c);
   link->become_up(step.hello, step.peer_delivered, step.restart_at);

@@ -33,6 +33,7 @@
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/status.hpp"
 #include "agp/transport/frame_stream.hpp"
+#include "agp/transport/metrics.hpp"
 
 namespace agp::transport {
 
@@ -118,6 +119,9 @@ struct LinkOptions {
   Millis reconnect_initial{20};     // first redial delay, doubled after each failure ...
   Millis reconnect_max{1000};       // ... up to this
   Millis reconnect_give_up{30000};  // unreachable this long: the link fails with peer_lost
+  // A packet waiting this long for its acknowledgement, or a packet under way whose next chunk
+  // takes this long, is logged once as a stalled stream (log.hpp).
+  Millis stall_warning{2000};
 };
 
 // Checks options before anything is opened: model_id and peer_name valid UTF-8 of at most
@@ -125,26 +129,6 @@ struct LinkOptions {
 // of 0 or at least 16 bytes, windows and buffers above 0, positive timeouts. kInvalidArgument
 // naming the option. Link::connect and Server::listen run it.
 Status validate(const LinkOptions& options);
-
-// Everything countable about a link (or, for Server::counters, about refused peers).
-struct Counters {
-  std::uint64_t bytes_sent = 0;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t frames_sent = 0;
-  std::uint64_t frames_received = 0;
-  std::uint64_t packets_sent = 0;  // posted by the application (each once)
-  std::uint64_t packets_acked = 0;
-  std::uint64_t packets_delivered = 0;   // handed to the application here
-  std::uint64_t retransmits = 0;         // packets sent again after a reconnect
-  std::uint64_t duplicates_dropped = 0;  // frames of packets already delivered
-  std::uint64_t checksum_failures = 0;   // frames rejected for a header or section checksum
-  std::uint64_t frame_errors = 0;        // frames rejected for any other reason
-  std::uint64_t reconnects = 0;          // connections after the first
-  std::uint64_t handshake_rejections = 0;
-  std::uint64_t heartbeats_sent = 0;
-  std::uint64_t unacked_packets = 0;  // now
-  std::uint64_t unacked_bytes = 0;    // now
-};
 
 struct LinkInfo {
   std::uint64_t session_id = 0;
@@ -253,6 +237,9 @@ class Link {
   Status failure() const;
   bool connected() const;
   Counters counters() const;
+  // The counters and latency histograms per codec (acknowledgement, encode, decode);
+  // prometheus_text renders them.
+  LinkMetrics metrics() const;
   LinkInfo info() const;
 
   struct Impl;
