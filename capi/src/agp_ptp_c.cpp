@@ -19,6 +19,8 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
+#include "agp/transport/log.hpp"
+#include "agp/transport/metrics.hpp"
 
 using agp::ErrorCode;
 using agp::Status;
@@ -619,6 +621,37 @@ agp_status agp_link_acknowledge(agp_link* link) {
     const Status s = link->link->acknowledge();
     return s ? AGP_OK : fail(s);
   });
+}
+
+agp_status agp_link_metrics_text(const agp_link* link, const char* link_label, char* text,
+                                 size_t capacity, size_t* length) {
+  return guarded([&] {
+    if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
+    if (capacity > 0 && !text) return fail(ErrorCode::kInvalidArgument, "text is NULL");
+    agp::transport::LabeledMetrics m{{}, link->link->metrics()};
+    if (link_label) m.labels.emplace_back("link", link_label);
+    const std::string out = agp::transport::prometheus_text({m});
+    if (length) *length = out.size();
+    if (capacity > 0) {
+      const std::size_t n = std::min(out.size(), capacity - 1);
+      std::memcpy(text, out.data(), n);
+      text[n] = '\0';
+    }
+    return AGP_OK;
+  });
+}
+
+void agp_set_log_handler(agp_log_fn fn, void* user, int min_level) {
+  if (!fn) {
+    agp::transport::set_log_handler(nullptr);
+    return;
+  }
+  agp::transport::set_log_handler(
+      [fn, user](const agp::transport::LogRecord& r) {
+        const std::string event(r.event), message(r.message);
+        fn(user, static_cast<int>(r.level), event.c_str(), message.c_str());
+      },
+      static_cast<agp::transport::LogLevel>(min_level));
 }
 
 agp_status agp_link_close(agp_link* link, uint32_t timeout_ms) {

@@ -220,7 +220,23 @@ static void* receive_all(void* arg) {
   return NULL;
 }
 
+typedef struct LogSeen {
+  pthread_mutex_t mu;
+  int connected, accepted, warnings_or_worse;
+} LogSeen;
+
+static void on_log(void* user, int level, const char* event, const char* message) {
+  LogSeen* seen = (LogSeen*)user;
+  pthread_mutex_lock(&seen->mu);
+  if (strcmp(event, "connected") == 0) ++seen->connected;
+  if (strcmp(event, "peer_accepted") == 0) ++seen->accepted;
+  if (level >= AGP_LOG_WARNING && strlen(message) > 0) ++seen->warnings_or_worse;
+  pthread_mutex_unlock(&seen->mu);
+}
+
 static void link_loopback(int32_t backend) {
+  LogSeen seen = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+  agp_set_log_handler(on_log, &seen, AGP_LOG_INFO);
   agp_link_config cfg;
   agp_link_config_init(&cfg);
   CHECK(cfg.backend == AGP_BACKEND_TCP && cfg.ucx_transports == NULL);
@@ -265,12 +281,31 @@ static void link_loopback(int32_t backend) {
   agp_link_counters sent;
   agp_link_get_counters(link, &sent);
   CHECK(sent.packets_acked == kPackets);
+  /* The Prometheus text: sized first, then whole; a short buffer is cut and NUL-terminated. */
+  size_t need = 0;
+  CHECK_OK(agp_link_metrics_text(link, "c-sender", NULL, 0, &need));
+  CHECK(need > 100);
+  char* text = (char*)malloc(need + 1);
+  size_t got = 0;
+  CHECK_OK(agp_link_metrics_text(link, "c-sender", text, need + 1, &got));
+  CHECK(got == need && strlen(text) == need);
+  char expect[128];
+  snprintf(expect, sizeof expect, "agp_ptp_packets_acked_total{link=\"c-sender\"} %d\n", kPackets);
+  CHECK(strstr(text, expect) != NULL);
+  snprintf(expect, sizeof expect, "agp_ptp_ack_latency_seconds_count{link=\"c-sender\",codec=\"tq4\"} %d", kPackets);
+  CHECK(strstr(text, expect) != NULL);
+  char small[16];
+  CHECK_OK(agp_link_metrics_text(link, NULL, small, sizeof small, &got));
+  CHECK(got > sizeof small && strlen(small) == sizeof small - 1);
+  free(text);
   CHECK_OK(agp_link_close(link, 5000));
   pthread_join(th, NULL);
   CHECK(r.ok);
   CHECK(r.sum_rel_mse / kPackets < 0.012);
   agp_link_free(link);
   agp_codec_free(tq4);
+  agp_set_log_handler(NULL, NULL, 0);
+  CHECK(seen.connected == 1 && seen.accepted == 1 && seen.warnings_or_worse == 0);
   const uint16_t port = agp_server_port(r.server);
   agp_server_free(r.server);
   /* Nobody listens any more: connecting fails with a code and a message, and no handle. */

@@ -256,6 +256,26 @@ typedef struct agp_link_counters {
 } agp_link_counters;
 AGP_C_API void agp_link_get_counters(const agp_link* link, agp_link_counters* counters);
 
+/* Added in API version 1.4: observability (docs/observability.md).
+ * The link's counters and latency histograms per codec (acknowledgement, encode, decode) in the
+ * Prometheus text exposition format, every sample labelled link="<link_label>" (NULL: no label).
+ * As snprintf: writes at most `capacity` bytes, always NUL-terminated when capacity > 0, and sets
+ * `length` (may be NULL) to the whole text's length without the NUL; a `length` >= `capacity`
+ * means the text was cut: call again with a larger buffer. */
+AGP_C_API agp_status agp_link_metrics_text(const agp_link* link, const char* link_label,
+                                           char* text, size_t capacity, size_t* length);
+
+/* What the transport says about itself (connects, refused peers, lost connections, reconnects,
+ * resumes, stalled streams), process-wide and silent until set. `fn` gets the level (Python's
+ * numbers), a stable event name and a message; it runs inside library calls on the thread that
+ * drives the link and must not call into that link. fn = NULL removes it. */
+#define AGP_LOG_DEBUG 10
+#define AGP_LOG_INFO 20
+#define AGP_LOG_WARNING 30
+#define AGP_LOG_ERROR 40
+typedef void (*agp_log_fn)(void* user, int level, const char* event, const char* message);
+AGP_C_API void agp_set_log_handler(agp_log_fn fn, void* user, int min_level);
+
 /* --- compressed embedding index (docs/index.md; API version 1.3) ---
  * Vectors stored as TurboQuant codes and searched by inner product; vectors and queries are
  * L2-normalized on the way in, so scores are cosine similarities. An index may be searched from
