@@ -11,6 +11,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <optional>
 
 #include "agp/codec/dtype.hpp"
@@ -18,8 +19,10 @@
 #include "agp/ptp/frame_builder.hpp"
 #include "agp/ptp/npy.hpp"
 #include "agp/transport/interfaces.hpp"
+#include "agp/transport/metrics.hpp"
 #include "common/json_text.hpp"
 #include "common/journal.hpp"
+#include "common/metrics_server.hpp"
 #include "common/progress.hpp"
 #include "common/tool_support.hpp"
 #ifdef AGP_HAVE_FIDELITY
@@ -50,6 +53,8 @@ struct Options {
   int streams = 1;
   int sessions = 1;
   std::string journal;
+  int metrics_port = -1;  // -1: no /metrics
+  std::string metrics_address;  // "": the --listen address
   Identity identity;
   Liveness liveness;
   Carrier carrier;
@@ -101,14 +106,18 @@ Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) 
 // of holding every other sender off until it times out.
 template <typename Wait>
 auto wait_in_session(transport::Link& link, transport::Server& server, const Options& o,
-                     const Wait& wait) -> decltype(wait(Millis(0))) {
-  if (o.sessions == 1) return wait(Millis(o.idle_timeout_ms));
+                     const Wait& wait, const std::function<void()>& each_slice)
+    -> decltype(wait(Millis(0))) {
+  // Waits go in slices when several sessions are served (to notice a new sender) or metrics are
+  // (to publish them while waiting).
+  if (o.sessions == 1 && o.metrics_port < 0) return wait(Millis(o.idle_timeout_ms));
   const auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
   for (;;) {
     const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
     auto r = wait(std::clamp(left, Millis(0), Millis(100)));
     if (r || r.status().code() != ErrorCode::kTimeout || left <= Millis(0)) return r;
-    if (!link.connected() && server.peer_waiting()) {
+    each_slice();
+    if (o.sessions != 1 && !link.connected() && server.peer_waiting()) {
       return make_error(ErrorCode::kPeerLost, "the sender went away and another sender is waiting");
     }
   }
@@ -171,6 +180,38 @@ int run(const Options& o) {
     std::printf("port %u\n", (*server)->port());
     std::fflush(stdout);
   }
+  // /metrics: the current link's counters and histograms, and the server's refused peers.
+  std::unique_ptr<MetricsServer> metrics;
+  if (o.metrics_port >= 0) {
+    const std::string at = o.metrics_address.empty() ? address : o.metrics_address;
+    auto m = MetricsServer::start(at, static_cast<std::uint16_t>(o.metrics_port));
+    if (!m) return fail(kTool, "--metrics-port: " + m.status().message());
+    metrics = std::move(m).value();
+    if (o.metrics_port == 0) {
+      std::printf("metrics-port %u\n", metrics->port());
+      std::fflush(stdout);
+    }
+    if (!o.quiet && !o.json) {
+      std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool, at.c_str(),
+                   metrics->port());
+    }
+  }
+  transport::LabeledMetrics last_link;  // the current session's, or the last one's
+  auto publish = [&](const transport::Link* link) {
+    if (!metrics) return;
+    if (link) {
+      const auto i = link->info();
+      last_link = {{{"link", "recv"},
+                    {"peer", i.remote_endpoint},
+                    {"session", std::to_string(i.session_id)}},
+                   link->metrics()};
+    }
+    std::vector<transport::LabeledMetrics> all;
+    if (!last_link.labels.empty()) all.push_back(last_link);
+    all.push_back({{{"link", "server"}}, {(*server)->counters(), {}}});
+    metrics->publish(transport::prometheus_text(all));
+  };
+  publish(nullptr);
   json packets = json::array();
   std::map<std::string, CodecSummary> summary;
   std::vector<std::string> order;
@@ -212,7 +253,13 @@ int run(const Options& o) {
   for (int session = 0;
        (o.sessions == 0 || session < o.sessions) && (o.count == 0 || received < o.count);
        ++session) {
-    auto link = (*server)->accept(Millis(o.idle_timeout_ms));
+    auto link = (*server)->accept(metrics ? Millis(0) : Millis(o.idle_timeout_ms));
+    for (auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
+         metrics && !link && link.status().code() == ErrorCode::kTimeout &&
+         std::chrono::steady_clock::now() < until;) {
+      publish(nullptr);
+      link = (*server)->accept(Millis(100));
+    }
     if (!link) {
       return fail(kTool, "no sender within " + std::to_string(o.idle_timeout_ms) + " ms [" +
                              std::string(error_code_name(link.status().code())) + "]");
@@ -230,8 +277,9 @@ int run(const Options& o) {
         if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
       }
 #endif
-      auto next = wait_in_session(**link, **server, o,
-                                  [&](Millis slice) { return (*link)->next_packet(slice); });
+      auto next = wait_in_session(
+          **link, **server, o, [&](Millis slice) { return (*link)->next_packet(slice); },
+          [&] { publish(link->get()); });
       if (!next) {
         if (next.status().code() == ErrorCode::kConnectionClosed) break;  // the sender is done
         const std::string why = "waiting for packet " + std::to_string(received + 1) + ": " +
@@ -252,9 +300,12 @@ int run(const Options& o) {
       const auto view = codec::TensorView::contiguous(out.data(), t.dtype, t.shape, t.vector_axis);
       std::vector<ptp::Frame> frames;
       // Calls with the same buffer go on where the last one stopped.
-      auto d = wait_in_session(**link, **server, o, [&](Millis slice) {
-        return (*link)->receive(view, slice, frames_out.is_open() ? &frames : nullptr);
-      });
+      auto d = wait_in_session(
+          **link, **server, o,
+          [&](Millis slice) {
+            return (*link)->receive(view, slice, frames_out.is_open() ? &frames : nullptr);
+          },
+          [&] { publish(link->get()); });
       const std::uint64_t arrived_ns = wall_clock_ns();
       if (!d) {
         const std::string why = "packet " + std::to_string(next->sequence) + ": " +
@@ -343,6 +394,7 @@ int run(const Options& o) {
       // Per-packet records only for --json: a receiver running for days must not grow with them.
       if (o.json) packets.push_back(std::move(p));
       progress.update(received);
+      publish(link->get());
     }
     const auto c = (*link)->counters();
     counters.checksum_failures += c.checksum_failures;
@@ -351,6 +403,7 @@ int run(const Options& o) {
     counters.reconnects += c.reconnects;
     counters.bytes_received += c.bytes_received;
     (void)(*link)->close(Millis(2000));
+    publish(link->get());
   }
   counters.handshake_rejections = (*server)->counters().handshake_rejections;
   progress.finish();
@@ -448,6 +501,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--streams", o.streams, "TCP connections a sender may open per link (1..8)")
       ->check(CLI::Range(1, 8));
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve Prometheus metrics (counters, latency histograms per codec, refused "
+                 "peers) at http://ADDRESS:PORT/metrics, ADDRESS being --metrics-address; 0 picks "
+                 "a port and prints 'metrics-port N' (after 'port N')")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-address", o.metrics_address,
+                 "address for --metrics-port (default: the --listen address)");
   app.add_option("--idle-timeout-ms", o.idle_timeout_ms,
                  "give up when nothing arrives for this long")
       ->check(CLI::PositiveNumber);

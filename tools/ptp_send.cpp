@@ -17,7 +17,9 @@
 #include "agp/ptp/npy.hpp"
 #include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/safetensors.hpp"
+#include "agp/transport/metrics.hpp"
 #include "common/json_text.hpp"
+#include "common/metrics_server.hpp"
 #include "common/progress.hpp"
 #include "common/report.hpp"
 #include "common/tool_support.hpp"
@@ -60,6 +62,9 @@ struct Options {
   Liveness liveness;
   Carrier carrier;
   std::string ack_log;
+  int metrics_port = -1;  // -1: no /metrics
+  std::string metrics_address = "127.0.0.1";
+  double linger_s = 0;  // keep /metrics up this long after the run
   bool json = false;
   bool quiet = false;
   std::string report;
@@ -271,6 +276,27 @@ int run(const Options& o, const std::string& command) {
                  info.local_interface.empty() ? "?" : info.local_interface.c_str());
   }
 
+  // /metrics: the link's counters and histograms, published after every packet.
+  std::unique_ptr<MetricsServer> metrics;
+  if (o.metrics_port >= 0) {
+    auto m = MetricsServer::start(o.metrics_address, static_cast<std::uint16_t>(o.metrics_port));
+    if (!m) return fail(kTool, "--metrics-port: " + m.status().message(), kExitUsage);
+    metrics = std::move(m).value();
+    if (o.metrics_port == 0) {
+      std::printf("metrics-port %u\n", metrics->port());
+      std::fflush(stdout);
+    }
+    if (!o.quiet && !o.json) {
+      std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool,
+                   o.metrics_address.c_str(), metrics->port());
+    }
+  }
+  auto publish = [&] {
+    if (!metrics) return;
+    metrics->publish(transport::prometheus_text(
+        {{{{"link", "send"}, {"peer", info.remote_endpoint}}, (*link)->metrics()}}));
+  };
+  publish();
   const std::uint64_t total = static_cast<std::uint64_t>(o.warmup + o.count);
   Progress progress("sending", total, o.quiet || o.json);
   const auto start = Clock::now();
@@ -318,8 +344,10 @@ int run(const Options& o, const std::string& command) {
       }
     }
     progress.update(i + 1);
+    publish();
   }
   progress.finish();
+  publish();
   const transport::Counters counters = (*link)->counters();
   if (auto s = (*link)->close(Millis(o.timeout_ms)); !s) {
     return fail(kTool, "closing the link: " + s.message());
@@ -426,6 +454,10 @@ int run(const Options& o, const std::string& command) {
       return fail(kTool, "--report: " + s.message());
     }
   }
+  if (metrics && o.linger_s > 0) {  // the final figures, for a last scrape
+    publish();
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.linger_s));
+  }
   return 0;
 }
 
@@ -485,6 +517,17 @@ int main(int argc, char** argv) {
   add_carrier_options(app, o.carrier);
   app.add_option("--ack-log", o.ack_log,
                  "append 'SEQUENCE NAME' to this file as each packet is acknowledged");
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve Prometheus metrics (counters, latency histograms per codec) at "
+                 "http://ADDRESS:PORT/metrics, ADDRESS being --metrics-address; 0 picks a port "
+                 "and prints 'metrics-port N' on stdout first")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-address", o.metrics_address,
+                 "address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)");
+  app.add_option("--metrics-linger-s", o.linger_s,
+                 "with --metrics-port: keep serving this many seconds after the run, for a last "
+                 "scrape")
+      ->check(tools::number_in(0, 3600));
   app.add_flag("--json", o.json, "print one JSON document instead of the table");
   app.add_option("--report", o.report,
                  "write a Markdown report (and an SVG latency plot beside it)");

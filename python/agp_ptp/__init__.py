@@ -21,13 +21,14 @@ Every failure raises :class:`Error`.
 
 from ._errors import Error
 from . import _aio  # noqa: F401  (adds the awaitable methods to Link and Server)
+from . import _log  # noqa: F401  (the library's records go to logging.getLogger("agp_ptp"))
 from ._agp_ptp import (Calibration, Encoder, Frame, Index, Link, PacketInfo, Receipt, Server, Tensor,
                        _tensor_address,
-                       checkpoint_fingerprint, read_vectors, ucx_available)
+                       checkpoint_fingerprint, metrics_text, read_vectors, ucx_available)
 
 __all__ = ["Error", "Calibration", "Encoder", "Frame", "Index", "Link", "PacketInfo", "Receipt", "Tensor",
-           "Server", "encode", "decode", "inspect", "checkpoint_fingerprint", "read_vectors",
-           "ucx_available"]
+           "Server", "encode", "decode", "inspect", "checkpoint_fingerprint", "metrics_text",
+           "read_vectors", "ucx_available"]
 
 
 def encode(tensor, codec: str, *, calibration=None, **kwargs) -> bytes:

@@ -20,6 +20,8 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/link.hpp"
+#include "agp/transport/log.hpp"
+#include "agp/transport/metrics.hpp"
 #include "errors.hpp"
 #include "tensors.hpp"
 
@@ -387,6 +389,27 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
   return o;
 }
 
+py::dict counters_dict(const agp::transport::Counters& c) {
+  py::dict d;
+  d["bytes_sent"] = c.bytes_sent;
+  d["bytes_received"] = c.bytes_received;
+  d["frames_sent"] = c.frames_sent;
+  d["frames_received"] = c.frames_received;
+  d["packets_sent"] = c.packets_sent;
+  d["packets_acked"] = c.packets_acked;
+  d["packets_delivered"] = c.packets_delivered;
+  d["retransmits"] = c.retransmits;
+  d["duplicates_dropped"] = c.duplicates_dropped;
+  d["checksum_failures"] = c.checksum_failures;
+  d["frame_errors"] = c.frame_errors;
+  d["reconnects"] = c.reconnects;
+  d["handshake_rejections"] = c.handshake_rejections;
+  d["heartbeats_sent"] = c.heartbeats_sent;
+  d["unacked_packets"] = c.unacked_packets;
+  d["unacked_bytes"] = c.unacked_bytes;
+  return d;
+}
+
 struct Receipt {
   std::uint64_t sequence, wire_bytes;
   std::uint32_t chunks;
@@ -530,25 +553,15 @@ class Link {
     return static_cast<std::int64_t>(n);
   }
 
-  py::dict counters() {
-    const agp::transport::Counters c = live().counters();
-    py::dict d;
-    d["bytes_sent"] = c.bytes_sent;
-    d["bytes_received"] = c.bytes_received;
-    d["packets_sent"] = c.packets_sent;
-    d["packets_acked"] = c.packets_acked;
-    d["packets_delivered"] = c.packets_delivered;
-    d["retransmits"] = c.retransmits;
-    d["duplicates_dropped"] = c.duplicates_dropped;
-    d["checksum_failures"] = c.checksum_failures;
-    d["frame_errors"] = c.frame_errors;
-    d["reconnects"] = c.reconnects;
-    d["unacked_packets"] = c.unacked_packets;
-    return d;
-  }
+  py::dict counters() { return counters_dict(live().counters()); }
 
   py::object driver() const { return family_->driver; }
   void set_driver(py::object d) { family_->driver = std::move(d); }
+
+  agp::transport::LinkMetrics metrics() {
+    agp::transport::Link& l = live();
+    return locked(*family_, [&] { return l.metrics(); });
+  }
 
   // The benchmark's C++ sender: posts `count` packets of `tensor` (encoded each time, raw bytes
   // copied, as post() from Python does) and flushes; seconds from the first post to the last ack.
@@ -624,6 +637,44 @@ class Server {
   std::shared_ptr<const agp::codec::Calibration> calibration_;
   std::shared_ptr<Family> family_;
 };
+
+py::dict histogram_dict(const agp::transport::LatencyHistogram& h) {
+  py::dict d;
+  py::list bounds, counts;
+  for (double b : agp::transport::LatencyHistogram::kBoundsUs) bounds.append(b);
+  for (auto c : h.buckets) counts.append(c);
+  d["bounds_us"] = bounds;  // upper bounds; counts has one more entry (above the last)
+  d["counts"] = counts;
+  d["count"] = h.count;
+  d["sum_us"] = h.sum_us;
+  d["p50_us_at_most"] = h.quantile_bound_us(0.5);
+  d["p99_us_at_most"] = h.quantile_bound_us(0.99);
+  return d;
+}
+
+py::dict metrics_dict(const agp::transport::LinkMetrics& m) {
+  py::dict d = counters_dict(m.counters);
+  py::dict codecs;
+  for (const auto& [name, lat] : m.codecs) {
+    py::dict c;
+    c["ack"] = histogram_dict(lat.ack_us);
+    c["encode"] = histogram_dict(lat.encode_us);
+    c["decode"] = histogram_dict(lat.decode_us);
+    codecs[py::str(name)] = c;
+  }
+  d["codecs"] = codecs;
+  return d;
+}
+
+// {label: Link} (or one Link with labels) as one exposition.
+std::string metrics_text_of(const py::dict& links) {
+  std::vector<agp::transport::LabeledMetrics> all;
+  for (auto [label, link] : links) {
+    if (!py::isinstance<Link>(link)) invalid("metrics_text takes {label: Link}");
+    all.push_back({{{"link", py::str(label).cast<std::string>()}}, link.cast<Link&>().metrics()});
+  }
+  return agp::transport::prometheus_text(all);
+}
 
 }  // namespace
 
@@ -732,6 +783,33 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "Decodes into `out` (a writable float16/float32 buffer of the packet's shape, any "
            "strides) or into a new NumPy array (dtype: the packet's by default); returns it.");
 
+  m.def("metrics_text", &metrics_text_of, py::arg("links"),
+        "The Prometheus text exposition of several links, {label: Link}, each sample labelled "
+        "link=\"<label>\" (serve it at /metrics: docs/observability.md).");
+
+  m.def(
+      "_set_log_handler",
+      [](py::object fn, int min_level) {
+        if (fn.is_none()) return agp::transport::set_log_handler(nullptr);
+        // Held for as long as it is installed; called with the GIL taken (records come from
+        // inside library calls, which run without it).
+        auto holder = std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
+          py::gil_scoped_acquire gil;
+          delete o;
+        });
+        agp::transport::set_log_handler(
+            [holder](const agp::transport::LogRecord& r) {
+              py::gil_scoped_acquire gil;
+              try {
+                (*holder)(static_cast<int>(r.level), std::string(r.event), std::string(r.message));
+              } catch (py::error_already_set& e) {
+                e.discard_as_unraisable("agp_ptp log handler");
+              }
+            },
+            static_cast<agp::transport::LogLevel>(min_level));
+      },
+      py::arg("handler"), py::arg("min_level") = 10);
+
   m.def("ucx_available", &agp::transport::ucx_available,
         "Whether this build has the UCX backend (Link/Server backend='ucx').");
 
@@ -800,7 +878,19 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def("_wake", &Link::wake)
       .def("_next_packet_bytes", &Link::next_packet_bytes, py::arg("dtype") = "")
       .def_property("_driver", &Link::driver, &Link::set_driver)
-      .def("counters", &Link::counters);
+      .def("counters", &Link::counters, "The link's counters (bytes, frames, packets, ...).")
+      .def("metrics", [](Link& l) { return metrics_dict(l.metrics()); },
+           "Counters plus latency histograms per codec: codecs[name][ack|encode|decode] with "
+           "bounds_us, counts, count, sum_us and the bucket bounds of p50 and p99.")
+      .def(
+          "metrics_text",
+          [](Link& l, const std::string& label) {
+            std::vector<agp::transport::LabeledMetrics> one{{{}, l.metrics()}};
+            if (!label.empty()) one[0].labels.emplace_back("link", label);
+            return agp::transport::prometheus_text(one);
+          },
+          py::arg("label") = "",
+          "The metrics in the Prometheus text exposition format (label: link=\"...\").");
 
   py::class_<Server>(m, "Server", "Listens for links.")
       .def(py::init([](const std::string& address, const py::object& port,
