@@ -9,6 +9,17 @@ install(TARGETS agp_codec agp_ptp agp_index agp_transport agp_c EXPORT agp_ptpTa
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY codec/include/ ptp/include/ index/include/ transport/include/ capi/include/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The reference Llama forward pass and split codecs (component "fidelity"), for model hosts such
+# as examples/cpp: built when a BLAS was found (AGP_BUILD_FIDELITY).
+set(AGP_INSTALL_FIDELITY OFF)
+if(TARGET agp_fidelity)
+  set(AGP_INSTALL_FIDELITY ON)
+  install(TARGETS agp_fidelity EXPORT agp_ptpTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(DIRECTORY fidelity/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 install(EXPORT agp_ptpTargets NAMESPACE agp:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/agp_ptp)
 
 configure_package_config_file(cmake/agp_ptpConfig.cmake.in
