@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <deque>
+#include <tuple>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -193,10 +195,14 @@ class Encoder {
         static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX)), fingerprint,
         model_id, split_layer);
     const agp::ptp::Layout l = layout_of(layout);
+    if (raw()) b.make_contiguous();  // raw packets carry the bytes in C order
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
+    // The writer's buffers hold the frame until it is copied out: one thread at a time.
+    std::unique_lock<std::mutex> hold(mu_, std::defer_lock);
     {
       py::gil_scoped_release unlocked;
+      hold.lock();
       g = w.write(b.view, std::move(h), l);
     }
     if (!g) raise(g.status());
@@ -232,10 +238,12 @@ class Encoder {
         static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX)), fingerprint,
         model_id, split_layer);
     const agp::ptp::Layout l = layout_of(layout);
+    if (raw()) b.make_contiguous();
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     agp::Result<agp::ptp::GatherList> g = agp::ptp::GatherList{};
     {
       py::gil_scoped_release unlocked;
+      std::lock_guard<std::mutex> hold(mu_);
       g = w.write(b.view, std::move(h), l);
       if (g && g->total_bytes <= capacity) {
         auto* dst = static_cast<char*>(o.ptr);
@@ -260,6 +268,7 @@ class Encoder {
     agp::ptp::TensorPacketWriter& w = writer_for(b.view.dtype);
     std::vector<std::byte> flat;
     py::gil_scoped_release unlocked;
+    std::lock_guard<std::mutex> hold(mu_);
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iterations; ++i) {
       auto g = w.write(b.view, agp::ptp::MessageHeader{}, agp::ptp::Layout::kUnspecified);
@@ -293,6 +302,11 @@ class Encoder {
   }
 
   agp::ptp::TensorPacketWriter& writer_for(DType d) {
+    std::unique_lock<std::mutex> hold(mu_, std::defer_lock);
+    {
+      py::gil_scoped_release unlocked;  // another thread may hold mu_ waiting for the GIL
+      hold.lock();
+    }
     auto it = writers_.find(d);
     if (it == writers_.end()) {
       it = writers_.emplace(d, agp::ptp::TensorPacketWriter(packet_codec(name_, d, calibration_))).first;
@@ -303,9 +317,29 @@ class Encoder {
   std::string name_;
   std::shared_ptr<const agp::codec::Calibration> calibration_;
   std::map<DType, agp::ptp::TensorPacketWriter> writers_;  // raw packets carry the dtype
+  std::mutex mu_;  // encodes from several threads take turns
+  bool raw() const { return name_ == "raw"; }
 };
 
 // --- frames
+
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) t += (i ? ", " : "") + std::to_string(shape[i]);
+  return t + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The caller's (or a new) output for a packet: its shape must be the packet's tensor's.
+agp_py::HeldTensor hold_output(const py::object& target, const agp::ptp::MessageHeader& h) {
+  if (!h.tensor) invalid("not a tensor packet");
+  agp_py::HeldTensor b = hold_tensor(target, -1, "", true);
+  if (b.view.shape != h.tensor->shape) {
+    invalid("out has shape " + shape_text(b.view.shape) + " but the packet's tensor is " +
+            shape_text(h.tensor->shape));
+  }
+  b.view.vector_axis = h.tensor->vector_axis;
+  return b;
+}
 
 class Frame {
  public:
@@ -332,8 +366,11 @@ class Frame {
   py::object decode(const py::object& out, const std::string& dtype,
                     const py::object& calibration) const {
     const auto cal = calibration_arg(calibration);
+    if (!out.is_none() && !dtype.empty()) {
+      invalid("dtype is for the new array; with out, the packet is decoded into out's dtype");
+    }
     py::object target = out.is_none() ? py::object(new_array_for(view_.header, dtype)) : out;
-    agp_py::HeldTensor b = hold_tensor(target, view_.header.tensor->vector_axis, "", true);
+    agp_py::HeldTensor b = hold_output(target, view_.header);
     Status s;
     {
       py::gil_scoped_release unlocked;
@@ -429,11 +466,63 @@ struct Family {
 };
 
 // Runs `body` without the GIL and with the family's lock.
+// The library's log records wait here and reach Python after the call that made them has let go
+// of its family's lock: a logging handler may then call into the library (metrics_text, ...).
+struct LogQueue {
+  std::mutex mu;
+  std::deque<std::tuple<int, std::string, std::string>> records;
+  std::shared_ptr<py::object> handler;  // agp_ptp._log's forwarder, or none
+};
+LogQueue& log_queue() {
+  static auto* q = new LogQueue;  // never destroyed: records may come during interpreter exit
+  return *q;
+}
+
+// With the GIL: hands the queued records to the handler.
+void deliver_log_records() {
+  LogQueue& q = log_queue();
+  for (;;) {
+    std::tuple<int, std::string, std::string> r;
+    std::shared_ptr<py::object> handler;
+    {
+      std::lock_guard<std::mutex> hold(q.mu);
+      if (q.records.empty()) return;
+      r = std::move(q.records.front());
+      q.records.pop_front();
+      handler = q.handler;
+    }
+    if (!handler) continue;
+    try {
+      (*handler)(std::get<0>(r), std::get<1>(r), std::get<2>(r));
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("agp_ptp log handler");
+    }
+  }
+}
+
+// Set by agp_ptp._aio around the calls it tries on the event loop's thread: there a busy lock (the
+// helper thread, or another thread's blocking call) must not be waited for; the call fails with
+// timeout instead and goes to the helper.
+thread_local bool t_try_lock = false;
+
+// Runs `body` without the GIL and with the family's lock; then delivers log records.
 template <typename Body>
 auto locked(Family& f, Body&& body) {
-  py::gil_scoped_release unlocked;
-  std::lock_guard<std::mutex> hold(f.mu);
-  return body();
+  std::optional<decltype(body())> r;
+  bool busy = false;
+  {
+    py::gil_scoped_release unlocked;
+    std::unique_lock<std::mutex> hold(f.mu, std::defer_lock);
+    if (t_try_lock) {
+      busy = !hold.try_lock();
+    } else {
+      hold.lock();
+    }
+    if (!busy) r.emplace(body());
+  }
+  deliver_log_records();
+  if (busy) raise(Status(ErrorCode::kTimeout, "busy: another call holds the link"));
+  return std::move(*r);
 }
 
 class Link {
@@ -447,6 +536,7 @@ class Link {
                const std::string& layout, const py::object& timeout_ms) {
     agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
     const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);  // with the link's calibration
+    if (c.config.id == agp::CodecId::kRaw) b.make_contiguous();
     const agp::transport::PacketMeta meta = meta_of(name, stream_id, layout);
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::transport::Link& l = live();
@@ -460,6 +550,7 @@ class Link {
                      const py::object& timeout_ms) {
     agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
     const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    if (c.config.id == agp::CodecId::kRaw) b.make_contiguous();
     const agp::transport::PacketMeta meta = meta_of(name, stream_id, layout);
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::transport::Link& l = live();
@@ -492,21 +583,28 @@ class Link {
     const auto until = std::chrono::steady_clock::now() + timeout;
     const agp::ptp::MessageHeader h =
         check(locked(*family_, [&] { return l.next_packet(timeout); }));
-    // A packet whose receive timed out part way was partly decoded into the array made for it:
-    // the next receive goes on in that array. (A new array could sit where the old one was freed,
-    // and the library would take it for the same buffer: chunks decoded into the old one lost.)
-    const bool resumed = out.is_none() && !unfinished_.is_none() &&
-                         unfinished_sequence_ == h.sequence && unfinished_dtype_ == dtype;
+    // A packet whose receive timed out part way was partly decoded into the buffer of that call:
+    // the next call goes on in it when it is the same object (or, without out, the array made
+    // then); any other buffer starts the packet over, even one at the same address (a pool, or
+    // memory freed and reused), which the library alone could not tell apart.
+    if (!out.is_none() && !dtype.empty()) {
+      invalid("dtype is for the new array; with out, the packet is decoded into out's dtype");
+    }
+    const bool resumed = !unfinished_.is_none() && unfinished_sequence_ == h.sequence &&
+                         (out.is_none() ? unfinished_ours_ && unfinished_dtype_ == dtype
+                                        : out.is(unfinished_));
     py::object target = resumed ? unfinished_ : out.is_none() ? new_array_for(h, dtype) : out;
     unfinished_ = py::none();
-    agp_py::HeldTensor b = hold_tensor(target, h.tensor->vector_axis, "", true);
+    agp_py::HeldTensor b = hold_output(target, h);
     auto d = locked(*family_, [&] {
+      if (!resumed) l.restart_receive();
       const auto left = std::chrono::duration_cast<agp::transport::Millis>(
           until - std::chrono::steady_clock::now());
       return l.receive(b.view, std::max(left, agp::transport::Millis(0)));
     });
-    if (!d && d.status().code() == ErrorCode::kTimeout && out.is_none()) {
+    if (!d && d.status().code() == ErrorCode::kTimeout) {
       unfinished_ = target;
+      unfinished_ours_ = out.is_none();
       unfinished_sequence_ = h.sequence;
       unfinished_dtype_ = dtype;
     }
@@ -523,8 +621,10 @@ class Link {
     if (!link_) return;
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::transport::Link& l = *link_;
+    closed_ = true;
     check(locked(*family_, [&] { return l.close(timeout); }));
   }
+  bool closed() const { return closed_; }
 
   std::size_t poll() {
     agp::transport::Link& l = live();
@@ -603,7 +703,9 @@ class Link {
   std::shared_ptr<const agp::codec::Calibration> calibration_;  // the link's, for cal codecs
   std::shared_ptr<Family> family_;
   std::map<std::pair<std::string, DType>, agp::ptp::PacketCodec> codecs_;
-  py::object unfinished_ = py::none();  // the array of a packet whose receive timed out
+  bool closed_ = false;
+  py::object unfinished_ = py::none();  // the buffer of a packet whose receive timed out
+  bool unfinished_ours_ = false;        // made by receive (out=None), not the caller's
   std::uint64_t unfinished_sequence_ = 0;
   std::string unfinished_dtype_;
 };
@@ -670,8 +772,17 @@ py::dict metrics_dict(const agp::transport::LinkMetrics& m) {
 std::string metrics_text_of(const py::dict& links) {
   std::vector<agp::transport::LabeledMetrics> all;
   for (auto [label, link] : links) {
-    if (!py::isinstance<Link>(link)) invalid("metrics_text takes {label: Link}");
-    all.push_back({{{"link", py::str(label).cast<std::string>()}}, link.cast<Link&>().metrics()});
+    if (!PyUnicode_Check(label.ptr()) || !py::isinstance<Link>(link)) {
+      invalid("metrics_text takes {label: Link} with str labels");
+    }
+    Py_ssize_t n = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(label.ptr(), &n);
+    if (!utf8) {
+      PyErr_Clear();
+      invalid("a metrics label must be valid UTF-8 text");
+    }
+    all.push_back({{{"link", std::string(utf8, static_cast<std::size_t>(n))}},
+                   link.cast<Link&>().metrics()});
   }
   return agp::transport::prometheus_text(all);
 }
@@ -790,25 +901,50 @@ PYBIND11_MODULE(_agp_ptp, m) {
   m.def(
       "_set_log_handler",
       [](py::object fn, int min_level) {
-        if (fn.is_none()) return agp::transport::set_log_handler(nullptr);
-        // Held for as long as it is installed; called with the GIL taken (records come from
-        // inside library calls, which run without it).
-        auto holder = std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
-          py::gil_scoped_acquire gil;
-          delete o;
-        });
+        LogQueue& q = log_queue();
+        if (fn.is_none()) {
+          agp::transport::set_log_handler(nullptr);
+          std::shared_ptr<py::object> old;
+          {
+            std::lock_guard<std::mutex> hold(q.mu);
+            old = std::move(q.handler);
+            q.records.clear();
+          }
+          return;  // `old` released here, with the GIL
+        }
+        {
+          std::lock_guard<std::mutex> hold(q.mu);
+          q.handler = std::make_shared<py::object>(std::move(fn));
+        }
+        // Records are queued (no GIL needed) and delivered by the Python call that made them
+        // once it has let go of its link's lock, or by the next one.
         agp::transport::set_log_handler(
-            [holder](const agp::transport::LogRecord& r) {
-              py::gil_scoped_acquire gil;
-              try {
-                (*holder)(static_cast<int>(r.level), std::string(r.event), std::string(r.message));
-              } catch (py::error_already_set& e) {
-                e.discard_as_unraisable("agp_ptp log handler");
+            [](const agp::transport::LogRecord& r) {
+              LogQueue& lq = log_queue();
+              std::lock_guard<std::mutex> hold(lq.mu);
+              if (lq.records.size() < 10000) {
+                lq.records.emplace_back(static_cast<int>(r.level), std::string(r.event),
+                                        std::string(r.message));
               }
             },
             static_cast<agp::transport::LogLevel>(min_level));
       },
       py::arg("handler"), py::arg("min_level") = 10);
+  m.def("_deliver_log_records", &deliver_log_records);
+  m.def(
+      "_copy_into",
+      [](const py::object& from, const py::object& to) {
+        agp_py::HeldTensor a = hold_tensor(from, -1, "", false);
+        agp_py::HeldTensor b = hold_tensor(to, -1, "", true);
+        if (a.view.shape != b.view.shape) {
+          invalid("out has shape " + shape_text(b.view.shape) + " but the packet's tensor is " +
+                  shape_text(a.view.shape));
+        }
+        py::gil_scoped_release unlocked;
+        agp_py::copy_values(a.view, b.view);
+      },
+      py::arg("from_"), py::arg("to"));
+  m.def("_set_try_lock", [](bool on) { t_try_lock = on; });
 
   m.def("ucx_available", &agp::transport::ucx_available,
         "Whether this build has the UCX backend (Link/Server backend='ucx').");
@@ -833,6 +969,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
               py::gil_scoped_release unlocked;
               l = agp::transport::Link::connect(host, to, o);
             }
+            deliver_log_records();
             if (!l) raise(l.status());
             return Link(std::move(l).value(), o.calibration, std::make_shared<Family>());
           },
@@ -878,6 +1015,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def("_wake", &Link::wake)
       .def("_next_packet_bytes", &Link::next_packet_bytes, py::arg("dtype") = "")
       .def_property("_driver", &Link::driver, &Link::set_driver)
+      .def_property_readonly("_closed", &Link::closed)
       .def("counters", &Link::counters, "The link's counters (bytes, frames, packets, ...).")
       .def("metrics", [](Link& l) { return metrics_dict(l.metrics()); },
            "Counters plus latency histograms per codec: codecs[name][ack|encode|decode] with "

@@ -68,6 +68,17 @@ void check_aligned(const void* p, DType d) {
   }
 }
 
+// An output whose elements share memory (a zero stride, as torch's expand makes) would take
+// several decoded values in one place: refused.
+void check_no_overlap(const agp::codec::TensorView& v) {
+  for (std::size_t a = 0; a < v.shape.size(); ++a) {
+    if (v.shape[a] > 1 && v.strides[a] == 0) {
+      invalid("out has elements that share memory (stride 0 along axis " + std::to_string(a) +
+              ", as from expand or broadcast_to): decode into a tensor of its own");
+    }
+  }
+}
+
 // --- DLPack
 
 // Devices whose memory this process can read and write directly.
@@ -145,7 +156,11 @@ void capsule_destructor(PyObject* capsule) {
 }
 
 py::capsule export_dlpack(py::object self, const py::object& stream) {
-  if (!stream.is_none() && !(PyLong_Check(stream.ptr()) && stream.cast<long long>() == -1)) {
+  int overflow = 0;
+  if (!stream.is_none() && !(PyLong_Check(stream.ptr()) &&
+                             PyLong_AsLongLongAndOverflow(stream.ptr(), &overflow) == -1 &&
+                             overflow == 0)) {
+    PyErr_Clear();
     invalid("agp_ptp.Tensor lives in host memory: __dlpack__ takes no stream");
   }
   Tensor& t = self.cast<Tensor&>();
@@ -174,6 +189,42 @@ py::capsule export_dlpack(py::object self, const py::object& stream) {
 }  // namespace
 
 // --- HeldTensor
+
+bool HeldTensor::contiguous() const {
+  std::int64_t expect = 1;
+  for (std::size_t a = view.shape.size(); a-- > 0;) {
+    if (view.shape[a] != 1 && view.strides[a] != expect) return false;
+    expect *= static_cast<std::int64_t>(view.shape[a]);
+  }
+  return true;
+}
+
+void HeldTensor::make_contiguous() {
+  if (contiguous()) return;
+  std::uint64_t n = agp::dtype_size(view.dtype);
+  for (auto d : view.shape) n *= d;
+  copy_.assign(static_cast<std::size_t>(n), std::byte{0});
+  const auto to =
+      agp::codec::TensorView::contiguous(copy_.data(), view.dtype, view.shape, view.vector_axis);
+  {
+    py::gil_scoped_release unlocked;
+    copy_values(view, to);
+  }
+  view = to;
+}
+
+void copy_values(const agp::codec::TensorView& from, const agp::codec::TensorView& to) {
+  agp::codec::TensorView a = from, b = to;
+  a.vector_axis = b.vector_axis = static_cast<std::uint32_t>(from.shape.size() - 1);
+  const agp::codec::VectorAccess src(a), dst(b);
+  constexpr std::uint64_t kBatch = 256;
+  std::vector<float> values(static_cast<std::size_t>(kBatch * src.dim()));
+  for (std::uint64_t first = 0; first < src.count(); first += kBatch) {
+    const std::uint64_t n = std::min(kBatch, src.count() - first);
+    src.gather(first, n, values.data());
+    dst.scatter(first, n, values.data());
+  }
+}
 
 HeldTensor::HeldTensor(HeldTensor&& o) noexcept
     : view(std::move(o.view)),
@@ -208,6 +259,7 @@ HeldTensor hold_tensor(const py::object& obj, int vector_axis, const std::string
     try {
       cap = obj.attr("__dlpack__")();
     } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_Exception)) throw;  // KeyboardInterrupt, SystemExit: not ours to eat
       // NumPy refuses read-only arrays, PyTorch tensors that need a gradient: the buffer
       // protocol may still serve; otherwise the producer's own reason is the error.
       if (!has_buffer) {
@@ -254,6 +306,7 @@ HeldTensor hold_tensor(const py::object& obj, int vector_axis, const std::string
       }
       h.view.strides = std::move(strides);
       check_aligned(h.view.data, h.view.dtype);
+      if (writable) check_no_overlap(h.view);
       check(h.view.validate());
       return h;
     }
@@ -287,6 +340,7 @@ HeldTensor hold_tensor(const py::object& obj, int vector_axis, const std::string
     h.view.strides.push_back(stride / i.itemsize);
   }
   check_aligned(h.view.data, h.view.dtype);
+  if (writable) check_no_overlap(h.view);
   check(h.view.validate());
   return h;
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agp/codec/tensor_view.hpp"
 #include "agp/ptp/message.hpp"
@@ -32,11 +33,21 @@ class HeldTensor {
   agp::codec::TensorView view;
   bool via_dlpack = false;
 
+  // Whether the view is C-contiguous (raw packets carry the bytes as they lie).
+  bool contiguous() const;
+  // Points the view at a C-contiguous copy this object owns (for raw packets of strided views).
+  void make_contiguous();
+
  private:
   friend HeldTensor hold_tensor(const py::object&, int, const std::string&, bool);
   std::optional<py::buffer_info> buffer_;
   DLManagedTensor* managed_ = nullptr;
+  std::vector<std::byte> copy_;  // make_contiguous()
 };
+
+// Copies the values of `from` into `to` (same shape; any dtypes and strides; exact between equal
+// dtypes, rounded to nearest even when narrowing). Runs without the GIL.
+void copy_values(const agp::codec::TensorView& from, const agp::codec::TensorView& to);
 
 // Reads `obj` in place: through __dlpack__ when it has one and lives in CPU memory, else through
 // the buffer protocol. float16, float32 and bfloat16 (DLPack's own type, or uint16 holding

@@ -297,3 +297,134 @@ def test_zero_timeout_receives_deliver_every_packet_intact():
     assert len(got) == len(xs) and timeouts > 0
     for x, y in zip(xs, got):
         np.testing.assert_array_equal(y, agp.decode(agp.encode(x, "tq4")))
+
+
+def test_cancelled_receives_lose_nothing_and_keep_the_order():
+    # Receives of 1 MiB packets (through the helper thread) cancelled at random moments: a packet
+    # taken for a cancelled await goes to the next receive.
+    import random
+    rng = random.Random(5)
+
+    async def main():
+        server = agp.Server("127.0.0.1", 0, chunk_vectors=256)
+        link_task = asyncio.create_task(agp.Link.connect_async("127.0.0.1", server.port,
+                                                               chunk_vectors=256))
+        peer = await server.accept_async()
+        link = await link_task
+        n = 24
+
+        async def send():
+            for i in range(n):
+                x = np.full((2048, 256), i, dtype=np.float16)
+                await link.post_async(x, "raw", timeout_ms=20000)
+            await link.flush_async(timeout_ms=20000)
+
+        sender = asyncio.create_task(send())
+        got, cancels = [], 0
+        for _ in range(20000):  # bounded
+            if len(got) == n:
+                break
+            try:
+                y = await asyncio.wait_for(peer.receive_async(inline_bytes=0, timeout_ms=20000),
+                                           rng.uniform(0.0005, 0.01))
+                got.append(int(y[0, 0]))
+            except asyncio.TimeoutError:
+                cancels += 1
+        await sender
+        assert got == list(range(n)), (got, cancels)
+        assert cancels > 0
+        link.close()
+        peer.close()
+    run(main(), timeout=120)
+
+
+def test_a_retry_into_another_buffer_at_the_same_address_starts_over():
+    # Zero-timeout tries alternating between two views of one pool (same address, distinct
+    # objects), the pool cleared before each: every switch must decode the packet from its start.
+    import threading
+    server = agp.Server("127.0.0.1", 0, chunk_vectors=64)
+    x = gaussian((1280, 256), seed=30)
+
+    def send():
+        link = agp.Link.connect("127.0.0.1", server.port, chunk_vectors=64)
+        link.send(x, "tq8", timeout_ms=20000)
+        link.close()
+
+    th = threading.Thread(target=send)
+    th.start()
+    peer = server.accept(5000)
+    pool = np.zeros(1280 * 256, np.float16)
+    views = [pool.reshape(1280, 256), pool[:].reshape(1280, 256)]
+    assert views[0] is not views[1] and views[0].ctypes.data == views[1].ctypes.data
+    done = False
+    for i in range(1000000):  # bounded
+        out = views[i % 2]
+        try:
+            peer.receive(out, timeout_ms=0)
+            done = True
+            break
+        except agp.Error as e:
+            assert e.name == "timeout"
+            pool[:] = 0  # the pool's next user found it cleared
+            peer.poll()
+    th.join(20)
+    assert done
+    np.testing.assert_array_equal(out, agp.decode(agp.encode(x, "tq8")))
+
+
+def test_one_encoder_shared_by_threads():
+    import threading
+    enc = agp.Encoder("tq4")
+    xs = [gaussian((256, 128), seed=40 + i) for i in range(4)]
+    expected = [agp.Encoder("tq4").encode(x) for x in xs]
+    bad = []
+
+    def work(k):
+        for _ in range(50):
+            if enc.encode(xs[k]) != expected[k]:
+                bad.append(k)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not bad
+
+
+def test_a_log_handler_may_call_into_the_library():
+    import logging
+    import threading
+    seen = []
+    holder = {}
+
+    class Reentrant(logging.Handler):
+        def emit(self, record):
+            if "link" in holder:  # into the library, from inside a record
+                seen.append((record.agp_event, len(holder["link"].metrics_text())))
+
+    logger = logging.getLogger("agp_ptp")
+    handler = Reentrant(level=logging.INFO)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        server = agp.Server("127.0.0.1", 0)
+        th = threading.Thread(target=lambda: holder.update(peer=server.accept(5000)))
+        th.start()
+        link = agp.Link.connect("127.0.0.1", server.port)
+        th.join(10)
+        holder["link"] = link
+        serving = threading.Thread(target=lambda: pytest.raises(agp.Error, server.accept, 3000))
+        serving.start()
+        with pytest.raises(agp.Error):
+            agp.Link.connect("127.0.0.1", server.port, fingerprint=b"\x05" * 16)
+        serving.join(10)
+        assert not serving.is_alive()
+        link.poll()
+        assert any(e == "peer_refused" and n > 0 for e, n in seen), seen
+        link.close()
+        holder["peer"].close()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

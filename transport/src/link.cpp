@@ -306,7 +306,8 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
     out.vector_axis = p.header->tensor->vector_axis;
     // The caller's buffer is checked first: its mistakes leave the packet queued.
     AGP_RETURN_IF_ERROR(out.validate());
-    if (p.decoded_into != out.data) {  // a new buffer: start over
+    if (p.decoded_into != out.data || p.decoded_dtype != out.dtype ||
+        p.decoded_strides != out.strides) {  // a new buffer: start over
       p.to_decode.clear();
       for (auto& [index, c] : p.chunks) {
         c.decoded = false;
@@ -314,6 +315,8 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
       }
       p.decode_us = 0;
       p.decoded_into = out.data;
+      p.decoded_dtype = out.dtype;
+      p.decoded_strides = out.strides;
     }
     // Whatever arrived since the last pass, in any order (no rescan of decoded chunks: a packet
     // of many small chunks stays linear in their number).
@@ -441,6 +444,10 @@ Counters Link::counters() const {
   c.unacked_packets = m.unacked.size();
   c.unacked_bytes = m.unacked_bytes;
   return c;
+}
+
+void Link::restart_receive() {
+  if (Impl::InPacket* p = impl_->due()) p->decoded_into = nullptr;
 }
 
 LinkMetrics Link::metrics() const {

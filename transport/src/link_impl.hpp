@@ -64,7 +64,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     std::vector<std::uint32_t> to_decode;  // arrived, not yet decoded into decoded_into
     std::map<std::uint64_t, std::uint64_t> ranges;  // vector offset -> count, disjoint
     std::uint64_t wire_bytes = 0;
-    const std::byte* decoded_into = nullptr;
+    const std::byte* decoded_into = nullptr;  // the buffer decoded into so far, as seen then
+    DType decoded_dtype = DType::kUnknown;
+    std::vector<std::int64_t> decoded_strides;
     double decode_us = 0;
     detail::Clock::time_point last_arrival;  // of its latest chunk (stall warnings)
     std::size_t received() const { return chunks.size(); }

@@ -206,6 +206,11 @@ class Link {
   // verified frames are moved there (to save them, for example).
   Result<Delivery> receive(codec::TensorView out, Millis timeout,
                            std::vector<ptp::Frame>* frames = nullptr);
+  // A receive that timed out part way goes on in the next call given the same buffer (same
+  // address, dtype and strides). A caller that retries with another buffer which may sit at the
+  // same address (a pool, a freed and reallocated one) calls this first: the next receive decodes
+  // the packet from its first chunk again.
+  void restart_receive();
   // Acknowledges every packet delivered so far (for LinkOptions::ack_on_receive = false).
   Status acknowledge();
 
