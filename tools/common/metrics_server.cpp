@@ -44,14 +44,19 @@ struct MetricsServer::Impl {
           return;
         }
         self->request.append(self->buf.data(), n);
-        if (self->request.find("\r\n\r\n") != std::string::npos) return self->answer();
+        // The end of the headers; a bare LF (netcat, printf) is accepted too.
+        if (self->request.find("\r\n\r\n") != std::string::npos ||
+            self->request.find("\n\n") != std::string::npos) {
+          return self->answer();
+        }
         if (self->request.size() > 8192)
           return self->reply("431 Request Header Fields Too Large", "");
         self->read();
       });
     }
     void answer() {
-      const std::string line = request.substr(0, request.find("\r\n"));
+      std::string line = request.substr(0, request.find('\n'));
+      if (!line.empty() && line.back() == '\r') line.pop_back();
       const bool get = line.rfind("GET ", 0) == 0;
       const bool head = line.rfind("HEAD ", 0) == 0;
       if (!get && !head) return reply("405 Method Not Allowed", "only GET /metrics\n");
