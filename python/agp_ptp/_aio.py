@@ -331,14 +331,9 @@ async def post_async(self, tensor, codec, *, timeout_ms=10000, inline_bytes=None
         # The common case, kept short: room in the window (post takes in acknowledgements
         # after each packet), nothing of this link pending, its lock free.
         _timeout_ms(timeout_ms)
-        _set_try_lock(True)
-        try:
-            return self.post(tensor, codec, timeout_ms=0, **meta)
-        except Error as e:
-            if e.name != "timeout":
-                raise
-        finally:
-            _set_try_lock(False)
+        seq = self._post_nowait(tensor, codec, **meta)
+        if seq:
+            return seq
 
     def step():
         self.poll()  # acknowledgements that arrived free the window

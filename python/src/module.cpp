@@ -557,6 +557,29 @@ class Link {
     return check(locked(*family_, [&] { return l.post(b.view, c, meta, timeout); }));
   }
 
+  // post() for the event loop's thread: 0 instead of waiting, whether for room in the window or
+  // for the link's lock (no exception on that path: it is the common one when streaming).
+  std::uint64_t post_nowait(const py::object& tensor, const std::string& codec, int vector_axis,
+                            const std::string& dtype, const std::string& name,
+                            const py::object& stream_id, const std::string& layout) {
+    agp_py::HeldTensor b = hold_tensor(tensor, vector_axis, dtype, false);
+    const agp::ptp::PacketCodec c = codec_for(codec, b.view.dtype);
+    if (c.config.id == agp::CodecId::kRaw) b.make_contiguous();
+    const agp::transport::PacketMeta meta = meta_of(name, stream_id, layout);
+    agp::transport::Link& l = live();
+    agp::Result<std::uint64_t> r = std::uint64_t{0};
+    bool busy = false;
+    {
+      py::gil_scoped_release unlocked;
+      std::unique_lock<std::mutex> hold(family_->mu, std::try_to_lock);
+      busy = !hold.owns_lock();
+      if (!busy) r = l.post(b.view, c, meta, agp::transport::Millis(0));
+    }
+    deliver_log_records();
+    if (busy || (!r && r.status().code() == ErrorCode::kTimeout)) return 0;
+    return check(std::move(r));
+  }
+
   Receipt wait_acked(const py::object& sequence, const py::object& timeout_ms) {
     const auto seq = static_cast<std::uint64_t>(int_arg(sequence, "sequence", 0, INT64_MAX));
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
@@ -1002,6 +1025,9 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
            "Encodes and queues a tensor for the peer, waiting only while the send window is full; "
            "returns the packet's sequence number. The tensor is yours again on return.")
+      .def("_post_nowait", &Link::post_nowait, py::arg("tensor"), py::arg("codec"),
+           py::kw_only(), py::arg("vector_axis") = -1, py::arg("dtype") = "",
+           py::arg("name") = "", py::arg("stream_id") = 0, py::arg("layout") = "")
       .def("wait_acked", &Link::wait_acked, py::arg("sequence"), py::arg("timeout_ms") = 10000,
            "Waits until packet `sequence` (from post) is verified and decoded by the peer.")
       .def("flush", &Link::flush, py::arg("timeout_ms") = 10000,
