@@ -248,6 +248,46 @@ void copy_pieces(const agp::ptp::GatherList& g, std::uint8_t* out) {
   }
 }
 
+// The C packet metadata in the transport's terms.
+agp::Result<agp::transport::PacketMeta> to_meta(const agp_packet_meta* meta) {
+  agp::transport::PacketMeta m;
+  if (!meta) return m;
+  if (meta->struct_size < sizeof(agp_packet_meta)) {
+    return agp::make_error(ErrorCode::kInvalidArgument,
+                           "agp_packet_meta.struct_size is too small: call agp_packet_meta_init");
+  }
+  m.name = meta->name ? meta->name : "";
+  m.stream_id = meta->stream_id;
+  if (meta->layout < AGP_LAYOUT_UNSPECIFIED || meta->layout > AGP_LAYOUT_BCS) {
+    return agp::make_error(ErrorCode::kInvalidArgument, "agp_packet_meta.layout is not an agp_layout");
+  }
+  m.layout = static_cast<agp::ptp::Layout>(meta->layout);
+  return m;
+}
+
+void fill_receipt(const agp::transport::Receipt& r, agp_receipt* receipt) {
+  if (!receipt) return;
+  receipt->sequence = r.sequence;
+  receipt->wire_bytes = r.wire_bytes;
+  receipt->chunks = r.chunks;
+  receipt->encode_us = r.encode_us;
+  receipt->latency_us = r.latency_us;
+}
+
+// Checks the arguments of a send or post and hands the view and metadata to `go`.
+template <typename Go>
+agp_status with_packet(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
+                       const agp_packet_meta* meta, Go&& go) {
+  return guarded([&] {
+    if (!link || !codec) return fail(ErrorCode::kInvalidArgument, "link or codec is NULL");
+    auto m = to_meta(meta);
+    if (!m) return fail(m.status());
+    auto view = to_view(tensor, "tensor");
+    if (!view) return fail(view.status());
+    return go(*view, *m);
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -512,64 +552,25 @@ agp_status agp_link_connect(const char* host, uint16_t port, const agp_link_conf
   });
 }
 
-namespace {
-
-// The C packet metadata in the transport's terms.
-agp::Result<agp::transport::PacketMeta> to_meta(const agp_packet_meta* meta) {
-  agp::transport::PacketMeta m;
-  if (!meta) return m;
-  if (meta->struct_size < sizeof(agp_packet_meta)) {
-    return agp::make_error(ErrorCode::kInvalidArgument,
-                           "agp_packet_meta.struct_size is too small: call agp_packet_meta_init");
-  }
-  m.name = meta->name ? meta->name : "";
-  m.stream_id = meta->stream_id;
-  if (meta->layout < AGP_LAYOUT_UNSPECIFIED || meta->layout > AGP_LAYOUT_BCS) {
-    return agp::make_error(ErrorCode::kInvalidArgument, "agp_packet_meta.layout is not an agp_layout");
-  }
-  m.layout = static_cast<agp::ptp::Layout>(meta->layout);
-  return m;
-}
-
-void fill_receipt(const agp::transport::Receipt& r, agp_receipt* receipt) {
-  if (!receipt) return;
-  receipt->sequence = r.sequence;
-  receipt->wire_bytes = r.wire_bytes;
-  receipt->chunks = r.chunks;
-  receipt->encode_us = r.encode_us;
-  receipt->latency_us = r.latency_us;
-}
-
-}  // namespace
 
 agp_status agp_link_send(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
                          const agp_packet_meta* meta, uint32_t timeout_ms, agp_receipt* receipt) {
-  return guarded([&] {
-    if (!link || !codec) return fail(ErrorCode::kInvalidArgument, "link or codec is NULL");
-    auto m = to_meta(meta);
-    if (!m) return fail(m.status());
-    auto view = to_view(tensor, "tensor");
-    if (!view) return fail(view.status());
-    auto r = link->link->send(*view, codec->codec, *m, millis(timeout_ms));
+  return with_packet(link, tensor, codec, meta, [&](const auto& view, const auto& m) {
+    auto r = link->link->send(view, codec->codec, m, millis(timeout_ms));
     if (!r) return fail(r.status());
     fill_receipt(*r, receipt);
-    return AGP_OK;
+    return agp_status{AGP_OK};
   });
 }
 
 agp_status agp_link_post(agp_link* link, const agp_tensor* tensor, const agp_codec* codec,
                          const agp_packet_meta* meta, uint32_t timeout_ms, uint64_t* sequence) {
-  return guarded([&] {
-    if (!link || !codec) return fail(ErrorCode::kInvalidArgument, "link or codec is NULL");
-    auto m = to_meta(meta);
-    if (!m) return fail(m.status());
-    auto view = to_view(tensor, "tensor");
-    if (!view) return fail(view.status());
+  return with_packet(link, tensor, codec, meta, [&](const auto& view, const auto& m) {
     // No keep-alive: the tensor's memory is the caller's again when this returns.
-    auto seq = link->link->post(*view, codec->codec, *m, millis(timeout_ms));
+    auto seq = link->link->post(view, codec->codec, m, millis(timeout_ms));
     if (!seq) return fail(seq.status());
     if (sequence) *sequence = *seq;
-    return AGP_OK;
+    return agp_status{AGP_OK};
   });
 }
 
