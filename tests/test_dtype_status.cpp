@@ -69,7 +69,7 @@ TEST(Status, CodesHaveUniqueNamesAndMessagesRender) {
        {0u,   100u, 101u, 102u, 103u, 104u, 105u, 106u, 107u, 108u, 109u, 110u, 111u, 112u,
         113u, 114u, 115u, 116u, 117u, 118u, 200u, 201u, 202u, 203u, 300u, 301u, 302u,
                      400u, 401u, 402u, 403u, 500u, 501u, 502u, 503u, 504u,
-                     505u, 506u, 507u}) {
+                     505u, 506u, 507u, 508u}) {
     const auto name = error_code_name(static_cast<ErrorCode>(c));
     EXPECT_NE(name, "unknown_error") << c;
     EXPECT_TRUE(names.insert(name).second) << name;

@@ -96,6 +96,7 @@ class HandClient {
     // The builder checks only what the frame layer requires; the receiver's limits are not ours.
     ptp::DecoderLimits wide;
     wide.max_tensor_bytes = UINT64_MAX;
+    wide.max_expansion = UINT32_MAX;
     ptp::FrameBuilder b(wide);
     std::vector<SectionInput> in;
     for (std::size_t i = 0; i < sections.size(); ++i) {

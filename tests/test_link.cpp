@@ -15,6 +15,7 @@
 #include "agp/transport/frame_stream.hpp"
 #include "agp/transport/link.hpp"
 #include "link_test_helpers.hpp"
+#include "link_testing.hpp"
 #include "netns_pair.hpp"
 
 namespace agp::transport {
@@ -557,6 +558,7 @@ TEST_P(LinkOver, ReceiverDyingMidPacketLosesNothingAndDuplicatesNothing) {
       }
       // The next packet's first chunk is here: die now, mid-packet, without a goodbye.
       ASSERT_TRUE((*link)->next_packet(5000ms));
+      LinkTesting::vanish(*link);
       first.reset();
     }
     // The restarted receiver says where it had got to: acks still in flight when it died are

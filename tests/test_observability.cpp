@@ -32,6 +32,7 @@ struct CapturedLog {
   }
   ~CapturedLog() { set_log_handler(nullptr); }
   int count(const std::string& event) {
+    EXPECT_TRUE(flush_log(std::chrono::seconds(5)));  // records reach the handler on its thread
     std::lock_guard<std::mutex> hold(mu);
     int n = 0;
     for (const auto& r : records) n += r.first == event;
@@ -189,7 +190,9 @@ TEST(LogHook, ConnectsRefusalsAndStallsAreLoggedOnceAndSilentByDefault) {
   // Without a handler nothing is called (and nothing breaks).
   LinkOptions o = options();
   auto server = listen(o);
-  std::thread accepter([&] { (void)server->accept(5000ms); });
+  // The accepted link is kept until the connect returned: one dropped at once tells its peer.
+  Result<std::unique_ptr<Link>> accepted = Status(ErrorCode::kTimeout, "");
+  std::thread accepter([&] { accepted = server->accept(5000ms); });
   EXPECT_TRUE(Link::connect("127.0.0.1", server->port(), o));
   accepter.join();
 }

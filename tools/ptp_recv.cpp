@@ -52,6 +52,7 @@ struct Options {
   int idle_timeout_ms = 30000;
   int streams = 1;
   int sessions = 1;
+  std::uint64_t max_tensor_bytes = std::uint64_t{1} << 30;
   std::string journal;
   int metrics_port = -1;  // -1: no /metrics
   std::string metrics_address;  // "": the --listen address
@@ -80,6 +81,49 @@ struct CodecSummary {
   bool scored = false;
 #endif
 };
+
+// The per-codec table at the end: delivery latency, decode time, the decoded error (--check,
+// split-model mode) and, in split-model mode, the continuation's fidelity.
+void print_summary(const std::vector<std::string>& order,
+                   std::map<std::string, CodecSummary>& summary) {
+  if (order.empty()) return;
+  bool errors = false, fidelity_cols = false;
+  for (const auto& label : order) {
+    errors = errors || summary[label].checked;
+#ifdef AGP_HAVE_FIDELITY
+    errors = errors || summary[label].scored;
+    fidelity_cols = fidelity_cols || summary[label].scored;
+#endif
+  }
+  std::printf("\n%-16s %7s %10s %9s %9s %9s %9s", "codec", "packets", "bytes/pkt", "lat p50",
+              "lat p95", "lat p99", "dec p50");
+  if (errors) std::printf(" %10s %8s", "rel MSE", "cosine");
+  if (fidelity_cols) std::printf(" %10s %7s %7s", "KL nats", "top-1", "top-5");
+  std::printf("\n");
+  for (const auto& label : order) {
+    const CodecSummary& c = summary[label];
+    std::printf("%-16s %7llu %10.0f %9.1f %9.1f %9.1f %9.1f", label.c_str(),
+                static_cast<unsigned long long>(c.packets),
+                c.packets ? static_cast<double>(c.bytes) / static_cast<double>(c.packets) : 0.0,
+                percentile(c.latency_us, 0.5), percentile(c.latency_us, 0.95),
+                percentile(c.latency_us, 0.99), percentile(c.decode_us, 0.5));
+    bool shown = false;
+#ifdef AGP_HAVE_FIDELITY
+    if (c.scored) {
+      std::printf(" %10.3g %8.5f %10.3g %7.4f %7.4f", c.state.rel_mse(), c.state.cosine(),
+                  c.logits.kl(), c.logits.top1_agree(), c.logits.top5_overlap());
+      shown = true;
+    }
+#endif
+    if (!shown && c.checked) std::printf(" %10.3g %8.5f", c.error.rel_mse(), c.error.cosine());
+    std::printf("\n");
+  }
+  std::printf("latency: us from the sender's timestamp to decoded here (clocks must agree); "
+              "dec: decode us%s\n",
+              fidelity_cols ? "; KL, top-1, top-5: the continuation against the uncompressed "
+                              "state's"
+                            : "");
+}
 
 // The frame bytes again, from a verified frame (the builder lays them out identically).
 Status append_frames(std::ofstream& out, const std::vector<ptp::Frame>& frames) {
@@ -139,6 +183,7 @@ int run(const Options& o) {
 #endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->streams = static_cast<std::uint16_t>(o.streams);
+  lo->limits.max_tensor_bytes = o.max_tensor_bytes;
   apply(o.liveness, *lo);
   if (Status c = apply(o.carrier, *lo); !c) return fail(kTool, c.message(), kExitUsage);
   std::optional<Journal> journal;
@@ -253,10 +298,12 @@ int run(const Options& o) {
   for (int session = 0;
        (o.sessions == 0 || session < o.sessions) && (o.count == 0 || received < o.count);
        ++session) {
-    auto link = (*server)->accept(metrics ? Millis(0) : Millis(o.idle_timeout_ms));
+    // With --sessions 0 the next sender is awaited for as long as the tool runs.
+    const bool forever = o.sessions == 0;
+    auto link = (*server)->accept(metrics || forever ? Millis(0) : Millis(o.idle_timeout_ms));
     for (auto until = std::chrono::steady_clock::now() + Millis(o.idle_timeout_ms);
-         metrics && !link && link.status().code() == ErrorCode::kTimeout &&
-         std::chrono::steady_clock::now() < until;) {
+         (metrics || forever) && !link && link.status().code() == ErrorCode::kTimeout &&
+         (forever || std::chrono::steady_clock::now() < until);) {
       publish(nullptr);
       link = (*server)->accept(Millis(100));
     }
@@ -465,6 +512,7 @@ int run(const Options& o) {
         static_cast<unsigned long long>(received),
         static_cast<unsigned long long>(counters.checksum_failures),
         static_cast<unsigned long long>(counters.reconnects));
+    print_summary(order, summary);
   }
   return 0;
 }
@@ -515,10 +563,15 @@ int main(int argc, char** argv) {
   add_liveness_options(app, o.liveness);
   add_carrier_options(app, o.carrier);
   app.add_option("--sessions", o.sessions,
-                 "serve this many sender sessions one after another (0: until killed); a session "
+                 "serve this many sender sessions one after another (0: until killed, however long "
+                 "no sender comes; otherwise a sender is awaited --idle-timeout-ms); a session "
                  "ends when its sender is gone for --give-up-ms, at once if its connection is down "
                  "and another sender waits, or when a packet of it is refused (said on stderr)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-tensor-bytes", o.max_tensor_bytes,
+                 "refuse packets whose tensor is larger than this (the receive buffer is sized "
+                 "from a packet's descriptor: lower it for peers you do not trust)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
   app.add_option("--journal", o.journal,
                  "append 'SESSION SEQUENCE DIGEST NAME' per delivered packet before acknowledging "
                  "it, and resume from it at start (survives a crash without loss or repeats)");

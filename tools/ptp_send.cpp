@@ -270,6 +270,12 @@ int run(const Options& o, const std::string& command) {
                            std::string(error_code_name(link.status().code())) + "]");
   }
   const transport::LinkInfo info = (*link)->info();
+  // From here on, a failure tells the receiver why at once (it would otherwise wait out its
+  // deadline for packets that never come).
+  auto give_up = [&](const std::string& why, int code = kExitFailure) {
+    (*link)->abort(make_error(ErrorCode::kAborted, std::string(kTool) + " gave up: " + why));
+    return fail(kTool, why, code);
+  };
   if (!o.quiet && !o.json) {
     std::fprintf(stderr, "%s: connected to %s (%s) from %s on interface %s\n", kTool,
                  info.remote_endpoint.c_str(), info.peer_name.c_str(), info.local_endpoint.c_str(),
@@ -280,7 +286,7 @@ int run(const Options& o, const std::string& command) {
   std::unique_ptr<MetricsServer> metrics;
   if (o.metrics_port >= 0) {
     auto m = MetricsServer::start(o.metrics_address, static_cast<std::uint16_t>(o.metrics_port));
-    if (!m) return fail(kTool, "--metrics-port: " + m.status().message(), kExitUsage);
+    if (!m) return give_up("--metrics-port: " + m.status().message(), kExitUsage);
     metrics = std::move(m).value();
     if (o.metrics_port == 0) {
       std::printf("metrics-port %u\n", metrics->port());
@@ -320,7 +326,7 @@ int run(const Options& o, const std::string& command) {
       auto r = (*link)->send(view, lane.codec, {name, 0, layout}, Millis(o.timeout_ms));
       const double us = micros_since(t0);
       if (!r) {
-        return fail(kTool, "packet " + std::to_string(i) + " (" + lane.name +
+        return give_up("packet " + std::to_string(i) + " (" + lane.name +
                                "): " + r.status().message() + " [" +
                                std::string(error_code_name(r.status().code())) + "]");
       }
@@ -328,7 +334,7 @@ int run(const Options& o, const std::string& command) {
         const int wrote = std::fprintf(ack_log.get(), "%llu %s\n",
                                        static_cast<unsigned long long>(r->sequence), name.c_str());
         if (wrote < 0 || std::fflush(ack_log.get()) != 0) {
-          return fail(kTool, "--ack-log: cannot write '" + o.ack_log + "': " +
+          return give_up("--ack-log: cannot write '" + o.ack_log + "': " +
                                  std::strerror(errno));
         }
       }
@@ -340,7 +346,7 @@ int run(const Options& o, const std::string& command) {
       lane.values += view.vector_count() * view.dim();
       lane.fp16_bytes += view.vector_count() * view.dim() * 2;
       if (auto s = add_error(lane, view, layout); !s) {
-        return fail(kTool, "checking " + lane.name + ": " + s.to_string());
+        return give_up("checking " + lane.name + ": " + s.to_string());
       }
     }
     progress.update(i + 1);

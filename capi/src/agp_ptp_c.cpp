@@ -221,6 +221,7 @@ agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
   o.backend = cfg.backend == AGP_BACKEND_UCX ? agp::transport::TransportBackend::kUcx
                                              : agp::transport::TransportBackend::kTcp;
   o.ucx_transports = cfg.ucx_transports ? cfg.ucx_transports : "";
+  if (cfg.max_tensor_bytes > 0) o.limits.max_tensor_bytes = cfg.max_tensor_bytes;
   return o;
 }
 
@@ -660,6 +661,15 @@ agp_status agp_link_close(agp_link* link, uint32_t timeout_ms) {
     if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
     const Status s = link->link->close(millis(timeout_ms));
     return s ? AGP_OK : fail(s);
+  });
+}
+
+agp_status agp_link_abort(agp_link* link, const char* reason) {
+  return guarded([&] {
+    if (!link) return fail(ErrorCode::kInvalidArgument, "link is NULL");
+    link->link->abort(agp::make_error(ErrorCode::kAborted,
+                                      reason && *reason ? reason : "the peer aborted the link"));
+    return AGP_OK;
   });
 }
 

@@ -80,6 +80,8 @@ std::string_view error_code_name(ErrorCode code) {
       return "capability_mismatch";
     case ErrorCode::kPeerLost:
       return "peer_lost";
+    case ErrorCode::kAborted:
+      return "aborted";
     case ErrorCode::kInvalidArgument:
       return "invalid_argument";
     case ErrorCode::kBufferTooSmall:

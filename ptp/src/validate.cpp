@@ -280,6 +280,24 @@ std::string to_header_string(std::string_view s, std::size_t max_bytes) {
   return out;
 }
 
+std::uint64_t decoded_frame_bytes(const MessageHeader& h) {
+  if (!h.tensor || h.tensor->vector_axis >= h.tensor->shape.size()) return 0;
+  const auto elements = shape_element_count(h.tensor->shape);
+  if (!elements) return 0;
+  const std::uint64_t dim = h.tensor->shape[h.tensor->vector_axis];
+  std::uint64_t vectors = *elements / dim;
+  if (h.chunk) vectors = std::min(vectors, h.chunk->vector_count);
+  return vectors * dim * dtype_size(h.tensor->dtype);  // <= the element count's bytes: no overflow
+}
+
+bool expansion_allowed(std::uint64_t decoded, std::uint64_t wire, const DecoderLimits& limits) {
+  if (decoded <= limits.expansion_slack_bytes) return true;
+  const std::uint64_t over = decoded - limits.expansion_slack_bytes;
+  // over <= max_expansion * wire, without the product overflowing.
+  return limits.max_expansion > 0 &&
+         (over + limits.max_expansion - 1) / limits.max_expansion <= wire;
+}
+
 Status validate_header(const MessageHeader& h, const DecoderOptions& opts) {
   const DecoderLimits& lim = opts.limits;
   if (h.protocol_version != kProtocolVersion) {
@@ -306,6 +324,16 @@ Status validate_header(const MessageHeader& h, const DecoderOptions& opts) {
   }
   if (h.codec) AGP_RETURN_IF_ERROR(check_codec(*h.codec));
   AGP_RETURN_IF_ERROR(check_sections(h, lim));
+  if (h.kind == MessageKind::kTensorPacket && h.tensor) {
+    const std::uint64_t decoded = decoded_frame_bytes(h);
+    if (!expansion_allowed(decoded, h.body_length, lim)) {
+      return make_error(ErrorCode::kBadEncodedData,
+                        "a body of " + str(h.body_length) + " bytes claims " + str(decoded) +
+                            " decoded bytes, more than " + str(lim.max_expansion) +
+                            " times its size plus " + str(lim.expansion_slack_bytes) +
+                            " (DecoderLimits::max_expansion): refused before any decoding");
+    }
+  }
   const bool carries_model = h.kind == MessageKind::kTensorPacket ||
                              h.kind == MessageKind::kHello || h.kind == MessageKind::kHelloReply;
   if (opts.expected_fingerprint && carries_model && h.fingerprint != *opts.expected_fingerprint) {

@@ -398,7 +398,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          bool ack_on_receive, const py::object& busy_poll_us,
                                          const py::object& calibration, const std::string& backend,
                                          const std::string& ucx_transports,
-                                         const py::object& window_packets) {
+                                         const py::object& window_packets,
+                                         const py::object& max_tensor_bytes) {
   agp::transport::LinkOptions o;
   if (backend != "tcp" && backend != "ucx") {
     raise(agp::make_error(ErrorCode::kInvalidArgument, "backend must be 'tcp' or 'ucx', got '" + backend + "'"));
@@ -422,6 +423,8 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
   o.calibration = calibration_arg(calibration);
   o.window_packets =
       static_cast<std::uint32_t>(int_arg(window_packets, "window_packets", 1, 1 << 20));
+  o.limits.max_tensor_bytes = static_cast<std::uint64_t>(
+      int_arg(max_tensor_bytes, "max_tensor_bytes", 1, std::int64_t{1} << 40));
   check(agp::transport::validate(o));
   return o;
 }
@@ -520,6 +523,8 @@ auto locked(Family& f, Body&& body) {
     }
     if (!busy) r.emplace(body());
   }
+  // Records of this call are queued to the library's log thread: let them arrive first.
+  agp::transport::flush_log(std::chrono::milliseconds(100));
   deliver_log_records();
   if (busy) raise(Status(ErrorCode::kTimeout, "busy: another call holds the link"));
   return std::move(*r);
@@ -644,8 +649,16 @@ class Link {
     if (!link_) return;
     const auto timeout = timeout_arg(timeout_ms, "timeout_ms");
     agp::transport::Link& l = *link_;
-    closed_ = true;
     check(locked(*family_, [&] { return l.close(timeout); }));
+    closed_ = true;  // only once it did close (a timed-out close leaves the link open)
+  }
+  void abort(const std::string& reason) {
+    agp::transport::Link& l = live();
+    locked(*family_, [&] {
+      l.abort(Status(ErrorCode::kAborted, reason.empty() ? "the peer aborted the link" : reason));
+      return 0;
+    });
+    closed_ = true;
   }
   bool closed() const { return closed_; }
 
@@ -837,11 +850,16 @@ PYBIND11_MODULE(_agp_ptp, m) {
 
   m.def(
       "checkpoint_fingerprint",
-      [](const std::string& dir, int split_layer, std::uint64_t hidden_size,
+      [](const std::string& dir, const py::object& split_layer, const py::object& hidden_size,
          const py::object& calibration) {
+        // Range checks here: a negative or huge number is the caller's error (agp_ptp.Error),
+        // not a TypeError from the binding.
+        const auto split = static_cast<int>(int_arg(split_layer, "split_layer", 0, 1 << 20));
+        const auto hidden =
+            static_cast<std::uint64_t>(int_arg(hidden_size, "hidden_size", 1, std::int64_t{1} << 32));
         const auto cal = calibration_arg(calibration);
         return bytes_of(check(agp::ptp::checkpoint_fingerprint(
-            dir, split_layer, hidden_size, DType::kF16, cal ? cal->id : 0)));
+            dir, split, hidden, DType::kF16, cal ? cal->id : 0)));
       },
       py::arg("dir"), py::arg("split_layer"), py::arg("hidden_size"), py::kw_only(),
       py::arg("calibration") = py::none(),
@@ -981,12 +999,13 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
              const py::object& busy_poll_us, const py::object& calibration,
              const std::string& backend, const std::string& ucx_transports,
-             const py::object& window_packets) {
+             const py::object& window_packets, const py::object& max_tensor_bytes) {
             const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
                              streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us,
-                             calibration, backend, ucx_transports, window_packets);
+                             calibration, backend, ucx_transports, window_packets,
+                             max_tensor_bytes);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
             {
               py::gil_scoped_release unlocked;
@@ -1002,6 +1021,7 @@ PYBIND11_MODULE(_agp_ptp, m) {
           py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
           py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
           py::arg("ucx_transports") = "", py::arg("window_packets") = 32,
+          py::arg("max_tensor_bytes") = std::int64_t{1} << 30,
           "Connects to a Server and completes the handshake (fingerprint, version, key). With a "
           "calibration, cal codecs can be sent and received (its id belongs in the fingerprint). "
           "backend 'tcp' or 'ucx' (ucx_available()), as the server's; ucx_transports restricts UCX "
@@ -1019,7 +1039,11 @@ PYBIND11_MODULE(_agp_ptp, m) {
            "With a Server made with ack_on_receive=False: acknowledges every packet received so "
            "far, once they are recorded (a crash before this gets them sent again, not lost).")
       .def("close", &Link::close, py::arg("timeout_ms") = 5000,
-           "Drains what was sent, says goodbye and closes.")
+           "Waits until everything sent is acknowledged, says goodbye and closes. A timeout with "
+           "packets unacknowledged raises Error(timeout) and leaves the link open, still "
+           "sending them: close again to wait longer.")
+      .def("abort", &Link::abort, py::arg("reason") = "",
+           "Ends the link at once and tells the peer why (its calls raise Error(aborted)).")
       .def("post", &Link::post, py::arg("tensor"), py::arg("codec"), py::kw_only(),
            py::arg("vector_axis") = -1, py::arg("dtype") = "", py::arg("name") = "",
            py::arg("stream_id") = 0, py::arg("layout") = "", py::arg("timeout_ms") = 10000,
@@ -1063,12 +1087,14 @@ PYBIND11_MODULE(_agp_ptp, m) {
                        const py::object& streams, const py::object& dead_peer_timeout_ms,
                        bool ack_on_receive, const py::object& busy_poll_us,
                        const py::object& calibration, const std::string& backend,
-                       const std::string& ucx_transports, const py::object& window_packets) {
+                       const std::string& ucx_transports, const py::object& window_packets,
+                       const py::object& max_tensor_bytes) {
              const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
                               py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us,
-                              calibration, backend, ucx_transports, window_packets);
+                              calibration, backend, ucx_transports, window_packets,
+                              max_tensor_bytes);
              return Server(check(agp::transport::Server::listen(address, at, o)), o.calibration);
            }),
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
@@ -1077,7 +1103,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
            py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
            py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
-           py::arg("ucx_transports") = "", py::arg("window_packets") = 32)
+           py::arg("ucx_transports") = "", py::arg("window_packets") = 32,
+           py::arg("max_tensor_bytes") = std::int64_t{1} << 30)
       .def_property_readonly("port", &Server::port)
       .def("accept", &Server::accept, py::arg("timeout_ms") = 10000,
            "Waits for a peer to complete the handshake; returns its Link.")

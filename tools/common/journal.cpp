@@ -8,6 +8,10 @@
 
 namespace agp::tools {
 
+namespace {
+constexpr const char* kMagic = "# agp-ptp journal v1: session sequence xxh3-64 name";
+}  // namespace
+
 Result<Journal> Journal::open(const std::string& path) {
   Journal j;
   j.path_ = path;
@@ -18,16 +22,36 @@ Result<Journal> Journal::open(const std::string& path) {
   }
   std::ifstream in(path);
   std::string line;
+  bool first = true;
+  const bool fresh = !in || in.peek() == std::ifstream::traits_type::eof();
   while (std::getline(in, line)) {
+    if (first && line == kMagic) {
+      first = false;
+      continue;
+    }
     std::istringstream fields(line);
     std::uint64_t session = 0, sequence = 0;
     std::string digest, name;
-    if (!(fields >> session >> sequence >> digest >> name)) continue;  // a torn last line
+    const bool parsed = static_cast<bool>(fields >> session >> sequence >> digest >> name) &&
+                        digest.size() == 16 &&
+                        digest.find_first_not_of("0123456789abcdef") == std::string::npos;
+    // Only a file this tool wrote is appended to: its magic line, or (journals written before
+    // it had one) a first line that is a record.
+    if (first && !parsed) {
+      return make_error(ErrorCode::kIoError,
+                        "'" + path + "' is not a ptp-recv journal (its first line is neither '" +
+                            std::string(kMagic) + "' nor a record); refusing to append to it");
+    }
+    first = false;
+    if (!parsed) continue;  // a torn last line
     ++j.entries_;
     j.note(session, sequence);
   }
   j.file_.reset(std::fopen(path.c_str(), "a"));
   if (!j.file_) return make_error(ErrorCode::kIoError, "cannot append to journal '" + path + "'");
+  if (fresh && (std::fprintf(j.file_.get(), "%s\n", kMagic) < 0 || std::fflush(j.file_.get()) != 0)) {
+    return make_error(ErrorCode::kIoError, "cannot write journal '" + path + "'");
+  }
   return j;
 }
 

@@ -35,15 +35,22 @@ Status open_socket(tcp::socket& socket, const tcp::endpoint& peer, const SocketO
 // kAddressInUse, kNetworkError.
 Status listen_on(tcp::acceptor& acceptor, const std::string& address, std::uint16_t port);
 
-// Runs `ctx` until `done()` or the deadline. Returns done().
-template <typename Done>
-bool run_until(asio::io_context& ctx, Done&& done, Clock::time_point deadline) {
+// Runs `ctx` until `done()` or the deadline, calling `between()` after each event (an event
+// loop's yield_if_wanted). Returns done().
+template <typename Done, typename Between>
+bool run_until(asio::io_context& ctx, Done&& done, Clock::time_point deadline, Between&& between) {
   while (!done()) {
     if (Clock::now() >= deadline) return false;
     ctx.restart();
     ctx.run_one_until(deadline);
+    between();
   }
   return true;
+}
+
+template <typename Done>
+bool run_until(asio::io_context& ctx, Done&& done, Clock::time_point deadline) {
+  return run_until(ctx, std::forward<Done>(done), deadline, [] {});
 }
 
 }  // namespace agp::transport::detail

@@ -60,6 +60,7 @@ bool is_permanent(ErrorCode code) {
     case ErrorCode::kProtocolVersionMismatch:
     case ErrorCode::kAuthenticationFailed:
     case ErrorCode::kCapabilityMismatch:
+    case ErrorCode::kAborted:  // the peer is gone for good
     // Found in a frame whose checksums passed: the same bytes sent again fail the same way.
     case ErrorCode::kHeaderInvalid:
     case ErrorCode::kMissingField:

@@ -55,14 +55,38 @@ Link::Impl::Encoder& Link::Impl::encoder_for(const ptp::PacketCodec& codec) {
   return encoders.front();
 }
 
-Link::Link(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Link::~Link() = default;
+Link::Link(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->loop->hold();
+}
+
+Link::~Link() {
+  if (!impl_) return;
+  const std::shared_ptr<detail::EventLoop> loop = impl_->loop;
+  {
+    detail::EventLoop::Call call(*loop);
+    // A link dropped without close(): the peer is told at once that the session is over (it
+    // would otherwise wait out its reconnect limit for a peer that never returns).
+    Impl& m = *impl_;
+    if (!m.vanish && !m.ended()) {
+      m.abort(make_error(ErrorCode::kAborted,
+                         "the peer dropped the link without closing it" +
+                             (m.unacked.empty() ? std::string()
+                                                : " (" + std::to_string(m.unacked.size()) +
+                                                      " packets unacknowledged)")));
+    }
+  }
+  loop->release();  // the keeper stops when this was the loop's last holder
+  detail::EventLoop::Call call(*loop);  // a server's keeper may still run its other links
+  impl_.reset();
+}
 
 Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16_t port,
                                             const LinkOptions& options) {
   AGP_RETURN_IF_ERROR(validate(options));
-  auto impl =
-      std::make_shared<Impl>(std::make_shared<asio::io_context>(1), Impl::Role::kClient, options);
+  auto impl = std::make_shared<Impl>(
+      std::make_shared<detail::EventLoop>(
+          detail::keeper_grace(options.heartbeat_interval, options.dead_peer_timeout)),
+      Impl::Role::kClient, options);
   auto backend = detail::make_backend(*impl->ctx, impl->opts);
   if (!backend) return backend.status();
   impl->backend = std::move(backend).value();
@@ -87,6 +111,7 @@ Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16
 Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
                                  const PacketMeta& meta, Millis timeout,
                                  std::shared_ptr<const void> keep_alive) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   AGP_RETURN_IF_ERROR(m.usable());
   AGP_RETURN_IF_ERROR(tensor.validate());
@@ -226,13 +251,15 @@ Result<std::uint64_t> Link::post(const codec::TensorView& tensor, const ptp::Pac
 }
 
 Result<Receipt> Link::wait_acked(std::uint64_t sequence, Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   if (sequence == 0 || sequence >= m.next_seq) {
     return make_error(ErrorCode::kInvalidArgument,
                       "packet " + std::to_string(sequence) + " was never posted");
   }
-  AGP_RETURN_IF_ERROR(m.wait([&] { return m.acked_upto >= sequence; }, Clock::now() + timeout,
-                             "waiting for the acknowledgement"));
+  AGP_RETURN_IF_ERROR(m.wait([&] { return m.acked_upto >= sequence || m.ended(); },
+                             Clock::now() + timeout, "waiting for the acknowledgement"));
+  if (m.acked_upto < sequence) return m.lost_status();
   Receipt r;
   r.sequence = sequence;
   if (auto it = m.receipts.find(sequence); it != m.receipts.end()) {
@@ -244,6 +271,7 @@ Result<Receipt> Link::wait_acked(std::uint64_t sequence, Millis timeout) {
 
 Result<Receipt> Link::send(const codec::TensorView& tensor, const ptp::PacketCodec& codec,
                            const PacketMeta& meta, Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   const auto until = Clock::now() + timeout;
   // The caller waits for the acknowledgement, so raw bytes can be referenced, not copied.
   std::shared_ptr<const void> borrowed(tensor.data, [](const void*) {});
@@ -268,22 +296,28 @@ Result<Receipt> Link::send(const codec::TensorView& tensor, const ptp::PacketCod
 }
 
 Status Link::flush(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   if (m.state == Impl::State::kFailed) return m.failure_;
-  return m.wait([&] { return m.unacked.empty(); }, Clock::now() + timeout, "flush");
+  AGP_RETURN_IF_ERROR(m.wait([&] { return m.unacked.empty() || m.ended(); },
+                             Clock::now() + timeout, "flush"));
+  return m.unacked.empty() ? Status() : m.lost_status();
 }
 
 Result<ptp::MessageHeader> Link::next_packet(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
-  AGP_RETURN_IF_ERROR(m.wait([&] { return m.due() || m.state == Impl::State::kClosed; },
+  AGP_RETURN_IF_ERROR(m.wait([&] { return m.announced() || m.ended() || m.peer_said_bye; },
                              Clock::now() + timeout, "waiting for a packet"));
-  Impl::InPacket* p = m.due();
+  Impl::InPacket* p = m.announced();
+  if (!p && m.state == Impl::State::kFailed) return m.failure_;
   if (!p) return make_error(ErrorCode::kConnectionClosed, "the peer closed the link");
   return *p->header;
 }
 
 Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
                                std::vector<ptp::Frame>* frames) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   const auto until = Clock::now() + timeout;
   for (;;) {
@@ -374,6 +408,7 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
 }
 
 Status Link::acknowledge() {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   if (m.state == Impl::State::kFailed) return m.failure_;
   if (m.state == Impl::State::kUp) m.send_ack();  // a later reconnect's hello carries it anyway
@@ -381,17 +416,27 @@ Status Link::acknowledge() {
 }
 
 void Link::set_handlers(Handlers handlers) {
+  detail::EventLoop::Call call(*impl_->loop);
   impl_->handlers = std::move(handlers);
 }
 
 std::size_t Link::poll() {
+  detail::EventLoop::Call call(*impl_->loop);
+  const std::size_t before = impl_->deferred.size();
+  impl_->run_deferred();
   impl_->ctx->restart();
-  return impl_->ctx->poll();
+  const std::size_t ran = impl_->ctx->poll();
+  impl_->run_deferred();
+  return ran + before;
 }
 
 std::size_t Link::wait_event(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
+  impl_->run_deferred();
   impl_->ctx->restart();
-  return impl_->ctx->run_one_for(timeout);
+  const std::size_t ran = impl_->ctx->run_one_for(timeout);
+  impl_->run_deferred();
+  return ran;
 }
 
 void Link::wake() {
@@ -399,22 +444,46 @@ void Link::wake() {
 }
 
 void Link::run_for(Millis duration) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   (void)m.wait([] { return false; }, Clock::now() + duration, "run");
 }
 
 Status Link::close(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   if (m.state == Impl::State::kFailed) return m.failure_;
-  if (m.state == Impl::State::kClosed) return {};
+  if (m.state == Impl::State::kClosed) return m.unacked.empty() ? Status() : m.lost_status();
   const auto until = Clock::now() + timeout;
-  Status drained = flush(timeout);
-  if (m.state == Impl::State::kUp && !m.we_said_bye) {
-    m.we_said_bye = true;
-    m.state = Impl::State::kClosing;
-    m.send_control(detail::base_header(m.opts, ptp::MessageKind::kBye));
-    (void)m.wait([&] { return m.state == Impl::State::kClosed || !m.conn; }, until, "close");
+  const Status drained = m.wait([&] { return m.unacked.empty() || m.ended(); }, until, "close");
+  if (m.state == Impl::State::kFailed) return m.failure_;
+  if (!m.unacked.empty() && m.state != Impl::State::kClosed) {
+    // Nothing is given up behind the caller's back: the link stays open and keeps delivering.
+    (void)drained;
+    return make_error(ErrorCode::kTimeout,
+                      "close: " + m.unacked_text() + " not acknowledged within " +
+                          std::to_string(timeout.count()) +
+                          " ms; the link stays open and keeps sending them (close again to wait "
+                          "longer, or drop the Link to abandon them: the peer is told)");
   }
+  if (!m.we_said_bye && m.state != Impl::State::kClosed) {
+    // Everything is acknowledged; say goodbye so the peer ends cleanly rather than waiting out
+    // its deadline. A link between connections gets the rest of the deadline to come back.
+    (void)m.wait([&] { return m.state == Impl::State::kUp || m.ended(); }, until, "close");
+    if (m.state == Impl::State::kUp) {
+      m.we_said_bye = true;
+      m.state = Impl::State::kClosing;
+      m.send_control(detail::base_header(m.opts, ptp::MessageKind::kBye));
+      (void)m.wait([&] { return m.state == Impl::State::kClosed || !m.conn; }, until, "close");
+    } else if (m.state != Impl::State::kClosed) {
+      detail::log(LogLevel::kWarning, "close_unannounced",
+                  "closed with every packet acknowledged, but the peer could not be told "
+                  "goodbye (not connected)");
+    }
+  }
+  const Status result =
+      m.state == Impl::State::kFailed ? m.failure_
+                                      : (m.unacked.empty() ? Status() : m.lost_status());
   if (auto c = m.release_connection()) c->close();
   m.close_extras();
   if (m.dialing) {
@@ -425,18 +494,27 @@ Status Link::close(Millis timeout) {
   if (m.state != Impl::State::kFailed) m.state = Impl::State::kClosed;
   m.info.connected = false;
   m.tick.cancel();
-  return drained;
+  return result;
+}
+
+void Link::abort(const Status& reason) {
+  detail::EventLoop::Call call(*impl_->loop);
+  impl_->abort(reason.is_ok() ? make_error(ErrorCode::kAborted, "the peer aborted the link")
+                              : Status(ErrorCode::kAborted, reason.message()));
 }
 
 Status Link::failure() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return impl_->state == Impl::State::kFailed ? impl_->failure_ : Status();
 }
 
 bool Link::connected() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return impl_->state == Impl::State::kUp;
 }
 
 Counters Link::counters() const {
+  detail::EventLoop::Call call(*impl_->loop);
   const Impl& m = *impl_;
   Counters c = m.counters;
   c.bytes_received = m.closed_bytes_in + (m.conn ? m.conn->bytes_read() : 0);
@@ -447,14 +525,17 @@ Counters Link::counters() const {
 }
 
 void Link::restart_receive() {
+  detail::EventLoop::Call call(*impl_->loop);
   if (Impl::InPacket* p = impl_->due()) p->decoded_into = nullptr;
 }
 
 LinkMetrics Link::metrics() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return LinkMetrics{counters(), impl_->latencies};
 }
 
 LinkInfo Link::info() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return impl_->info;
 }
 

@@ -13,6 +13,7 @@
 #include "agp/transport/link.hpp"
 #include "asio_util.hpp"
 #include "client_handshake.hpp"
+#include "event_loop.hpp"
 #include "backend.hpp"
 #include "tcp_channel.hpp"
 #include "server_handshake.hpp"
@@ -73,7 +74,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
     bool complete() const { return expected_chunks > 0 && chunks.size() == expected_chunks; }
   };
 
-  Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o);
+  Impl(std::shared_ptr<detail::EventLoop> event_loop, Role r, LinkOptions o);
   ~Impl();
 
   // --- connection life
@@ -91,6 +92,15 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   void connection_lost(const Status& why);
   void fail(const Status& why);
   void tell_and_fail(const Status& why);
+  // Ends the link now, telling the peer why (kAborted): a host that failed, or a Link dropped
+  // without close().
+  void abort(const Status& why);
+  // Closed or failed: nothing more will be acknowledged.
+  bool ended() const { return state == State::kClosed || state == State::kFailed; }
+  // "3 packets (5..7)": the unacknowledged ones, for messages.
+  std::string unacked_text() const;
+  // Why unacknowledged packets will never be acknowledged (the link closed or failed under them).
+  Status lost_status() const;
   // Takes the connection out of the link (its byte counts stay counted); events from it are
   // ignored from then on.
   std::shared_ptr<detail::Channel> release_connection();
@@ -141,8 +151,9 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   Status wait(const std::function<bool()>& done, detail::Clock::time_point deadline,
               const char* what);
 
-  std::shared_ptr<asio::io_context> ctx;  // first: destroyed last
-  std::shared_ptr<Server::Impl> server;   // server links: keeps the shared context alive
+  std::shared_ptr<detail::EventLoop> loop;  // first: destroyed last
+  std::shared_ptr<asio::io_context> ctx;    // the loop's
+  std::shared_ptr<Server::Impl> server;     // server links: keeps the shared context alive
   Role role;
   LinkOptions opts;
   std::unique_ptr<detail::Backend> backend;  // dials (client links); after opts, which it reads
@@ -159,6 +170,11 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   asio::steady_timer tick;
   ptp::FrameBuilder control;
   Handlers handlers;
+  // Handlers due while the keeper ran the loop: they run in the application's next call, on its
+  // thread (handlers never run on the keeper).
+  std::vector<std::function<void()>> deferred;
+  void notify(std::function<void()> fn);
+  void run_deferred();
   Counters counters;
   std::map<std::string, CodecLatencies> latencies;  // by codec short name; nodes never move
   std::uint64_t closed_bytes_in = 0;
@@ -167,6 +183,7 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   bool ever_up = false;
   bool accepted = true;  // server links: false until Server::accept hands them out
   bool peer_said_bye = false;
+  bool vanish = false;  // tests (LinkTesting): dropped as by a crash, the peer not told
   bool we_said_bye = false;
   // Stall warnings go out once per packet: the last packets warned about.
   std::uint64_t send_stall_warned = 0;
@@ -209,6 +226,10 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   void clear_inbox();
   // The packet due next, if any of it has arrived.
   InPacket* due();
+  // The packet due next once enough of it has arrived to justify its tensor's size (or all of
+  // it): a host sizes its buffer from the header, so a peer cannot make it allocate more than
+  // DecoderLimits::max_expansion times the bytes it actually sent.
+  InPacket* announced();
   void pause_or_resume_reading();
   std::uint64_t delivered = 0;  // highest peer sequence handed to the application
 };
@@ -221,7 +242,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::Sessio
     detail::ServerHandshake handshake;
   };
 
-  Impl(std::shared_ptr<asio::io_context> context, LinkOptions o);
+  Impl(std::shared_ptr<detail::EventLoop> event_loop, LinkOptions o);
   void on_accepted(std::shared_ptr<detail::Channel> c);
   void on_pending_frame(const std::shared_ptr<detail::Channel>& c, ptp::Frame&& frame);
   void reject(const std::shared_ptr<detail::Channel>& c, const Status& why);
@@ -233,7 +254,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl>, detail::Sessio
   void on_tick();
   void drop_pending(const detail::Channel* c);
 
-  std::shared_ptr<asio::io_context> ctx;
+  std::shared_ptr<detail::EventLoop> loop;
+  std::shared_ptr<asio::io_context> ctx;  // the loop's
   LinkOptions opts;
   std::unique_ptr<detail::Backend> backend;  // listens; after opts, which it reads
   asio::steady_timer tick;

@@ -56,7 +56,7 @@ void Link::Impl::on_ack(std::uint64_t cumulative) {
     receipts[p.seq] = r;
     if (receipts.size() > kMaxKeptReceipts) receipts.erase(receipts.begin());
     unacked.pop_front();
-    if (handlers.on_acked) handlers.on_acked(r);
+    if (handlers.on_acked) notify([this, r] { if (handlers.on_acked) handlers.on_acked(r); });
   }
   acked_upto = std::max(acked_upto, cumulative);
 }
@@ -64,6 +64,14 @@ void Link::Impl::on_ack(std::uint64_t cumulative) {
 Link::Impl::InPacket* Link::Impl::due() {
   auto it = inbox.find(delivered + 1);
   return it == inbox.end() || it->second.received() == 0 ? nullptr : &it->second;
+}
+
+Link::Impl::InPacket* Link::Impl::announced() {
+  InPacket* p = due();
+  if (!p || p->complete() || !p->header || !p->header->tensor) return p;
+  const auto elements = ptp::shape_element_count(p->header->tensor->shape);
+  const std::uint64_t bytes = elements ? *elements * dtype_size(p->header->tensor->dtype) : 0;
+  return ptp::expansion_allowed(bytes, p->wire_bytes, opts.limits) ? p : nullptr;
 }
 
 void Link::Impl::pause_or_resume_reading() {
@@ -172,7 +180,7 @@ void Link::Impl::on_tensor_frame(ptp::Frame&& frame) {
                   " cannot cover its vectors exactly once");
   }
   pause_or_resume_reading();
-  if (first && handlers.on_packet) handlers.on_packet();
+  if (first && handlers.on_packet) notify([this] { if (handlers.on_packet) handlers.on_packet(); });
 }
 
 }  // namespace agp::transport

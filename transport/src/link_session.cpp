@@ -25,8 +25,9 @@ Millis tick_period(const LinkOptions& o) {
 
 }  // namespace
 
-Link::Impl::Impl(std::shared_ptr<asio::io_context> context, Role r, LinkOptions o)
-    : ctx(std::move(context)),
+Link::Impl::Impl(std::shared_ptr<detail::EventLoop> event_loop, Role r, LinkOptions o)
+    : loop(std::move(event_loop)),
+      ctx(loop, &loop->context()),
       role(r),
       opts(std::move(o)),
       tick(*ctx),
@@ -54,8 +55,27 @@ Status Link::Impl::usable() const {
   return {};
 }
 
+void Link::Impl::notify(std::function<void()> fn) {
+  if (detail::EventLoop::on_keeper_thread()) {
+    deferred.push_back(std::move(fn));
+  } else {
+    fn();
+  }
+}
+
+void Link::Impl::run_deferred() {
+  while (!deferred.empty()) {
+    auto due_now = std::move(deferred);
+    deferred.clear();
+    for (auto& fn : due_now) {
+      if (fn) fn();
+    }
+  }
+}
+
 Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point until,
                         const char* what) {
+  run_deferred();
   auto finished = [&] { return done() || state == State::kFailed; };
   if (opts.busy_poll_us > 0) {  // spin first: no wake-up to pay if the answer comes soon
     const auto spin_until =
@@ -71,7 +91,10 @@ Status Link::Impl::wait(const std::function<bool()>& done, Clock::time_point unt
       }
     }
   }
-  const bool ok = detail::run_until(*ctx, finished, until);
+  const bool ok = detail::run_until(*ctx, finished, until, [this] {
+    loop->yield_if_wanted();
+    run_deferred();  // handlers the keeper left while it had the loop
+  });
   if (ok && done()) return {};
   if (state == State::kFailed) return failure_;
   return make_error(ErrorCode::kTimeout, std::string(what) + ": deadline passed");
@@ -251,7 +274,11 @@ void Link::Impl::become_up(const ptp::HelloDesc& peer, std::uint64_t peer_delive
   }
   schedule_tick();
   open_extra_streams();
-  if (handlers.on_connection) handlers.on_connection(true, Status());
+  if (handlers.on_connection) {
+    notify([this] {
+      if (handlers.on_connection) handlers.on_connection(true, Status());
+    });
+  }
 }
 
 void Link::Impl::connection_lost(const Status& why) {
@@ -276,7 +303,9 @@ void Link::Impl::connection_lost(const Status& why) {
     detail::log(LogLevel::kWarning, "connection_lost",
                 "lost the connection to " + info.remote_endpoint + ": " + why.to_string() +
                     (role == Role::kClient ? "; reconnecting" : "; waiting for the peer to return"));
-    if (handlers.on_connection) handlers.on_connection(false, why);
+    if (handlers.on_connection) notify([this, why] {
+      if (handlers.on_connection) handlers.on_connection(false, why);
+    });
   }
   state = State::kDown;
   if (role == Role::kClient) {
@@ -298,7 +327,11 @@ void Link::Impl::fail(const Status& why) {
   close_extras();
   info.connected = false;
   tick.cancel();
-  if (was_up && handlers.on_connection) handlers.on_connection(false, why);
+  if (was_up && handlers.on_connection) {
+    notify([this, why] {
+      if (handlers.on_connection) handlers.on_connection(false, why);
+    });
+  }
 }
 
 void Link::Impl::tell_and_fail(const Status& why) {
@@ -307,6 +340,29 @@ void Link::Impl::tell_and_fail(const Status& why) {
     if (c->telling()) telling = c;  // flushed by later calls, or at the latest by ~Impl
   }
   fail(why);
+}
+
+void Link::Impl::abort(const Status& why) {
+  if (ended()) return;
+  detail::log(LogLevel::kWarning, "aborted", "ending the link: " + why.message());
+  tell_and_fail(why);
+}
+
+std::string Link::Impl::unacked_text() const {
+  if (unacked.empty()) return "no packets";
+  const std::uint64_t first = unacked.front().seq, last = unacked.back().seq;
+  return std::to_string(unacked.size()) + (unacked.size() == 1 ? " packet (" : " packets (") +
+         std::to_string(first) + (first == last ? "" : ".." + std::to_string(last)) + ")";
+}
+
+Status Link::Impl::lost_status() const {
+  if (state == State::kFailed) {
+    return Status(failure_.code(), failure_.message() + "; " + unacked_text() +
+                                       " never acknowledged (not delivered, or not confirmed)");
+  }
+  return make_error(ErrorCode::kConnectionClosed,
+                    "the link closed with " + unacked_text() +
+                        " unacknowledged: the peer did not confirm them (they may be lost)");
 }
 
 std::shared_ptr<detail::Channel> Link::Impl::release_connection() {

@@ -16,8 +16,9 @@ namespace {
 constexpr std::size_t kMaxPendingHandshakes = 64;
 }  // namespace
 
-Server::Impl::Impl(std::shared_ptr<asio::io_context> context, LinkOptions o)
-    : ctx(std::move(context)),
+Server::Impl::Impl(std::shared_ptr<detail::EventLoop> event_loop, LinkOptions o)
+    : loop(std::move(event_loop)),
+      ctx(loop, &loop->context()),
       opts(std::move(o)),
       tick(*ctx),
       control(opts.limits) {}
@@ -113,7 +114,7 @@ void Server::Impl::admit(const std::shared_ptr<detail::Channel>& c,
   if (auto s = sessions.find(step.hello.session_id); s != sessions.end()) link = s->second.lock();
   if (step.join) return link->attach_extra(step.hello.stream_index, c);  // found up just now
   if (!step.known) {
-    link = std::make_shared<Link::Impl>(ctx, Link::Impl::Role::kServer, opts);
+    link = std::make_shared<Link::Impl>(loop, Link::Impl::Role::kServer, opts);
     link->accepted = false;
     link->server = shared_from_this();
     link->session_id = step.hello.session_id;
@@ -156,22 +157,34 @@ void Server::Impl::on_tick() {
 
 // ---------------------------------------------------------------- Server API
 
-Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->loop->hold();
+}
 
 Server::~Server() {
   if (!impl_) return;
-  impl_->closed = true;
-  impl_->backend->stop_listening();
-  impl_->tick.cancel();
-  for (auto& p : impl_->pending) p.conn->close();
-  impl_->pending.clear();
-  impl_->ready.clear();
+  const std::shared_ptr<detail::EventLoop> loop = impl_->loop;
+  {
+    detail::EventLoop::Call call(*loop);
+    impl_->closed = true;
+    impl_->backend->stop_listening();
+    impl_->tick.cancel();
+    for (auto& p : impl_->pending) p.conn->close();
+    impl_->pending.clear();
+    impl_->ready.clear();
+  }
+  loop->release();  // accepted Links, if any, keep the keeper going
+  detail::EventLoop::Call call(*loop);
+  impl_.reset();
 }
 
 Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::uint16_t port,
                                                const LinkOptions& options) {
   AGP_RETURN_IF_ERROR(validate(options));
-  auto impl = std::make_shared<Impl>(std::make_shared<asio::io_context>(1), options);
+  auto impl = std::make_shared<Impl>(
+      std::make_shared<detail::EventLoop>(
+          detail::keeper_grace(options.heartbeat_interval, options.dead_peer_timeout)),
+      options);
   auto backend = detail::make_backend(*impl->ctx, impl->opts);
   if (!backend) return backend.status();
   impl->backend = std::move(backend).value();
@@ -184,11 +197,12 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
-std::uint16_t Server::port() const {
+std::uint16_t Server::port() const {  // fixed once listening: no lock
   return impl_->backend->port();
 }
 
 Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   Impl& m = *impl_;
   // The first admitted peer whose handshake reply has left (a peer that does not read it does
   // not hold up the others).
@@ -200,7 +214,7 @@ Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
                             [](const std::shared_ptr<Link::Impl>& l) { return l->handed_over(); });
         return next != m.ready.end();
       },
-      Clock::now() + timeout);
+      Clock::now() + timeout, [&] { m.loop->yield_if_wanted(); });
   if (!got) {
     return make_error(ErrorCode::kTimeout,
                       "accept: no peer within " + std::to_string(timeout.count()) + " ms");
@@ -213,16 +227,19 @@ Result<std::unique_ptr<Link>> Server::accept(Millis timeout) {
 }
 
 bool Server::peer_waiting() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return std::any_of(impl_->ready.begin(), impl_->ready.end(),
                      [](const std::shared_ptr<Link::Impl>& l) { return l->handed_over(); });
 }
 
 std::size_t Server::poll() {
+  detail::EventLoop::Call call(*impl_->loop);
   impl_->ctx->restart();
   return impl_->ctx->poll();
 }
 
 std::size_t Server::wait_event(Millis timeout) {
+  detail::EventLoop::Call call(*impl_->loop);
   impl_->ctx->restart();
   return impl_->ctx->run_one_for(timeout);
 }
@@ -232,6 +249,7 @@ void Server::wake() {
 }
 
 Counters Server::counters() const {
+  detail::EventLoop::Call call(*impl_->loop);
   return impl_->counters;
 }
 

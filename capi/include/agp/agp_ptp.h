@@ -33,8 +33,9 @@ extern "C" {
 
 #define AGP_API_VERSION 1
 /* Additions within version 1: 1 calibrations, 2 the UCX backend, 3 the embedding index, 4 post,
- * wait_acked and flush (pipelining), metrics and the log hook. */
-#define AGP_API_VERSION_MINOR 4
+ * wait_acked and flush (pipelining), metrics and the log hook, 5 agp_link_abort and the config's
+ * max_tensor_bytes. */
+#define AGP_API_VERSION_MINOR 5
 #define AGP_MAX_RANK 8
 
 typedef int32_t agp_status;
@@ -47,6 +48,8 @@ typedef int32_t agp_status;
 #define AGP_ERR_TIMEOUT 500
 #define AGP_ERR_CONNECTION_CLOSED 501
 #define AGP_ERR_AUTHENTICATION_FAILED 505
+#define AGP_ERR_PEER_LOST 507
+#define AGP_ERR_ABORTED 508 /* the peer ended the link early; the message says why */
 
 /* Element types (values as on the wire). Structs and calls carry them as int32_t: the size of a C
  * enum is up to the compiler, and a fixed width keeps the ABI the same everywhere. */
@@ -194,6 +197,9 @@ typedef struct agp_link_config {
    * restricts UCX to these transports, as UCX_TLS names them ("tcp", "sm,tcp"; NULL: UCX picks). */
   int32_t backend;
   const char* ucx_transports;
+  /* Added in API version 1.5: the largest tensor this end accepts in a packet (its buffer is sized
+   * from the packet's descriptor: lower it for peers you do not trust). 0: the default, 1 GiB. */
+  uint64_t max_tensor_bytes;
 } agp_link_config;
 #define AGP_BACKEND_TCP 0
 #define AGP_BACKEND_UCX 1
@@ -246,8 +252,14 @@ AGP_C_API agp_status agp_link_receive(agp_link* link, const agp_tensor* out, uin
 /* With ack_on_receive = 0: acknowledges every packet received so far, once the host has recorded
  * them durably (a crash before this gets them sent again rather than lost). */
 AGP_C_API agp_status agp_link_acknowledge(agp_link* link);
-/* Drains what was sent, says goodbye and closes. */
+/* Waits until everything sent is acknowledged, says goodbye and closes. AGP_ERR_TIMEOUT when
+ * packets are still unacknowledged at the deadline: the link then stays open and keeps sending
+ * them (close again, or agp_link_free to abandon them). */
 AGP_C_API agp_status agp_link_close(agp_link* link, uint32_t timeout_ms);
+/* Added in API version 1.5: ends the link at once and tells the peer `reason` (its calls fail with
+ * AGP_ERR_ABORTED), for a host that fails after connecting. agp_link_free of a link not closed
+ * does the same with a reason of its own. */
+AGP_C_API agp_status agp_link_abort(agp_link* link, const char* reason);
 AGP_C_API void agp_link_free(agp_link* link);
 
 typedef struct agp_link_counters {
@@ -267,8 +279,10 @@ AGP_C_API agp_status agp_link_metrics_text(const agp_link* link, const char* lin
 
 /* What the transport says about itself (connects, refused peers, lost connections, reconnects,
  * resumes, stalled streams), process-wide and silent until set. `fn` gets the level (Python's
- * numbers), a stable event name and a message; it runs inside library calls on the thread that
- * drives the link and must not call into that link. fn = NULL removes it. */
+ * numbers), a stable event name and a message; it runs on the library's log thread, one record
+ * at a time (records are queued, at most 1024: a slow handler never delays a link; what does not
+ * fit is counted in a log_records_dropped record). fn = NULL removes it, after the records
+ * already queued have reached the old handler. */
 #define AGP_LOG_DEBUG 10
 #define AGP_LOG_INFO 20
 #define AGP_LOG_WARNING 30

@@ -62,6 +62,7 @@ enum class ErrorCode : std::uint16_t {
   kAuthenticationFailed = 505,  // pre-shared-key challenge failed (wrong or missing key)
   kCapabilityMismatch = 506,    // the peers share no codec, frame size or feature the call needs
   kPeerLost = 507,              // the peer stayed unreachable past the reconnect limit
+  kAborted = 508,               // the peer ended the link early (it failed or gave up); why follows
 
   // API use (3xx).
   kInvalidArgument = 300,  // the caller passed something out of contract

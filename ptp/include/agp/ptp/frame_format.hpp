@@ -57,7 +57,20 @@ struct DecoderLimits {
   // A tensor packet's whole tensor (element count x dtype size): a receiver sizes its output
   // buffer from the descriptor, so a small frame must not be able to claim more than this.
   std::uint64_t max_tensor_bytes = std::uint64_t{1} << 30;  // 1 GiB
+  // A tensor frame may decode to at most max_expansion bytes (in the tensor's dtype) per byte of
+  // its body, plus expansion_slack_bytes: this bounds the memory and decode work that a received
+  // byte can cost, whatever the codec (a fixed-rate codec expands at most 32x; a frame of the
+  // calibrated or lossless codecs that claims a large tensor of zeros would expand without
+  // bound). Senders are held to the same rule when they build a frame.
+  std::uint32_t max_expansion = 256;
+  std::uint64_t expansion_slack_bytes = 64 * 1024;
 };
+
+// The bytes a tensor frame decodes to (its chunk's vectors, or the whole tensor, in the tensor's
+// dtype); 0 for frames without a tensor.
+std::uint64_t decoded_frame_bytes(const MessageHeader& h);
+// Whether `decoded` bytes may come from `wire` bytes under `limits` (overflow-safe).
+bool expansion_allowed(std::uint64_t decoded, std::uint64_t wire, const DecoderLimits& limits);
 
 struct DecoderOptions {
   DecoderLimits limits;

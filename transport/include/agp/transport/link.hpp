@@ -12,10 +12,12 @@
 // other that they hold it (HMAC-SHA256 over fresh nonces).
 //
 // Threading: a Link (and a Server with all its Links) runs on one io_context that the library
-// drives inside the calls below, in the calling thread. Nothing runs between calls: a host that
-// stays away longer than the peer's dead-peer timeout should call poll() now and then, or the peer
-// will drop the connection (the link then reconnects and resumes on its own). Use a Link, or a
-// Server and its Links, from one thread at a time.
+// drives inside the calls below, in the calling thread. Between calls (a host computing a model
+// step for seconds), a keeper thread of the library takes over after a short grace period: it
+// keeps heartbeats, acknowledgements, reads and reconnects going, and hands the loop back at the
+// next call. Handlers (set_handlers) still run only inside calls, on the caller's thread. The
+// calls below are safe from several threads (they take turns); poll() is no longer needed to
+// keep a link alive.
 #pragma once
 
 #include <chrono>
@@ -234,9 +236,19 @@ class Link {
   // The one call that may come from any thread: makes a current or the next wait_event return.
   void wake();
 
-  // Drains (waits until everything posted is acknowledged), says goodbye and closes. Later calls
-  // fail with bad_state; the peer's receive() reports connection_closed once its queue is empty.
+  // Waits until everything posted is acknowledged, says goodbye and closes; the peer's receive()
+  // then reports connection_closed once its queue is empty. When packets are still
+  // unacknowledged at the deadline, close returns kTimeout naming them and the link stays open
+  // and keeps delivering them (call close again, or drop the Link to abandon them). A link that
+  // closed or failed under unacknowledged packets says so (connection_closed, or its failure) in
+  // close, flush and wait_acked of those packets; acknowledged ones keep their receipts. Later
+  // posts fail with bad_state.
   Status close(Millis timeout);
+  // Ends the link at once and tells the peer why: its calls fail with kAborted carrying
+  // `reason`'s message. For a host that fails after connecting (a bad input, a full disk), so the
+  // peer does not wait out its deadline. Unacknowledged packets are abandoned. Dropping a Link
+  // without close() does the same.
+  void abort(const Status& reason);
 
   // The error that ended the link (ok while it is usable).
   Status failure() const;
@@ -251,6 +263,7 @@ class Link {
 
  private:
   friend class Server;
+  friend struct LinkTesting;  // tests: a link that vanishes as a crashed process's would
   explicit Link(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };
