@@ -452,3 +452,34 @@ TEST(FrameDecoder, ResetRecoversFromFailure) {
 
 }  // namespace
 }  // namespace agp::ptp
+
+namespace agp::ptp {
+namespace {
+
+// The expansion bound: what a body of `wire` bytes may decode to, exactly at the edge and where
+// the product would overflow 64 bits.
+TEST(ExpansionBound, SlackThenAFixedRatioWithoutOverflow) {
+  DecoderLimits lim;
+  lim.max_expansion = 256;
+  lim.expansion_slack_bytes = 65536;
+  EXPECT_TRUE(expansion_allowed(65536, 0, lim));
+  EXPECT_FALSE(expansion_allowed(65537, 0, lim));
+  EXPECT_TRUE(expansion_allowed(65536 + 256 * 1000, 1000, lim));
+  EXPECT_FALSE(expansion_allowed(65536 + 256 * 1000 + 1, 1000, lim));
+  EXPECT_TRUE(expansion_allowed(UINT64_MAX, UINT64_MAX / 2, lim));
+  EXPECT_FALSE(expansion_allowed(UINT64_MAX, 1 << 20, lim));
+  lim.max_expansion = 0;  // nothing beyond the slack
+  EXPECT_FALSE(expansion_allowed(65537, UINT64_MAX, lim));
+  // A chunk decodes to its own vectors, a whole packet to its tensor.
+  MessageHeader h;
+  h.kind = MessageKind::kTensorPacket;
+  h.tensor = TensorDesc{"t", DType::kF32, {8, 100}, Layout::kSD, 1};
+  EXPECT_EQ(decoded_frame_bytes(h), 8u * 100 * 4);
+  h.chunk = ChunkDesc{1, 2, 4, 4};
+  EXPECT_EQ(decoded_frame_bytes(h), 4u * 100 * 4);
+  h.chunk->vector_count = 1000;  // a lie is capped at the tensor
+  EXPECT_EQ(decoded_frame_bytes(h), 8u * 100 * 4);
+}
+
+}  // namespace
+}  // namespace agp::ptp

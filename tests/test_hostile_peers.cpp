@@ -346,6 +346,31 @@ TEST(HostilePeer, UndeliveredBytesAreBoundedPerLink) {
   EXPECT_EQ(r.acks, 0);
 }
 
+TEST(HostilePeer, ATensorIsAnnouncedOnlyOnceEnoughOfItHasArrived) {
+  // A first chunk of 16 vectors (about 2 KB) for a tensor of 4096 (2 MiB of f16): each chunk is
+  // within the expansion bound, but the host must not size a 2 MiB buffer for 2 KB received.
+  auto server = Server::listen("127.0.0.1", 0, options());
+  ASSERT_TRUE(server);
+  const std::uint16_t port = (*server)->port();
+  std::atomic<bool> done{false};
+  std::thread peer([&] {
+    HandClient c(port);
+    const ptp::ChunkDesc chunk{0, 256, 0, 16};
+    Parts p = tq4_packet(1, &chunk);
+    p.header.tensor->shape = {1, 256, 1, 4096};  // original_bytes stays the chunk's
+    EXPECT_TRUE(c.send(p));
+    for (int i = 0; i < 200 && !done; ++i) std::this_thread::sleep_for(10ms);
+  });
+  auto link = (*server)->accept(5000ms);
+  ASSERT_TRUE(link) << link.status().to_string();
+  auto next = (*link)->next_packet(500ms);
+  done = true;
+  EXPECT_EQ(next.status().code(), ErrorCode::kTimeout)
+      << (next ? "announced a 2 MiB tensor after one 2 KB chunk" : next.status().to_string());
+  EXPECT_GE((*link)->counters().frames_received, 1u) << "the chunk never arrived";
+  peer.join();
+}
+
 TEST(HostilePeer, AGenuineChunkedPacketStillPasses) {
   // The control: the same hand client, telling the truth, gets its packet acknowledged.
   auto r = run_attack([](HandClient& c) {

@@ -22,6 +22,7 @@
 #include "agp/ptp/checksum.hpp"
 #include "agp/ptp/fingerprint.hpp"
 #include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/npy.hpp"
 #include "netns_pair.hpp"
 
 namespace {
@@ -676,6 +677,91 @@ TEST(Tools, IndexBuildInspectSearchExportAndBench) {
   EXPECT_NE(r.out.find("| 4 | "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(0.859)"), std::string::npos) << r.out;
   fs::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+// What a careless user tries, and what each tool now does about it: a clear refusal (one line, an
+// exit code) where it used to overwrite, abort or accept something that cannot work.
+TEST(Tools, CarelessUserTrapsAreRefusedClearly) {
+  const fs::path dir = fs::temp_directory_path() / ("agp-traps-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  // A rate so small it would impose no limit at all.
+  expect_one_line_error(
+      run(std::string(AGP_PTP_FAULTPROXY) + " --target-port 9 --rate-mbit 1e-30"), 2,
+      "--rate-mbit");
+  // A journal that is some other file is never appended to.
+  {
+    const fs::path other = dir / "tensor.npy";
+    std::ofstream(other) << "\x93NUMPY not a journal";
+    const ToolRun r = run(std::string(AGP_PTP_RECV) + " --port 0 --journal " + other.string());
+    expect_one_line_error(r, 2, "not a ptp-recv journal");
+    EXPECT_EQ(fs::file_size(other), 20u);
+  }
+  // ptp-calibrate: states too wide to calibrate (a 32 GB covariance), and values whose squares
+  // overflow the codec's arithmetic: refused, nothing written.
+  {
+    const std::string out = (dir / "c.agpcal").string();
+    std::vector<std::uint16_t> wide(2 * 65536, 0x3c00);
+    ASSERT_TRUE(agp::ptp::write_npy((dir / "wide.npy").string(), agp::DType::kF16, {2, 65536},
+                                    std::as_bytes(std::span(wide))));
+    const ToolRun r = run(std::string(AGP_PTP_CALIBRATE) + " --states " +
+                          (dir / "wide.npy").string() + " -o " + out);
+    expect_one_line_error(r, 1, "at most 8192");
+    std::vector<float> huge(64 * 8);
+    for (std::size_t i = 0; i < huge.size(); ++i) huge[i] = (i % 2 ? 3e38f : -3e38f) * static_cast<float>(i % 7) / 7.0f;
+    ASSERT_TRUE(agp::ptp::write_npy((dir / "huge.npy").string(), agp::DType::kF32, {64, 8},
+                                    std::as_bytes(std::span(huge))));
+    expect_one_line_error(run(std::string(AGP_PTP_CALIBRATE) + " --states " +
+                              (dir / "huge.npy").string() + " -o " + out),
+                          1, "above 1e16");
+    EXPECT_FALSE(fs::exists(out));
+  }
+  // ptp-index build never replaces what is not its own snapshot, nor its input.
+  {
+    const std::string tool = AGP_PTP_INDEX;
+    const fs::path rows = dir / "rows.jsonl";
+    {
+      std::ofstream f(rows);
+      for (int i = 0; i < 50; ++i) f << "[" << i << ", 1, 2, " << (i % 5) << "]\n";
+    }
+    expect_one_line_error(
+        run(tool + " build -i " + rows.string() + " -o " + rows.string() + " --quiet"), 2,
+        "is the input file");
+    EXPECT_GT(fs::file_size(rows), 0u);
+    const ToolRun to_dir = run(tool + " build -i " + rows.string() + " -o " + dir.string() + " --quiet");
+    expect_one_line_error(to_dir, 1, "not a regular file");
+    EXPECT_EQ(to_dir.err.find("Success"), std::string::npos) << to_dir.err;
+    const fs::path notes = dir / "notes.txt";
+    std::ofstream(notes) << "somebody's notes";
+    expect_one_line_error(
+        run(tool + " build -i " + rows.string() + " -o " + notes.string() + " --quiet"), 1,
+        "not an index snapshot");
+    EXPECT_EQ(fs::file_size(notes), 16u);
+  }
+  fs::remove_all(dir);
+}
+
+// A receiver that fails after accepting (its --save-frames target is full) tells the sender at
+// once, with its reason: the sender fails within seconds instead of retrying until its deadline.
+TEST(Tools, AReceiverThatFailsTellsTheSenderAtOnce) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full here";
+  Receiver rx("--save-frames /dev/full --quiet --idle-timeout-ms 20000");
+  ASSERT_GT(rx.port, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const ToolRun tx = run(std::string(AGP_PTP_SEND) + " --port " + std::to_string(rx.port) +
+                         " -n 20 --warmup 0 --codecs tq4 --quiet --timeout-ms 20000");
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rx.finish();
+  EXPECT_EQ(rx.exit_code, 1) << rx.err;
+  EXPECT_NE(rx.err.find("--save-frames"), std::string::npos) << rx.err;
+  EXPECT_EQ(tx.exit_code, 1) << tx.err;
+  EXPECT_NE(tx.err.find("--save-frames"), std::string::npos) << tx.err;  // the receiver's reason
+  EXPECT_NE(tx.err.find("aborted"), std::string::npos) << tx.err;
+  EXPECT_LT(took, 5.0);
 }
 
 }  // namespace

@@ -133,6 +133,14 @@ int run(const Options& o) {
                 .dump();
   auto cal = fidelity::calibrate_from_states(states.data(), n, dim, co);
   if (!cal) return fail(kTool, cal.status().message());
+  if (n < dim) {
+    std::fprintf(stderr,
+                 "%s: warning: %llu states of %u values: the basis is rank-deficient (components "
+                 "beyond the %llu-th have no data); give at least %u states, four times that is "
+                 "better\n",
+                 kTool, static_cast<unsigned long long>(n), dim, static_cast<unsigned long long>(n),
+                 dim);
+  }
   if (auto s = ptp::write_calibration(o.out, cal->file); !s) return fail(kTool, "-o: " + s.message());
   if (!o.basis_out.empty()) {
     if (auto s = ptp::write_npy(o.basis_out, DType::kF32, {dim, dim},
@@ -230,7 +238,7 @@ int main(int argc, char** argv) {
                  "original's on (max difference, KL, top-1)");
   app.add_option("--eval-windows", o.eval_windows, "windows of --eval-bytes")->check(CLI::Range(1, 1 << 20));
   app.add_option("--max-groups", o.max_groups, "at most this many component groups")
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, 256));
   app.add_flag("--json", o.json, "print one JSON document");
   app.add_flag("-q,--quiet", o.quiet, "no progress output");
   if (auto code = parse_command_line(app, argc, argv, kTool)) return *code;

@@ -2,6 +2,7 @@
 // by seed (support/fault_proxy.hpp). Prints "port N" first when --port is 0, runs until SIGINT or
 // SIGTERM (or --duration-s), then prints what it injected.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -71,8 +72,14 @@ int main(int argc, char** argv) {
       ->check(tools::number_in(0, 1e6));
   app.add_option("--jitter-ms", plan.jitter_ms, "plus a uniform [0, jitter) (order is kept)")
       ->check(tools::number_in(0, 1e6));
-  app.add_option("--rate-mbit", plan.rate_mbit, "rate limit per direction (0: none)")
-      ->check(tools::number_in(0, 1e7));
+  app.add_option("--rate-mbit", plan.rate_mbit,
+                 "rate limit per direction, 0.001 (1 kbit/s) to 1e7 (0: none)")
+      ->check(tools::number_in(0, 1e7))
+      ->check([](const std::string& v) {
+        // A rate so small that one byte's delay overflows the clock would impose no limit.
+        const double r = std::strtod(v.c_str(), nullptr);
+        return r == 0 || r >= 1e-3 ? std::string() : std::string("below 0.001 (use 0 for none)");
+      });
   app.add_option("--corrupt-per-byte", plan.corrupt_per_byte,
                  "probability a byte is flipped (at most one per connection)")
       ->check(tools::number_in(0, 1));

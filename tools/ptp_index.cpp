@@ -79,6 +79,12 @@ struct BuildOptions {
 
 int build(const BuildOptions& o) {
   const auto t0 = Clock::now();
+  {
+    std::error_code ec;
+    if (std::filesystem::equivalent(o.input, o.output, ec)) {
+      return fail(kTool, "-o " + o.output + " is the input file: refusing to overwrite it", kExitUsage);
+    }
+  }
   auto set = load(o.input, o.format, o.dim);
   if (!set) return load_failed(set.status());
   auto index = Index::create(set->dim, {o.bits, o.seed, !o.no_exact, !o.plain});

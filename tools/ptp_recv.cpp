@@ -312,6 +312,12 @@ int run(const Options& o) {
                              std::string(error_code_name(link.status().code())) + "]");
     }
     info = (*link)->info();
+    // A failure of ours from here on tells the sender why at once (it would otherwise retry or
+    // wait out its deadline).
+    auto give_up = [&](const std::string& why) {
+      (*link)->abort(make_error(ErrorCode::kAborted, std::string(kTool) + " gave up: " + why));
+      return fail(kTool, why);
+    };
     if (!o.quiet && !o.json) {
       std::fprintf(stderr, "%s: %s connected from %s (session %llu)\n", kTool,
                    info.peer_name.c_str(), info.remote_endpoint.c_str(),
@@ -321,7 +327,7 @@ int run(const Options& o) {
 #ifdef AGP_HAVE_FIDELITY
       while (!to_score.empty() && waiting_bytes > kMaxWaitingBytes) {
         waiting_bytes -= to_score.front().state.size() * sizeof(float);
-        if (auto s2 = score_one(); !s2) return fail(kTool, "continuing the model: " + s2.message());
+        if (auto s2 = score_one(); !s2) return give_up("continuing the model: " + s2.message());
       }
 #endif
       auto next = wait_in_session(
@@ -368,7 +374,7 @@ int run(const Options& o) {
       if (journal) {  // recorded first, acknowledged second: a crash in between resends it
         const std::uint64_t digest = ptp::xxh3_64(out);
         if (auto s2 = journal->record(info.session_id, d->header.sequence, digest, t.name); !s2)
-          return fail(kTool, "--journal: " + s2.message());
+          return give_up("--journal: " + s2.message());
         if (auto s2 = (*link)->acknowledge(); !s2) return fail(kTool, s2.message());
       }
       ++received;
@@ -420,11 +426,13 @@ int run(const Options& o) {
         const std::string path =
             o.save_npy + "/packet-" + std::to_string(d->header.sequence) + ".npy";
         if (auto s2 = ptp::write_npy(path, t.dtype, t.shape, out); !s2) {
-          return fail(kTool, "--save-npy: " + s2.message());
+          return give_up("--save-npy: " + s2.message());
         }
       }
       if (frames_out.is_open()) {
-        if (auto s2 = append_frames(frames_out, frames); !s2) return fail(kTool, s2.message());
+        if (auto s2 = append_frames(frames_out, frames); !s2) {
+          return give_up("--save-frames: " + s2.message());
+        }
       }
       if (!o.quiet && !o.json) {
         std::printf(

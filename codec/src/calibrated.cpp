@@ -20,7 +20,13 @@ Status Calibration::validate() const {
     if (!std::isfinite(mean[i]) || !std::isfinite(scale[i]) || scale[i] < 0) {
       return bad("non-finite mean or scale");
     }
+    // Beyond this the codec's float arithmetic overflows (a sum of squares over the vector).
+    if (std::abs(mean[i]) > kMaxCalibrationMagnitude || scale[i] > kMaxCalibrationMagnitude) {
+      return bad("a mean or scale above 1e16: no model state is that large, and the codec's "
+                 "float arithmetic would overflow");
+    }
   }
+  if (group_starts.size() > kMaxCalibrationGroups) return bad("more than 256 groups");
   if (group_starts.empty() || group_starts[0] != 0) return bad("the first group must start at 0");
   for (std::size_t g = 1; g < group_starts.size(); ++g) {
     if (group_starts[g] <= group_starts[g - 1] || group_starts[g] >= dim) {

@@ -19,8 +19,23 @@ Result<Calibrated> calibrate_from_states(const float* x, std::uint64_t n, std::u
   if (n < 2 || dim == 0 || dim > 65536) {
     return make_error(ErrorCode::kInvalidArgument, "calibration needs at least 2 states of 1..65536 values");
   }
+  // The covariance is dim x dim doubles and its eigendecomposition O(dim^3): refuse what cannot
+  // fit or finish rather than abort on an allocation.
+  constexpr std::uint32_t kMaxDim = 8192;  // 512 MiB of covariance, minutes of decomposition
+  if (dim > kMaxDim) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "states of " + std::to_string(dim) + " values: calibration handles at most " +
+                          std::to_string(kMaxDim) + " (the covariance alone would take " +
+                          std::to_string(static_cast<std::uint64_t>(dim) * dim * 8 >> 30) +
+                          " GiB)");
+  }
   for (std::uint64_t i = 0; i < n * dim; ++i) {
     if (!std::isfinite(x[i])) return make_error(ErrorCode::kInvalidArgument, "calibration states hold NaN or infinity");
+    if (std::abs(x[i]) > codec::kMaxCalibrationMagnitude) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "calibration states hold a value of " + std::to_string(x[i]) +
+                            ": above 1e16 the codec's float arithmetic would overflow");
+    }
   }
   // Mean and covariance in double (states can carry offsets much larger than their spread).
   std::vector<double> mean(dim, 0.0);
@@ -76,7 +91,9 @@ Result<Calibrated> calibrate_from_states(const float* x, std::uint64_t n, std::u
     cal.mean[j] = static_cast<float>(m);
     cal.scale[j] = static_cast<float>(std::sqrt(std::max(0.0, w[dim - 1 - j])));
   }
-  cal.group_starts = codec::make_calibration_groups(cal.scale, options.group_ratio, options.max_groups);
+  cal.group_starts = codec::make_calibration_groups(
+      cal.scale, options.group_ratio, std::min(options.max_groups, codec::kMaxCalibrationGroups));
+  AGP_RETURN_IF_ERROR(cal.validate());  // what the tools would refuse to load is never written
   out.file.info = options.info;
   ptp::serialize_calibration(out.file);  // sets the id
   return out;

@@ -104,6 +104,26 @@ Status Index::save(const std::string& path) const {
     offset += sections[i].bytes.size();
   }
   put<std::uint64_t>(&header[40], ptp::xxh3_64(header));
+  // Only a regular file that is a snapshot already is replaced: never a device, a directory, or
+  // another program's file that happens to sit at the path.
+  {
+    std::error_code ec;
+    const auto st = std::filesystem::symlink_status(path, ec);
+    if (!ec && std::filesystem::exists(st)) {
+      if (!std::filesystem::is_regular_file(st)) {
+        return make_error(ErrorCode::kIoError,
+                          path + " exists and is not a regular file: not replacing it");
+      }
+      char magic[8] = {};
+      std::ifstream old(path, std::ios::binary);
+      old.read(magic, sizeof magic);
+      if (old.gcount() > 0 && std::memcmp(magic, "AGPINDEX", 8) != 0) {
+        return make_error(ErrorCode::kIoError,
+                          path + " exists and is not an index snapshot: not replacing it (remove "
+                                 "it first if it should go)");
+      }
+    }
+  }
   // Written beside the target and renamed over it: a process that has the old snapshot mapped
   // keeps reading the old file, never a half-written or shorter one.
   const std::string temp = path + ".tmp-" + std::to_string(::getpid());

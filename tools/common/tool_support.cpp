@@ -245,7 +245,9 @@ void add_carrier_options(CLI::App& app, Carrier& c) {
   app.add_option("--backend", c.backend,
                  std::string("what carries the frames: tcp (every build) or ucx (UCX picks shared "
                              "memory, RDMA or TCP; this build: ") +
-                     (transport::ucx_available() ? "has it" : "has no UCX") + "); both ends alike")
+                     (transport::ucx_available() ? "has it" : "has no UCX") +
+                     "); both ends alike. A UCX endpoint must not face an untrusted network: UCX "
+                     "parses a connection's bytes before the handshake and its key (docs/transport.md)")
       ->check(CLI::IsMember({"tcp", "ucx"}));
   app.add_option("--ucx-transports", c.ucx_transports,
                  "with --backend ucx: the UCX transports it may use, as UCX_TLS names (tcp; sm,tcp; "

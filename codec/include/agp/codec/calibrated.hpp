@@ -23,6 +23,11 @@
 
 namespace agp::codec {
 
+// Bounds every calibration is held to (Calibration::validate): values beyond the magnitude make
+// the codec's float arithmetic overflow; more groups cost side data on every chunk and buy nothing.
+constexpr double kMaxCalibrationMagnitude = 1e16;
+constexpr std::size_t kMaxCalibrationGroups = 256;
+
 // What the codec needs from a calibration (the file format lives in ptp/calibration_file.hpp).
 struct Calibration {
   std::uint32_t dim = 0;
