@@ -13,7 +13,9 @@
 #include <optional>
 #include <thread>
 
+#include "agp/codec/calibrated.hpp"
 #include "agp/ptp/frame_builder.hpp"
+#include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
 #include "agp/transport/frame_stream.hpp"
@@ -33,9 +35,9 @@ struct Parts {
   std::vector<std::vector<std::byte>> sections;
 };
 
-Parts parts_of(const ptp::GatherList& g) {
+Parts parts_of(const ptp::GatherList& g, const ptp::DecoderLimits& limits = {}) {
   const auto flat = g.flatten();
-  auto f = ptp::parse_frame(flat);
+  auto f = ptp::parse_frame(flat, ptp::DecoderOptions{limits, std::nullopt});
   EXPECT_TRUE(f) << f.status().to_string();
   Parts p;
   p.header = f->header;
@@ -326,6 +328,69 @@ TEST(HostilePeer, ShortRawSectionAndChunkedEcAreRefused) {
     EXPECT_TRUE(c.send(p));
   });
   expect_refused(ec, ErrorCode::kBadCodecDescriptor);
+}
+
+// The calibrated codec has no minimum number of bytes per vector: a group whose values are all
+// below its step is sent as nothing. A frame whose every group is zero, claiming a large tensor,
+// used to cost the receiver a buffer of that size and seconds of decoding for a few hundred bytes.
+TEST(HostilePeer, CalibratedFramesCannotMultiplyDecodeWork) {
+  auto cal = std::make_shared<codec::Calibration>();
+  cal->dim = 256;
+  for (std::uint32_t j = 0; j < 256; ++j) {
+    cal->mean.push_back(0.0f);
+    cal->scale.push_back(1.0f + 0.01f * static_cast<float>(255 - j));
+  }
+  cal->group_starts = codec::make_calibration_groups(cal->scale, 1.2, 16);
+  cal->id = 0xca1ca1;
+  LinkOptions o = options();
+  o.calibration = cal;
+  ptp::PacketCodec c = *ptp::parse_packet_codec("cal4", DType::kF16);
+  c.calibration = cal;
+  // A hostile encoder: the real one, without the expansion rule every sender is held to.
+  auto cal_packet = [&](const Tensor& t, std::uint64_t sequence) {
+    ptp::DecoderLimits wide;
+    wide.max_expansion = UINT32_MAX;
+    wide.max_tensor_bytes = UINT64_MAX;
+    ptp::TensorPacketWriter w(c, wide);
+    MessageHeader h;
+    h.sequence = sequence;
+    h.fingerprint = o.fingerprint;
+    h.model_id = o.model_id;
+    h.split_layer = o.split_layer;
+    Tensor copy = t;
+    auto g = w.write(copy.view(), h, ptp::Layout::kBC1S);
+    EXPECT_TRUE(g) << g.status().to_string();
+    return parts_of(*g, wide);
+  };
+  Tensor zeros;
+  zeros.shape = {1, 256, 1, 65536};  // 32 MiB of f16 zeros
+  zeros.data.assign(256ull * 65536, 0);
+  const Parts attack = cal_packet(zeros, 1);
+  std::uint64_t body = 0;
+  for (const auto& s : attack.sections) body += s.size();
+  EXPECT_LT(body, 4096u) << "the attack needs a tiny body";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_attack([&](HandClient& h) { EXPECT_TRUE(h.send(attack)); }, o);
+  expect_refused(r, ErrorCode::kBadEncodedData);
+  EXPECT_NE(r.told_message.find("max_expansion"), std::string::npos) << r.told_message;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 2.0);
+  // An honest sender is held to the same rule: the zeros are refused at post(), not sent.
+  ptp::TensorPacketWriter honest(c);
+  EXPECT_EQ(honest.write(zeros.view(), MessageHeader{}, ptp::Layout::kBC1S).status().code(),
+            ErrorCode::kBadEncodedData);
+  // The control: real calibrated data from the same hand client is delivered and acknowledged.
+  auto ok = run_attack(
+      [&](HandClient& h) {
+        EXPECT_TRUE(h.send(cal_packet(make_tensor(3), 1)));
+        EXPECT_TRUE(h.await_ack(1));
+        Parts lie = cal_packet(zeros, 2);
+        EXPECT_TRUE(h.send(lie));
+      },
+      o);
+  EXPECT_EQ(ok.delivered, 1u);
+  EXPECT_EQ(ok.acks, 1);
+  ASSERT_TRUE(ok.told.has_value());
+  EXPECT_EQ(*ok.told, ErrorCode::kBadEncodedData);
 }
 
 TEST(HostilePeer, UndeliveredBytesAreBoundedPerLink) {
