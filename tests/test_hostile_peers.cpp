@@ -513,6 +513,9 @@ TEST(HostilePeer, AnAckBeforeTheLastChunkWentOutEndsTheLinkWithoutACrash) {
   });
   LinkOptions o = options();
   o.chunk_vectors = 1;  // 256 chunks, sent while the ack comes in
+  // The hand server sends no heartbeats: on a loaded machine a second of its silence ended the
+  // connection as a dead peer, and the send timed out redialing a server that answers once.
+  o.dead_peer_timeout = 30000ms;
   Tensor t = make_tensor(3, 256, 256);
   auto link = Link::connect("127.0.0.1", l->port(), o);
   ASSERT_TRUE(link) << link.status().to_string();

@@ -168,7 +168,8 @@ TEST(IndexVectorFiles, InspectShowsSectionsAndWhatIsWrong) {
   auto info = Index::inspect(path);
   ASSERT_TRUE(info) << info.status().to_string();
   EXPECT_TRUE(info->status);
-  EXPECT_EQ(info->version, 2u);
+  EXPECT_EQ(info->version, 3u);
+  EXPECT_FALSE(info->centered);  // 10 vectors: too few for a mean
   EXPECT_EQ(info->dim, 64u);
   EXPECT_EQ(info->bits, 3);
   EXPECT_EQ(info->vectors, 10u);

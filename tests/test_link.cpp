@@ -263,7 +263,10 @@ TEST_P(LinkOver, WakeEndsAWaitFromAnotherThread) {
   };
   const std::size_t alone = events(0);
   const std::size_t woken = events(200);
-  EXPECT_GE(woken, alone + 200) << alone << " events alone";
+  // The link's own timers (UCX's progress backstop among them) fire a little more or less often
+  // from one window to the next on a loaded machine: allow that much (one window had 333
+  // events against 134 + 200), not the wake-ups' count.
+  EXPECT_GE(woken + 10, alone + 200) << alone << " events alone";
 }
 
 TEST_P(LinkOver, StalledReceiverBoundsTheSender) {

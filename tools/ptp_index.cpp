@@ -199,6 +199,7 @@ int inspect(const std::string& path, bool as_json) {
             {"dim", info->dim},
             {"bits", info->bits},
             {"unbiased_scores", info->unbiased},
+            {"centered", info->centered},
             {"exact_copies", info->exact},
             {"rotation_seed", info->seed},
             {"file_bytes", info->file_bytes},
@@ -216,9 +217,9 @@ int inspect(const std::string& path, bool as_json) {
     std::cout << json_text(j, 2) << "\n";
   } else {
     std::printf("%s: %s\n", path.c_str(), info->status ? "ok" : info->status.to_string().c_str());
-    std::printf("  version %u, %llu vectors of %u, %d bits, %s scores, %s\n", info->version,
+    std::printf("  version %u, %llu vectors of %u, %d bits, %s%s scores, %s\n", info->version,
                 static_cast<unsigned long long>(info->vectors), info->dim, info->bits,
-                info->unbiased ? "unbiased" : "plain",
+                info->centered ? "centered, " : "", info->unbiased ? "unbiased" : "plain",
                 info->exact ? "fp16 copies kept" : "no exact copies");
     std::printf(
         "  codes and norms %.3f bits per dimension, %.2fx smaller than fp32; file %llu "

@@ -147,6 +147,9 @@ Status Index::vectors(std::uint64_t first, std::uint64_t count, std::span<float>
       for (std::uint32_t k = blk.offset; k < blk.offset + blk.size; ++k)
         x[k] *= s.rotation_signs[k] * norm;
     }
+    if (!s.mean.empty()) {  // the codes hold the difference from the mean
+      for (std::uint32_t k = 0; k < s.dim; ++k) x[k] += s.mean[k];
+    }
     double ss = 0;
     for (std::uint32_t k = 0; k < s.dim; ++k) ss += static_cast<double>(x[k]) * x[k];
     const float inv = ss > 0 ? static_cast<float>(1.0 / std::sqrt(ss)) : 0.0f;
@@ -165,15 +168,24 @@ Status Index::add(std::span<const float> vectors) {
   const std::uint64_t n = vectors.size() / s.dim;
   // Every row is checked before anything is added: a bad row leaves the index as it was.
   std::vector<float> row(s.dim);
+  std::vector<double> sum(s.dim, 0.0);  // of the normalized rows, for the mean
   for (std::uint64_t i = 0; i < n; ++i) {
     std::copy_n(vectors.begin() + static_cast<std::ptrdiff_t>(i * s.dim), s.dim, row.begin());
     AGP_RETURN_IF_ERROR(
         normalize_in_place(row.data(), s.dim, "vector " + std::to_string(i) + " of this batch"));
+    for (std::uint32_t k = 0; k < s.dim; ++k) sum[k] += row[k];
   }
   if (n == 0) return {};
   const auto writing = s.writing();  // searches wait (and are not waited for) meanwhile
   AGP_RETURN_IF_ERROR(s.own());            // a mapped snapshot is copied before it grows
   const std::uint64_t before = s.count;
+  // The first add fixes the mean for the index's life (codes already made stay valid).
+  const bool centering = s.options.center && before == 0 && s.mean.empty() &&
+                         n >= IndexOptions::kMinCenterVectors;
+  if (centering) {
+    s.mean.resize(s.dim);
+    for (std::uint32_t k = 0; k < s.dim; ++k) s.mean[k] = static_cast<float>(sum[k] / static_cast<double>(n));
+  }
   s.reserve(before + n);
   // Encoded a batch at a time, so the temporaries stay small whatever the caller passes.
   constexpr std::uint64_t kBatch = 4096;
@@ -182,6 +194,7 @@ Status Index::add(std::span<const float> vectors) {
         add_batch(vectors.subspan(first * s.dim, std::min(kBatch, n - first) * s.dim));
     if (!st) {
       s.truncate(before);
+      if (centering) s.mean.clear();
       return st;
     }
   }
@@ -195,11 +208,28 @@ Status Index::add_batch(std::span<const float> vectors) {
   for (std::uint64_t i = 0; i < n; ++i) {
     AGP_RETURN_IF_ERROR(normalize_in_place(unit.data() + i * s.dim, s.dim, "a vector"));
   }
+  // What is coded: the normalized vector, less the mean when the index is centered. A vector
+  // (almost) equal to the mean keeps a sliver of its own direction instead: the codec cannot
+  // code a zero vector, and that sliver's error is far below the codes'.
+  std::vector<float> coded = unit;
+  if (!s.mean.empty()) {
+    for (std::uint64_t i = 0; i < n; ++i) {
+      float* r = coded.data() + i * s.dim;
+      double ss = 0;
+      for (std::uint32_t k = 0; k < s.dim; ++k) {
+        r[k] -= s.mean[k];
+        ss += static_cast<double>(r[k]) * r[k];
+      }
+      if (ss < 1e-12) {
+        for (std::uint32_t k = 0; k < s.dim; ++k) r[k] = 1e-6f * unit[i * s.dim + k];
+      }
+    }
+  }
   const std::size_t blocks = s.blocks.size();
   const std::size_t code_bytes = codec::packed_bytes(s.dim, s.options.bits);
   std::vector<std::uint8_t> codes(n * code_bytes);
   std::vector<float> norms(n * blocks);
-  const auto view = codec::TensorView::contiguous(unit.data(), DType::kF32, {n, s.dim}, 1);
+  const auto view = codec::TensorView::contiguous(coded.data(), DType::kF32, {n, s.dim}, 1);
   const std::span<std::byte> parts[] = {std::as_writable_bytes(std::span(codes)),
                                         std::as_writable_bytes(std::span(norms))};
   AGP_RETURN_IF_ERROR(s.codec->encode_all(view, parts));
@@ -215,7 +245,7 @@ Status Index::add_batch(std::span<const float> vectors) {
   for (std::uint64_t i = 0; i < n; ++i) {
     double xd = 0, dd = 0;
     for (std::uint32_t k = 0; k < s.dim; ++k) {
-      xd += static_cast<double>(unit[i * s.dim + k]) * decoded[i * s.dim + k];
+      xd += static_cast<double>(coded[i * s.dim + k]) * decoded[i * s.dim + k];
       dd += static_cast<double>(decoded[i * s.dim + k]) * decoded[i * s.dim + k];
     }
     const float g = s.options.unbias && dd > 0 ? static_cast<float>(std::max(xd / dd, 0.0)) : 1.0f;

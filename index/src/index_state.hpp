@@ -58,6 +58,9 @@ struct Index::State {
   std::span<const std::uint8_t> lower_planes;  // count * (bits - 1) * plane: the other planes
   std::span<const float> norms;          // count * blocks: each block's norm over its size, times g
   std::span<const std::uint16_t> exact;  // count * dim fp16, when kept
+  // The mean subtracted from every normalized vector before coding (IndexOptions::center); empty
+  // when the index is not centered. Scores from the codes add <mean, q> back.
+  std::vector<float> mean;
 
   std::vector<std::uint8_t> top_owned;
   std::vector<std::uint8_t> lower_owned;

@@ -409,7 +409,15 @@ Result<std::vector<Hit>> Index::search(std::span<const float> query,
     for (auto& share : shares) hits.insert(hits.end(), share.begin(), share.end());
     keep_best(hits, keep);
   }
-  if (options.rerank > 0) rerank_exactly(s, q.unit, hits);
+  if (options.rerank > 0) {
+    rerank_exactly(s, q.unit, hits);
+  } else if (!s.mean.empty()) {
+    // The codes score the difference from the mean; its inner product with the query is the
+    // same for every vector, added back so that scores stay cosine estimates.
+    double c = 0;
+    for (std::uint32_t d = 0; d < s.dim; ++d) c += static_cast<double>(s.mean[d]) * q.unit[d];
+    for (Hit& h : hits) h.score += static_cast<float>(c);
+  }
   keep_best(hits, k);
   return hits;
 }

@@ -1,11 +1,13 @@
 // Index snapshots (index.hpp, docs/index.md). Little-endian, as on every platform we build for.
 //
 //   0   magic "AGPINDEX"        8 bytes
-//   8   version (2)             u32
+//   8   version (3; 2 is read) u32
 //   12  header bytes (192)      u32
 //   16  dim                     u32
 //   20  bits                    u8
-//   21  flags                   u8   bit 0: unbiased scores, bit 1: exact copies kept
+//   21  flags                   u8   bit 0: unbiased scores, bit 1: exact copies kept,
+//                                    bit 2: centered (version 3): the norms section ends with
+//                                    the mean, dim f32
 //   22  section count           u16  3, or 4 with exact copies
 //   24  seed                    u64
 //   32  vectors                 u64
@@ -39,7 +41,8 @@ static_assert(std::endian::native == std::endian::little,
               "snapshots are written little-endian in place");
 
 constexpr char kMagic[8] = {'A', 'G', 'P', 'I', 'N', 'D', 'E', 'X'};
-constexpr std::uint32_t kVersion = 2;
+constexpr std::uint32_t kVersion = 3;
+constexpr std::uint32_t kOldestVersion = 2;  // the same layout, never centered
 constexpr std::size_t kHeaderBytes = 192;
 constexpr std::size_t kTableAt = 48;
 constexpr std::size_t kEntryBytes = 32;
@@ -47,7 +50,7 @@ constexpr std::size_t kMaxSections = 4;
 constexpr std::uint64_t kAlign = 64;
 enum : std::uint32_t { kTopPlanes = 1, kLowerPlanes = 2, kNorms = 3, kExact = 4 };
 constexpr const char* kSectionNames[] = {"", "top_planes", "lower_planes", "norms", "exact_f16"};
-enum : std::uint8_t { kUnbiased = 1, kHasExact = 2 };
+enum : std::uint8_t { kUnbiased = 1, kHasExact = 2, kCentered = 4 };
 
 template <typename T>
 void put(std::byte* at, T v) {
@@ -78,9 +81,12 @@ Status Index::save(const std::string& path) const {
     std::uint32_t kind;
     std::span<const std::byte> bytes;
   };
+  // The mean travels at the end of the norms section (it is a handful of floats).
+  std::vector<float> norms_and_mean(s.norms.begin(), s.norms.end());
+  norms_and_mean.insert(norms_and_mean.end(), s.mean.begin(), s.mean.end());
   std::vector<Section> sections = {{kTopPlanes, std::as_bytes(s.top_planes)},
                                    {kLowerPlanes, std::as_bytes(s.lower_planes)},
-                                   {kNorms, std::as_bytes(s.norms)}};
+                                   {kNorms, std::as_bytes(std::span(norms_and_mean))}};
   if (s.options.keep_exact) sections.push_back({kExact, std::as_bytes(s.exact)});
   std::vector<std::byte> header(kHeaderBytes);
   std::memcpy(header.data(), kMagic, sizeof kMagic);
@@ -89,7 +95,8 @@ Status Index::save(const std::string& path) const {
   put<std::uint32_t>(&header[16], s.dim);
   put<std::uint8_t>(&header[20], static_cast<std::uint8_t>(s.options.bits));
   put<std::uint8_t>(&header[21], static_cast<std::uint8_t>((s.options.unbias ? kUnbiased : 0) |
-                                                           (s.options.keep_exact ? kHasExact : 0)));
+                                                           (s.options.keep_exact ? kHasExact : 0) |
+                                                           (s.mean.empty() ? 0 : kCentered)));
   put<std::uint16_t>(&header[22], static_cast<std::uint16_t>(sections.size()));
   put<std::uint64_t>(&header[24], s.options.seed);
   put<std::uint64_t>(&header[32], s.count);
@@ -191,6 +198,7 @@ Result<SnapshotInfo> Index::inspect(const std::string& path) {
   info.bits = get<std::uint8_t>(h + 20);
   info.unbiased = (get<std::uint8_t>(h + 21) & kUnbiased) != 0;
   info.exact = (get<std::uint8_t>(h + 21) & kHasExact) != 0;
+  info.centered = (get<std::uint8_t>(h + 21) & kCentered) != 0;
   info.seed = get<std::uint64_t>(h + 24);
   info.vectors = get<std::uint64_t>(h + 32);
   const std::size_t sections = std::min<std::size_t>(get<std::uint16_t>(h + 22), kMaxSections);
@@ -234,10 +242,11 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   const std::byte* h = file.data();
   if (std::memcmp(h, kMagic, sizeof kMagic) != 0)
     return bad(ErrorCode::kBadMagic, path, "not an index snapshot");
-  if (get<std::uint32_t>(h + 8) != kVersion) {
+  const std::uint32_t version = get<std::uint32_t>(h + 8);
+  if (version < kOldestVersion || version > kVersion) {
     return bad(ErrorCode::kUnsupportedVersion, path,
-               "version " + std::to_string(get<std::uint32_t>(h + 8)) + ", this build reads " +
-                   std::to_string(kVersion));
+               "version " + std::to_string(version) + ", this build reads " +
+                   std::to_string(kOldestVersion) + ".." + std::to_string(kVersion));
   }
   std::vector<std::byte> header(h, h + kHeaderBytes);
   put<std::uint64_t>(&header[40], 0);
@@ -258,10 +267,13 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   const std::uint8_t flags = get<std::uint8_t>(h + 21);
   options.unbias = (flags & kUnbiased) != 0;
   options.keep_exact = (flags & kHasExact) != 0;
+  const bool centered = (flags & kCentered) != 0;
+  options.center = centered;
   options.seed = get<std::uint64_t>(h + 24);
   const std::uint64_t count = get<std::uint64_t>(h + 32);
   const std::uint16_t section_count = get<std::uint16_t>(h + 22);
-  if ((flags & ~(kUnbiased | kHasExact)) != 0 || section_count != (options.keep_exact ? 4 : 3)) {
+  const std::uint8_t known = kUnbiased | kHasExact | (version >= 3 ? kCentered : 0);
+  if ((flags & ~known) != 0 || section_count != (options.keep_exact ? 4 : 3)) {
     return bad(ErrorCode::kBadSectionTable, path,
                "unknown flags or a section count that does not match them");
   }
@@ -278,7 +290,8 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
     return bad(ErrorCode::kSectionOutOfBounds, path,
                std::to_string(count) + " vectors cannot fit in the file");
   }
-  const std::uint64_t expected[] = {count * s->plane, count * lower, count * blocks * 4,
+  const std::uint64_t mean_bytes = centered ? std::uint64_t{dim} * 4 : 0;
+  const std::uint64_t expected[] = {count * s->plane, count * lower, count * blocks * 4 + mean_bytes,
                                     count * dim * 2};
   std::span<const std::byte> parts[4];
   std::uint64_t end_of_last = kHeaderBytes;
@@ -335,7 +348,17 @@ Result<Index> Index::from_snapshot(std::span<const std::byte> file, bool verify,
   s->count = count;
   s->top_planes = {reinterpret_cast<const std::uint8_t*>(parts[0].data()), parts[0].size()};
   s->lower_planes = {reinterpret_cast<const std::uint8_t*>(parts[1].data()), parts[1].size()};
-  s->norms = {reinterpret_cast<const float*>(parts[2].data()), parts[2].size() / 4};
+  s->norms = {reinterpret_cast<const float*>(parts[2].data()), count * blocks};
+  if (centered) {
+    const float* m = reinterpret_cast<const float*>(parts[2].data()) + count * blocks;
+    s->mean.assign(m, m + dim);
+    // A mean of unit vectors is no longer than 1 in any coordinate.
+    for (float v : s->mean) {
+      if (!std::isfinite(v) || std::abs(v) > 1.0f) {
+        return bad(ErrorCode::kBadEncodedData, path, "the stored mean is not that of unit vectors");
+      }
+    }
+  }
   if (options.keep_exact)
     s->exact = {reinterpret_cast<const std::uint16_t*>(parts[3].data()), parts[3].size() / 2};
   // A norm no index writes would score vectors wrongly (checksums catch damage, not a forger).

@@ -362,7 +362,9 @@ def test_calibrated_codec_over_a_link_needs_the_calibration_on_both_ends(tmp_pat
     th.join(10)
     assert len(got) == 1 and rel_mse(x, got[0]) < 0.01
     other = agp.Server("127.0.0.1", 0, fingerprint=fp)
-    accepting = threading.Thread(target=lambda: other.accept(5000))
+    # The accepted link is kept until the end: one dropped unclosed tells its peer it is gone.
+    kept = {}
+    accepting = threading.Thread(target=lambda: kept.update(peer=other.accept(5000)))
     accepting.start()
     plain = agp.Link.connect("127.0.0.1", other.port, fingerprint=fp)
     with pytest.raises(agp.Error) as e:

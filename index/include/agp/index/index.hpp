@@ -25,6 +25,12 @@ struct IndexOptions {
   std::uint64_t seed = 0x5eed;  // the rotation's random signs
   bool keep_exact = true;       // keep fp16 copies for exact rerank (16 more bits per dimension)
   bool unbias = true;           // scale each vector's score by <x, x'> / |x'|^2 (index.cpp)
+  // Code each normalized vector's difference from the mean of the first add() (when it brings at
+  // least kMinCenterVectors; otherwise the index stays uncentered), and add the query's inner
+  // product with that mean back to the scores: real embeddings share a common direction, and
+  // coding only what differs shrinks the quantization error (docs/index.md).
+  bool center = true;
+  static constexpr std::uint64_t kMinCenterVectors = 256;
 };
 
 struct SearchOptions {
@@ -60,6 +66,7 @@ struct SnapshotInfo {
   int bits = 0;
   bool unbiased = false;
   bool exact = false;
+  bool centered = false;
   std::uint64_t seed = 0;
   std::uint64_t vectors = 0;
   std::uint64_t file_bytes = 0;
