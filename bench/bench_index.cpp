@@ -8,7 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <cmath>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -24,9 +26,13 @@
 #include "bench_paths.hpp"
 #if defined(AGP_HAVE_FAISS)
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexPQFastScan.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <omp.h>
+#endif
+#if defined(AGP_HAVE_HNSWLIB)
+#include <hnswlib/hnswlib.h>
 #endif
 
 namespace {
@@ -195,6 +201,7 @@ std::string g_cache_dir = "build/index-cache";  // --cache
 std::vector<std::size_t> g_coarse;                // --coarse (empty: 1%, 3% and 10% of the set)
 bool g_full = true;                               // --full / --no-full
 bool g_faiss = true;                              // --faiss / --no-faiss
+bool g_peers_on_random = false;                   // --peers-on-random
 
 // Saves `index`, then opens the snapshot with and without its checksums verified (the file is
 // in the page cache, as on a host that opens it again): times and size.
@@ -225,8 +232,8 @@ json snapshot_times(const agp::index::Index& index) {
 // One index configuration on one data set.
 json measure(const std::vector<float>& data, const std::vector<float>& queries,
              const std::vector<Truth>& exact, int bits, std::size_t rerank, std::size_t coarse,
-             bool unbias = true) {
-  auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0, unbias});
+             bool unbias = true, bool center = true) {
+  auto index = agp::index::Index::create(kDim, {bits, 0x5eed, rerank > 0, unbias, center});
   if (!index) die(index.status().to_string());
   const auto t0 = Clock::now();
   if (auto s = index->add(data); !s) die(s.to_string());
@@ -243,7 +250,8 @@ json measure(const std::vector<float>& data, const std::vector<float>& queries,
   r["rerank_candidates"] = rerank;
   r["coarse_candidates"] = coarse == agp::index::SearchOptions::kAutoCoarse ? json("auto")
                                                                               : json(coarse);
-  r["estimator"] = unbias ? "turboquant_mse_unbiased" : "turboquant_mse";
+  r["estimator"] = std::string(unbias ? "turboquant_mse_unbiased" : "turboquant_mse") +
+                   (center ? "_centered" : "");
   r["build_ms"] = build_ms;
   r["code_bits_per_dimension"] = index->code_bits_per_dimension();
   r["codes_mb"] = n * index->code_bits_per_dimension() * kDim / 8 / 1e6;
@@ -334,12 +342,18 @@ json measure_parallel(const std::vector<float>& data, const std::vector<float>& 
 // A FAISS index on the same vectors (trained on them), one thread, one query at a time.
 json measure_faiss(const std::string& name, faiss::Index& index, double bits_per_dimension,
                    const std::vector<float>& data, const std::vector<float>& queries,
-                   const std::vector<Truth>& exact) {
+                   const std::vector<Truth>& exact, double built_ms = -1) {
   const auto n = static_cast<faiss::Index::idx_t>(data.size() / kDim);
   const auto t0 = Clock::now();
-  index.train(n, data.data());
-  index.add(n, data.data());
-  const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (built_ms < 0) {  // not built yet (a search-time setting of a built index is measured again)
+    omp_set_num_threads(2);  // builds on both cores (reported as such); queries on one
+    index.train(n, data.data());
+    index.add(n, data.data());
+    omp_set_num_threads(1);
+  }
+  const double build_ms = built_ms >= 0
+                              ? built_ms
+                              : std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   json r = timed_queries(data, queries, exact, [&](const float* q) {
     float d[10];
     faiss::Index::idx_t ids[10];
@@ -352,14 +366,41 @@ json measure_faiss(const std::string& name, faiss::Index& index, double bits_per
   });
   r["faiss"] = name;
   r["build_ms"] = build_ms;
+  r["build_threads"] = 2;
   r["code_bits_per_dimension"] = bits_per_dimension;
   return r;
 }
 
 json faiss_rows(const std::vector<float>& data, const std::vector<float>& queries,
-                const std::vector<Truth>& exact) {
+                const std::vector<Truth>& exact, bool graph_peers) {
   omp_set_num_threads(1);
   json rows = json::array();
+  if (graph_peers) {
+    const auto n = static_cast<std::size_t>(data.size() / kDim);
+    // Peers that win by algorithm at about 4 bits per dimension: an inverted file of 4-bit scalar
+    // codes (reads only the lists probed; 8 more bytes per vector for its id), and an HNSW graph
+    // over 4-bit codes (M = 32: 64 links of 4 bytes at the base level, 2.7 bits per dimension more).
+    const std::size_t nlist = std::clamp<std::size_t>(
+        static_cast<std::size_t>(4 * std::sqrt(static_cast<double>(n))), 16, 2048);
+    faiss::IndexFlatIP coarse(kDim);
+    faiss::IndexIVFScalarQuantizer ivf(&coarse, kDim, nlist, faiss::ScalarQuantizer::QT_4bit,
+                                       faiss::METRIC_INNER_PRODUCT);
+    double built_ms = -1;
+    for (const std::size_t nprobe : {std::size_t{16}, std::size_t{64}}) {
+      ivf.nprobe = nprobe;
+      json r = measure_faiss("IndexIVFScalarQuantizer QT_4bit nlist=" + std::to_string(nlist) +
+                                 " nprobe=" + std::to_string(nprobe),
+                             ivf, 4 + 64.0 / kDim, data, queries, exact, built_ms);
+      built_ms = r["build_ms"].get<double>();
+      rows.push_back(std::move(r));
+    }
+    {
+      faiss::IndexHNSWSQ hnsw(kDim, faiss::ScalarQuantizer::QT_4bit, 32, faiss::METRIC_INNER_PRODUCT);
+      hnsw.hnsw.efSearch = 128;
+      rows.push_back(measure_faiss("IndexHNSWSQ QT_4bit M=32 efSearch=128", hnsw,
+                                   4 + 64.0 * 32 / kDim, data, queries, exact));
+    }
+  }
   faiss::IndexFlatIP flat(kDim);
   rows.push_back(measure_faiss("IndexFlatIP", flat, 32, data, queries, exact));
   faiss::IndexScalarQuantizer sq(kDim, faiss::ScalarQuantizer::QT_4bit, faiss::METRIC_INNER_PRODUCT);
@@ -367,6 +408,50 @@ json faiss_rows(const std::vector<float>& data, const std::vector<float>& querie
   // 4 bits per dimension: one 4-bit sub-quantizer per dimension.
   faiss::IndexPQFastScan fast(kDim, kDim, 4, faiss::METRIC_INNER_PRODUCT);
   rows.push_back(measure_faiss("IndexPQFastScan M=768 nbits=4", fast, 4, data, queries, exact));
+  return rows;
+}
+#endif
+
+#if defined(AGP_HAVE_HNSWLIB)
+// hnswlib (header-only, so compiled here with this build's flags: its SIMD inner product is the
+// machine's): full fp32 vectors in an HNSW graph, built on both cores, searched on one.
+json hnswlib_rows(const std::vector<float>& data, const std::vector<float>& queries,
+                  const std::vector<Truth>& exact) {
+  const std::size_t n = data.size() / kDim;
+  constexpr std::size_t kM = 16, kEfConstruction = 100;
+  hnswlib::InnerProductSpace space(kDim);
+  hnswlib::HierarchicalNSW<float> graph(&space, n, kM, kEfConstruction);
+  const auto t0 = Clock::now();
+  graph.addPoint(data.data(), 0);
+  std::atomic<std::size_t> next{1};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < n; i = next++) graph.addPoint(data.data() + i * kDim, i);
+  };
+  std::thread helper(worker);
+  worker();
+  helper.join();
+  const double build_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  // Bytes per vector at the base level (the vector, its links, its label); upper levels add ~1/M.
+  const double bits_per_dim = 8.0 * static_cast<double>(graph.size_data_per_element_) / kDim;
+  json rows = json::array();
+  for (const std::size_t ef : {std::size_t{32}, std::size_t{128}}) {
+    graph.setEf(ef);
+    json r = timed_queries(data, queries, exact, [&](const float* q) {
+      auto top = graph.searchKnn(q, 10);
+      std::vector<std::uint64_t> out;
+      while (!top.empty()) {
+        out.push_back(top.top().second);
+        top.pop();
+      }
+      return out;
+    });
+    r["hnswlib"] = "HierarchicalNSW fp32 M=" + std::to_string(kM) + " efConstruction=" +
+                   std::to_string(kEfConstruction) + " ef=" + std::to_string(ef);
+    r["build_ms"] = build_ms;
+    r["build_threads"] = 2;
+    r["bits_per_dimension"] = bits_per_dim;
+    rows.push_back(std::move(r));
+  }
   return rows;
 }
 #endif
@@ -406,20 +491,34 @@ json measure_set(const std::string& name, const std::vector<float>& data,
       rows.push_back(std::move(r));
     }
   }
+  for (const std::size_t coarse : {std::size_t{0}, agp::index::SearchOptions::kAutoCoarse}) {
+    // The same without centering, for the comparison (docs/index.md).
+    json r = measure(data, queries, exact, 4, 0, coarse, true, false);
+    std::cerr << kTool << ": " << name << ": " << r.dump() << "\n";
+    rows.push_back(std::move(r));
+  }
   json parallel = measure_parallel(data, queries, exact);
   std::cerr << kTool << ": " << name << ": " << parallel.dump() << "\n";
+  json hnsw = "not in this build (Debian: libhnswlib-dev; Homebrew: hnswlib)";
+#if defined(AGP_HAVE_HNSWLIB)
+  if (g_faiss && (g_peers_on_random || name.rfind("random", 0) != 0)) {
+    std::cerr << kTool << ": " << name << ": hnswlib ...\n";
+    hnsw = hnswlib_rows(data, queries, exact);
+    std::cerr << kTool << ": " << name << ": hnswlib " << hnsw.dump() << "\n";
+  }
+#endif
   json faiss = "not in this build (Debian: libfaiss-dev; Homebrew: faiss)";
 #if defined(AGP_HAVE_FAISS)
   if (!g_faiss) {
     return {{"data", name}, {"vectors", data.size() / kDim}, {"rows", rows}, {"parallel", parallel}};
   }
   std::cerr << kTool << ": " << name << ": FAISS ...\n";
-  faiss = faiss_rows(data, queries, exact);
+  faiss = faiss_rows(data, queries, exact, g_peers_on_random || name.rfind("random", 0) != 0);
   std::cerr << kTool << ": " << name << ": FAISS " << faiss.dump() << "\n";
 #endif
   return {{"data", name}, {"vectors", data.size() / kDim}, {"dim", kDim},
           {"queries", queries.size() / kDim}, {"rows", rows}, {"parallel", parallel},
-          {"faiss", faiss}};
+          {"faiss", faiss}, {"hnswlib", hnsw}};
 }
 
 }  // namespace
@@ -447,7 +546,11 @@ int main(int argc, char** argv) {
                  "10% of each set)")
       ->delimiter(',');
   app.add_flag("--full,!--no-full", g_full, "measure the one-stage scans too (default on)");
-  app.add_flag("--faiss,!--no-faiss", g_faiss, "measure FAISS beside (default on, when built)");
+  app.add_flag("--faiss,!--no-faiss", g_faiss,
+               "measure FAISS and hnswlib beside (default on, when built)");
+  app.add_flag("--peers-on-random", g_peers_on_random,
+               "also build the IVF and graph peers on the random sets (their builds crawl there: "
+               "minutes at 32,768 vectors)");
   app.add_flag("--synthetic,!--no-synthetic", synthetic,
                "also measure random unit vectors of the same sizes");
   CLI11_PARSE(app, argc, argv);

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include "agp/codec/calibrated.hpp"
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/tensor_packet.hpp"
@@ -97,6 +99,42 @@ inline std::unique_ptr<Server> listen(const LinkOptions& o) {
   auto s = Server::listen("127.0.0.1", 0, o);
   EXPECT_TRUE(s) << s.status().to_string();
   return s ? std::move(s).value() : nullptr;
+}
+
+// A link and the server's side of it, both up (the accepting side on a helper thread meanwhile).
+struct ConnectedPair {
+  std::unique_ptr<Server> server;
+  std::unique_ptr<Link> link;  // the connecting side
+  std::unique_ptr<Link> peer;  // the accepted side
+};
+inline ConnectedPair connected_pair(const LinkOptions& o) {
+  ConnectedPair p;
+  p.server = listen(o);
+  if (!p.server) return p;
+  std::thread accepter([&] {
+    auto l = p.server->accept(5000ms);
+    EXPECT_TRUE(l) << l.status().to_string();
+    if (l) p.peer = std::move(l).value();
+  });
+  auto l = Link::connect("127.0.0.1", p.server->port(), o);
+  EXPECT_TRUE(l) << l.status().to_string();
+  accepter.join();
+  if (l) p.link = std::move(l).value();
+  return p;
+}
+
+// A calibration of `dim` components with falling scales and id 0xca1ca1, for calibrated-codec
+// tests (mean zero).
+inline std::shared_ptr<codec::Calibration> test_calibration(std::uint32_t dim = 256) {
+  auto cal = std::make_shared<codec::Calibration>();
+  cal->dim = dim;
+  for (std::uint32_t j = 0; j < dim; ++j) {
+    cal->mean.push_back(0.0f);
+    cal->scale.push_back(1.0f + 0.01f * static_cast<float>(dim - 1 - j));
+  }
+  cal->group_starts = codec::make_calibration_groups(cal->scale, 1.2, 16);
+  cal->id = 0xca1ca1;
+  return cal;
 }
 
 // Receives one packet into a fresh buffer shaped as announced.

@@ -334,14 +334,7 @@ TEST(HostilePeer, ShortRawSectionAndChunkedEcAreRefused) {
 // below its step is sent as nothing. A frame whose every group is zero, claiming a large tensor,
 // used to cost the receiver a buffer of that size and seconds of decoding for a few hundred bytes.
 TEST(HostilePeer, CalibratedFramesCannotMultiplyDecodeWork) {
-  auto cal = std::make_shared<codec::Calibration>();
-  cal->dim = 256;
-  for (std::uint32_t j = 0; j < 256; ++j) {
-    cal->mean.push_back(0.0f);
-    cal->scale.push_back(1.0f + 0.01f * static_cast<float>(255 - j));
-  }
-  cal->group_starts = codec::make_calibration_groups(cal->scale, 1.2, 16);
-  cal->id = 0xca1ca1;
+  auto cal = test_calibration();
   LinkOptions o = options();
   o.calibration = cal;
   ptp::PacketCodec c = *ptp::parse_packet_codec("cal4", DType::kF16);

@@ -599,7 +599,7 @@ TEST(IndexCentering, CodesTheDifferenceFromTheMeanAndRanksBetter) {
 // distort it); adds that follow do not center it either.
 TEST(IndexCentering, AFirstAddOfFewVectorsLeavesTheIndexUncentered) {
   const std::uint32_t dim = 64;
-  auto index = Index::create(dim);
+  auto index = Index::create(dim, {4, 0x5eed, true, true, true});
   ASSERT_TRUE(index);
   ASSERT_TRUE(index->add(offset_clusters(10, dim, 3)));
   ASSERT_TRUE(index->add(offset_clusters(1000, dim, 4)));

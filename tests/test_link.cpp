@@ -345,14 +345,7 @@ TEST_P(LinkOver, FingerprintMismatchIsRaisedOnBothEndsAndTheServerGoesOn) {
 // fingerprint); chunks of it arrive decoded exactly as locally. A sender that has it and a
 // receiver that does not disagree on the fingerprint, and fail the handshake.
 TEST_P(LinkOver, CalibratedPacketsNeedTheSameCalibrationOnBothEnds) {
-  auto cal = std::make_shared<codec::Calibration>();
-  cal->dim = 256;
-  for (std::uint32_t j = 0; j < 256; ++j) {
-    cal->mean.push_back(0.0f);
-    cal->scale.push_back(1.0f + 0.01f * static_cast<float>(255 - j));
-  }
-  cal->group_starts = codec::make_calibration_groups(cal->scale, 1.2, 16);
-  cal->id = 0xca1ca1;
+  auto cal = test_calibration();
   LinkOptions o = options();
   o.calibration = cal;
   o.fingerprint = ptp::model_fingerprint({"test-model", {}, 2, 256, DType::kF16, 1, cal->id});

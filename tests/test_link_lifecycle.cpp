@@ -107,18 +107,10 @@ TEST(LinkLifecycle, ACloseThatTimesOutLeavesTheLinkOpenAndLosesNothing) {
 // the link under an unacknowledged packet, every call says so instead of "timeout", so a host that
 // retries on timeouts does not send a packet twice and one that waits does not wait for ever.
 TEST(LinkLifecycle, PacketsThePeerNeverConfirmedAreReportedAsSuchNotAsTimeouts) {
-  LinkOptions o = options();
-  auto server = listen(o);
-  ASSERT_TRUE(server);
-  std::unique_ptr<Link> peer;
-  std::thread accepter([&] {
-    auto l = server->accept(5000ms);
-    ASSERT_TRUE(l);
-    peer = std::move(l).value();
-  });
-  auto link = Link::connect("127.0.0.1", server->port(), o);
-  ASSERT_TRUE(link);
-  accepter.join();
+  ConnectedPair pair = connected_pair(options());
+  ASSERT_TRUE(pair.link && pair.peer);
+  auto* link = &pair.link;
+  auto& peer = pair.peer;
   Tensor t = make_tensor(1);
   auto seq = (*link)->post(t.view(), tq_codec(4), {}, 1000ms);
   ASSERT_TRUE(seq);
@@ -250,18 +242,10 @@ TEST(LinkLifecycle, ASlowLogHandlerNeverDelaysTheLink) {
 // Calls from several threads take turns, and a long wait in one does not hold the others off: a
 // metrics reader gets its answer while a receive waits for its deadline.
 TEST(LinkLifecycle, ALongWaitDoesNotHoldOtherThreadsOff) {
-  LinkOptions o = options();
-  auto server = listen(o);
-  ASSERT_TRUE(server);
-  std::unique_ptr<Link> peer;
-  std::thread accepter([&] {
-    auto l = server->accept(5000ms);
-    ASSERT_TRUE(l);
-    peer = std::move(l).value();
-  });
-  auto link = Link::connect("127.0.0.1", server->port(), o);
-  ASSERT_TRUE(link);
-  accepter.join();
+  ConnectedPair pair = connected_pair(options());
+  ASSERT_TRUE(pair.link && pair.peer);
+  auto* link = &pair.link;
+  auto& peer = pair.peer;
   std::thread waiting([&] {
     auto next = peer->next_packet(3000ms);  // nothing comes: waits its whole deadline
     EXPECT_EQ(next.status().code(), ErrorCode::kTimeout);

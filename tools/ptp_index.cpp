@@ -74,7 +74,7 @@ struct BuildOptions {
   std::uint32_t dim = 0;
   int bits = 4;
   std::uint64_t seed = 0x5eed;
-  bool no_exact = false, plain = false, json = false, quiet = false;
+  bool no_exact = false, plain = false, center = false, json = false, quiet = false;
 };
 
 int build(const BuildOptions& o) {
@@ -87,7 +87,7 @@ int build(const BuildOptions& o) {
   }
   auto set = load(o.input, o.format, o.dim);
   if (!set) return load_failed(set.status());
-  auto index = Index::create(set->dim, {o.bits, o.seed, !o.no_exact, !o.plain});
+  auto index = Index::create(set->dim, {o.bits, o.seed, !o.no_exact, !o.plain, o.center});
   if (!index) return fail(kTool, index.status().to_string(), kExitUsage);
   const std::uint64_t n = set->count();
   constexpr std::uint64_t kBatch = 8192;
@@ -588,6 +588,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   build_cmd->add_flag("--no-exact", b.no_exact,
                       "do not keep fp16 copies (smaller, but no exact rerank)");
+  build_cmd->add_flag("--center", b.center,
+                      "code each vector's difference from the mean of the first 8,192 vectors "
+                      "(for embeddings that share a strong common direction; docs/index.md)");
   build_cmd->add_flag("--plain-scores", b.plain,
                       "score with the codec's decode as is, without the per-vector unbiasing "
                       "factor (docs/index.md)");

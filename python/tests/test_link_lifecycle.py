@@ -7,16 +7,7 @@ import numpy as np
 import pytest
 
 import agp_ptp as agp
-
-
-def linked_pair(**options):
-    server = agp.Server("127.0.0.1", 0, **options)
-    got = {}
-    th = threading.Thread(target=lambda: got.update(peer=server.accept(5000)))
-    th.start()
-    link = agp.Link.connect("127.0.0.1", server.port, **options)
-    th.join(10)
-    return server, link, got["peer"]
+from test_observability import linked_pair
 
 
 def test_a_close_that_times_out_leaves_the_link_open_and_delivers_once():
