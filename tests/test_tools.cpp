@@ -548,6 +548,20 @@ TEST(Tools, SplitModelOverLoopbackReportsContinuationFidelity) {
   EXPECT_LT(tq4["kl_nats"].get<double>(), 0.015);
   EXPECT_GT(tq4["top1_agree"].get<double>(), 0.95);
   EXPECT_LT(tq4["top1_agree"].get<double>(), 1.0);
+  {  // Without --json the same figures end the run as a table per codec (the tool's purpose).
+    Receiver plain(model);
+    ASSERT_GT(plain.port, 0);
+    const ToolRun again =
+        run(std::string(AGP_PTP_SEND) + " --host 127.0.0.1 --port " + std::to_string(plain.port) +
+            model + " -n 2 --warmup 0 --codecs raw,tq4 --quiet");
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    const std::string table = plain.finish();
+    ASSERT_EQ(plain.exit_code, 0) << plain.err;
+    for (const char* column : {"lat p95", "rel MSE", "KL nats", "top-1", "top-5"}) {
+      EXPECT_NE(table.find(column), std::string::npos) << column << " missing:\n" << table;
+    }
+    EXPECT_NE(table.find("\nturboquant_mse"), std::string::npos) << table;
+  }
   // A receiver for another split refuses the sender (the fingerprint binds the split layer).
   Receiver other("--quiet --idle-timeout-ms 3000 --model " + dir.string() + " --split 1 --bytes " +
                  (dir / "windows.bin").string());

@@ -232,14 +232,6 @@ int run(const Options& o) {
     auto m = MetricsServer::start(at, static_cast<std::uint16_t>(o.metrics_port));
     if (!m) return fail(kTool, "--metrics-port: " + m.status().message());
     metrics = std::move(m).value();
-    if (o.metrics_port == 0) {
-      std::printf("metrics-port %u\n", metrics->port());
-      std::fflush(stdout);
-    }
-    if (!o.quiet && !o.json) {
-      std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool, at.c_str(),
-                   metrics->port());
-    }
   }
   transport::LabeledMetrics last_link;  // the current session's, or the last one's
   auto publish = [&](const transport::Link* link) {
@@ -257,6 +249,17 @@ int run(const Options& o) {
     metrics->publish(transport::prometheus_text(all));
   };
   publish(nullptr);
+  // Announced only once the first exposition is there: a scraper that reads the port at once
+  // must not find an empty page.
+  if (metrics && o.metrics_port == 0) {
+    std::printf("metrics-port %u\n", metrics->port());
+    std::fflush(stdout);
+  }
+  if (metrics && !o.quiet && !o.json) {
+    std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool,
+                 (o.metrics_address.empty() ? address : o.metrics_address).c_str(),
+                 metrics->port());
+  }
   json packets = json::array();
   std::map<std::string, CodecSummary> summary;
   std::vector<std::string> order;

@@ -288,14 +288,6 @@ int run(const Options& o, const std::string& command) {
     auto m = MetricsServer::start(o.metrics_address, static_cast<std::uint16_t>(o.metrics_port));
     if (!m) return give_up("--metrics-port: " + m.status().message(), kExitUsage);
     metrics = std::move(m).value();
-    if (o.metrics_port == 0) {
-      std::printf("metrics-port %u\n", metrics->port());
-      std::fflush(stdout);
-    }
-    if (!o.quiet && !o.json) {
-      std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool,
-                   o.metrics_address.c_str(), metrics->port());
-    }
   }
   auto publish = [&] {
     if (!metrics) return;
@@ -303,6 +295,15 @@ int run(const Options& o, const std::string& command) {
         {{{{"link", "send"}, {"peer", info.remote_endpoint}}, (*link)->metrics()}}));
   };
   publish();
+  // Announced only once the first exposition is there (a scraper may come at once).
+  if (metrics && o.metrics_port == 0) {
+    std::printf("metrics-port %u\n", metrics->port());
+    std::fflush(stdout);
+  }
+  if (metrics && !o.quiet && !o.json) {
+    std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", kTool, o.metrics_address.c_str(),
+                 metrics->port());
+  }
   const std::uint64_t total = static_cast<std::uint64_t>(o.warmup + o.count);
   Progress progress("sending", total, o.quiet || o.json);
   const auto start = Clock::now();

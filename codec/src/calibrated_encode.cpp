@@ -1,5 +1,6 @@
 // The calibrated codec's encoder: step search against the bit budget, table choice, emission.
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -573,6 +574,24 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
     best_step = step;
     out.side = side;
     out.codes = codes;
+  }
+  // Every group sent as zero though the values are not the mean: the rate could not pay for the
+  // codes' fixed costs (a chunk of a vector or two with many groups). The decode would be the
+  // calibration's mean, silently far from the input: refuse instead.
+  bool any_coded = false;
+  for (std::size_t g = 0; g < groups && !any_coded; ++g) {
+    any_coded = out.side[kSideHeader + kSidePerGroup * g] == std::byte{1};
+  }
+  if (!any_coded && st.max_abs > 0) {
+    char rate[32];
+    std::snprintf(rate, sizeof rate, "%g", config.bits_per_value);
+    return make_error(ErrorCode::kInvalidArgument,
+                      "calibrated codec: " + std::to_string(n) + " vector(s) of " +
+                          std::to_string(dim) + " cannot be coded at " +
+                          rate + " bits per value with " +
+                          std::to_string(groups) +
+                          " groups (every group would be sent as zero); send more vectors per "
+                          "chunk, use a calibration with fewer groups, or another codec");
   }
   step = best_step;
   std::memcpy(out.side.data(), &step, 4);
