@@ -1,7 +1,12 @@
 // Small helpers shared by the transport's Asio code (internal).
 #pragma once
 
+// A standard header first: Asio reads the library's configuration macros to choose its aligned
+// allocator, and every file must choose alike (event_loop.hpp).
+#include <cstddef>
+// clang-format off
 #include <asio.hpp>
+// clang-format on
 #include <chrono>
 #include <string>
 

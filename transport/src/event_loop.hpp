@@ -9,7 +9,13 @@
 // the lock: application calls (Call), and the keeper running handlers.
 #pragma once
 
+// A standard header before Asio's: Asio decides from the library's configuration macros whether
+// to allocate with aligned_alloc, and a file that included it first decided otherwise than the
+// rest (AddressSanitizer: alloc-dealloc-mismatch when the keeper freed what a channel allocated).
+#include <cstddef>
+// clang-format off
 #include <asio.hpp>
+// clang-format on
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
