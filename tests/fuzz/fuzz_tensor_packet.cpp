@@ -150,6 +150,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   ptp::DecoderLimits wide = limits();
   wide.max_tensor_bytes = UINT64_MAX;  // the peer's builder is not bound by our limits
+  wide.max_expansion = UINT32_MAX;     // nor by our expansion bound: the receiver checks it
   ptp::FrameBuilder builder(wide);
   auto g = builder.build(h, inputs);
   if (!g) return 0;
