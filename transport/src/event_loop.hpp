@@ -52,6 +52,14 @@ class EventLoop {
   // holding the lock, never from the keeper.
   void hold();
   void release();
+  // A public object's last steps: releases the loop, then drops `impl` under the lock (a keeper
+  // still serving the loop's other objects must never see it half destroyed).
+  template <typename Impl>
+  void release_and_drop(std::shared_ptr<Impl>& impl) {
+    release();
+    Call call(*this);
+    impl.reset();
+  }
 
   // Whether the calling thread is a keeper (its handlers must not call into the application).
   static bool on_keeper_thread();

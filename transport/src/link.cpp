@@ -75,9 +75,7 @@ Link::~Link() {
                                                       " packets unacknowledged)")));
     }
   }
-  loop->release();  // the keeper stops when this was the loop's last holder
-  detail::EventLoop::Call call(*loop);  // a server's keeper may still run its other links
-  impl_.reset();
+  loop->release_and_drop(impl_);  // the keeper stops when this was the loop's last holder
 }
 
 Result<std::unique_ptr<Link>> Link::connect(const std::string& host, std::uint16_t port,

@@ -92,19 +92,14 @@ class Dispatcher {
     for (;;) {
       cv_.wait(hold, [&] { return !queue_.empty() || dropped_ > 0; });
       Queued r;
-      if (dropped_ > 0 && queue_.size() < kCapacity / 2) {
+      if (dropped_ > 0 && queue_.size() < kCapacity / 2) {  // once there is room to say so
         r = {LogLevel::kWarning, "log_records_dropped",
              std::to_string(dropped_) + " log records dropped: the log handler is slower than "
                                         "the records come (the link was not delayed)"};
         dropped_ = 0;
-      } else if (!queue_.empty()) {
+      } else {
         r = std::move(queue_.front());
         queue_.pop_front();
-      } else {
-        // Only a drop count, with the queue still full... of nothing: report it now.
-        r = {LogLevel::kWarning, "log_records_dropped",
-             std::to_string(dropped_) + " log records dropped"};
-        dropped_ = 0;
       }
       std::shared_ptr<const Sink> sink = sink_;
       if (!sink) continue;
@@ -116,8 +111,7 @@ class Dispatcher {
       hold.lock();
       calling_ = false;
       calling_sink_ = nullptr;
-      if (queue_.empty()) idle_cv_.notify_all();
-      idle_cv_.notify_all();
+      idle_cv_.notify_all();  // flush() and set() wait for this
     }
   }
 

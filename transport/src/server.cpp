@@ -173,9 +173,7 @@ Server::~Server() {
     impl_->pending.clear();
     impl_->ready.clear();
   }
-  loop->release();  // accepted Links, if any, keep the keeper going
-  detail::EventLoop::Call call(*loop);
-  impl_.reset();
+  loop->release_and_drop(impl_);  // accepted Links, if any, keep the keeper going
 }
 
 Result<std::unique_ptr<Server>> Server::listen(const std::string& address, std::uint16_t port,
