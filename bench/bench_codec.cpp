@@ -315,7 +315,7 @@ std::vector<CalibratedSet> calibrated_sets(const DataSet* devmodel_set) {
 int main(int argc, char** argv) {
   std::string out_path, devmodel_dir = "../shared/fixtures/devmodel";
   double min_seconds = 0.3;
-  bool quick = false;
+  bool quick = false, calibrated_only = false;
   CLI::App app{
       "bench_codec: every codec on seed-gaussian, unit-768 and devmodel hidden states: "
       "size (whole ptp packet), error, and single- and two-thread encode/decode times, "
@@ -324,6 +324,8 @@ int main(int argc, char** argv) {
   app.add_option("--devmodel", devmodel_dir, "directory of the devmodel fixture");
   app.add_option("--min-seconds", min_seconds, "minimum timing time per measurement");
   app.add_flag("--quick", quick, "fewer repetitions (for smoke tests)");
+  app.add_flag("--calibrated-only", calibrated_only,
+               "only the calibrated codec's rows (with tq4 on the same data beside them)");
   CLI11_PARSE(app, argc, argv);
   const int reps = quick ? 3 : 15;
   if (quick) min_seconds = 0.0;
@@ -352,6 +354,7 @@ int main(int argc, char** argv) {
   std::printf("%-14s %-20s %6s %9s %11s %9s %10s %10s %10s\n", "data", "codec", "bpv", "rel_mse",
               "mse", "cosine", "bytes", "enc_us", "dec_us");
   for (const DataSet& d : sets) {
+    if (calibrated_only) break;
     const TensorView in = d.view();
     const auto ref = as_f32(d);
     const std::uint32_t dim = in.dim();

@@ -235,6 +235,24 @@ TEST(CalibratedCodec, EverySimdLevelMatchesTheReference) {
                                  TensorView::contiguous(out.data(), DType::kF32, {kN, dim}, 1), 0, kN)
                           .is_ok());
           EXPECT_EQ(std::memcmp(out.data(), ref_out.data(), 4 * out.size()), 0) << level;
+          // Into channels-first f16 and f32 (the transposing store): the row decode, rounded.
+          std::vector<std::uint16_t> cf16(kN * dim);
+          std::vector<float> cf32(kN * dim);
+          ASSERT_TRUE(cal_decode(ref->side, ref->codes, d.cal,
+                                 TensorView::contiguous(cf16.data(), DType::kF16, {1, dim, 1, kN}, 1), 0, kN)
+                          .is_ok());
+          ASSERT_TRUE(cal_decode(ref->side, ref->codes, d.cal,
+                                 TensorView::contiguous(cf32.data(), DType::kF32, {1, dim, 1, kN}, 1), 0, kN)
+                          .is_ok());
+          std::size_t wrong16 = 0, wrong32 = 0;
+          for (std::size_t v = 0; v < kN; ++v) {
+            for (std::uint32_t j = 0; j < dim; ++j) {
+              wrong16 += cf16[j * kN + v] != f32_to_f16(ref_out[v * dim + j]);
+              wrong32 += std::memcmp(&cf32[j * kN + v], &ref_out[v * dim + j], 4) != 0;
+            }
+          }
+          EXPECT_EQ(wrong16, 0u) << level << " dim " << dim;
+          EXPECT_EQ(wrong32, 0u) << level << " dim " << dim;
         }
       }
     }

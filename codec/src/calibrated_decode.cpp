@@ -132,35 +132,10 @@ Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::in
   return Status::ok();
 }
 
+// Rows of values (already dequantized) into the caller's view, for the layouts and dtypes the
+// tile loop does not write directly.
 void store_rows(const float* x, const TensorView& out, std::uint64_t first, std::uint64_t n) {
-  const std::uint64_t count = n * out.dim();
-  if (contiguous_rows(out) && out.dtype == DType::kF16) {
-    simd::f32_to_f16_n(x, count, reinterpret_cast<std::uint16_t*>(out.data) + first * out.dim());
-  } else if (contiguous_rows(out) && out.dtype == DType::kF32) {
-    std::memcpy(reinterpret_cast<float*>(out.data) + first * out.dim(), x, 4 * count);
-  } else {
-    // Channels-first tiles of 16 vectors are written value by value (16 contiguous elements).
-    const VectorAccess access(out);
-    const std::uint32_t dim = out.dim();
-    constexpr std::size_t kLanes = simd::kTileLanes;
-    std::uint64_t v = 0;
-    for (; v + kLanes <= n; v += kLanes) {
-      const auto lanes = access.lane_rows(first + v, kLanes);
-      if (!lanes) break;
-      std::vector<float> tile(kLanes * dim);
-      for (std::uint32_t j = 0; j < dim; ++j) {
-        for (std::size_t t = 0; t < kLanes; ++t) tile[j * kLanes + t] = x[(v + t) * dim + j];
-      }
-      if (lanes->f16) {
-        simd::f32_to_f16_strided(tile.data(), dim, kLanes, reinterpret_cast<std::uint16_t*>(lanes->base), lanes->stride);
-      } else {
-        for (std::uint32_t j = 0; j < dim; ++j) {
-          std::memcpy(lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * 4, tile.data() + j * kLanes, 4 * kLanes);
-        }
-      }
-    }
-    if (v < n) access.scatter(first + v, n - v, x + v * dim);
-  }
+  VectorAccess(out).scatter(first, n, x);
 }
 
 }  // namespace
@@ -305,8 +280,10 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
   // Memory stays proportional to the codes (h) and a tile, never to the tensor: a small chunk of
   // zero groups cannot make a receiver allocate more than its output.
   const bool direct = contiguous_rows(out) && (out.dtype == DType::kF16 || out.dtype == DType::kF32);
+  const VectorAccess access(out);
   constexpr std::uint64_t kTile = 32;  // rows: a tile's values of a group start on an 8-value block
-  std::vector<float> rows_buf(kTile * dim), seg;
+  constexpr std::uint64_t kLanes = simd::kTileLanes;
+  std::vector<float> rows_buf(kTile * dim);
   std::vector<std::int32_t> r;
   std::vector<std::uint8_t> r8;
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTile) {
@@ -316,14 +293,17 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
       const std::uint32_t a = calibration.group_starts[g], m = calibration.group_end(g) - a;
       GroupState& st = gs[g];
       const std::uint64_t off = v0 * m, cnt = rows * m;
-      seg.resize(cnt);
+      // Each row's m levels go straight into the tile; an escape at symbol `at` of the group is
+      // row (at - off) / m, column a + (at - off) % m.
+      auto cell = [&](std::uint64_t at) { return tile + (at - off) / m * dim + a + (at - off) % m; };
       if (!st.coded) {
-        std::fill(seg.begin(), seg.end(), 0.0f);
+        for (std::uint64_t q = 0; q < rows; ++q) std::fill_n(tile + q * dim + a, m, 0.0f);
       } else if (st.k == 0) {
         // The table's reconstruction points (an escape's marker reads index 31, then is set).
-        simd::recon_levels(st.h + off, cnt, round_recon(st.table), seg.data());
+        const float* recon = round_recon(st.table);
+        for (std::uint64_t q = 0; q < rows; ++q) simd::recon_levels(st.h + off + q * m, m, recon, tile + q * dim + a);
         for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
-          seg[st.escaped[st.next].first - off] = static_cast<float>(st.escaped[st.next].second);
+          *cell(st.escaped[st.next].first) = static_cast<float>(st.escaped[st.next].second);
         }
       } else {
         // level = h * 2^k + r, an exact integer (|level| < 2^29), then f32.
@@ -334,10 +314,12 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
           // Escapes: their h goes in as 0, their level is set after.
           std::size_t first_escape = st.next;
           for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) st.h[st.escaped[st.next].first] = 0;
-          simd::shift_add_levels_u8(st.h + off, r8.data(), cnt, st.k, seg.data());
+          for (std::uint64_t q = 0; q < rows; ++q) {
+            simd::shift_add_levels_u8(st.h + off + q * m, r8.data() + q * m, m, st.k, tile + q * dim + a);
+          }
           for (; first_escape < st.next; ++first_escape) {
             const std::uint64_t at = st.escaped[first_escape].first;
-            seg[at - off] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[first_escape].second) << st.k) + r8[at - off]);
+            *cell(at) = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[first_escape].second) << st.k) + r8[at - off]);
           }
         } else {
           r.resize(cnt + 8);
@@ -347,12 +329,23 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
             r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
             st.h[at] = 0;
           }
-          simd::shift_add_levels(st.h + off, r.data(), cnt, st.k, seg.data());
+          for (std::uint64_t q = 0; q < rows; ++q) {
+            simd::shift_add_levels(st.h + off + q * m, r.data() + q * m, m, st.k, tile + q * dim + a);
+          }
         }
       }
-      for (std::uint64_t q = 0; q < rows; ++q) std::memcpy(tile + q * dim + a, seg.data() + q * m, 4 * m);
     }
-    for (std::uint64_t q = 0; q < rows; ++q) {
+    // Channels-first tiles of 16 vectors (f16 or f32): dequantized and transposed in one pass.
+    std::uint64_t lane_done = 0;
+    if (!direct) {
+      for (; lane_done + kLanes <= rows; lane_done += kLanes) {
+        const auto lanes = access.lane_rows(first + v0 + lane_done, kLanes);
+        if (!lanes) break;
+        simd::rows_to_lanes(tile + lane_done * dim, dim, calibration.mean.data(), step, lanes->base, lanes->f16,
+                            lanes->stride);
+      }
+    }
+    for (std::uint64_t q = lane_done; q < rows; ++q) {
       float* row = tile + q * dim;
       const std::uint64_t v = first + v0 + q;
       if (!direct) {
@@ -360,11 +353,12 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
       } else if (out.dtype == DType::kF32) {
         simd::dequantize_levels(row, dim, calibration.mean.data(), step, reinterpret_cast<float*>(out.data) + v * dim);
       } else {
-        simd::dequantize_levels(row, dim, calibration.mean.data(), step, row);
-        simd::f32_to_f16_n(row, dim, reinterpret_cast<std::uint16_t*>(out.data) + v * dim);
+        simd::dequantize_to_f16(row, dim, calibration.mean.data(), step, reinterpret_cast<std::uint16_t*>(out.data) + v * dim);
       }
     }
-    if (!direct) store_rows(tile, out, first + v0, rows);  // other dtypes and layouts
+    if (!direct && lane_done < rows) {  // other dtypes and layouts
+      store_rows(tile + lane_done * dim, out, first + v0 + lane_done, rows - lane_done);
+    }
   }
   return Status::ok();
 }

@@ -94,21 +94,8 @@ class RowSource {
       std::memcpy(z, reinterpret_cast<const float*>(in_.data) + at, 4 * rows * dim);
     } else if (auto lanes = access_.lane_rows(first_ + v, rows); lanes && rows == kLanes) {
       // Channels-first (16 vectors side by side along a unit-stride axis): value j of the 16
-      // vectors is 16 contiguous elements; read them so and transpose.
-      thread_local std::vector<float> lane_tile;
-      lane_tile.resize(kLanes * dim);
-      if (lanes->f16) {
-        simd::f16_strided_to_f32(reinterpret_cast<const std::uint16_t*>(lanes->base), lanes->stride, dim, kLanes,
-                                 lane_tile.data());
-      } else {
-        for (std::uint32_t j = 0; j < dim; ++j) {
-          std::memcpy(lane_tile.data() + j * kLanes,
-                      lanes->base + static_cast<std::ptrdiff_t>(j) * lanes->stride * 4, 4 * kLanes);
-        }
-      }
-      for (std::uint32_t j = 0; j < dim; ++j) {
-        for (std::size_t t = 0; t < kLanes; ++t) z[t * dim + j] = lane_tile[j * kLanes + t];
-      }
+      // vectors is 16 contiguous elements; read them so, transposed a block at a time.
+      simd::lanes_to_rows(lanes->base, lanes->f16, lanes->stride, dim, z);
     } else {
       access_.gather(first_ + v, rows, z);
     }

@@ -53,6 +53,9 @@ void subtract_rows(const float* x, std::size_t rows, std::size_t dim, const floa
 void quantize_round(const float* z, std::size_t count, float inv, std::int32_t* q);
 void dequantize_levels(const float* level, std::size_t count, const float* mean, float step,
                        float* x);
+// The same, converted to f16 (nearest even) as f32_to_f16_n would.
+void dequantize_to_f16(const float* level, std::size_t count, const float* mean, float step,
+                       std::uint16_t* x);
 
 // The largest |x[i]|; not finite when some x[i] is not (NaN or infinity).
 float max_abs(const float* x, std::size_t count);
@@ -74,6 +77,13 @@ void f16_strided_to_f32(const std::uint16_t* base, std::ptrdiff_t stride, std::s
                         std::size_t width, float* dst);
 void f32_to_f16_strided(const float* src, std::size_t rows, std::size_t width, std::uint16_t* base,
                         std::ptrdiff_t stride);
+
+// A tile of kTileLanes channels-first vectors (row j: their coordinate j, kTileLanes contiguous
+// f16 or f32 values at base + j * stride elements) <-> the vectors as rows (z[t * dim + j]).
+// rows_to_lanes also dequantizes: x = mean[j] + step * level[t * dim + j], as dequantize_levels.
+void lanes_to_rows(const void* base, bool src_f16, std::ptrdiff_t stride, std::size_t dim, float* z);
+void rows_to_lanes(const float* level, std::size_t dim, const float* mean, float step, void* base,
+                   bool dst_f16, std::ptrdiff_t stride);
 
 // Contiguous conversions.
 void f16_to_f32_n(const std::uint16_t* src, std::size_t n, float* dst);
