@@ -214,7 +214,9 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
   std::vector<float> z(kTileRows * dim);
   std::vector<std::int32_t> q(dim);
   std::vector<std::uint8_t> sym(dim);
-  std::vector<std::uint64_t> hist(groups * kSubstreams * kSymbols, 0);
+  // Two counters per symbol (even and odd positions), summed after: a run of equal symbols
+  // then waits on half as many increments of one counter.
+  std::vector<std::uint64_t> hist(2 * groups * kSubstreams * kSymbols, 0);
   // Without the cache, rows are read one by one where vectors are contiguous rows, else as
   // whole tiles (the channels-first path reads 16 vectors at a time); every stride-th row is used.
   const bool by_row = src.rows() || src.cache();
@@ -230,8 +232,15 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
       while (sub + 1 < kSubstreams && v >= substream_start(n, sub + 1)) ++sub;
       for (std::size_t g = 0; g < groups; ++g) {
         if (!plans[g].coded) continue;
-        std::uint64_t* h = hist.data() + (g * kSubstreams + static_cast<std::size_t>(sub)) * kSymbols;
-        for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) ++h[sym[j]];
+        std::uint64_t* h = hist.data() + 2 * (g * kSubstreams + static_cast<std::size_t>(sub)) * kSymbols;
+        std::uint64_t* h1 = h + kSymbols;
+        std::uint32_t j = cal.group_starts[g];
+        const std::uint32_t e = cal.group_end(g);
+        for (; j + 2 <= e; j += 2) {
+          ++h[sym[j]];
+          ++h1[sym[j + 1]];
+        }
+        if (j < e) ++h[sym[j]];
       }
     }
   }
@@ -240,7 +249,11 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
   for (std::size_t g = 0; g < groups; ++g) {
     GroupPlan& p = plans[g];
     if (!p.coded) continue;
-    const auto* h = reinterpret_cast<const std::uint64_t(*)[kSymbols]>(hist.data() + g * kSubstreams * kSymbols);
+    std::uint64_t h[kSubstreams][kSymbols];
+    for (int i = 0; i < kSubstreams; ++i) {
+      const std::uint64_t* pair = hist.data() + 2 * (g * kSubstreams + static_cast<std::size_t>(i)) * kSymbols;
+      for (int s = 0; s < kSymbols; ++s) h[i][s] = pair[s] + pair[kSymbols + s];
+    }
     choose_table(h, st.rms[g] / step, p);
     const std::uint64_t values = n * (cal.group_end(g) - cal.group_starts[g]);
     double code_bits = 0;
@@ -349,50 +362,134 @@ struct SubWriter {
   }
 };
 
+// The four substream writers of one group fed side by side, row t of writer i being
+// seg[i] + t * stride (m symbols, values q[i] + t * stride): each writer's bit chain is serial, four
+// of them hide each other's latency. All four hold the same number of the group's symbols, so
+// they hold a pending symbol (odd m) together.
+struct WriterLane {
+  std::uint8_t* out;
+  std::uint64_t bits;
+  std::uint32_t fill;
+  int held;
+  std::int32_t held_h;
+  const std::uint8_t* seg;
+  const std::int32_t* q;
+  std::vector<std::int32_t>* escapes;
+};
+
+#define AGP_CAL_INLINE __attribute__((always_inline)) inline
+
+AGP_CAL_INLINE void lane_pair_first(WriterLane& l, int k, const std::uint32_t* pairs) {
+  const std::uint32_t e = pairs[static_cast<std::uint32_t>(l.held) * kSymbols + l.seg[0]];
+  if (e & (3u << 22)) [[unlikely]] {
+    if (e & (1u << 22)) l.escapes->push_back(l.held_h);
+    if (e & (1u << 23)) l.escapes->push_back(l.q[0] >> k);
+  }
+  append_bits(l.out, l.bits, l.fill, e & 0x3fffff, e >> 24);
+  l.held = -1;
+}
+
+AGP_CAL_INLINE void lane_four(WriterLane& l, std::uint32_t j, int k, const std::uint32_t* pairs) {
+  const std::uint32_t e1 = pairs[l.seg[j] * kSymbols + l.seg[j + 1]];
+  const std::uint32_t e2 = pairs[l.seg[j + 2] * kSymbols + l.seg[j + 3]];
+  if ((e1 | e2) & (3u << 22)) [[unlikely]] {
+    if (e1 & (1u << 22)) l.escapes->push_back(l.q[j] >> k);
+    if (e1 & (1u << 23)) l.escapes->push_back(l.q[j + 1] >> k);
+    if (e2 & (1u << 22)) l.escapes->push_back(l.q[j + 2] >> k);
+    if (e2 & (1u << 23)) l.escapes->push_back(l.q[j + 3] >> k);
+  }
+  std::uint64_t bits = l.bits;
+  std::uint32_t n = l.fill;
+  bits |= static_cast<std::uint64_t>(e1 & 0x3fffff) << n;
+  n += e1 >> 24;
+  bits |= static_cast<std::uint64_t>(e2 & 0x3fffff) << n;
+  n += e2 >> 24;
+  std::memcpy(l.out, &bits, 8);
+  l.out += n >> 3;
+  l.bits = bits >> (n & ~7u);
+  l.fill = n & 7;
+}
+
+AGP_CAL_INLINE void lane_tail(WriterLane& l, std::uint32_t j, std::uint32_t m, int k, const std::uint32_t* pairs) {
+  if (j + 2 <= m) {
+    const std::uint32_t e = pairs[l.seg[j] * kSymbols + l.seg[j + 1]];
+    if (e & (1u << 22)) l.escapes->push_back(l.q[j] >> k);
+    if (e & (1u << 23)) l.escapes->push_back(l.q[j + 1] >> k);
+    append_bits(l.out, l.bits, l.fill, e & 0x3fffff, e >> 24);
+    j += 2;
+  }
+  if (j < m) {
+    l.held = l.seg[j];
+    l.held_h = l.q[j] >> k;
+  }
+}
+
+void write_four(SubWriter* const* ws, const std::uint8_t* const* seg, const std::int32_t* const* q,
+                std::size_t stride, std::uint64_t count, std::uint32_t m, int k, const std::uint32_t* pairs) {
+  auto lane = [&](int i) {
+    SubWriter& w = *ws[i];
+    return WriterLane{w.w, w.acc, w.fill, w.pending, w.pending_h, seg[i], q[i], &w.escapes};
+  };
+  WriterLane a = lane(0), b = lane(1), c = lane(2), d = lane(3);
+  for (std::uint64_t r = 0; r < count; ++r) {
+    std::uint32_t j = 0;
+    if (a.held >= 0) {
+      lane_pair_first(a, k, pairs), lane_pair_first(b, k, pairs);
+      lane_pair_first(c, k, pairs), lane_pair_first(d, k, pairs);
+      j = 1;
+    }
+    for (; j + 4 <= m; j += 4) {
+      lane_four(a, j, k, pairs), lane_four(b, j, k, pairs);
+      lane_four(c, j, k, pairs), lane_four(d, j, k, pairs);
+    }
+    lane_tail(a, j, m, k, pairs), lane_tail(b, j, m, k, pairs);
+    lane_tail(c, j, m, k, pairs), lane_tail(d, j, m, k, pairs);
+    for (WriterLane* l : {&a, &b, &c, &d}) l->seg += stride, l->q += stride;
+  }
+  const WriterLane* done[4] = {&a, &b, &c, &d};
+  for (int i = 0; i < 4; ++i) {
+    SubWriter& w = *ws[i];
+    w.w = done[i]->out;
+    w.acc = done[i]->bits;
+    w.fill = done[i]->fill;
+    w.pending = done[i]->held;
+    w.pending_h = done[i]->held_h;
+  }
+}
+
+// ORs the raw low bits of `rows` rows of m values (row t at q + t * stride) into a group's bit
+// planes as values [at, at + rows * m) of the group: a piece may start or end inside an 8-value
+// block that another piece shares (the planes start zeroed).
+void or_raw(const std::int32_t* q, std::size_t stride, std::uint64_t rows, std::uint32_t m, int k,
+            std::uint64_t at, std::vector<std::int32_t>& gq, std::vector<std::uint8_t>& packed,
+            std::uint8_t* planes) {
+  const std::uint64_t lead = at % 8, count = lead + rows * m;
+  gq.assign(count + 8, 0);
+  for (std::uint64_t t = 0; t < rows; ++t) std::memcpy(gq.data() + lead + t * m, q + t * stride, 4 * m);
+  const std::uint64_t bytes = raw_bytes(count, k);
+  packed.resize(bytes + 8);
+  pack_raw(gq.data(), count, k, packed.data());
+  std::uint8_t* dst = planes + at / 8 * static_cast<std::uint64_t>(k);
+  for (std::uint64_t i = 0; i < bytes; ++i) dst[i] |= packed[i];
+}
+
 // Per-thread buffers kept between calls (fresh pages for every packet cost more than coding).
 struct Scratch {
   std::vector<std::uint8_t> regions, raw;
   std::vector<float> z;  // the chunk's z, when it is small enough to keep
   std::vector<float> tile;
   std::vector<std::int32_t> q, gq;
-  std::vector<std::uint8_t> sym;
+  std::vector<std::uint8_t> sym, packed;
   std::vector<SubWriter> writers;
 };
 
-// Pass 2 and the coding in one: tiles of rows are quantized and each group's symbols and raw
-// bits appended to its substreams as they come. Writes the codes section into `codes` and the
-// side entries; returns the codes' bytes (escapes included).
-std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint64_t n,
-                         float step, const std::vector<GroupPlan>& plans,
-                         const std::vector<std::int32_t>& shift, Scratch& w, std::byte* side,
-                         std::vector<std::byte>& codes) {
+// Quantizing and coding tile by tile in vector order (the chunk's z is read from the input
+// again): each group's substream writers in turn.
+void code_in_order(const RowSource& src, const Calibration& cal, std::uint64_t n, float step,
+                   const std::vector<GroupPlan>& plans, const std::vector<std::int32_t>& shift,
+                   Scratch& w, const std::vector<std::uint64_t>& raw_at) {
   const std::uint32_t dim = cal.dim;
   const std::size_t groups = cal.group_count();
-  // Regions: per coded group its four substreams (room for the longest codes) and raw bits.
-  std::vector<std::uint64_t> raw_at(groups, 0);
-  std::uint64_t stream_room = 0, raw_room = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    if (!plans[g].coded) continue;
-    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
-    for (int i = 0; i < kSubstreams; ++i) {
-      stream_room += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
-    }
-    raw_at[g] = raw_room;
-    raw_room += raw_bytes(n * m, plans[g].k);
-  }
-  if (w.regions.size() < stream_room) w.regions.resize(stream_room);
-  if (w.raw.size() < raw_room + 8) w.raw.resize(raw_room + 8);
-  w.writers.assign(groups * kSubstreams, SubWriter{});
-  std::uint64_t at = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    if (!plans[g].coded) continue;
-    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
-    for (int i = 0; i < kSubstreams; ++i) {
-      SubWriter& sw = w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
-      sw.begin = sw.w = w.regions.data() + at;
-      at += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
-    }
-  }
   w.tile.resize(kTileRows * dim);
   w.q.resize(kTileRows * dim);
   w.sym.resize(kTileRows * dim);
@@ -421,6 +518,108 @@ std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint
         pack_raw(w.gq.data(), rows * m, p.k, w.raw.data() + raw_at[g] + v0 * m / 8 * static_cast<std::uint64_t>(p.k));
       }
     }
+  }
+}
+
+// The chunk's z in memory: rows r.. of the four quarters are quantized together and each group's
+// four writers fed side by side; the quarters' last rows beyond the shortest one's, one by one.
+void code_quarters(const float* z, const Calibration& cal, std::uint64_t n, float step,
+                   const std::vector<GroupPlan>& plans, const std::vector<std::int32_t>& shift,
+                   Scratch& w, const std::vector<std::uint64_t>& raw_at) {
+  constexpr std::uint64_t kRows = 4;  // per quarter and tile
+  const std::uint32_t dim = cal.dim;
+  const std::size_t groups = cal.group_count();
+  const float inv = 1.0f / step;
+  std::uint64_t start[kSubstreams + 1];
+  for (int i = 0; i <= kSubstreams; ++i) start[i] = substream_start(n, i);
+  const std::uint64_t common = start[1] - start[0];  // the shortest quarter
+  const std::size_t quarter = kRows * dim;
+  w.q.resize(kSubstreams * quarter);
+  w.sym.resize(kSubstreams * quarter);
+  auto raw_piece = [&](std::size_t g, const std::int32_t* q, std::uint64_t rows, std::uint64_t first_row) {
+    const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
+    or_raw(q + a, dim, rows, m, plans[g].k, first_row * m, w.gq, w.packed, w.raw.data() + raw_at[g]);
+  };
+  for (std::uint64_t r0 = 0; r0 < common; r0 += kRows) {
+    const std::uint64_t rows = std::min(kRows, common - r0);
+    for (int i = 0; i < kSubstreams; ++i) {
+      simd::quantize_symbols(z + (start[i] + r0) * dim, rows, dim, inv, shift.data(),
+                             w.q.data() + static_cast<std::size_t>(i) * quarter,
+                             w.sym.data() + static_cast<std::size_t>(i) * quarter);
+    }
+    for (std::size_t g = 0; g < groups; ++g) {
+      const GroupPlan& p = plans[g];
+      if (!p.coded) continue;
+      const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
+      SubWriter* ws[kSubstreams];
+      const std::uint8_t* seg[kSubstreams];
+      const std::int32_t* qs[kSubstreams];
+      for (int i = 0; i < kSubstreams; ++i) {
+        ws[i] = &w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
+        seg[i] = w.sym.data() + static_cast<std::size_t>(i) * quarter + a;
+        qs[i] = w.q.data() + static_cast<std::size_t>(i) * quarter + a;
+      }
+      write_four(ws, seg, qs, dim, rows, m, p.k, pair_codes(p.table));
+      if (p.k > 0) {
+        for (int i = 0; i < kSubstreams; ++i) {
+          raw_piece(g, w.q.data() + static_cast<std::size_t>(i) * quarter, rows, start[i] + r0);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < kSubstreams; ++i) {
+    for (std::uint64_t v = start[i] + common; v < start[i + 1]; ++v) {
+      simd::quantize_symbols(z + v * dim, 1, dim, inv, shift.data(), w.q.data(), w.sym.data());
+      for (std::size_t g = 0; g < groups; ++g) {
+        const GroupPlan& p = plans[g];
+        if (!p.coded) continue;
+        const std::uint32_t a = cal.group_starts[g], m = cal.group_end(g) - a;
+        w.writers[g * kSubstreams + static_cast<std::size_t>(i)].rows(w.sym.data() + a, w.q.data() + a, dim, 1, m,
+                                                                      p.k, pair_codes(p.table));
+        if (p.k > 0) raw_piece(g, w.q.data(), 1, v);
+      }
+    }
+  }
+}
+
+// Pass 2 and the coding in one: tiles of rows are quantized and each group's symbols and raw
+// bits appended to its substreams as they come. Writes the codes section into `codes` and the
+// side entries; returns the codes' bytes (escapes included).
+std::uint64_t code_chunk(const RowSource& src, const Calibration& cal, std::uint64_t n,
+                         float step, const std::vector<GroupPlan>& plans,
+                         const std::vector<std::int32_t>& shift, Scratch& w, std::byte* side,
+                         std::vector<std::byte>& codes) {
+  const std::size_t groups = cal.group_count();
+  // Regions: per coded group its four substreams (room for the longest codes) and raw bits.
+  std::vector<std::uint64_t> raw_at(groups, 0);
+  std::uint64_t stream_room = 0, raw_room = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
+    for (int i = 0; i < kSubstreams; ++i) {
+      stream_room += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
+    }
+    raw_at[g] = raw_room;
+    raw_room += raw_bytes(n * m, plans[g].k);
+  }
+  if (w.regions.size() < stream_room) w.regions.resize(stream_room);
+  if (w.raw.size() < raw_room + 8) w.raw.resize(raw_room + 8);
+  std::memset(w.raw.data(), 0, raw_room + 8);  // pieces of a block are ORed in
+  w.writers.assign(groups * kSubstreams, SubWriter{});
+  std::uint64_t at = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!plans[g].coded) continue;
+    const std::uint64_t m = cal.group_end(g) - cal.group_starts[g];
+    for (int i = 0; i < kSubstreams; ++i) {
+      SubWriter& sw = w.writers[g * kSubstreams + static_cast<std::size_t>(i)];
+      sw.begin = sw.w = w.regions.data() + at;
+      at += ((substream_start(n, i + 1) - substream_start(n, i)) * m * kMaxCodeBits + 7) / 8 + 16;
+    }
+  }
+  if (src.cache()) {
+    code_quarters(src.cache(), cal, n, step, plans, shift, w, raw_at);
+  } else {
+    code_in_order(src, cal, n, step, plans, shift, w, raw_at);
   }
   // The codes section: per group its substreams and raw bits, then every escape.
   std::uint64_t total = 0, escapes = 0;
