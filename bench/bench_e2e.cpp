@@ -46,6 +46,7 @@ struct Setup {
   bool shared_memory = false;  // the shm path: UCX with shared memory, receiver in its own process
   std::uint64_t chunk_vectors = 64;  // 4 chunks of the seed packet: measured best of 16-256
   std::uint16_t encode_threads = 1;
+  std::uint16_t decode_threads = 1;
   std::uint32_t busy_poll_us = 0;
   // For cal2..cal8: a calibration from 8 other packets of the generator (N(0,1) packets are
   // the same in any basis, so they are sent as a folded model would hand them over).
@@ -77,6 +78,7 @@ agp::transport::LinkOptions link_options(const Setup& setup) {
   o.model_id = "bench-e2e";
   o.chunk_vectors = setup.chunk_vectors;
   o.encode_threads = setup.encode_threads;
+  o.decode_threads = setup.decode_threads;
   o.busy_poll_us = setup.busy_poll_us;
   if (setup.shared_memory) {
     o.backend = agp::transport::TransportBackend::kUcx;
@@ -225,6 +227,7 @@ json measure(const Path& path, const std::vector<std::string>& codecs, int itera
               {"iperf3_gbps", iperf},
               {"chunk_vectors", setup.chunk_vectors},
               {"encode_threads", setup.encode_threads},
+              {"decode_threads", setup.decode_threads},
               {"busy_poll_us", setup.busy_poll_us},
               {"codecs", summarize(path.name, iperf, codecs, samples, decode_us, svg_dir)}};
   std::cerr << kTool << ": " << out.dump() << "\n";
@@ -281,6 +284,7 @@ json measure_shared_memory(const std::string& self, const std::vector<std::strin
               {"perftest_stream_bw_gbps", perftest},
               {"chunk_vectors", setup.chunk_vectors},
               {"encode_threads", setup.encode_threads},
+              {"decode_threads", setup.decode_threads},
               {"busy_poll_us", setup.busy_poll_us},
               {"codecs", summarize("shm", perftest, codecs, samples, decode_us, svg_dir)}};
   std::cerr << kTool << ": " << out.dump() << "\n";
@@ -320,6 +324,9 @@ int main(int argc, char** argv) {
   app.add_option("--encode-threads", setup.encode_threads,
                  "sender threads encoding a packet's chunks side by side (LinkOptions)")
       ->check(CLI::Range(1, 16));
+  app.add_option("--decode-threads", setup.decode_threads,
+                 "receiver threads decoding a packet's chunks side by side (LinkOptions)")
+      ->check(CLI::Range(1, 16));
   app.add_option("--busy-poll-us", setup.busy_poll_us,
                  "both ends poll without sleeping this long before blocking (LinkOptions)");
   app.add_option("--iperf-seconds", iperf_seconds, "iperf3 run per path (the wire-time estimate)");
@@ -345,7 +352,8 @@ int main(int argc, char** argv) {
   // What the receiving process of the shm path must agree on with the sender.
   const std::string forwarded = " --codecs " + codec_list + " --chunk-vectors " +
                                 std::to_string(setup.chunk_vectors) + " --busy-poll-us " +
-                                std::to_string(setup.busy_poll_us);
+                                std::to_string(setup.busy_poll_us) + " --decode-threads " +
+                                std::to_string(setup.decode_threads);
 
   json results = json::array();
   json goals = json::object();

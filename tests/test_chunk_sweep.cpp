@@ -100,5 +100,65 @@ TEST(ChunkSweep, EveryChunkSizeDeliversTheWholePacketsDecode) {
   }
 }
 
+// Chunks decoded side by side on the receiver (and encoded so on the sender) land exactly where
+// the same frames decoded one by one put them, for every chunked codec, the calibrated one
+// included, whatever the chunk size.
+TEST(ChunkSweep, ChunksDecodedSideBySideEqualTheFramesDecodedOneByOne) {
+  const Shape s{{1, 256, 1, 100}, 1};
+  auto cal = test_calibration(256);
+  std::vector<ptp::PacketCodec> codecs;
+  for (const char* name : {"tq4", "int8", "cal4"}) {
+    ptp::PacketCodec c = *ptp::parse_packet_codec(name, DType::kF16);
+    if (c.config.id == CodecId::kTurboQuantCal) c.calibration = cal;
+    codecs.push_back(c);
+  }
+  struct Run {
+    std::uint64_t chunk;
+    std::uint16_t encode_threads, decode_threads;
+  };
+  for (const Run& run : {Run{1, 2, 2}, Run{7, 1, 3}, Run{16, 2, 2}, Run{33, 3, 2}, Run{100, 2, 2}}) {
+    SCOPED_TRACE("chunk_vectors " + std::to_string(run.chunk) + ", decode_threads " +
+                 std::to_string(run.decode_threads));
+    LinkOptions so = options(), co = options();
+    so.calibration = co.calibration = cal;
+    so.decode_threads = run.decode_threads;
+    co.encode_threads = run.encode_threads;
+    co.chunk_vectors = run.chunk;
+    auto server = listen(so);
+    ASSERT_TRUE(server);
+    std::thread receiver([&] {
+      auto link = server->accept(5000ms);
+      ASSERT_TRUE(link) << link.status().to_string();
+      for (std::size_t i = 0; i < codecs.size(); ++i) {
+        std::vector<std::uint16_t> out(values(s, 0).size()), serial(out.size());
+        std::vector<ptp::Frame> frames;
+        auto d = (*link)->receive(codec::TensorView::contiguous(out.data(), DType::kF16, s.dims, s.axis),
+                                  5000ms, &frames);
+        ASSERT_TRUE(d) << d.status().to_string();
+        EXPECT_EQ(d->chunks, frames.size());
+        ptp::TensorPacketReader reader;
+        reader.set_calibration(cal);
+        for (const ptp::Frame& f : frames) {
+          ASSERT_TRUE(reader.read(f.header(), f.body(),
+                                  codec::TensorView::contiguous(serial.data(), DType::kF16, s.dims, s.axis)));
+        }
+        EXPECT_EQ(out, serial) << i;
+      }
+      EXPECT_TRUE((*link)->close(5000ms));
+    });
+    auto link = Link::connect("127.0.0.1", server->port(), co);
+    ASSERT_TRUE(link) << link.status().to_string();
+    for (std::size_t i = 0; i < codecs.size(); ++i) {
+      auto v = values(s, i + 1);
+      auto r = (*link)->send(codec::TensorView::contiguous(v.data(), DType::kF16, s.dims, s.axis),
+                             codecs[i], {"", 0, ptp::Layout::kBC1S}, 5000ms);
+      ASSERT_TRUE(r) << r.status().to_string();
+      EXPECT_EQ(r->chunks, (100 + run.chunk - 1) / run.chunk);
+    }
+    EXPECT_TRUE((*link)->close(5000ms));
+    receiver.join();
+  }
+}
+
 }  // namespace
 }  // namespace agp::transport::testing

@@ -449,6 +449,43 @@ TEST(HostilePeer, AGenuineChunkedPacketStillPasses) {
   EXPECT_EQ(*r.told, ErrorCode::kBadCodecDescriptor);
 }
 
+TEST(HostilePeer, ABadChunkAmongGoodOnesDecodedSideBySideIsNeverAcknowledged) {
+  for (int threads : {2, 3}) {
+    SCOPED_TRACE("decode_threads " + std::to_string(threads));
+    LinkOptions o = options();
+    o.decode_threads = static_cast<std::uint16_t>(threads);
+    auto r = run_attack(
+        [](HandClient& c) {
+          for (std::uint32_t k = 0; k < 4; ++k) {
+            const ptp::ChunkDesc chunk{k, 4, 16 * k, 16};
+            Parts p = tq4_packet(1, &chunk);
+            if (k == 2) p.sections[1][1] |= std::byte{0x80};  // a negative norm
+            EXPECT_TRUE(c.send(p));
+          }
+        },
+        o);
+    EXPECT_EQ(r.delivered, 0u);
+    EXPECT_EQ(r.acks, 0);
+    expect_refused(r, ErrorCode::kBadEncodedData);
+    EXPECT_NE(r.told_message.find("chunk 2"), std::string::npos) << r.told_message;
+    // The control: the same chunks, all genuine, are delivered and acknowledged.
+    auto good = run_attack(
+        [](HandClient& c) {
+          for (std::uint32_t k = 0; k < 4; ++k) {
+            const ptp::ChunkDesc chunk{k, 4, 16 * k, 16};
+            EXPECT_TRUE(c.send(tq4_packet(1, &chunk)));
+          }
+          EXPECT_TRUE(c.await_ack(1));
+          Parts p = tq4_packet(2);
+          p.header.codec->bits = 16;
+          EXPECT_TRUE(c.send(p));
+        },
+        o);
+    EXPECT_EQ(good.delivered, 1u);
+    EXPECT_EQ(good.acks, 1);
+  }
+}
+
 // A server that speaks the protocol by hand: replies to the hello as `reply` says, then acts.
 void hand_server(Listener& l, const std::function<void(ptp::HelloDesc&)>& reply,
                  const std::function<void(FrameStream&)>& then) {
@@ -614,6 +651,8 @@ TEST(LinkOptionsCheck, OptionsThatCannotWorkAreRefusedUpFront) {
       {"99 streams", [](LinkOptions& o) { o.streams = 99; }},
       {"0 streams", [](LinkOptions& o) { o.streams = 0; }},
       {"0 encode threads", [](LinkOptions& o) { o.encode_threads = 0; }},
+      {"0 decode threads", [](LinkOptions& o) { o.decode_threads = 0; }},
+      {"17 decode threads", [](LinkOptions& o) { o.decode_threads = 17; }},
       {"a 1-byte key", [](LinkOptions& o) { o.key = {42}; }},
       {"a zero window", [](LinkOptions& o) { o.window_packets = 0; }},
       {"a zero receive buffer", [](LinkOptions& o) { o.receive_buffer_bytes = 0; }},

@@ -51,6 +51,7 @@ struct Options {
   int windows = 32;
   int idle_timeout_ms = 30000;
   int streams = 1;
+  int decode_threads = 1;
   int sessions = 1;
   std::uint64_t max_tensor_bytes = std::uint64_t{1} << 30;
   std::string journal;
@@ -183,6 +184,7 @@ int run(const Options& o) {
 #endif
   if (!lo) return fail(kTool, lo.status().message(), kExitUsage);
   lo->streams = static_cast<std::uint16_t>(o.streams);
+  lo->decode_threads = static_cast<std::uint16_t>(o.decode_threads);
   lo->limits.max_tensor_bytes = o.max_tensor_bytes;
   apply(o.liveness, *lo);
   if (Status c = apply(o.carrier, *lo); !c) return fail(kTool, c.message(), kExitUsage);
@@ -558,6 +560,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 1 << 20));
   app.add_option("--windows", o.windows, "split-model mode: at most this many windows")
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--decode-threads", o.decode_threads,
+                 "threads decoding the chunks of a packet side by side, this one included (1..16)")
+      ->check(CLI::Range(1, 16));
   app.add_option("--streams", o.streams, "TCP connections a sender may open per link (1..8)")
       ->check(CLI::Range(1, 8));
   app.add_option("--metrics-port", o.metrics_port,

@@ -50,6 +50,7 @@ struct Options {
   std::string input;
   std::string tensor;
   std::uint64_t chunk_vectors = 0;
+  int encode_threads = 1;
   std::string model;  // split-model mode
   std::string bytes;
   int seq = 256;
@@ -249,6 +250,7 @@ int run(const Options& o, const std::string& command) {
   lo->bind_interface = o.interface;
   lo->chunk_vectors = o.chunk_vectors;
   lo->streams = static_cast<std::uint16_t>(o.streams);
+  lo->encode_threads = static_cast<std::uint16_t>(o.encode_threads);
   lo->connect_timeout = Millis(o.connect_timeout_ms);
   apply(o.liveness, *lo);
   if (Status c = apply(o.carrier, *lo); !c) return fail(kTool, c.message(), kExitUsage);
@@ -374,6 +376,7 @@ int run(const Options& o, const std::string& command) {
   doc["packets_per_codec"] = o.count;
   doc["warmup_per_codec"] = o.warmup;
   doc["chunk_vectors"] = o.chunk_vectors;
+  doc["encode_threads"] = o.encode_threads;
   doc["latency"] =
       "from send() start (encoding included) to the receiver's acknowledgement, sent "
       "after it verified and decoded the packet";
@@ -510,6 +513,10 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-vectors", o.chunk_vectors,
                  "send per-vector codecs in chunks of this many vectors (0: whole packets)")
       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 40));
+  app.add_option("--encode-threads", o.encode_threads,
+                 "threads encoding the chunks of a packet side by side, this one included (1..16; "
+                 "with --chunk-vectors)")
+      ->check(CLI::Range(1, 16));
   app.add_option("--streams", o.streams,
                  "TCP connections to stripe chunks over (1..8; the receiver accepts up to its own "
                  "--streams)")

@@ -222,6 +222,7 @@ agp::Result<agp::transport::LinkOptions> to_options(const agp_link_config* c) {
                                              : agp::transport::TransportBackend::kTcp;
   o.ucx_transports = cfg.ucx_transports ? cfg.ucx_transports : "";
   if (cfg.max_tensor_bytes > 0) o.limits.max_tensor_bytes = cfg.max_tensor_bytes;
+  if (cfg.decode_threads > 0) o.decode_threads = cfg.decode_threads;
   return o;
 }
 
@@ -496,6 +497,7 @@ void agp_link_config_init(agp_link_config* config) {
   config->chunk_vectors = d.chunk_vectors;
   config->streams = d.streams;
   config->encode_threads = d.encode_threads;
+  config->decode_threads = d.decode_threads;
   config->window_packets = d.window_packets;
   config->connect_timeout_ms = static_cast<std::uint32_t>(d.connect_timeout.count());
   config->dead_peer_timeout_ms = static_cast<std::uint32_t>(d.dead_peer_timeout.count());

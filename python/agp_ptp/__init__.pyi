@@ -64,7 +64,7 @@ class Link:
     def connect(host: str, port: int, *, fingerprint: bytes = b"", model_id: str = "",
                 split_layer: int = -1, peer_name: str = "", key: bytes = b"",
                 chunk_vectors: int = 0, streams: int = 1, encode_threads: int = 1,
-                dead_peer_timeout_ms: int = 1000, busy_poll_us: int = 0,
+                decode_threads: int = 1, dead_peer_timeout_ms: int = 1000, busy_poll_us: int = 0,
                 calibration: Optional[Calibration] = None, backend: str = "tcp",
                 ucx_transports: str = "", window_packets: int = 32,
                 max_tensor_bytes: int = 1 << 30) -> Link: ...
@@ -101,8 +101,9 @@ class Link:
 class Server:
     def __init__(self, address: str = "127.0.0.1", port: int = 0, *, fingerprint: bytes = b"",
                  model_id: str = "", split_layer: int = -1, key: bytes = b"",
-                 chunk_vectors: int = 0, streams: int = 1,
-                 dead_peer_timeout_ms: int = 1000, ack_on_receive: bool = True,
+                 chunk_vectors: int = 0, streams: int = 1, encode_threads: int = 1,
+                 decode_threads: int = 1, dead_peer_timeout_ms: int = 1000,
+                 ack_on_receive: bool = True,
                  busy_poll_us: int = 0, calibration: Optional[Calibration] = None,
                  backend: str = "tcp", ucx_transports: str = "",
                  window_packets: int = 32, max_tensor_bytes: int = 1 << 30) -> None: ...

@@ -394,6 +394,7 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
                                          const py::bytes& key, const py::object& chunk_vectors,
                                          const py::object& streams,
                                          const py::object& encode_threads,
+                                         const py::object& decode_threads,
                                          const py::object& dead_peer_timeout_ms,
                                          bool ack_on_receive, const py::object& busy_poll_us,
                                          const py::object& calibration, const std::string& backend,
@@ -416,6 +417,7 @@ agp::transport::LinkOptions link_options(const py::bytes& fingerprint, const std
       static_cast<std::uint64_t>(int_arg(chunk_vectors, "chunk_vectors", 0, std::int64_t{1} << 40));
   o.streams = static_cast<std::uint16_t>(int_arg(streams, "streams", 1, 8));
   o.encode_threads = static_cast<std::uint16_t>(int_arg(encode_threads, "encode_threads", 1, 16));
+  o.decode_threads = static_cast<std::uint16_t>(int_arg(decode_threads, "decode_threads", 1, 16));
   o.dead_peer_timeout = agp::transport::Millis(
       int_arg(dead_peer_timeout_ms, "dead_peer_timeout_ms", 1, kMaxTimeoutMs));
   o.ack_on_receive = ack_on_receive;
@@ -996,14 +998,16 @@ PYBIND11_MODULE(_agp_ptp, m) {
           [](const std::string& host, const py::object& port, const py::bytes& fingerprint,
              const std::string& model_id, int split_layer, const std::string& peer_name,
              const py::bytes& key, const py::object& chunk_vectors, const py::object& streams,
-             const py::object& encode_threads, const py::object& dead_peer_timeout_ms,
+             const py::object& encode_threads, const py::object& decode_threads,
+             const py::object& dead_peer_timeout_ms,
              const py::object& busy_poll_us, const py::object& calibration,
              const std::string& backend, const std::string& ucx_transports,
              const py::object& window_packets, const py::object& max_tensor_bytes) {
             const auto to = static_cast<std::uint16_t>(int_arg(port, "port", 1, 65535));
             const auto o =
                 link_options(fingerprint, model_id, split_layer, peer_name, key, chunk_vectors,
-                             streams, encode_threads, dead_peer_timeout_ms, true, busy_poll_us,
+                             streams, encode_threads, decode_threads, dead_peer_timeout_ms, true,
+                             busy_poll_us,
                              calibration, backend, ucx_transports, window_packets,
                              max_tensor_bytes);
             agp::Result<std::unique_ptr<agp::transport::Link>> l = Status(ErrorCode::kTimeout, "");
@@ -1018,8 +1022,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
           py::arg("host"), py::arg("port"), py::kw_only(), py::arg("fingerprint") = py::bytes(),
           py::arg("model_id") = "", py::arg("split_layer") = -1, py::arg("peer_name") = "",
           py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0, py::arg("streams") = 1,
-          py::arg("encode_threads") = 1, py::arg("dead_peer_timeout_ms") = 1000,
-          py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
+          py::arg("encode_threads") = 1, py::arg("decode_threads") = 1,
+          py::arg("dead_peer_timeout_ms") = 1000, py::arg("busy_poll_us") = 0, py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
           py::arg("ucx_transports") = "", py::arg("window_packets") = 32,
           py::arg("max_tensor_bytes") = std::int64_t{1} << 30,
           "Connects to a Server and completes the handshake (fingerprint, version, key). With a "
@@ -1084,7 +1088,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
       .def(py::init([](const std::string& address, const py::object& port,
                        const py::bytes& fingerprint, const std::string& model_id, int split_layer,
                        const py::bytes& key, const py::object& chunk_vectors,
-                       const py::object& streams, const py::object& dead_peer_timeout_ms,
+                       const py::object& streams, const py::object& encode_threads,
+                       const py::object& decode_threads, const py::object& dead_peer_timeout_ms,
                        bool ack_on_receive, const py::object& busy_poll_us,
                        const py::object& calibration, const std::string& backend,
                        const std::string& ucx_transports, const py::object& window_packets,
@@ -1092,7 +1097,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
              const auto at = static_cast<std::uint16_t>(int_arg(port, "port", 0, 65535));
              const auto o =
                  link_options(fingerprint, model_id, split_layer, "", key, chunk_vectors, streams,
-                              py::int_(1), dead_peer_timeout_ms, ack_on_receive, busy_poll_us,
+                              encode_threads, decode_threads, dead_peer_timeout_ms, ack_on_receive,
+                              busy_poll_us,
                               calibration, backend, ucx_transports, window_packets,
                               max_tensor_bytes);
              return Server(check(agp::transport::Server::listen(address, at, o)), o.calibration);
@@ -1100,8 +1106,8 @@ PYBIND11_MODULE(_agp_ptp, m) {
            py::arg("address") = "127.0.0.1", py::arg("port") = 0, py::kw_only(),
            py::arg("fingerprint") = py::bytes(), py::arg("model_id") = "",
            py::arg("split_layer") = -1, py::arg("key") = py::bytes(), py::arg("chunk_vectors") = 0,
-           py::arg("streams") = 1, py::arg("dead_peer_timeout_ms") = 1000,
-           py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
+           py::arg("streams") = 1, py::arg("encode_threads") = 1, py::arg("decode_threads") = 1,
+           py::arg("dead_peer_timeout_ms") = 1000, py::arg("ack_on_receive") = true, py::arg("busy_poll_us") = 0,
            py::arg("calibration") = py::none(), py::arg("backend") = "tcp",
            py::arg("ucx_transports") = "", py::arg("window_packets") = 32,
            py::arg("max_tensor_bytes") = std::int64_t{1} << 30)

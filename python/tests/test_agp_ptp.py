@@ -164,7 +164,7 @@ BACKENDS = [
 def test_link_on_loopback_delivers_every_packet_in_order(carrier):
     fp = b"\x01" * 16
     server = agp.Server("127.0.0.1", 0, fingerprint=fp, model_id="py-test", chunk_vectors=16,
-                        **carrier)
+                        decode_threads=2, **carrier)
     got = []
 
     def receive():
@@ -177,7 +177,7 @@ def test_link_on_loopback_delivers_every_packet_in_order(carrier):
     th = threading.Thread(target=receive)
     th.start()
     link = agp.Link.connect("127.0.0.1", server.port, fingerprint=fp, model_id="py-test",
-                            chunk_vectors=16, **carrier)
+                            chunk_vectors=16, encode_threads=2, **carrier)
     sent = []
     for i in range(12):
         x = gaussian((64, 256), seed=100 + i, dtype=np.float16)
@@ -278,6 +278,8 @@ def test_bad_arguments_are_agp_errors_not_python_ones():
         agp.Server(streams=99)
     with pytest.raises(agp.Error, match="encode_threads"):
         agp.Link.connect("127.0.0.1", 9, encode_threads=0)
+    with pytest.raises(agp.Error, match="decode_threads"):
+        agp.Server(decode_threads=17)
     with pytest.raises(agp.Error, match="key"):
         agp.Link.connect("127.0.0.1", 9, key=b"k")
     with pytest.raises(agp.Error, match="model_id"):

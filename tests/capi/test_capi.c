@@ -250,6 +250,8 @@ static void link_loopback(int32_t backend) {
   agp_link_config server_cfg = cfg;
   server_cfg.ack_on_receive = 0;
   server_cfg.busy_poll_us = 200;
+  CHECK(server_cfg.decode_threads == 1);
+  server_cfg.decode_threads = 2; /* the 4 chunks of each packet decoded side by side */
   CHECK_OK(agp_server_listen("127.0.0.1", 0, &server_cfg, &r.server));
   CHECK(agp_server_port(r.server) > 0);
   pthread_t th;

@@ -23,6 +23,7 @@ inline constexpr std::uint64_t kFlagNewSession = 8;  // reply: the server did no
 inline constexpr std::uint64_t kFlagJoin = 16;       // this hello adds a stream to a session
 inline constexpr std::uint16_t kMaxStreams = 8;
 inline constexpr int kMaxEncodeThreads = 16;  // LinkOptions::encode_threads is clamped to 1..16
+inline constexpr int kMaxDecodeThreads = 16;  // LinkOptions::decode_threads likewise
 
 // Limits while the peer is unknown: no body, a small header.
 ptp::DecoderOptions handshake_decoder(const LinkOptions& o);

@@ -313,6 +313,43 @@ Result<ptp::MessageHeader> Link::next_packet(Millis timeout) {
   return *p->header;
 }
 
+Status Link::Impl::decode_chunks(InPacket& p, const std::vector<std::uint32_t>& indices,
+                                 const codec::TensorView& out) {
+  const int threads = std::clamp<int>(opts.decode_threads, 1, detail::kMaxDecodeThreads);
+  if (threads > 1 && !decode_pool) {
+    decode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
+    decode_readers.resize(static_cast<std::size_t>(threads - 1));
+    for (auto& r : decode_readers) r.set_calibration(opts.calibration);
+  }
+  std::vector<Status> results(indices.size());
+  auto decode = [&](ptp::TensorPacketReader& r, std::size_t i, codec::ThreadPool* pool) {
+    const InChunk& c = p.chunks.at(indices[i]);
+    results[i] = r.read(c.frame.header(), c.frame.body(), out, pool);
+  };
+  const auto t0 = Clock::now();
+  if (!decode_pool || indices.size() == 1) {
+    // One chunk (or a whole packet): the pool, if any, splits its vectors.
+    for (std::size_t i = 0; i < indices.size(); ++i) decode(reader, i, decode_pool.get());
+  } else {
+    // Chunks dealt to `slots` tasks, each with its own reader (a reader keeps codec state).
+    const std::size_t slots = std::min<std::size_t>(static_cast<std::size_t>(threads), indices.size());
+    decode_pool->run(slots, [&](std::size_t slot) {
+      ptp::TensorPacketReader& r = slot == 0 ? reader : decode_readers[slot - 1];
+      for (std::size_t i = slot; i < indices.size(); i += slots) decode(r, i, nullptr);
+    });
+  }
+  p.decode_us += micros_since(t0);
+  for (std::uint32_t index : indices) p.chunks.at(index).decoded = true;
+  for (std::size_t i = 0; i < indices.size(); ++i) {
+    if (!results[i]) {
+      return Status(results[i].code(), "packet " + std::to_string(p.seq) + " chunk " +
+                                           std::to_string(indices[i]) + " cannot be decoded: " +
+                                           results[i].message());
+    }
+  }
+  return {};
+}
+
 Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
                                std::vector<ptp::Frame>* frames) {
   detail::EventLoop::Call call(*impl_->loop);
@@ -354,20 +391,12 @@ Result<Delivery> Link::receive(codec::TensorView out, Millis timeout,
     // of many small chunks stays linear in their number).
     std::vector<std::uint32_t> batch;
     batch.swap(p.to_decode);
-    for (std::uint32_t index : batch) {
-      Impl::InChunk& c = p.chunks[index];
-      if (c.decoded) continue;
-      const auto t0 = Clock::now();
-      Status s = m.reader.read(c.frame.header(), c.frame.body(), out);
-      p.decode_us += micros_since(t0);
-      c.decoded = true;
-      if (!s) {
+    std::erase_if(batch, [&](std::uint32_t index) { return p.chunks[index].decoded; });
+    if (!batch.empty()) {
+      if (Status s = m.decode_chunks(p, batch, out); !s) {
         // Verified, yet not decodable (NaN norms, a corrupt zstd frame, ...): never acknowledged.
-        const Status why(s.code(), "packet " + std::to_string(p.seq) + " chunk " +
-                                       std::to_string(index) + " cannot be decoded: " +
-                                       s.message());
-        m.refuse(why);
-        return why;
+        m.refuse(s);
+        return s;
       }
     }
     if (p.complete()) {

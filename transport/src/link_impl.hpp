@@ -220,6 +220,14 @@ struct Link::Impl : std::enable_shared_from_this<Link::Impl> {
   std::unique_ptr<codec::ThreadPool> encode_pool;  // with encode_threads > 1
 
   ptp::TensorPacketReader reader;  // keeps the codec from chunk to chunk
+  // With decode_threads > 1 (started at the first packet received): the pool and a reader for
+  // each thread beyond the caller's.
+  std::unique_ptr<codec::ThreadPool> decode_pool;
+  std::vector<ptp::TensorPacketReader> decode_readers;
+  // Decodes chunks `indices` of `p` into `out` (side by side on the decode pool); the first
+  // failure names its chunk. Every chunk handed in is marked decoded either way.
+  Status decode_chunks(InPacket& p, const std::vector<std::uint32_t>& indices,
+                       const codec::TensorView& out);
   // incoming: packets by sequence, from delivered + 1 on
   std::map<std::uint64_t, InPacket> inbox;
   std::uint64_t inbox_bytes = 0;  // frames held in the inbox (LinkOptions::receive_buffer_bytes)

@@ -50,6 +50,10 @@ Status validate(const LinkOptions& o) {
     return bad("encode_threads must be 1.." + std::to_string(detail::kMaxEncodeThreads) +
                ", got " + std::to_string(o.encode_threads));
   }
+  if (o.decode_threads < 1 || o.decode_threads > detail::kMaxDecodeThreads) {
+    return bad("decode_threads must be 1.." + std::to_string(detail::kMaxDecodeThreads) +
+               ", got " + std::to_string(o.decode_threads));
+  }
   if (!o.key.empty() && o.key.size() < 16) {
     return bad("a pre-shared key must be at least 16 bytes (got " + std::to_string(o.key.size()) +
                "); leave it empty for no authentication");

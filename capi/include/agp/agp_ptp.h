@@ -34,8 +34,8 @@ extern "C" {
 #define AGP_API_VERSION 1
 /* Additions within version 1: 1 calibrations, 2 the UCX backend, 3 the embedding index, 4 post,
  * wait_acked and flush (pipelining), metrics and the log hook, 5 agp_link_abort and the config's
- * max_tensor_bytes. */
-#define AGP_API_VERSION_MINOR 5
+ * max_tensor_bytes, 6 the config's decode_threads. */
+#define AGP_API_VERSION_MINOR 6
 #define AGP_MAX_RANK 8
 
 typedef int32_t agp_status;
@@ -200,6 +200,9 @@ typedef struct agp_link_config {
   /* Added in API version 1.5: the largest tensor this end accepts in a packet (its buffer is sized
    * from the packet's descriptor: lower it for peers you do not trust). 0: the default, 1 GiB. */
   uint64_t max_tensor_bytes;
+  /* Added in API version 1.6: threads that decode a packet's chunks side by side, the receiving
+   * thread included (1..16; 0: the default, 1). */
+  uint16_t decode_threads;
 } agp_link_config;
 #define AGP_BACKEND_TCP 0
 #define AGP_BACKEND_UCX 1

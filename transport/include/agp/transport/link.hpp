@@ -85,6 +85,10 @@ struct LinkOptions {
   // (1 = the caller alone). Worth it when the host has a core to spare beside the sender: a 4-bit
   // encode then keeps ahead of a 10 Gbit/s wire. Helpers spin briefly between packets (1..16).
   std::uint16_t encode_threads = 1;
+  // Threads that decode the arrived chunks of one packet side by side into the caller's buffer,
+  // the receiving thread included (1 = the receiver alone); a packet that arrives whole is split
+  // over them by vectors. Helpers spin briefly between packets, as the encoding ones (1..16).
+  std::uint16_t decode_threads = 1;
   // A waiting call (send, receive, next_packet, ...) polls its sockets without sleeping for up to
   // this long before it blocks: that saves the thread's wake-up, tens of microseconds on virtual
   // machines, per message, at the price of a busy core while waiting (0 = always block).
@@ -127,7 +131,7 @@ struct LinkOptions {
 };
 
 // Checks options before anything is opened: model_id and peer_name valid UTF-8 of at most
-// limits.max_string_bytes (the hello must be buildable), streams 1..8, encode_threads 1..16, a key
+// limits.max_string_bytes (the hello must be buildable), streams 1..8, encode_threads and decode_threads 1..16, a key
 // of 0 or at least 16 bytes, windows and buffers above 0, positive timeouts. kInvalidArgument
 // naming the option. Link::connect and Server::listen run it.
 Status validate(const LinkOptions& options);
