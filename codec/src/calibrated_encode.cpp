@@ -32,13 +32,31 @@ int level_of(double s, int k) {
   return std::clamp(static_cast<int>(std::floor((std::log2(s) - k - 1) * 8)), 0, 7);
 }
 
+// Bits each symbol costs under each table: its code, or the escape's plus 32 (a symbol the table
+// has no code for travels as an escape).
+const std::uint32_t* symbol_costs(int table) {
+  static const auto costs = [] {
+    auto c = std::make_unique<std::uint32_t[]>(kTableCount * kSymbols);
+    for (int t = 0; t < kTableCount; ++t) {
+      const EncodeTable& e = encode_table(t);
+      for (int sym = 0; sym < kSymbols; ++sym) {
+        c[t * kSymbols + sym] = sym != kEscape && e.len[sym] ? e.len[sym] : e.len[kEscape] + 32u;
+      }
+    }
+    return c;
+  }();
+  return costs.get() + table * kSymbols;
+}
+
 // The cheapest table for per-substream histograms of symbols (an escape costs its code plus 32
 // bits) among the scales near the group's (k = 0) or all of its family (k > 0), every shape.
 void choose_table(const std::uint64_t (*hist)[kSymbols], double s, GroupPlan& plan) {
   std::uint64_t sum[kSymbols];
+  int present[kSymbols], count = 0;  // the symbols that occur: the candidates are scored on them
   for (int sym = 0; sym < kSymbols; ++sym) {
     sum[sym] = 0;
     for (int i = 0; i < kSubstreams; ++i) sum[sym] += hist[i][sym];
+    if (sum[sym]) present[count++] = sym;
   }
   const int per_shape = plan.k == 0 ? 40 : 8;
   const int level = level_of(s, plan.k);
@@ -48,25 +66,21 @@ void choose_table(const std::uint64_t (*hist)[kSymbols], double s, GroupPlan& pl
   for (int shape = 0; shape < 3; ++shape) {
     for (int l = first; l <= last; ++l) {
       const int t = base_of(plan.k) + shape * per_shape + l;
-      const EncodeTable& e = encode_table(t);
-      std::uint64_t bits = 0, escapes = 0;
-      for (int sym = 0; sym < kSymbols; ++sym) {
-        if (!sum[sym]) continue;
-        if (sym != kEscape && e.len[sym]) {
-          bits += sum[sym] * e.len[sym];
-        } else {
-          escapes += sum[sym];
-        }
-      }
-      const std::uint64_t total = bits + escapes * (e.len[kEscape] + 32u);
+      const std::uint32_t* cost = symbol_costs(t);
+      std::uint64_t total = 0;
+      for (int i = 0; i < count; ++i) total += sum[present[i]] * cost[present[i]];
       if (total < best) {
         best = total;
         plan.table = t;
-        plan.escapes = escapes;
       }
     }
   }
   const EncodeTable& e = encode_table(plan.table);
+  plan.escapes = 0;
+  for (int i = 0; i < count; ++i) {
+    const int sym = present[i];
+    if (sym == kEscape || !e.len[sym]) plan.escapes += sum[sym];
+  }
   for (int i = 0; i < kSubstreams; ++i) {
     plan.bits[i] = 0;
     for (int sym = 0; sym < kSymbols; ++sym) {
@@ -126,6 +140,7 @@ class RowSource {
 
 struct Stats {
   std::vector<double> rms;   // per group, in input units
+  std::vector<double> log2_rms;  // per group (-infinity for 0): the step search needs no log
   std::vector<int> shape;    // per group, the table shape (0..2) its kurtosis suggests
   float max_abs = 0;         // of z
 };
@@ -140,7 +155,8 @@ Status gather_stats(const RowSource& src, const Calibration& cal, std::uint64_t 
                     std::uint64_t stride, Stats& st) {
   const std::uint32_t dim = cal.dim;
   const std::size_t groups = cal.group_count();
-  std::vector<float> own_tile(src.cache() ? 0 : kTileRows * dim);
+  thread_local std::vector<float> own_tile;  // kept: fresh pages per chunk cost more than the pass
+  own_tile.resize(src.cache() ? 0 : kTileRows * dim);
   std::vector<double> s2(groups, 0), s4(groups, 0);
   std::uint64_t sampled = 0;
   for (std::uint64_t v0 = 0; v0 < n; v0 += kTileRows) {
@@ -171,25 +187,31 @@ Status gather_stats(const RowSource& src, const Calibration& cal, std::uint64_t 
     }
   }
   st.rms.resize(groups);
+  st.log2_rms.resize(groups);
   st.shape.resize(groups);
   for (std::size_t g = 0; g < groups; ++g) {
     const double m = static_cast<double>(sampled * (cal.group_end(g) - cal.group_starts[g]));
     const double m2 = s2[g] / m;
     st.rms[g] = std::sqrt(m2);
+    st.log2_rms[g] = st.rms[g] > 0 ? std::log2(st.rms[g]) : -std::numeric_limits<double>::infinity();
     const double kurt = m2 > 0 ? (s4[g] / m) / (m2 * m2) : 3.0;
     st.shape[g] = kurt < 4.25 ? 0 : (kurt < 12.3 ? 1 : 2);  // between 3, 6 and 25.2
   }
   return Status::ok();
 }
 
-// Expected bytes of the codes at `step` from each group's rms and shape (no quantizing).
-double model_bytes(const Calibration& cal, const Stats& st, std::uint64_t n, double step) {
+// Expected bytes of the codes at a step of 2^log2_step from each group's rms and shape (no
+// quantizing; in log2 units, as raw_bits_for and level_of, without a logarithm per group).
+double model_bytes(const Calibration& cal, const Stats& st, std::uint64_t n, double log2_step) {
+  static const double kLog2Zero = std::log2(kZeroGroupSteps);
   double bits = 0;
   for (std::size_t g = 0; g < cal.group_count(); ++g) {
-    const double s = st.rms[g] / step;
-    if (s < kZeroGroupSteps) continue;
-    const int k = raw_bits_for(s);
-    const int t = base_of(k) + st.shape[g] * (k == 0 ? 40 : 8) + level_of(s, k);
+    const double l = st.log2_rms[g] - log2_step;  // log2 of the rms in steps
+    if (!(l >= kLog2Zero)) continue;
+    const int k = l < 2 ? 0 : std::min(kMaxRawBits, static_cast<int>(std::floor(l)) - 1);
+    const int level = k == 0 ? std::clamp(static_cast<int>(std::floor((l + 3) * 8)), 0, 39)
+                             : std::clamp(static_cast<int>(std::floor((l - k - 1) * 8)), 0, 7);
+    const int t = base_of(k) + st.shape[g] * (k == 0 ? 40 : 8) + level;
     bits += static_cast<double>(n * (cal.group_end(g) - cal.group_starts[g])) *
             (static_cast<double>(k) + static_cast<double>(expected_bits(t)));
   }
@@ -211,12 +233,17 @@ double plan_from_sample(const RowSource& src, const Calibration& cal, const Stat
     p.k = p.coded ? raw_bits_for(s) : 0;
     std::fill(shift.begin() + cal.group_starts[g], shift.begin() + cal.group_end(g), p.k);
   }
-  std::vector<float> z(kTileRows * dim);
-  std::vector<std::int32_t> q(dim);
-  std::vector<std::uint8_t> sym(dim);
+  // Kept per thread between calls: fresh pages for every chunk cost more than the sample.
+  thread_local std::vector<float> z;
+  thread_local std::vector<std::int32_t> q;
+  thread_local std::vector<std::uint8_t> sym;
+  thread_local std::vector<std::uint64_t> hist;
+  z.resize(kTileRows * dim);
+  q.resize(dim);
+  sym.resize(dim);
   // Two counters per symbol (even and odd positions), summed after: a run of equal symbols
   // then waits on half as many increments of one counter.
-  std::vector<std::uint64_t> hist(2 * groups * kSubstreams * kSymbols, 0);
+  hist.assign(2 * groups * kSubstreams * kSymbols, 0);
   // Without the cache, rows are read one by one where vectors are contiguous rows, else as
   // whole tiles (the channels-first path reads 16 vectors at a time); every stride-th row is used.
   const bool by_row = src.rows() || src.cache();
@@ -707,7 +734,7 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
   double hi = std::log(std::max<double>(st.max_abs, 1e-30) * 8);
   for (int i = 0; i < 50; ++i) {
     const double mid = 0.5 * (lo + hi);
-    if (model_bytes(calibration, st, n, std::exp(mid)) > budget * 0.993) lo = mid; else hi = mid;
+    if (model_bytes(calibration, st, n, mid / std::log(2.0)) > budget * 0.993) lo = mid; else hi = mid;
   }
   float step = std::max(min_step, static_cast<float>(std::exp(hi)));
   std::vector<GroupPlan> plans(groups);
