@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agp/codec/calibrated.hpp"
 #include "agp/codec/dtype.hpp"
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/mapped_file.hpp"
@@ -33,7 +34,36 @@ std::vector<GoldenTensor> golden_tensors() {
       // leave half the budget to the codes at 2 bits): 112 vectors of 192 = 128 + 64, with
       // per-channel offsets for the mean removal to take out.
       {"ec_f16", DType::kF16, {1, 112, 192}, 2, Layout::kBSD},
+      // In a calibration's basis (golden_calibration()): 64 vectors of 256, variances falling
+      // along the components, rare outliers (escapes), the last 16 components nearly constant.
+      {"cal_f16", DType::kF16, {64, 256}, 1, Layout::kSD},
   };
+}
+
+namespace {
+
+constexpr std::uint32_t kCalDim = 256;
+// Exact in f32 and double: a product of small integers and a power of two, or one division.
+double cal_mean(std::uint64_t j) { return 0.125 * static_cast<double>((j * 5) % 9) - 0.5; }
+double cal_scale(std::uint64_t j) { return j >= 240 ? 1.0 / 1024.0 : 64.0 / static_cast<double>(8 + j); }
+
+}  // namespace
+
+const ptp::CalibrationFile& golden_calibration() {
+  static const ptp::CalibrationFile file = [] {
+    ptp::CalibrationFile f;
+    codec::Calibration& c = f.calibration;
+    c.dim = kCalDim;
+    for (std::uint32_t j = 0; j < kCalDim; ++j) {
+      c.mean.push_back(static_cast<float>(cal_mean(j)));
+      c.scale.push_back(static_cast<float>(cal_scale(j)));
+    }
+    c.group_starts = codec::make_calibration_groups(c.scale, 1.189207115002721, 64);
+    f.info = "{\"tool\":\"ptp-make-golden\",\"note\":\"the calibrated golden packets\"}";
+    (void)ptp::serialize_calibration(f);  // sets the id
+    return f;
+  }();
+  return file;
 }
 
 std::vector<GoldenPacket> golden_packets() {
@@ -54,12 +84,14 @@ std::vector<GoldenPacket> golden_packets() {
     out.push_back({"seed_f16", c, 0});
   }
   for (int b = 2; b <= 6; ++b) out.push_back({"ec_f16", "ec" + std::to_string(b), 0});
+  for (int b : {2, 3, 4, 8}) out.push_back({"cal_f16", "cal" + std::to_string(b), 0});
   out.push_back({"ec_f16", "ec8", 0});
   // Chunked packets: chunk sizes that do not divide the vector count.
   out.push_back({"seed_f16", "tq4", 3});    // chunks of 3, 3, 2 vectors
   out.push_back({"odd_bf16", "prod3", 4});  // 4, 2
   out.push_back({"odd_f16", "int4", 2});    // 2, 1
   out.push_back({"rows_f32", "int8", 3});   // 3, 1
+  out.push_back({"cal_f16", "cal4", 24});   // 24, 24, 16: each chunk with its own step
   return out;
 }
 
@@ -104,6 +136,11 @@ double golden_value(const std::string& name, std::uint64_t v, std::uint64_t j, d
     return g * 3.0;
   }
   if (name == "odd_f16") return v == 2 ? g * 300.0 : g;
+  if (name == "cal_f16") {
+    // Every 97th value an outlier of 24 scales (an escape in most groups).
+    const double outlier = (v * 256 + j) % 97 == 5 ? 24.0 : 1.0;
+    return cal_mean(j) + g * cal_scale(j) * outlier;
+  }
   if (name == "ec_f16") {
     return g + 0.5 * (static_cast<double>(j % 7) - 3.0) + (j == 5 ? 4.0 : 0.0);
   }
@@ -148,6 +185,9 @@ Result<std::vector<std::byte>> encode_golden(const GoldenPacket& p, const Golden
                                              const codec::TensorView& view) {
   auto pc = ptp::parse_packet_codec(p.codec, t.dtype);
   if (!pc) return pc.status();
+  if (pc->config.id == CodecId::kTurboQuantCal) {
+    pc->calibration = std::make_shared<const codec::Calibration>(golden_calibration().calibration);
+  }
   ptp::TensorPacketWriter writer(*pc);
   ptp::MessageHeader h;
   h.stream_id = 1;
@@ -179,6 +219,7 @@ Result<std::vector<std::byte>> encode_golden(const GoldenPacket& p, const Golden
 Result<std::size_t> decode_golden(std::span<const std::byte> frames, const GoldenTensor& t,
                                   const codec::TensorView& out) {
   ptp::TensorPacketReader reader;
+  reader.set_calibration(std::make_shared<const codec::Calibration>(golden_calibration().calibration));
   std::uint64_t vectors = 1;
   for (std::size_t a = 0; a < t.shape.size(); ++a) {
     if (a != t.vector_axis) vectors *= t.shape[a];

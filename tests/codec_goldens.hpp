@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agp/codec/tensor_view.hpp"
+#include "agp/ptp/calibration_file.hpp"
 #include "agp/ptp/message.hpp"
 #include "agp/status.hpp"
 
@@ -37,6 +38,12 @@ struct GoldenPacket {
   // How GoogleTest prints it in test names and failures.
   friend void PrintTo(const GoldenPacket& p, std::ostream* os) { *os << p.stem(); }
 };
+
+// The calibration the calibrated packets (cal<b>) are coded with: dim 256, a mean, scales that
+// fall from 8 to 0.24 over the components and 16 components of almost nothing (groups sent as
+// zero), written as kGoldenCalibrationFile beside the frames.
+inline constexpr const char* kGoldenCalibrationFile = "golden.agpcal";
+const ptp::CalibrationFile& golden_calibration();
 
 std::vector<GoldenTensor> golden_tensors();
 std::vector<GoldenPacket> golden_packets();

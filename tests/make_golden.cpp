@@ -41,6 +41,8 @@ int write_codec_goldens(const std::string& dir) {
       return fail(s);
     }
   }
+  ptp::CalibrationFile cal = test::golden_calibration();
+  if (auto s = ptp::write_calibration(dir + "/" + test::kGoldenCalibrationFile, cal); !s) return fail(s);
   for (const auto& p : test::golden_packets()) {
     const test::GoldenTensor& t = *test::find_golden_tensor(p.tensor);
     // Encode from the stored source, as the test does.

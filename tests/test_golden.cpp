@@ -216,6 +216,18 @@ TEST(CodecGoldenSet, SourcesAreTheGeneratorsValues) {
   }
 }
 
+TEST(CodecGoldenSet, CalibrationFileIsTheGeneratorsCalibration) {
+  auto stored = ptp::read_calibration(codec_dir() + "/" + test::kGoldenCalibrationFile);
+  ASSERT_TRUE(stored) << stored.status().to_string();
+  ptp::CalibrationFile made = test::golden_calibration();
+  const auto bytes = ptp::serialize_calibration(made);
+  auto file = MappedFile::open(codec_dir() + "/" + test::kGoldenCalibrationFile);
+  ASSERT_TRUE(file);
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), file->bytes().begin(), file->bytes().end()));
+  EXPECT_EQ(stored->calibration.id, made.calibration.id);
+  EXPECT_GE(made.calibration.group_count(), 8u);
+}
+
 TEST(CodecGoldenSet, ManifestListsEveryFile) {
   auto m = test::golden_manifest(codec_dir());
   ASSERT_TRUE(m) << m.status().to_string();
@@ -235,6 +247,7 @@ TEST(CodecGoldenSet, CoversEveryCodecAndWidth) {
   for (int b = 1; b <= 8; ++b) EXPECT_TRUE(names.count("tq" + std::to_string(b))) << b;
   for (int b = 2; b <= 8; ++b) EXPECT_TRUE(names.count("prod" + std::to_string(b))) << b;
   for (int b = 2; b <= 8; ++b) EXPECT_TRUE(names.count("ec" + std::to_string(b))) << b;
+  for (int b : {2, 3, 4, 8}) EXPECT_TRUE(names.count("cal" + std::to_string(b))) << b;
   EXPECT_TRUE(names.count("int8") && names.count("int4"));
   EXPECT_EQ(raw_dtypes, (std::set<DType>{DType::kF32, DType::kF16, DType::kBF16}));
   EXPECT_TRUE(chunked_tq4);

@@ -82,6 +82,7 @@ README_TENSORS = {
     "odd_bf16": (3, [2, 3, 7], 2, 1),
     "odd_f16": (2, [3, 100], 1, 3),
     "ec_f16": (2, [1, 112, 192], 2, 1),
+    "cal_f16": (2, [64, 256], 1, 3),
 }
 
 # docs/ptp_format.md section 5.1, per short codec name:
@@ -98,6 +99,8 @@ def table_5_1(short):
         return (4, 8, 0, 0, 0, 0, 0, 2, 0)
     if short == "int4":
         return (5, 4, 0, 0, 0, 0, 0, 2, 0)
+    if short.startswith("cal"):
+        return (7, int(short[3:]), 0, 0, 0, 0, 0, 0, 0)
     bits = int(short[2:])
     return (6, bits, 2, seed, 4096, 1, 1, 2, 1 if bits <= 6 else 0)
 
@@ -122,7 +125,15 @@ def check_common_header(frame, tensor_name, fails):
     fails.check(h["codec"]["lossless_level"] == 0, "lossless_level 0")
 
 
+def golden_calibration():
+    """tests/golden/README.md: the calibration the cal<b> packets were coded with."""
+    return ref.Calibration(read(os.path.join(CODEC_GOLDEN, "golden.agpcal")))
+
+
 def check_codec_goldens(codebooks, fails):
+    calibration = golden_calibration()
+    print(f"ok       golden.agpcal: dim {calibration.dim}, {len(calibration.starts)} groups, "
+          f"id {calibration.id:016x}")
     rows = []
     for line in read(os.path.join(CODEC_GOLDEN, "manifest.tsv")).decode().splitlines():
         if line and not line.startswith("#"):
@@ -137,7 +148,7 @@ def check_codec_goldens(codebooks, fails):
         data = read(os.path.join(CODEC_GOLDEN, frames_file))
         try:
             frames = ref.parse_frames(data)
-            packets, others = ref.assemble_packets(frames, codebooks)
+            packets, others = ref.assemble_packets(frames, codebooks, calibration)
         except ref.PtpError as e:
             fails.mismatches += 1
             print(f"MISMATCH {frames_file}: refused: {e}")
@@ -158,6 +169,9 @@ def check_codec_goldens(codebooks, fails):
             fails.check(descriptor_tuple(h["codec"]) == table_5_1(short),
                         f"{frames_file}: codec descriptor {descriptor_tuple(h['codec'])} "
                         f"is not fmt 5.1's {table_5_1(short)}")
+            want_id = calibration.id if short.startswith("cal") else 0
+            fails.check(h["codec"]["calibration_id"] == want_id,
+                        f"{frames_file}: calibration_id {h['codec']['calibration_id']:x}")
         if chunk_vectors:
             # fmt 6: the reference sender cuts ceil(vectors / c) chunks, chunk k at vector k*c.
             fails.check(frame_count == ref.ceil_div(total, chunk_vectors), "chunk count")
@@ -190,7 +204,8 @@ def check_codec_goldens(codebooks, fails):
 
     # fmt 6: a chunk's sections are the whole packet's bytes of its vectors.
     for frames_file, source, short, chunk_vectors, *_ in rows:
-        if int(chunk_vectors) == 0 or (source, short) not in whole_packets:
+        # TurboQuant-Cal chunks are coded on their own (fmt 6): not slices of the whole packet.
+        if int(chunk_vectors) == 0 or (source, short) not in whole_packets or short.startswith("cal"):
             continue
         whole = whole_packets[(source, short)][0]
         frames = ref.parse_frames(read(os.path.join(CODEC_GOLDEN, frames_file)))
@@ -269,7 +284,7 @@ def refusal(data, codebooks, decode=False):
     try:
         frames = ref.parse_frames(data)
         if decode:
-            ref.assemble_packets(frames, codebooks)
+            ref.assemble_packets(frames, codebooks, golden_calibration())
     except ref.PtpError as e:
         return e.name
     return None
@@ -385,6 +400,22 @@ def check_corruption(codebooks, fails):
              "an infinite sketch norm")
     resealed("ec_f16.ec3.ptp", 2, flip_zstd, "bad_encoded_data", "a corrupt zstd frame")
     resealed("ec_f16.ec3.ptp", 0, ec_bad_step, "bad_encoded_data", "a negative EC step")
+
+    def cal_escape_with_a_code(section):
+        struct.pack_into("<i", section, len(section) - 4, 0)  # the last escape: h = 0
+
+    def cal_nan_step(section):
+        struct.pack_into("<f", section, 0, float("nan"))
+
+    def cal_zero_group_coded(section):
+        groups = (len(section) - 20) // 20
+        section[20 + 20 * (groups - 1)] = 1  # the last group (sent as zero) marked coded
+
+    resealed("cal_f16.cal4.ptp", 1, cal_escape_with_a_code, "bad_encoded_data",
+             "a calibrated escape that has a code")
+    resealed("cal_f16.cal4.ptp", 0, cal_nan_step, "bad_encoded_data", "a NaN calibrated step")
+    resealed("cal_f16.cal4.ptp", 0, cal_zero_group_coded, "bad_encoded_data",
+             "a zero group marked coded")
     return tried
 
 

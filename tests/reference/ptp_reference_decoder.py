@@ -65,6 +65,7 @@ ERROR_CODES = {
     "bad_codec_descriptor": 116,
     "fingerprint_mismatch": 117,
     "protocol_version_mismatch": 118,
+    "bad_calibration": 204,
     "bad_encoded_data": 402,
 }
 
@@ -93,8 +94,8 @@ DTYPE_NAMES = {1: "f32", 2: "f16", 3: "bf16"}
 DTYPE_SIZES = {1: 4, 2: 2, 3: 2}
 LAYOUT_LETTERS = {0: None, 1: "BSD", 2: "BC1S", 3: "SD", 4: "D", 5: "BCS"}
 CODEC_NAMES = {1: "raw", 2: "turboquant_mse", 3: "turboquant_prod", 4: "block_absmax_int8",
-               5: "block_absmax_4", 6: "turboquant_ec"}
-RAW, TQ_MSE, TQ_PROD, ABSMAX8, ABSMAX4, TQ_EC = 1, 2, 3, 4, 5, 6
+               5: "block_absmax_4", 6: "turboquant_ec", 7: "turboquant_cal"}
+RAW, TQ_MSE, TQ_PROD, ABSMAX8, ABSMAX4, TQ_EC, TQ_CAL = 1, 2, 3, 4, 5, 6, 7
 SEC_RAW, SEC_CODES, SEC_NORMS, SEC_SCALES, SEC_SKETCH, SEC_SKETCH_NORMS, SEC_SIDE_DATA = range(1, 8)
 SECTION_NAMES = {1: "raw", 2: "codes", 3: "norms", 4: "scales", 5: "sketch", 6: "sketch_norms",
                  7: "side_data"}
@@ -293,7 +294,7 @@ def read_header(region, limits):
                       "block_size": c.scalar(4, "I"), "codebook_id": c.scalar(5, "H"),
                       "codebook_version": c.scalar(6, "H"), "norm_dtype": c.scalar(7, "B"),
                       "lossless": c.scalar(8, "B"), "lossless_level": c.scalar(9, "b"),
-                      "original_bytes": c.scalar(10, "Q")}
+                      "original_bytes": c.scalar(10, "Q"), "calibration_id": c.scalar(11, "Q")}
     k = root.table(10)
     if k is not None:
         h["chunk"] = {"index": k.scalar(0, "I"), "count": k.scalar(1, "I"),
@@ -429,7 +430,7 @@ def validate_header(h, limits):
         check_tensor_descriptor(h["tensor"], limits)
     if h["codec"] is not None:  # fmt 5.2, frame layer
         c = h["codec"]
-        if not 1 <= c["codec"] <= 6:
+        if not 1 <= c["codec"] <= 7:
             fail("bad_codec_descriptor", f"codec {c['codec']}")
         if (c["codec"] == RAW and c["bits"] != 0) or (c["codec"] != RAW and not 1 <= c["bits"] <= 16):
             fail("bad_codec_descriptor", f"bits {c['bits']} for codec {c['codec']}")
@@ -768,6 +769,240 @@ def zstd_decompress_exact(frame, size):
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# TurboQuant-Cal (codec.md "TurboQuant-Cal", docs/calibrated_tables.md).
+# --------------------------------------------------------------------------------------------
+
+class Calibration:
+    """A calibration file (codec.md "Calibration files"): mean, scale, group starts and its id."""
+
+    MAGIC = b"AGPCAL\r\n"
+
+    def __init__(self, data):
+        if len(data) < 32 or data[:8] != self.MAGIC:
+            fail("bad_calibration", "magic")
+        version, dim, groups, info_len = struct.unpack_from("<IIII", data, 8)
+        if version != 1 or not 1 <= dim <= 1 << 20 or not 1 <= groups <= dim or info_len > 65536:
+            fail("bad_calibration", f"version {version}, dim {dim}, groups {groups}, info {info_len}")
+        end = 24 + 8 * dim + 4 * groups + info_len
+        if len(data) != end + 8:
+            fail("bad_calibration", f"{len(data)} bytes, the sizes say {end + 8}")
+        (self.id,) = struct.unpack_from("<Q", data, end)
+        if xxh3_64(data[:end]) != self.id:
+            fail("bad_calibration", "checksum")
+        self.dim = dim
+        self.mean = np.frombuffer(data, "<f4", dim, 24).astype(np.float32)
+        self.scale = np.frombuffer(data, "<f4", dim, 24 + 4 * dim).astype(np.float32)
+        self.starts = [int(v) for v in np.frombuffer(data, "<u4", groups, 24 + 8 * dim)]
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all()
+                and (self.scale >= 0).all()):
+            fail("bad_calibration", "a mean or scale that is not finite, or a negative scale")
+        if self.starts[0] != 0 or any(b <= a for a, b in zip(self.starts, self.starts[1:])) \
+                or self.starts[-1] >= dim:
+            fail("bad_calibration", "group starts")
+        try:
+            data[24 + 8 * dim + 4 * groups:end].decode("utf-8")
+        except UnicodeDecodeError:
+            fail("bad_calibration", "info is not UTF-8")
+
+    def group(self, g):
+        return self.starts[g], self.starts[g + 1] if g + 1 < len(self.starts) else self.dim
+
+
+def default_cal_tables_path():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, "..", "..", "docs", "calibrated_tables.md")
+
+
+class CalTables:
+    """The 168 prefix codes and the reconstruction points of docs/calibrated_tables.md, with each
+    table's canonical codes as {(length, code): symbol}."""
+
+    HEADING = re.compile(r"^## Table (\d+)$")
+    LENGTHS = re.compile(r"^\s*(\d+):((?:\s+\d+){16})$")
+    ENTRY = re.compile(r"(\d+) ([0-9a-f]{8}) +(\S+)")
+    _default = None
+
+    def __init__(self, path=None):
+        self.lengths, self.recon, self.codes = {}, {}, {}
+        with open(path or default_cal_tables_path(), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        t = None
+        in_recon = False
+        for line in lines:
+            match = self.HEADING.match(line)
+            if match:
+                t, in_recon = int(match.group(1)), False
+                self.lengths[t] = []
+                continue
+            if t is None:
+                continue
+            if line.strip() == "recon":
+                in_recon, self.recon[t] = True, []
+                continue
+            lengths = self.LENGTHS.match(line)
+            if lengths and not in_recon:
+                if int(lengths.group(1)) != len(self.lengths[t]):
+                    raise ValueError(f"calibrated_tables.md: table {t} lengths out of order")
+                self.lengths[t] += [int(v) for v in lengths.group(2).split()]
+            elif in_recon:
+                for s, hexbits, dec in self.ENTRY.findall(line):
+                    if int(s) != len(self.recon[t]):
+                        raise ValueError(f"calibrated_tables.md: table {t} recon out of order")
+                    value = np.array([int(hexbits, 16)], dtype=np.uint32).view(np.float32)[0]
+                    if np.float32(float(dec)) != value:
+                        raise ValueError(f"calibrated_tables.md: table {t} s {s}: hex and decimal differ")
+                    self.recon[t].append(value)
+        if sorted(self.lengths) != list(range(168)) or any(len(v) != 64 for v in self.lengths.values()):
+            raise ValueError("calibrated_tables.md: expected 168 tables of 64 lengths")
+        if sorted(self.recon) != list(range(120)) or any(len(v) != 63 for v in self.recon.values()):
+            raise ValueError("calibrated_tables.md: expected recon points for tables 0..119")
+        for t, lens in self.lengths.items():
+            # Canonical codes (RFC 1951 3.2.2), as the document states.
+            count = [0] * 12
+            for n in lens:
+                if n:
+                    count[n] += 1
+            first, code = [0] * 13, 0
+            for length in range(1, 12):
+                code = (code + count[length - 1]) << 1 if length > 1 else 0
+                first[length] = code
+            table = {}
+            for s, n in enumerate(lens):
+                if n:
+                    table[(n, first[n])] = s
+                    first[n] += 1
+            self.codes[t] = table
+
+    @classmethod
+    def default(cls):
+        if cls._default is None:
+            cls._default = CalTables()
+        return cls._default
+
+
+def cal_table_fits(table, k):
+    if not 0 <= table < 168:
+        return False
+    if k == 0:
+        return table < 120
+    return 120 <= table < 144 if k == 1 else table >= 144
+
+
+def decode_cal_substream(data, count, codes):
+    """`count` symbols of one substream (LSB-first bits, each code most significant bit first);
+    checks that they end in its last byte and that the padding bits are zero."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    symbols, pos, total = [], 0, len(bits)
+    for _ in range(count):
+        code, length = 0, 0
+        while True:
+            if pos >= total or length == 11:
+                fail("bad_encoded_data", "cal: bits that are no code")
+            code = (code << 1) | int(bits[pos])
+            pos += 1
+            length += 1
+            s = codes.get((length, code))
+            if s is not None:
+                symbols.append(s)
+                break
+    if ceil_div(pos, 8) != len(data):
+        fail("bad_encoded_data", "cal: a substream's codes end in another byte than its last")
+    if bits[pos:].any():
+        fail("bad_encoded_data", "cal: nonzero padding bits after a substream")
+    return symbols
+
+
+def decode_tq_cal(side, codes, n, cal, tables):
+    """codec.md "TurboQuant-Cal": side data, the groups' substreams and raw bits, escapes."""
+    groups = len(cal.starts)
+    step = np.frombuffer(side, "<f4", 1, 0)[0]
+    calibration_id, announced, escape_count = struct.unpack_from("<QII", side, 4)
+    if not np.isfinite(step) or not step > 0:
+        fail("bad_encoded_data", "cal: step")
+    if calibration_id != cal.id:
+        fail("bad_encoded_data", "cal: the side data names another calibration")
+    if announced != n:
+        fail("bad_encoded_data", f"cal: side data says {announced} vectors, the frame carries {n}")
+    if escape_count > n * cal.dim:
+        fail("bad_encoded_data", "cal: more escapes than values")
+    substream_start = [n * i // 4 for i in range(5)]
+    plan, offset = [], 0
+    for g in range(groups):
+        mode, k, table = struct.unpack_from("<BBH", side, 20 + 20 * g)
+        lengths = struct.unpack_from("<4I", side, 24 + 20 * g)
+        a, b = cal.group(g)
+        m = b - a
+        if mode > 1:
+            fail("bad_encoded_data", "cal: group mode")
+        if mode == 0:
+            if k or table or any(lengths):
+                fail("bad_encoded_data", "cal: a zero group carries fields")
+            plan.append(None)
+            continue
+        if k > 24 or not cal_table_fits(table, k):
+            fail("bad_encoded_data", f"cal: k {k} with table {table}")
+        for i in range(4):
+            c = (substream_start[i + 1] - substream_start[i]) * m
+            if not ceil_div(c, 8) <= lengths[i] <= ceil_div(11 * c, 8):
+                fail("bad_encoded_data", "cal: a substream's length is impossible for its values")
+        plan.append((k, table, lengths, offset))
+        offset += sum(lengths) + ceil_div(n * m, 8) * k
+    if offset + 4 * escape_count != len(codes):
+        fail("bad_encoded_data", f"cal: codes of {len(codes)} bytes, the side data says "
+                                 f"{offset + 4 * escape_count}")
+    escapes = list(struct.unpack_from(f"<{escape_count}i", codes, offset))
+    next_escape = 0
+    out = np.empty((n, cal.dim), dtype=np.float32)
+    for g in range(groups):
+        a, b = cal.group(g)
+        m = b - a
+        if plan[g] is None:
+            out[:, a:b] = np.float32(0)
+            continue
+        k, table, lengths, pos = plan[g]
+        symbols = []
+        for i in range(4):
+            c = (substream_start[i + 1] - substream_start[i]) * m
+            symbols += decode_cal_substream(codes[pos:pos + lengths[i]], c, tables.codes[table])
+            pos += lengths[i]
+        # Escapes in order: substream by substream, which is value order within the group.
+        h = np.zeros(n * m, dtype=np.int64)
+        escaped = np.zeros(n * m, dtype=bool)
+        lens = tables.lengths[table]
+        for v, s in enumerate(symbols):
+            if s == 63:
+                if next_escape >= escape_count:
+                    fail("bad_encoded_data", "cal: more escape symbols than escapes")
+                value = escapes[next_escape]
+                next_escape += 1
+                if -31 <= value <= 31 and lens[value + 31]:
+                    fail("bad_encoded_data", "cal: an escape carries a value that has a code")
+                if abs(value * (1 << k)) >= 1 << 29:
+                    fail("bad_encoded_data", "cal: an escape value out of range")
+                h[v], escaped[v] = value, True
+            else:
+                h[v] = s - 31
+        if k == 0:
+            recon = np.array(tables.recon[table] + [np.float32(0)], dtype=np.float32)
+            level = np.where(escaped, h.astype(np.float32), recon[np.clip(h + 31, 0, 62)])
+        else:
+            raw = np.frombuffer(codes, np.uint8, ceil_div(n * m, 8) * k, pos)
+            planes = raw.reshape(-1, k)                      # block b: k bytes, byte p = bit p
+            bits = np.unpackbits(planes[:, :, None], axis=2, bitorder="little")  # [block, p, i]
+            r = np.zeros(planes.shape[0] * 8, dtype=np.int64)
+            for p_ in range(k):
+                r |= bits[:, p_, :].reshape(-1).astype(np.int64) << p_
+            if r[n * m:].any():
+                fail("bad_encoded_data", "cal: nonzero padding bits after a group's raw bits")
+            level = (h * (1 << k) + r[:n * m]).astype(np.float32)   # exact integers below 2^29
+        out[:, a:b] = level.astype(np.float32).reshape(n, m)
+    if next_escape != escape_count:
+        fail("bad_encoded_data", "cal: fewer escape symbols than escapes")
+    # x = mean + step * level: the product in f32, then the sum in f32 (zero groups: level 0).
+    return (cal.mean[None, :] + (np.float32(step) * out).astype(np.float32)).astype(np.float32)
+
+
 def decode_tq_ec(side, norms_bytes, codes, lossless, bits, n, dim, seed, codebooks):
     """codec: TurboQuant-EC, both modes."""
     sd = parse_ec_side_data(side, n, dim)
@@ -810,7 +1045,7 @@ def tensor_geometry(t):
     return dim, element_count(shape) // dim
 
 
-def expected_sections(c, t, n, dim):
+def expected_sections(c, t, n, dim, calibration=None):
     """fmt 5.3: [(kind, exact length or None when data-dependent)]."""
     codec, b = c["codec"], c["bits"]
     nblocks = len(hadamard_blocks(dim))
@@ -826,11 +1061,14 @@ def expected_sections(c, t, n, dim):
         return [(SEC_CODES, n * dim), (SEC_SCALES, n * ceil_div(dim, 64) * 2)]
     if codec == ABSMAX4:
         return [(SEC_CODES, n * ceil_div(dim, 2)), (SEC_SCALES, n * ceil_div(dim, 32) * 2)]
+    if codec == TQ_CAL:
+        return [(SEC_SIDE_DATA, 20 + 20 * len(calibration.starts)), (SEC_CODES, None)]
     return [(SEC_SIDE_DATA, None), (SEC_NORMS, n * nblocks * 2), (SEC_CODES, None)]
 
 
-def verify_tensor_packet(h):
-    """fmt 5.2, packet layer, in its order. Returns (dim, total vectors, first vector, n)."""
+def verify_tensor_packet(h, calibration=None):
+    """fmt 5.2, packet layer, in its order. Returns (dim, total vectors, first vector, n).
+    `calibration`: the Calibration this receiver holds (TurboQuant-Cal), or None."""
     t, c, k = h["tensor"], h["codec"], h["chunk"]
     codec = c["codec"]
     dim, total = tensor_geometry(t)                         # 1. (checked by validate_header)
@@ -845,7 +1083,7 @@ def verify_tensor_packet(h):
         fail("bad_codec_descriptor", f"lossless {c['lossless']} on codec {codec}")
     first, n = 0, total                                     # 5.
     if k is not None:
-        if codec not in (TQ_MSE, TQ_PROD, ABSMAX8, ABSMAX4):
+        if codec not in (TQ_MSE, TQ_PROD, TQ_CAL, ABSMAX8, ABSMAX4):
             fail("bad_codec_descriptor", f"a chunk of codec {codec}")
         first, n = k["vector_offset"], k["vector_count"]
         if n == 0 or first + n > total or k["count"] > total:
@@ -854,10 +1092,15 @@ def verify_tensor_packet(h):
         fail("bad_codec_descriptor", f"original_bytes {c['original_bytes']}")
     b = c["bits"]                                           # 7.
     bits_ok = {RAW: b == 0, TQ_MSE: 1 <= b <= 8, TQ_PROD: 2 <= b <= 8, ABSMAX8: b == 8,
-               ABSMAX4: b == 4, TQ_EC: 1 <= b <= 8}[codec]
+               ABSMAX4: b == 4, TQ_EC: 1 <= b <= 8, TQ_CAL: 2 <= b <= 8}[codec]
     if not bits_ok or (codec in (TQ_MSE, TQ_PROD) and c["norm_dtype"] not in (1, 2)):
         fail("bad_codec_descriptor", f"bits {b} / norm_dtype {c['norm_dtype']} for codec {codec}")
-    expected = expected_sections(c, t, n, dim)              # 8.
+    if codec == TQ_CAL:
+        if calibration is None or calibration.id != c["calibration_id"]:
+            fail("bad_codec_descriptor", f"calibration {c['calibration_id']:016x} is not held")
+        if calibration.dim != dim:
+            fail("bad_tensor_descriptor", f"dim {dim}, the calibration's is {calibration.dim}")
+    expected = expected_sections(c, t, n, dim, calibration)  # 8.
     actual = h["sections"]
     if [s["kind"] for s in actual] != [e[0] for e in expected]:
         fail("bad_encoded_data", "the sections are not the codec's")
@@ -867,12 +1110,12 @@ def verify_tensor_packet(h):
     return dim, total, first, n
 
 
-def decode_frame_vectors(frame, codebooks):
+def decode_frame_vectors(frame, codebooks, calibration=None):
     """Decode the n vectors one verified tensor frame carries: (first vector, (n, dim) f32).
     Raw frames return (None, the whole tensor in its shape)."""
     h = frame.header
     t, c = h["tensor"], h["codec"]
-    dim, total, first, n = verify_tensor_packet(h)
+    dim, total, first, n = verify_tensor_packet(h, calibration)
     sec = [frame.section(i) for i in range(len(h["sections"]))]
     codec, b, seed = c["codec"], c["bits"], c["rotation_seed"]
     nblocks = len(hadamard_blocks(dim))
@@ -891,6 +1134,8 @@ def decode_frame_vectors(frame, codebooks):
     if codec == ABSMAX4:
         return first, decode_block_absmax(sec[0], read_f16(sec[1], (n, ceil_div(dim, 32))),
                                           n, dim, 32, four_bit=True)
+    if codec == TQ_CAL:
+        return first, decode_tq_cal(sec[0], sec[1], n, calibration, CalTables.default())
     # TurboQuant-EC: side_data, norms, codes.
     return first, decode_tq_ec(sec[0], sec[1], sec[2], c["lossless"], b, n, dim, seed, codebooks)
 
@@ -921,7 +1166,7 @@ def packet_identity(h):
             h["chunk"]["count"])
 
 
-def assemble_packets(frames, codebooks):
+def assemble_packets(frames, codebooks, calibration=None):
     """Decode the tensor packets of a list of verified frames, collecting chunks (fmt 6).
     Returns (packets, frames of other kinds). Raises PtpError on a broken chunk rule."""
     packets, others, pending = [], [], {}
@@ -932,7 +1177,7 @@ def assemble_packets(frames, codebooks):
             continue
         t = h["tensor"]
         if h["chunk"] is None:
-            first, values = decode_frame_vectors(frame, codebooks)
+            first, values = decode_frame_vectors(frame, codebooks, calibration)
             if first is not None:
                 values = vectors_to_tensor(values, t["shape"], t["vector_axis"])
             packets.append(Packet([frame], values))
@@ -945,7 +1190,7 @@ def assemble_packets(frames, codebooks):
         k = h["chunk"]
         if k["index"] in entry["indices"]:
             fail("header_invalid", f"chunk index {k['index']} twice")
-        first, values = decode_frame_vectors(frame, codebooks)
+        first, values = decode_frame_vectors(frame, codebooks, calibration)
         dim, total = tensor_geometry(t)
         if entry["out"] is None:
             entry["out"] = np.zeros((total, dim), dtype=np.float32)
@@ -967,12 +1212,12 @@ def assemble_packets(frames, codebooks):
     return packets, others
 
 
-def decode_file(path, codebooks=None, limits=Limits()):
+def decode_file(path, codebooks=None, limits=Limits(), calibration=None):
     """(frames, packets, other frames) of a .ptp file."""
     with open(path, "rb") as f:
         data = f.read()
     frames = parse_frames(data, limits)
-    packets, others = assemble_packets(frames, codebooks or Codebooks())
+    packets, others = assemble_packets(frames, codebooks or Codebooks(), calibration)
     return frames, packets, others
 
 
@@ -1025,13 +1270,18 @@ def main(argv=None):
     ap.add_argument("files", nargs="+", help=".ptp files (one or more back-to-back frames each)")
     ap.add_argument("--save-dir", help="write every decoded tensor as an f32 .npy here")
     ap.add_argument("--codebooks", help="path of docs/codebooks.md (default: next to this tree)")
+    ap.add_argument("--calibration", help="the calibration file TurboQuant-Cal packets need")
     args = ap.parse_args(argv)
     self_test()
     codebooks = Codebooks(args.codebooks)
+    calibration = None
+    if args.calibration:
+        with open(args.calibration, "rb") as f:
+            calibration = Calibration(f.read())
     status = 0
     for path in args.files:
         try:
-            frames, packets, _ = decode_file(path, codebooks)
+            frames, packets, _ = decode_file(path, codebooks, calibration=calibration)
         except PtpError as e:
             print(f"{path}: REFUSED: {e}")
             status = 1
