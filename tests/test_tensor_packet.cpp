@@ -162,8 +162,8 @@ TEST(PacketCodecRegistry, EveryEntryIsConsistent) {
     EXPECT_GT(static_cast<unsigned>(e.id), last_id);  // sorted, unique
     last_id = static_cast<unsigned>(e.id);
     EXPECT_EQ(find_packet_codec(e.id), &e);
-    EXPECT_EQ(TensorPacketWriter::chunkable(e.id),
-              e.form == PacketForm::kPerVector || e.form == PacketForm::kPerChunk);
+    EXPECT_EQ(TensorPacketWriter::chunkable(e.id), e.chunkable);
+    ASSERT_NE(e.coder, nullptr);
     std::vector<std::string> names;
     if (e.max_bits == 0) {
       names.push_back(std::string(e.name));

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "agp/ptp/tensor_packet.hpp"
+#include "packet_coder.hpp"
 
 namespace agp::ptp {
 namespace {
@@ -50,19 +51,23 @@ void describe_cal(const PacketCodec& c, CodecDesc& d) {
 }
 
 constexpr PacketCodecEntry kEntries[] = {
-    {CodecId::kRaw, "raw", 0, 0, 0, PacketForm::kTensorBytes, false, 0, nullptr, nullptr},
-    {CodecId::kTurboQuantMse, "tq", 1, 8, 0, PacketForm::kPerVector, true, widths(1, 8), nullptr,
-     describe_per_vector},
-    {CodecId::kTurboQuantProd, "prod", 2, 8, 0, PacketForm::kPerVector, true, widths(2, 8),
-     nullptr, describe_per_vector},
-    {CodecId::kBlockAbsmaxInt8, "int8", 0, 0, 8, PacketForm::kPerVector, false, widths(8, 8),
-     nullptr, describe_block},
-    {CodecId::kBlockAbsmax4, "int4", 0, 0, 4, PacketForm::kPerVector, false, widths(4, 4),
-     nullptr, describe_block},
-    {CodecId::kTurboQuantEc, "ec", 2, 8, 0, PacketForm::kWholePacket, true, widths(1, 8),
-     configure_ec, describe_ec},
-    {CodecId::kTurboQuantCal, "cal", 2, 8, 0, PacketForm::kPerChunk, false, widths(2, 8),
-     configure_cal, describe_cal},
+    {.id = CodecId::kRaw, .name = "raw", .dim_limited = false, .coder = raw_coder},
+    {.id = CodecId::kTurboQuantMse, .name = "tq", .min_bits = 1, .max_bits = 8, .chunkable = true,
+     .rotated = true, .decodable_bits = widths(1, 8), .describe = describe_per_vector,
+     .coder = per_vector_coder},
+    {.id = CodecId::kTurboQuantProd, .name = "prod", .min_bits = 2, .max_bits = 8, .chunkable = true,
+     .rotated = true, .decodable_bits = widths(2, 8), .describe = describe_per_vector,
+     .coder = per_vector_coder},
+    {.id = CodecId::kBlockAbsmaxInt8, .name = "int8", .fixed_bits = 8, .chunkable = true,
+     .decodable_bits = widths(8, 8), .describe = describe_block, .coder = per_vector_coder},
+    {.id = CodecId::kBlockAbsmax4, .name = "int4", .fixed_bits = 4, .chunkable = true,
+     .decodable_bits = widths(4, 4), .describe = describe_block, .coder = per_vector_coder},
+    {.id = CodecId::kTurboQuantEc, .name = "ec", .min_bits = 2, .max_bits = 8, .lossless_stage = true,
+     .rotated = true, .decodable_bits = widths(1, 8), .configure = configure_ec,
+     .describe = describe_ec, .coder = whole_packet_ec_coder},
+    {.id = CodecId::kTurboQuantCal, .name = "cal", .min_bits = 2, .max_bits = 8, .chunkable = true,
+     .decodable_bits = widths(2, 8), .configure = configure_cal, .describe = describe_cal,
+     .coder = calibrated_coder},
 };
 
 }  // namespace

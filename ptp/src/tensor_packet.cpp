@@ -9,6 +9,7 @@
 #include "agp/ptp/frame_decoder.hpp"
 #include "agp/ptp/packet_codecs.hpp"
 #include "agp/ptp/validate.hpp"
+#include "packet_coder.hpp"
 
 namespace agp::ptp {
 namespace {
@@ -16,15 +17,6 @@ namespace {
 constexpr std::uint16_t kCodebookLloydMaxExact = 1;  // codec/src/codebook_tables.inc
 constexpr std::uint16_t kCodebookVersion = 1;
 constexpr std::uint32_t kMaxHadamardBlock = 4096;
-
-bool is_c_contiguous(const codec::TensorView& v) {
-  std::int64_t stride = 1;
-  for (std::size_t i = v.shape.size(); i-- > 0;) {
-    if (v.shape[i] != 1 && v.strides[i] != stride) return false;
-    stride *= static_cast<std::int64_t>(v.shape[i]);
-  }
-  return true;
-}
 
 // The registry's entry of a codec this build has (the id was checked where it came from).
 const PacketCodecEntry& entry_of(CodecId id) {
@@ -108,38 +100,19 @@ Result<PacketCodec> codec_from_desc(const CodecDesc& d, DType tensor_dtype) {
 }
 
 TensorPacketWriter::TensorPacketWriter(PacketCodec codec, DecoderLimits limits)
-    : codec_(codec), builder_(limits) {}
+    : codec_(codec), builder_(limits), state_(entry_of(codec.config.id).coder().new_encode_state()) {}
+TensorPacketWriter::~TensorPacketWriter() = default;
+TensorPacketWriter::TensorPacketWriter(TensorPacketWriter&&) noexcept = default;
+TensorPacketWriter& TensorPacketWriter::operator=(TensorPacketWriter&&) noexcept = default;
 
-std::uint64_t TensorPacketWriter::encoded_bytes() const {
-  std::uint64_t n = 0;
-  const PacketForm form = entry_of(codec_.config.id).form;
-  if (form == PacketForm::kTensorBytes) return raw_bytes_;
-  if (form == PacketForm::kWholePacket) return ec_packet_.bytes();
-  if (form == PacketForm::kPerChunk) return cal_chunk_.bytes();
-  for (const auto& p : parts_) n += p.size();
-  return n;
-}
+std::uint64_t TensorPacketWriter::encoded_bytes() const { return state_->encoded_bytes(); }
 
 bool TensorPacketWriter::chunkable(CodecId id) {
   const PacketCodecEntry* e = find_packet_codec(id);
-  return e && (e->form == PacketForm::kPerVector || e->form == PacketForm::kPerChunk);
+  return e && e->chunkable;
 }
 
-std::shared_ptr<const void> TensorPacketWriter::release_buffers() {
-  struct Owned {
-    std::vector<std::vector<std::byte>> parts;
-    codec::EcPacket ec;
-    codec::CalChunk cal;
-  };
-  auto owned = std::make_shared<Owned>();
-  owned->parts = std::move(parts_);
-  owned->ec = std::move(ec_packet_);
-  owned->cal = std::move(cal_chunk_);
-  parts_.clear();
-  ec_packet_ = {};
-  cal_chunk_ = {};
-  return owned;
-}
+std::shared_ptr<const void> TensorPacketWriter::release_buffers() { return state_->release_buffers(); }
 
 Result<GatherList> TensorPacketWriter::write(const codec::TensorView& view, MessageHeader header,
                                              Layout layout, codec::ThreadPool* pool) {
@@ -176,59 +149,10 @@ Result<GatherList> TensorPacketWriter::write_impl(const codec::TensorView& view,
                              layout, static_cast<std::uint8_t>(view.vector_axis)};
   header.codec = describe_codec(codec_, original);
   if (chunk) header.chunk = *chunk;
-  std::vector<SectionInput> sections;
-  const PacketForm form = entry_of(codec_.config.id).form;
-  if (form == PacketForm::kTensorBytes) {
-    // The tensor's own bytes in C order, referenced, not copied.
-    if (codec_.config.raw_dtype != view.dtype || !is_c_contiguous(view)) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "raw packets carry the tensor's own bytes: the view must be C-contiguous "
-                        "and raw_dtype its dtype");
-    }
-    raw_bytes_ = original;
-    sections = {{SectionKind::kRaw, std::span<const std::byte>(view.data, original), std::nullopt}};
-  } else if (form == PacketForm::kWholePacket) {
-    auto p = codec::ec_encode(view, codec_.ec);
-    if (!p) return p.status();
-    ec_packet_ = std::move(p).value();
-    sections = {{SectionKind::kSideData, ec_packet_.side, std::nullopt},
-                {SectionKind::kNorms, ec_packet_.norms, std::nullopt},
-                {SectionKind::kCodes, ec_packet_.codes, std::nullopt}};
-  } else if (form == PacketForm::kPerChunk) {
-    if (!codec_.calibration) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "the calibrated codec needs a calibration (ptp-calibrate makes one)");
-    }
-    const std::uint64_t first = chunk ? chunk->vector_offset : 0;
-    const std::uint64_t n = chunk ? chunk->vector_count : vectors;
-    auto p = codec::cal_encode(view, first, n, *codec_.calibration, codec_.cal);
-    if (!p) return p.status();
-    cal_chunk_ = std::move(p).value();
-    sections = {{SectionKind::kSideData, cal_chunk_.side, std::nullopt},
-                {SectionKind::kCodes, cal_chunk_.codes, std::nullopt}};
-  } else {
-    if (!cached_ || cached_->dim() != view.dim()) {
-      auto made = codec::make_codec(codec_.config, view.dim());
-      if (!made) return made.status();
-      cached_ = std::move(made).value();
-    }
-    const std::uint64_t n = chunk ? chunk->vector_count : vectors;
-    parts_.resize(cached_->parts().size());
-    std::vector<std::span<std::byte>> out;
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
-      parts_[i].resize(n * cached_->parts()[i].bytes_per_vector);
-      out.emplace_back(parts_[i]);
-    }
-    if (chunk) {
-      AGP_RETURN_IF_ERROR(cached_->encode(view, chunk->vector_offset, n, out));
-    } else {
-      AGP_RETURN_IF_ERROR(cached_->encode_all(view, out, pool));
-    }
-    for (std::size_t i = 0; i < parts_.size(); ++i) {
-      sections.push_back({cached_->parts()[i].kind, parts_[i], std::nullopt});
-    }
-  }
-  return builder_.build(header, sections);
+  const VectorRange range{chunk ? chunk->vector_offset : 0, chunk ? chunk->vector_count : vectors, !chunk};
+  auto sections = entry_of(codec_.config.id).coder().encode(codec_, view, range, pool, *state_);
+  if (!sections) return sections.status();
+  return builder_.build(header, *sections);
 }
 
 Status read_tensor_packet(const MessageHeader& h, std::span<const std::byte> body,
@@ -276,13 +200,13 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
   const std::uint64_t dim = t.shape[t.vector_axis];
   const std::uint64_t elements = *shape_element_count(t.shape);
   const std::uint64_t vectors = elements / dim;
-  const PacketForm form = entry_of(d.codec).form;
-  if (form != PacketForm::kTensorBytes && dim > (std::uint64_t{1} << 24)) {
+  const PacketCodecEntry& entry = entry_of(d.codec);
+  if (entry.dim_limited && dim > (std::uint64_t{1} << 24)) {
     return make_error(ErrorCode::kBadTensorDescriptor,
                       who + "vectors of " + std::to_string(dim) + " values; the limit is 2^24");
   }
   // Only EC's entropy-coded levels are a zstd frame (side data mode 0, checked when decoding).
-  if (d.lossless != LosslessKind::kNone && form != PacketForm::kWholePacket) {
+  if (d.lossless != LosslessKind::kNone && !entry.lossless_stage) {
     return make_error(ErrorCode::kBadCodecDescriptor,
                       who + "this codec never has a lossless stage (lossless must be 0)");
   }
@@ -290,7 +214,7 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
   std::uint64_t count = vectors;
   if (h.chunk) {
     const ChunkDesc& k = *h.chunk;
-    if (!TensorPacketWriter::chunkable(d.codec)) {
+    if (!entry.chunkable) {
       return make_error(ErrorCode::kBadCodecDescriptor, who + "this codec is never chunked");
     }
     if (k.vector_count == 0 || k.vector_offset > vectors ||
@@ -304,7 +228,6 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
     first = k.vector_offset;
     count = k.vector_count;
   }
-  (void)first;
   const std::uint64_t source_bytes = count * dim * dtype_size(t.dtype);
   if (d.original_bytes != source_bytes) {
     return make_error(ErrorCode::kBadCodecDescriptor,
@@ -312,45 +235,11 @@ Status TensorPacketReader::verify(const MessageHeader& h) {
                           std::to_string(count) + " vectors it carries are " +
                           std::to_string(source_bytes) + " bytes");
   }
-  // The sections, in order, with their exact lengths (0 = any length).
-  std::vector<std::pair<SectionKind, std::uint64_t>> want;
-  if (form == PacketForm::kTensorBytes) {
-    want = {{SectionKind::kRaw, source_bytes}};
-  } else if (form == PacketForm::kWholePacket) {
-    if (d.bits < 1 || d.bits > 8) {
-      return make_error(ErrorCode::kBadCodecDescriptor, who + "bits must be 1..8");
-    }
-    // Both modes store one f16 norm per Hadamard block per vector.
-    const std::uint64_t blocks = std::popcount(dim & ((std::uint64_t{1} << 12) - 1)) + (dim >> 12);
-    want = {{SectionKind::kSideData, 0},
-            {SectionKind::kNorms, vectors * blocks * 2},
-            {SectionKind::kCodes, 0}};
-  } else if (form == PacketForm::kPerChunk) {
-    if (d.bits < 2 || d.bits > 8) {
-      return make_error(ErrorCode::kBadCodecDescriptor, who + "bits must be 2..8");
-    }
-    if (!calibration_) {
-      return make_error(ErrorCode::kBadCodecDescriptor,
-                        who + "needs calibration " + to_hex(d.calibration_id) +
-                            "; this receiver holds none");
-    }
-    if (d.calibration_id != calibration_->id) {
-      return make_error(ErrorCode::kBadCodecDescriptor,
-                        who + "needs calibration " + to_hex(d.calibration_id) +
-                            "; this receiver holds " + to_hex(calibration_->id));
-    }
-    if (dim != calibration_->dim) {
-      return make_error(ErrorCode::kBadTensorDescriptor,
-                        who + "vectors of " + std::to_string(dim) + " values; the calibration is for " +
-                            std::to_string(calibration_->dim));
-    }
-    want = {{SectionKind::kSideData, codec::cal_side_bytes(calibration_->group_count())},
-            {SectionKind::kCodes, 0}};
-  } else {
-    auto codec = codec_for(d, *c, static_cast<std::uint32_t>(dim));
-    if (!codec) return codec.status();
-    for (const codec::PartSpec& p : (*codec)->parts()) want.emplace_back(p.kind, count * p.bytes_per_vector);
-  }
+  // The codec's own rules, then its sections in order with their exact lengths (0 = any).
+  auto expected = entry.coder().expected_sections(d, *c, dim, VectorRange{first, count, !h.chunk},
+                                                  context());
+  if (!expected) return expected.status();
+  const std::vector<SectionSpec>& want = *expected;
   if (h.sections.size() != want.size()) {
     return make_error(ErrorCode::kBadEncodedData,
                       who + std::to_string(h.sections.size()) + " sections; this codec writes " +
@@ -389,65 +278,21 @@ Status TensorPacketReader::read(const MessageHeader& h, std::span<const std::byt
   if (body.size() < h.body_length) {
     return make_error(ErrorCode::kInvalidArgument, "the body is shorter than the header says");
   }
-  auto section = [&](std::size_t i) { return section_bytes(h, body, i); };
-  const PacketForm form = entry_of(c->config.id).form;
-  if (form == PacketForm::kTensorBytes) {
-    const auto bytes = section(0);
-    if (out.dtype == h.tensor->dtype && is_c_contiguous(out)) {
-      std::memcpy(out.data, bytes.data(), bytes.size());
-      return {};
-    }
-    auto src = codec::TensorView::contiguous(bytes.data(), h.tensor->dtype, h.tensor->shape,
-                                             h.tensor->vector_axis);
-    const codec::VectorAccess from(src), to(out);
-    std::vector<float> buf(from.dim());
-    for (std::uint64_t v = 0; v < from.count(); ++v) {
-      from.gather(v, 1, buf.data());
-      to.scatter(v, 1, buf.data());
-    }
-    return {};
-  }
-  if (form == PacketForm::kWholePacket) {
-    // The side data's mode must agree with the descriptor's lossless stage.
-    const auto side = section(0);
-    constexpr std::size_t kModeOffset = 6;  // after "TQEC" and the u16 version
-    if (side.size() >= kModeOffset + 2) {
-      const auto mode = static_cast<unsigned>(std::to_integer<unsigned>(side[kModeOffset]) |
-                                              std::to_integer<unsigned>(side[kModeOffset + 1]) << 8);
-      const bool zstd = h.codec->lossless == LosslessKind::kZstd;
-      if ((mode == 0) != zstd) {
-        return make_error(ErrorCode::kBadCodecDescriptor,
-                          "turboquant_ec packet: side data mode " + std::to_string(mode) +
-                              " needs lossless " + (mode == 0 ? "1 (zstd)" : "0") +
-                              " in the codec descriptor");
-      }
-      // Mode 1 codes at the width its side data names (the i16 at byte 24), which the
-      // descriptor's bits must repeat.
-      constexpr std::size_t kWidthOffset = 24;
-      if (mode == 1 && side.size() >= kWidthOffset + 2) {
-        const auto width = std::to_integer<unsigned>(side[kWidthOffset]) |
-                           std::to_integer<unsigned>(side[kWidthOffset + 1]) << 8;
-        if (width != h.codec->bits) {
-          return make_error(ErrorCode::kBadCodecDescriptor,
-                            "turboquant_ec packet: fixed-rate side data codes " +
-                                std::to_string(width) + " bits; the descriptor says " +
-                                std::to_string(h.codec->bits));
-        }
-      }
-    }
-    return codec::ec_decode(side, section(1), section(2), out, c->ec.seed);
-  }
-  if (form == PacketForm::kPerChunk) {
-    const std::uint64_t first = h.chunk ? h.chunk->vector_offset : 0;
-    const std::uint64_t n = h.chunk ? h.chunk->vector_count : out.vector_count();
-    return codec::cal_decode(section(0), section(1), *calibration_, out, first, n);
-  }
-  auto codec = codec_for(*h.codec, *c, out.dim());
-  if (!codec) return codec.status();
-  std::vector<std::span<const std::byte>> parts;
-  for (std::size_t i = 0; i < (*codec)->parts().size(); ++i) parts.push_back(section(i));
-  if (h.chunk) return (*codec)->decode(parts, out, h.chunk->vector_offset, h.chunk->vector_count);
-  return (*codec)->decode_all(parts, out, pool);
+  std::vector<std::span<const std::byte>> sections;
+  for (std::size_t i = 0; i < h.sections.size(); ++i) sections.push_back(section_bytes(h, body, i));
+  const std::uint64_t vectors = out.vector_count();
+  const VectorRange range{h.chunk ? h.chunk->vector_offset : 0, h.chunk ? h.chunk->vector_count : vectors,
+                          !h.chunk};
+  return entry_of(c->config.id).coder().decode(h, *c, sections, out, range, pool, context());
+}
+
+DecodeContext TensorPacketReader::context() {
+  DecodeContext ctx;
+  ctx.calibration = calibration_.get();
+  ctx.per_vector_codec = [this](const CodecDesc& d, const PacketCodec& c, std::uint32_t dim) {
+    return codec_for(d, c, dim);
+  };
+  return ctx;
 }
 
 }  // namespace agp::ptp

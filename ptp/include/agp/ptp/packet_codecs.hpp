@@ -1,7 +1,8 @@
 // The one table of packet codecs. ptp (names, descriptors, packet layouts), the transport (what a
 // handshake offers), the C API, Python and the tools all read it, so adding a codec means its own
-// files under codec/, a CodecId (schemas/ptp.fbs and agp/codec/format_ids.hpp) and one entry in
-// ptp/src/packet_codecs.cpp.
+// files under codec/, a CodecId (schemas/ptp.fbs and agp/codec/format_ids.hpp), its PacketCoder
+// (ptp/src/packet_coders.cpp) and one entry in ptp/src/packet_codecs.cpp (docs/codec.md,
+// "Adding a codec").
 #pragma once
 
 #include <cstdint>
@@ -15,14 +16,7 @@
 namespace agp::ptp {
 
 struct PacketCodec;
-
-// How a codec turns a tensor into a frame's sections.
-enum class PacketForm {
-  kTensorBytes,  // the tensor's own bytes, one `raw` section (raw)
-  kPerVector,    // a codec::Codec: fixed bytes per vector and part, so packets can be chunked
-  kWholePacket,  // the packet coded as one (TurboQuant-EC: side data sized from all vectors)
-  kPerChunk,     // each packet or chunk coded on its own, its size data-dependent (calibrated)
-};
+class PacketCoder;  // ptp/src/packet_coder.hpp: encode, verify and decode a frame's sections
 
 struct PacketCodecEntry {
   CodecId id;
@@ -31,7 +25,12 @@ struct PacketCodecEntry {
   int min_bits = 0;  // widths a name may carry after the prefix; 0 and 0: the name alone
   int max_bits = 0;
   int fixed_bits = 0;  // the bits of a name that carries none (int8: 8)
-  PacketForm form = PacketForm::kPerVector;
+  // Packets may travel as chunks (ptp_format.md section 6).
+  bool chunkable = false;
+  // Vectors are limited to 2^24 values (every codec but raw, which carries any tensor's bytes).
+  bool dim_limited = true;
+  // The descriptor may name a lossless stage (TurboQuant-EC's zstd frame).
+  bool lossless_stage = false;
   // Descriptors carry the block Walsh-Hadamard rotation (its seed) and codebook family 1.
   bool rotated = false;
   // Descriptor widths this build decodes (bit b set: b bits; 0: the codec has no width). What a
@@ -41,6 +40,8 @@ struct PacketCodecEntry {
   void (*configure)(PacketCodec& codec, int bits) = nullptr;
   // The descriptor's codec-specific fields (bits, norm dtype, lossless stage), for encoders.
   void (*describe)(const PacketCodec& codec, CodecDesc& desc) = nullptr;
+  // Its sections: encode, the codec's own checks and expected sections, decode.
+  const PacketCoder& (*coder)() = nullptr;
 };
 
 // Every packet codec this build has, by increasing id.

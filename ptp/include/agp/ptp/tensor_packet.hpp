@@ -17,6 +17,9 @@
 
 namespace agp::ptp {
 
+class PacketEncodeState;  // a codec's buffers between packets (ptp/src/packet_coder.hpp)
+struct DecodeContext;     // what a codec's decoder may use besides the frame (likewise)
+
 // How a packet is encoded: any per-vector codec (raw, TurboQuant-MSE/-prod, block-absmax), or
 // TurboQuant-EC (id kTurboQuantEc) with `ec`.
 struct PacketCodec {
@@ -45,6 +48,9 @@ Result<PacketCodec> codec_from_desc(const CodecDesc& desc, DType tensor_dtype);
 class TensorPacketWriter {
  public:
   explicit TensorPacketWriter(PacketCodec codec, DecoderLimits limits = {});
+  ~TensorPacketWriter();
+  TensorPacketWriter(TensorPacketWriter&&) noexcept;
+  TensorPacketWriter& operator=(TensorPacketWriter&&) noexcept;
 
   // Encodes `view` and frames it: `header` supplies stream, sequence, timestamp, fingerprint, model
   // id and split layer; its kind, tensor, codec and sections are filled here (`layout` names the
@@ -75,11 +81,7 @@ class TensorPacketWriter {
  private:
   PacketCodec codec_;
   FrameBuilder builder_;
-  std::unique_ptr<codec::Codec> cached_;  // rebuilt when the vector length changes
-  std::vector<std::vector<std::byte>> parts_;
-  codec::EcPacket ec_packet_;
-  codec::CalChunk cal_chunk_;
-  std::uint64_t raw_bytes_ = 0;
+  std::unique_ptr<PacketEncodeState> state_;  // made by the codec's PacketCoder
 
   Result<GatherList> write_impl(const codec::TensorView& view, MessageHeader header, Layout layout,
                                 const ChunkDesc* chunk, codec::ThreadPool* pool);
@@ -120,6 +122,7 @@ class TensorPacketReader {
   // The per-vector codec a descriptor names, for vectors of `dim` values (built or cached).
   Result<const codec::Codec*> codec_for(const CodecDesc& desc, const PacketCodec& c,
                                         std::uint32_t dim);
+  DecodeContext context();
 };
 
 // TensorPacketReader::verify without a cache.
