@@ -301,7 +301,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
       } else if (st.k == 0) {
         // The table's reconstruction points (an escape's marker reads index 31, then is set).
         const float* recon = round_recon(st.table);
-        for (std::uint64_t q = 0; q < rows; ++q) simd::recon_levels(st.h + off + q * m, m, recon, tile + q * dim + a);
+        simd::recon_levels(st.h + off, rows, m, recon, tile + a, dim);
         for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) {
           *cell(st.escaped[st.next].first) = static_cast<float>(st.escaped[st.next].second);
         }
@@ -314,9 +314,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
           // Escapes: their h goes in as 0, their level is set after.
           std::size_t first_escape = st.next;
           for (; st.next < st.escaped.size() && st.escaped[st.next].first < off + cnt; ++st.next) st.h[st.escaped[st.next].first] = 0;
-          for (std::uint64_t q = 0; q < rows; ++q) {
-            simd::shift_add_levels_u8(st.h + off + q * m, r8.data() + q * m, m, st.k, tile + q * dim + a);
-          }
+          simd::shift_add_levels_u8(st.h + off, r8.data(), rows, m, st.k, tile + a, dim);
           for (; first_escape < st.next; ++first_escape) {
             const std::uint64_t at = st.escaped[first_escape].first;
             *cell(at) = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[first_escape].second) << st.k) + r8[at - off]);
@@ -329,9 +327,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
             r[at - off] += static_cast<std::int32_t>(static_cast<std::uint32_t>(st.escaped[st.next].second) << st.k);
             st.h[at] = 0;
           }
-          for (std::uint64_t q = 0; q < rows; ++q) {
-            simd::shift_add_levels(st.h + off + q * m, r.data() + q * m, m, st.k, tile + q * dim + a);
-          }
+          simd::shift_add_levels(st.h + off, r.data(), rows, m, st.k, tile + a, dim);
         }
       }
     }

@@ -569,54 +569,56 @@ void DequantizeToF16(const float* level, std::size_t count, const float* mean, f
   for (; i < count; ++i) x[i] = agp::f32_to_f16(mean[i] + step * level[i]);
 }
 
-void ShiftAddLevels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
-                    float* out) {
+void ShiftAddLevels(const std::int8_t* h, const std::int32_t* r, std::size_t rows, std::size_t m,
+                    int k, float* out, std::size_t out_stride) {
   const hn::ScalableTag<float> d;
   const hn::RebindToSigned<decltype(d)> di;
   const hn::Rebind<std::int8_t, decltype(d)> d8;
   const std::size_t n = hn::Lanes(d);
-  std::size_t i = 0;
-  for (; i + n <= count; i += n) {
-    const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
-    hn::StoreU(hn::ConvertTo(d, hn::Add(hv, hn::LoadU(di, r + i))), d, out + i);
-  }
-  for (; i < count; ++i) {
-    out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+  for (std::size_t q = 0; q < rows; ++q, h += m, r += m, out += out_stride) {
+    std::size_t i = 0;
+    for (; i + n <= m; i += n) {
+      const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
+      hn::StoreU(hn::ConvertTo(d, hn::Add(hv, hn::LoadU(di, r + i))), d, out + i);
+    }
+    for (; i < m; ++i) {
+      out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+    }
   }
 }
 
-void ShiftAddLevelsU8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
-                      float* out) {
+void ShiftAddLevelsU8(const std::int8_t* h, const std::uint8_t* r, std::size_t rows,
+                      std::size_t m, int k, float* out, std::size_t out_stride) {
   const hn::ScalableTag<float> d;
   const hn::RebindToSigned<decltype(d)> di;
   const hn::Rebind<std::int8_t, decltype(d)> d8;
   const hn::Rebind<std::uint8_t, decltype(d)> du8;
   const std::size_t n = hn::Lanes(d);
-  std::size_t i = 0;
-  for (; i + n <= count; i += n) {
-    const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
-    const auto rv = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<decltype(di)>(), hn::LoadU(du8, r + i)));
-    hn::StoreU(hn::ConvertTo(d, hn::Add(hv, rv)), d, out + i);
-  }
-  for (; i < count; ++i) {
-    out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+  for (std::size_t q = 0; q < rows; ++q, h += m, r += m, out += out_stride) {
+    std::size_t i = 0;
+    for (; i + n <= m; i += n) {
+      const auto hv = hn::ShiftLeftSame(hn::PromoteTo(di, hn::LoadU(d8, h + i)), k);
+      const auto rv = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<decltype(di)>(), hn::LoadU(du8, r + i)));
+      hn::StoreU(hn::ConvertTo(d, hn::Add(hv, rv)), d, out + i);
+    }
+    for (; i < m; ++i) {
+      out[i] = static_cast<float>(static_cast<std::int32_t>(static_cast<std::uint32_t>(h[i]) << k) + r[i]);
+    }
   }
 }
 
-void ReconLevels(const std::int8_t* h, std::size_t count, const float* recon64, float* out) {
-  const hn::ScalableTag<float> d;
-  const hn::RebindToSigned<decltype(d)> di;
-  const hn::Rebind<std::int8_t, decltype(d)> d8;
-  const std::size_t n = hn::Lanes(d);
-  (void)d, (void)di, (void)d8, (void)n;
+void ReconLevels(const std::int8_t* h, std::size_t rows, std::size_t m, const float* recon64,
+                 float* out, std::size_t out_stride) {
   // Plain loads: a 64-entry gather is slower than scalar loads on the x86 cores measured.
-  std::size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    const float a = recon64[(h[i] + 31) & 63], b = recon64[(h[i + 1] + 31) & 63];
-    const float c = recon64[(h[i + 2] + 31) & 63], e = recon64[(h[i + 3] + 31) & 63];
-    out[i] = a, out[i + 1] = b, out[i + 2] = c, out[i + 3] = e;
+  for (std::size_t q = 0; q < rows; ++q, h += m, out += out_stride) {
+    std::size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+      const float a = recon64[(h[i] + 31) & 63], b = recon64[(h[i + 1] + 31) & 63];
+      const float c = recon64[(h[i + 2] + 31) & 63], e = recon64[(h[i + 3] + 31) & 63];
+      out[i] = a, out[i + 1] = b, out[i + 2] = c, out[i + 3] = e;
+    }
+    for (; i < m; ++i) out[i] = recon64[(h[i] + 31) & 63];
   }
-  for (; i < count; ++i) out[i] = recon64[(h[i] + 31) & 63];
 }
 
 // Channels-first tiles of the calibrated codec, transposed 4 x 4 values at a time in 128-bit
@@ -780,17 +782,18 @@ HWY_EXPORT(ShiftAddLevels);
 HWY_EXPORT(ReconLevels);
 HWY_EXPORT(ShiftAddLevelsU8);
 
-void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
-                         float* out) {
-  HWY_DYNAMIC_DISPATCH(ShiftAddLevelsU8)(h, r, count, k, out);
+void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t rows,
+                         std::size_t m, int k, float* out, std::size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(ShiftAddLevelsU8)(h, r, rows, m, k, out, out_stride);
 }
 
-void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
-                      float* out) {
-  HWY_DYNAMIC_DISPATCH(ShiftAddLevels)(h, r, count, k, out);
+void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t rows, std::size_t m,
+                      int k, float* out, std::size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(ShiftAddLevels)(h, r, rows, m, k, out, out_stride);
 }
-void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out) {
-  HWY_DYNAMIC_DISPATCH(ReconLevels)(h, count, recon64, out);
+void recon_levels(const std::int8_t* h, std::size_t rows, std::size_t m, const float* recon64,
+                  float* out, std::size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(ReconLevels)(h, rows, m, recon64, out, out_stride);
 }
 
 void subtract_rows(const float* x, std::size_t rows, std::size_t dim, const float* mean, float* z) {

@@ -63,13 +63,15 @@ float max_abs(const float* x, std::size_t count);
 // else 63 (the escape).
 void quantize_symbols(const float* z, std::size_t rows, std::size_t dim, float inv,
                       const std::int32_t* shift, std::int32_t* q, std::uint8_t* sym);
+// Over `rows` rows of m values (h and r contiguous, row q's outputs at out + q * out_stride):
 // out[i] = float(h[i] * 2^k + r[i]); out[i] = recon64[(h[i] + 31) & 63].
-void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t count, int k,
-                      float* out);
-void recon_levels(const std::int8_t* h, std::size_t count, const float* recon64, float* out);
+void shift_add_levels(const std::int8_t* h, const std::int32_t* r, std::size_t rows, std::size_t m,
+                      int k, float* out, std::size_t out_stride);
+void recon_levels(const std::int8_t* h, std::size_t rows, std::size_t m, const float* recon64,
+                  float* out, std::size_t out_stride);
 // The same as shift_add_levels for raw parts of at most 8 bits.
-void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t count, int k,
-                         float* out);
+void shift_add_levels_u8(const std::int8_t* h, const std::uint8_t* r, std::size_t rows,
+                         std::size_t m, int k, float* out, std::size_t out_stride);
 
 // Rows of `width` f16 values `stride` elements apart <-> rows * width contiguous f32 (one call for
 // a tile of channels-first vectors).
