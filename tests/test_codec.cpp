@@ -9,6 +9,8 @@
 
 #include "agp/codec/codec.hpp"
 #include "agp/codec/lossless.hpp"
+#include "agp/codec/simd.hpp"
+#include "agp/codec/tensor_view.hpp"
 #include "agp/codec/thread_pool.hpp"
 #include "bitpack.hpp"
 #include "codebooks.hpp"
@@ -309,6 +311,63 @@ TEST(TurboQuantMse, ChannelsFirstViewEqualsTheTransposedCopy) {
   ASSERT_TRUE(codec->decode(eb.cspans(), db, 0, S));
   for (std::uint32_t c = 0; c < C; ++c) {
     for (std::uint32_t s = 0; s < S; ++s) ASSERT_EQ(out_a[c * S + s], out_b[s * C + c]);
+  }
+}
+
+// Tiles of 16 row-major vectors are transposed in registers; every tile a view can hold (dims
+// that are and are not multiples of 4, f16 and f32, batches padded apart so a tile can straddle
+// two of them, at every SIMD level) must read and write exactly the elements one by one would.
+TEST(VectorAccess, RowTilesMatchElementByElement) {
+  struct LevelGuard {
+    ~LevelGuard() { (void)force_simd_level(""); }
+  } guard;
+  constexpr std::size_t K = 16;
+  for (DType dtype : {DType::kF16, DType::kF32}) {
+    for (std::uint32_t dim : {4u, 7u, 130u}) {
+      // [2, 20, dim] with each batch padded by 3 vectors: 40 vectors, uneven across the batches.
+      const std::int64_t pad = 3 * static_cast<std::int64_t>(dim);
+      const std::size_t elements = static_cast<std::size_t>(2 * (20 * dim + pad));
+      std::vector<std::byte> mem(elements * dtype_size(dtype));
+      Gauss g(dim);
+      for (std::size_t i = 0; i < elements; ++i) {
+        const float f = static_cast<float>(g.next());
+        if (dtype == DType::kF16) {
+          const std::uint16_t h = f32_to_f16(f);
+          std::memcpy(mem.data() + 2 * i, &h, 2);
+        } else {
+          std::memcpy(mem.data() + 4 * i, &f, 4);
+        }
+      }
+      TensorView v = TensorView::contiguous(mem.data(), dtype, {2, 20, dim}, 2);
+      v.strides = {20 * static_cast<std::int64_t>(dim) + pad, static_cast<std::int64_t>(dim), 1};
+      ASSERT_TRUE(v.validate());
+      for (const std::string& level : simd_levels()) {
+        ASSERT_TRUE(force_simd_level(level).is_ok());
+        const VectorAccess access(v);
+        for (std::uint64_t first : {0u, 3u, 10u, 24u}) {
+          SCOPED_TRACE(level + " dim " + std::to_string(dim) + " first " + std::to_string(first));
+          std::vector<float> tile(K * dim), want(K * dim), one(dim);
+          access.gather_lanes(first, K, tile.data());
+          for (std::size_t t = 0; t < K; ++t) {
+            access.gather(first + t, 1, one.data());
+            for (std::uint32_t j = 0; j < dim; ++j) want[j * K + t] = one[j];
+          }
+          ASSERT_EQ(std::memcmp(tile.data(), want.data(), 4 * tile.size()), 0);
+          // Written back through the tile path and element by element: the same bytes.
+          std::vector<std::byte> a(mem.size()), b(mem.size());
+          TensorView va = v, vb = v;
+          va.data = a.data();
+          vb.data = b.data();
+          for (auto& x : tile) x = x * 3.0f + 0.1f;
+          VectorAccess(va).scatter_lanes(first, K, tile.data());
+          for (std::size_t t = 0; t < K; ++t) {
+            for (std::uint32_t j = 0; j < dim; ++j) one[j] = tile[j * K + t];
+            VectorAccess(vb).scatter(first + t, 1, one.data());
+          }
+          ASSERT_EQ(a, b);
+        }
+      }
+    }
   }
 }
 

@@ -109,7 +109,7 @@ class RowSource {
     } else if (auto lanes = access_.lane_rows(first_ + v, rows); lanes && rows == kLanes) {
       // Channels-first (16 vectors side by side along a unit-stride axis): value j of the 16
       // vectors is 16 contiguous elements; read them so, transposed a block at a time.
-      simd::lanes_to_rows(lanes->base, lanes->f16, lanes->stride, dim, z);
+      simd::transpose_to_f32(lanes->base, lanes->f16, dim, kLanes, lanes->stride, z, dim);
     } else {
       access_.gather(first_ + v, rows, z);
     }

@@ -637,35 +637,97 @@ HWY_INLINE void Transpose4x4(V& r0, V& r1, V& r2, V& r3) {
 }
 #endif
 
-void LanesToRows(const void* base, bool src_f16, std::ptrdiff_t stride, std::size_t dim, float* z) {
-  std::size_t j0 = 0;
+// B = A^T, A of `rows` x `cols` values (A[r][c] at src[r * src_stride + c], f16 or f32), B[c][r]
+// written as f32 to dst[c * dst_stride + r].
+void TransposeToF32(const void* src, bool src_f16, std::size_t rows, std::size_t cols,
+                    std::ptrdiff_t src_stride, float* dst, std::size_t dst_stride) {
+  auto at = [&](std::size_t r, std::size_t c) {
+    return static_cast<std::ptrdiff_t>(r) * src_stride + static_cast<std::ptrdiff_t>(c);
+  };
+  std::size_t r0 = 0;
 #if HWY_TARGET != HWY_SCALAR
   const D4 d;
   const hn::Rebind<hwy::float16_t, D4> d16;
-  const auto* b16 = static_cast<const hwy::float16_t*>(base);
-  const auto* b32 = static_cast<const float*>(base);
-  auto load = [&](std::size_t j, std::size_t t) HWY_ATTR {
-    const std::ptrdiff_t at = static_cast<std::ptrdiff_t>(j) * stride + static_cast<std::ptrdiff_t>(t);
-    return src_f16 ? hn::PromoteTo(d, hn::LoadU(d16, b16 + at)) : hn::LoadU(d, b32 + at);
+  const auto* s16 = static_cast<const hwy::float16_t*>(src);
+  const auto* s32 = static_cast<const float*>(src);
+  auto load = [&](std::size_t r, std::size_t c) HWY_ATTR {
+    return src_f16 ? hn::PromoteTo(d, hn::LoadU(d16, s16 + at(r, c))) : hn::LoadU(d, s32 + at(r, c));
   };
-  for (; j0 + 4 <= dim; j0 += 4) {
-    for (std::size_t t = 0; t < K; t += 4) {
-      auto r0 = load(j0, t), r1 = load(j0 + 1, t), r2 = load(j0 + 2, t), r3 = load(j0 + 3, t);
-      Transpose4x4(r0, r1, r2, r3);
-      hn::StoreU(r0, d, z + t * dim + j0);
-      hn::StoreU(r1, d, z + (t + 1) * dim + j0);
-      hn::StoreU(r2, d, z + (t + 2) * dim + j0);
-      hn::StoreU(r3, d, z + (t + 3) * dim + j0);
+  for (; r0 + 4 <= rows; r0 += 4) {
+    std::size_t c0 = 0;
+    for (; c0 + 4 <= cols; c0 += 4) {
+      auto v0 = load(r0, c0), v1 = load(r0 + 1, c0), v2 = load(r0 + 2, c0), v3 = load(r0 + 3, c0);
+      Transpose4x4(v0, v1, v2, v3);
+      hn::StoreU(v0, d, dst + c0 * dst_stride + r0);
+      hn::StoreU(v1, d, dst + (c0 + 1) * dst_stride + r0);
+      hn::StoreU(v2, d, dst + (c0 + 2) * dst_stride + r0);
+      hn::StoreU(v3, d, dst + (c0 + 3) * dst_stride + r0);
+    }
+    for (; c0 < cols; ++c0) {
+      for (std::size_t r = r0; r < r0 + 4; ++r) {
+        dst[c0 * dst_stride + r] = src_f16 ? agp::f16_to_f32(static_cast<const std::uint16_t*>(src)[at(r, c0)])
+                                           : static_cast<const float*>(src)[at(r, c0)];
+      }
     }
   }
 #endif
-  for (; j0 < dim; ++j0) {
-    const std::ptrdiff_t at = static_cast<std::ptrdiff_t>(j0) * stride;
-    for (std::size_t t = 0; t < K; ++t) {
-      const std::ptrdiff_t e = at + static_cast<std::ptrdiff_t>(t);
-      z[t * dim + j0] = src_f16 ? agp::f16_to_f32(static_cast<const std::uint16_t*>(base)[e])
-                                : static_cast<const float*>(base)[e];
+  for (; r0 < rows; ++r0) {
+    for (std::size_t c = 0; c < cols; ++c) {
+      dst[c * dst_stride + r0] = src_f16 ? agp::f16_to_f32(static_cast<const std::uint16_t*>(src)[at(r0, c)])
+                                         : static_cast<const float*>(src)[at(r0, c)];
     }
+  }
+}
+
+// B = A^T, A f32 (A[r][c] at src[r * src_stride + c]), B[c][r] written to dst[c * dst_stride + r]
+// as f16 (nearest even) or f32.
+void TransposeFromF32(const float* src, std::size_t rows, std::size_t cols, std::size_t src_stride,
+                      void* dst, bool dst_f16, std::ptrdiff_t dst_stride) {
+  auto* o16 = static_cast<std::uint16_t*>(dst);
+  auto* o32 = static_cast<float*>(dst);
+  auto at = [&](std::size_t c, std::size_t r) {
+    return static_cast<std::ptrdiff_t>(c) * dst_stride + static_cast<std::ptrdiff_t>(r);
+  };
+  auto put = [&](std::size_t c, std::size_t r, float x) {
+    if (dst_f16) {
+      o16[at(c, r)] = agp::f32_to_f16(x);
+    } else {
+      o32[at(c, r)] = x;
+    }
+  };
+  std::size_t r0 = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const D4 d;
+  const hn::Rebind<hwy::float16_t, D4> d16;
+  auto store = [&](std::size_t c, std::size_t r, hn::Vec<D4> x) HWY_ATTR {
+    if (!dst_f16) {
+      hn::StoreU(x, d, o32 + at(c, r));
+    } else if constexpr (kSoftF16) {
+      HWY_ALIGN float v[4];
+      hn::Store(x, d, v);
+      for (std::size_t i = 0; i < 4; ++i) o16[at(c, r + i)] = agp::f32_to_f16(v[i]);
+    } else {
+      hn::StoreU(hn::DemoteTo(d16, x), d16, reinterpret_cast<hwy::float16_t*>(o16) + at(c, r));
+    }
+  };
+  for (; r0 + 4 <= rows; r0 += 4) {
+    std::size_t c0 = 0;
+    for (; c0 + 4 <= cols; c0 += 4) {
+      auto v0 = hn::LoadU(d, src + r0 * src_stride + c0), v1 = hn::LoadU(d, src + (r0 + 1) * src_stride + c0);
+      auto v2 = hn::LoadU(d, src + (r0 + 2) * src_stride + c0), v3 = hn::LoadU(d, src + (r0 + 3) * src_stride + c0);
+      Transpose4x4(v0, v1, v2, v3);
+      store(c0, r0, v0);
+      store(c0 + 1, r0, v1);
+      store(c0 + 2, r0, v2);
+      store(c0 + 3, r0, v3);
+    }
+    for (; c0 < cols; ++c0) {
+      for (std::size_t r = r0; r < r0 + 4; ++r) put(c0, r, src[r * src_stride + c0]);
+    }
+  }
+#endif
+  for (; r0 < rows; ++r0) {
+    for (std::size_t c = 0; c < cols; ++c) put(c, r0, src[r0 * src_stride + c]);
   }
 }
 
@@ -746,7 +808,8 @@ HWY_EXPORT(QuantizeSymbols);
 HWY_EXPORT(MaxAbs);
 HWY_EXPORT(F16StridedToF32);
 HWY_EXPORT(F32ToF16Strided);
-HWY_EXPORT(LanesToRows);
+HWY_EXPORT(TransposeToF32);
+HWY_EXPORT(TransposeFromF32);
 HWY_EXPORT(DequantizeToF16);
 
 void dequantize_to_f16(const float* level, std::size_t count, const float* mean, float step,
@@ -755,8 +818,13 @@ void dequantize_to_f16(const float* level, std::size_t count, const float* mean,
 }
 HWY_EXPORT(RowsToLanes);
 
-void lanes_to_rows(const void* base, bool src_f16, std::ptrdiff_t stride, std::size_t dim, float* z) {
-  HWY_DYNAMIC_DISPATCH(LanesToRows)(base, src_f16, stride, dim, z);
+void transpose_to_f32(const void* src, bool src_f16, std::size_t rows, std::size_t cols,
+                      std::ptrdiff_t src_stride, float* dst, std::size_t dst_stride) {
+  HWY_DYNAMIC_DISPATCH(TransposeToF32)(src, src_f16, rows, cols, src_stride, dst, dst_stride);
+}
+void transpose_from_f32(const float* src, std::size_t rows, std::size_t cols, std::size_t src_stride,
+                        void* dst, bool dst_f16, std::ptrdiff_t dst_stride) {
+  HWY_DYNAMIC_DISPATCH(TransposeFromF32)(src, rows, cols, src_stride, dst, dst_f16, dst_stride);
 }
 void rows_to_lanes(const float* level, std::size_t dim, const float* mean, float step, void* base,
                    bool dst_f16, std::ptrdiff_t stride) {

@@ -80,10 +80,17 @@ void f16_strided_to_f32(const std::uint16_t* base, std::ptrdiff_t stride, std::s
 void f32_to_f16_strided(const float* src, std::size_t rows, std::size_t width, std::uint16_t* base,
                         std::ptrdiff_t stride);
 
+// B = A^T for A of `rows` x `cols` values, A[r][c] at src[r * src_stride + c] (f16 or f32), B[c][r]
+// at dst[c * dst_stride + r] (f32); and the other way, from f32 to f16 (nearest even) or f32. They
+// turn channels-first tiles of kTileLanes vectors into rows and back, and row-major vectors into
+// lane tiles, 4 x 4 values at a time in registers.
+void transpose_to_f32(const void* src, bool src_f16, std::size_t rows, std::size_t cols,
+                      std::ptrdiff_t src_stride, float* dst, std::size_t dst_stride);
+void transpose_from_f32(const float* src, std::size_t rows, std::size_t cols, std::size_t src_stride,
+                        void* dst, bool dst_f16, std::ptrdiff_t dst_stride);
 // A tile of kTileLanes channels-first vectors (row j: their coordinate j, kTileLanes contiguous
-// f16 or f32 values at base + j * stride elements) <-> the vectors as rows (z[t * dim + j]).
-// rows_to_lanes also dequantizes: x = mean[j] + step * level[t * dim + j], as dequantize_levels.
-void lanes_to_rows(const void* base, bool src_f16, std::ptrdiff_t stride, std::size_t dim, float* z);
+// f16 or f32 values at base + j * stride elements) -> the vectors as rows, dequantized on the way:
+// x = mean[j] + step * level[t * dim + j], as dequantize_levels.
 void rows_to_lanes(const float* level, std::size_t dim, const float* mean, float step, void* base,
                    bool dst_f16, std::ptrdiff_t stride);
 

@@ -175,6 +175,17 @@ bool VectorAccess::full_interleaved_tile(std::uint64_t first, std::size_t n) con
   return inner - first % inner >= simd::kTileLanes;
 }
 
+std::optional<std::ptrdiff_t> VectorAccess::even_rows(std::uint64_t first, std::size_t n) const {
+  constexpr std::size_t K = simd::kTileLanes;
+  if (n != K || elem_stride_ != 1 || dim_ < 4) return std::nullopt;
+  const std::int64_t base = offset_of(first);
+  const std::int64_t step = offset_of(first + 1) - base;
+  for (std::size_t t = 2; t < K; ++t) {
+    if (offset_of(first + t) != base + static_cast<std::int64_t>(t) * step) return std::nullopt;
+  }
+  return static_cast<std::ptrdiff_t>(step);
+}
+
 std::optional<VectorAccess::LaneRows> VectorAccess::lane_rows(std::uint64_t first,
                                                               std::size_t n) const {
   const TensorView& v = *view_;
@@ -193,6 +204,12 @@ void VectorAccess::gather_lanes(std::uint64_t first, std::size_t n, float* x) co
       const std::uint16_t* r = p + static_cast<std::int64_t>(j) * elem_stride_;
       for (std::size_t t = 0; t < K; ++t) x[j * K + t] = bf16_to_f32(r[t]);
     }
+    return;
+  }
+  if (const auto rows = even_rows(first, n); rows && v.dtype != DType::kBF16) {
+    // 16 row-major vectors a constant distance apart: transposed into the tile in registers.
+    simd::transpose_to_f32(v.data + offset_of(first) * static_cast<std::int64_t>(dtype_size(v.dtype)),
+                           v.dtype == DType::kF16, K, dim_, *rows, x, K);
     return;
   }
   thread_local std::vector<float> row;
@@ -228,6 +245,11 @@ void VectorAccess::scatter_lanes(std::uint64_t first, std::size_t n, const float
       std::uint16_t* r = p + static_cast<std::int64_t>(j) * elem_stride_;
       for (std::size_t t = 0; t < K; ++t) r[t] = f32_to_bf16(x[j * K + t]);
     }
+    return;
+  }
+  if (const auto rows = even_rows(first, n); rows && v.dtype != DType::kBF16) {
+    simd::transpose_from_f32(x, dim_, K, K, v.data + offset_of(first) * static_cast<std::int64_t>(dtype_size(v.dtype)),
+                             v.dtype == DType::kF16, *rows);
     return;
   }
   thread_local std::vector<float> row;

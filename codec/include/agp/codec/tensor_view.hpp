@@ -66,6 +66,9 @@ class VectorAccess {
   void for_each_value(std::uint64_t first, std::uint64_t n, Visit&& visit) const;
   // True when vectors [first, first + 16) sit side by side with unit stride (one row per value).
   bool full_interleaved_tile(std::uint64_t first, std::size_t n) const;
+  // The element distance between vectors [first, first + 16) when each is contiguous and they are
+  // evenly spaced (row-major), else nullopt.
+  std::optional<std::ptrdiff_t> even_rows(std::uint64_t first, std::size_t n) const;
   const TensorView* view_;
   std::uint32_t dim_;
   std::uint64_t count_;
