@@ -295,7 +295,7 @@ json measure_shared_memory(const std::string& self, const std::vector<std::strin
 
 int main(int argc, char** argv) {
   std::string out_path;
-  std::vector<std::string> paths = {"loopback", "veth-tbf20", "veth-tbf10"};
+  std::vector<std::string> paths = {"loopback", "veth-tbf20", "veth-tbf10", "veth-tbf1"};
   if (agp::transport::ucx_available()) paths.push_back("shm");
   std::string role;
   std::string codec_list = "raw,tq4,tq8,ec4,cal4";
