@@ -175,14 +175,25 @@ Status gather_stats(const RowSource& src, const Calibration& cal, std::uint64_t 
       ++sampled;
       const float* row = tile + r * dim;
       for (std::size_t g = 0; g < groups; ++g) {
-        double a2 = 0, a4 = 0;
-        for (std::uint32_t j = cal.group_starts[g], e = cal.group_end(g); j < e; ++j) {
-          const double z2 = static_cast<double>(row[j]) * row[j];
-          a2 += z2;
-          a4 += z2 * z2;
+        // Four running sums (value j into sum j % 4), added in a fixed order: independent chains
+        // a core overlaps, and the same result on every build.
+        double a2[4] = {0, 0, 0, 0}, a4[4] = {0, 0, 0, 0};
+        std::uint32_t j = cal.group_starts[g];
+        const std::uint32_t e = cal.group_end(g);
+        for (; j + 4 <= e; j += 4) {
+          for (int u = 0; u < 4; ++u) {
+            const double z2 = static_cast<double>(row[j + static_cast<std::uint32_t>(u)]) * row[j + static_cast<std::uint32_t>(u)];
+            a2[u] += z2;
+            a4[u] += z2 * z2;
+          }
         }
-        s2[g] += a2;
-        s4[g] += a4;
+        for (int u = 0; j < e; ++j, ++u) {
+          const double z2 = static_cast<double>(row[j]) * row[j];
+          a2[u] += z2;
+          a4[u] += z2 * z2;
+        }
+        s2[g] += (a2[0] + a2[1]) + (a2[2] + a2[3]);
+        s4[g] += (a4[0] + a4[1]) + (a4[2] + a4[3]);
       }
     }
   }
@@ -746,11 +757,25 @@ Result<CalChunk> cal_encode(const TensorView& in, std::uint64_t first, std::uint
     }
     return std::max(active, 1.0);
   };
+  // Whether `s` keeps every group's coding (sent or zero, raw bits): then the tables the sample
+  // chose still fit, and the exact size is checked when coding.
+  auto same_plan = [&](float s) {
+    for (std::size_t g = 0; g < groups; ++g) {
+      const double r = st.rms[g] / s;
+      const bool coded = r >= kZeroGroupSteps;
+      if (coded != plans[g].coded || (coded && raw_bits_for(r) != plans[g].k)) return false;
+    }
+    return true;
+  };
   for (int iter = 0;; ++iter) {
     const double bytes = plan_from_sample(src, calibration, st, n, stride, step, plans, shift);
     if (iter == 2 || (bytes <= budget * 0.997 && bytes >= budget * 0.989)) break;
     // About one bit per value more for each halving of the step.
-    step = std::max(min_step, static_cast<float>(step * std::exp2(8 * (bytes - budget * 0.993) / active_values())));
+    const float next =
+        std::max(min_step, static_cast<float>(step * std::exp2(8 * (bytes - budget * 0.993) / active_values())));
+    const bool keep = same_plan(next);
+    step = next;
+    if (keep) break;
   }
 
   // Code, then correct the step while the chunk is over the budget or leaves more than 2% of it
