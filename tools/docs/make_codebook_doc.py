@@ -155,6 +155,33 @@ def render(dims, tables):
     return "\n".join(out)
 
 
+def write_or_check(root, doc_rel, text, source_rel, label, count, check, regenerate):
+    """Writes the generated document, or with `check` compares it with the committed one (the
+    shared end of this script and make_entropy_doc.py; `regenerate` is the command that fixes a
+    stale one). Returns the exit status."""
+    doc = os.path.join(root, doc_rel)
+    if not check:
+        with open(doc, "w", encoding="utf-8") as f:
+            f.write(text)
+        print("wrote %s (%d tables)" % (doc_rel, count))
+        return 0
+    try:
+        with open(doc, encoding="utf-8") as f:
+            have = f.read()
+    except OSError as e:
+        print("%s check: cannot read %s: %s" % (label, doc_rel, e), file=sys.stderr)
+        return 1
+    if have != text:
+        diff = difflib.unified_diff(have.splitlines(), text.splitlines(), doc_rel, "generated",
+                                    lineterm="", n=1)
+        sys.stderr.write("\n".join(list(diff)[:40]) + "\n")
+        print("%s check: %s differs from %s; regenerate with %s" % (label, doc_rel, source_rel, regenerate),
+              file=sys.stderr)
+        return 1
+    print("%s check: %s matches %s (%d tables)" % (label, doc_rel, source_rel, count))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true",
@@ -163,28 +190,8 @@ def main():
     args = ap.parse_args()
     with open(os.path.join(args.root, TABLES), encoding="utf-8") as f:
         dims, tables = parse_tables(f.read())
-    text = render(dims, tables)
-    doc = os.path.join(args.root, DOC)
-    if args.check:
-        try:
-            with open(doc, encoding="utf-8") as f:
-                have = f.read()
-        except OSError as e:
-            print("codebook doc check: cannot read %s: %s" % (DOC, e), file=sys.stderr)
-            return 1
-        if have != text:
-            diff = difflib.unified_diff(have.splitlines(), text.splitlines(), DOC, "generated",
-                                        lineterm="", n=1)
-            sys.stderr.write("\n".join(list(diff)[:40]) + "\n")
-            print("codebook doc check: %s differs from %s; regenerate with "
-                  "python3 tools/docs/make_codebook_doc.py" % (DOC, TABLES), file=sys.stderr)
-            return 1
-        print("codebook doc check: %s matches %s (%d tables)" % (DOC, TABLES, len(tables)))
-        return 0
-    with open(doc, "w", encoding="utf-8") as f:
-        f.write(text)
-    print("wrote %s (%d tables)" % (DOC, len(tables)))
-    return 0
+    return write_or_check(args.root, DOC, render(dims, tables), TABLES, "codebook doc", len(tables),
+                          args.check, "python3 tools/docs/make_codebook_doc.py")
 
 
 if __name__ == "__main__":

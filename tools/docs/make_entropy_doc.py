@@ -10,14 +10,13 @@ uses. Standard library only.
 """
 
 import argparse
-import difflib
 import os
 import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_codebook_doc import f32_bits, f32_value  # noqa: E402
+from make_codebook_doc import f32_bits, f32_value, write_or_check  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 TABLES = os.path.join("codec", "src", "entropy_tables.inc")
@@ -141,28 +140,8 @@ def main():
     args = ap.parse_args()
     with open(os.path.join(args.root, TABLES), encoding="utf-8") as f:
         tables = parse_tables(f.read())
-    text = render(tables)
-    doc = os.path.join(args.root, DOC)
-    if args.check:
-        try:
-            with open(doc, encoding="utf-8") as f:
-                have = f.read()
-        except OSError as e:
-            print("calibrated tables doc check: cannot read %s: %s" % (DOC, e), file=sys.stderr)
-            return 1
-        if have != text:
-            diff = difflib.unified_diff(have.splitlines(), text.splitlines(), DOC, "generated",
-                                        lineterm="", n=1)
-            sys.stderr.write("\n".join(list(diff)[:40]) + "\n")
-            print("calibrated tables doc check: %s differs from %s; regenerate with "
-                  "python3 tools/docs/make_entropy_doc.py" % (DOC, TABLES), file=sys.stderr)
-            return 1
-        print("calibrated tables doc check: %s matches %s (%d tables)" % (DOC, TABLES, len(tables)))
-        return 0
-    with open(doc, "w", encoding="utf-8") as f:
-        f.write(text)
-    print("wrote %s (%d tables)" % (DOC, len(tables)))
-    return 0
+    return write_or_check(args.root, DOC, render(tables), TABLES, "calibrated tables doc", len(tables),
+                          args.check, "python3 tools/docs/make_entropy_doc.py")
 
 
 if __name__ == "__main__":
