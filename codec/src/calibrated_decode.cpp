@@ -132,12 +132,6 @@ Status decode_substreams(Substream* s, int count, const DecodeEntry* dt, std::in
   return Status::ok();
 }
 
-// Rows of values (already dequantized) into the caller's view, for the layouts and dtypes the
-// tile loop does not write directly.
-void store_rows(const float* x, const TensorView& out, std::uint64_t first, std::uint64_t n) {
-  VectorAccess(out).scatter(first, n, x);
-}
-
 }  // namespace
 
 Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> codes,
@@ -353,7 +347,7 @@ Status cal_decode(std::span<const std::byte> side, std::span<const std::byte> co
       }
     }
     if (!direct && lane_done < rows) {  // other dtypes and layouts
-      store_rows(tile + lane_done * dim, out, first + v0 + lane_done, rows - lane_done);
+      access.scatter(first + v0 + lane_done, rows - lane_done, tile + lane_done * dim);
     }
   }
   return Status::ok();

@@ -15,9 +15,9 @@ using detail::Clock;
 
 namespace {
 
-// Encode helpers wait this long for the next packet before sleeping: a spinning helper would take
-// a core from the rest of the host between packets.
-constexpr int kEncodeSpinMicros = 200;
+// Encode and decode helpers wait this long for the next packet before sleeping: a spinning helper
+// would take a core from the rest of the host between packets.
+constexpr int kHelperSpinMicros = 200;
 
 std::uint64_t wall_clock_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -45,7 +45,7 @@ Link::Impl::Encoder& Link::Impl::encoder_for(const ptp::PacketCodec& codec) {
   const int threads = std::clamp<int>(opts.encode_threads, 1, detail::kMaxEncodeThreads);
   if (threads > 1 &&
       !encode_pool) {  // started at the first packet: a receiving end never starts them
-    encode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
+    encode_pool = std::make_unique<codec::ThreadPool>(threads, kHelperSpinMicros);
   }
   if (encoders.size() == kKeptEncoders) encoders.pop_back();
   std::string name = ptp::packet_codec_name(ptp::describe_codec(codec, 0));
@@ -317,7 +317,7 @@ Status Link::Impl::decode_chunks(InPacket& p, const std::vector<std::uint32_t>& 
                                  const codec::TensorView& out) {
   const int threads = std::clamp<int>(opts.decode_threads, 1, detail::kMaxDecodeThreads);
   if (threads > 1 && !decode_pool) {
-    decode_pool = std::make_unique<codec::ThreadPool>(threads, kEncodeSpinMicros);
+    decode_pool = std::make_unique<codec::ThreadPool>(threads, kHelperSpinMicros);
     decode_readers.resize(static_cast<std::size_t>(threads - 1));
     for (auto& r : decode_readers) r.set_calibration(opts.calibration);
   }
